@@ -1,0 +1,48 @@
+/* matmul.h - products with weights kept in their stored GGUF type.
+ *
+ * A weight W is a GGUF tensor with ne[0] = n_in (row length) and
+ * ne[1] = n_out rows. All products compute, in f32,
+ *     Y (m, n_out) = X (m, n_in) . W^T
+ * Prompt chunks (m > 1): row blocks of W are dequantized into per-thread
+ * scratch and multiplied with cblas_sgemm (F32 weights are used in place);
+ * F16/BF16 may use a direct SIMD kernel where it beats that.
+ * Single tokens (m == 1): fused dequantize-dot loops (AVX2/AVX-512 when
+ * the CPU has them, a portable path otherwise), rows split over threads.
+ *
+ * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+ * Q5_K, Q6_K.
+ */
+#ifndef KVT_MATMUL_H
+#define KVT_MATMUL_H
+
+#include <stdint.h>
+
+#include "gguf.h"
+#include "pool.h"
+
+typedef struct mm_ctx mm_ctx;
+
+/* 1 if products with this tensor type are supported. */
+int mm_type_supported(int type);
+
+/* Scratch for products with up to MAX_N_IN inputs, for every thread of P.
+ * Allocated once; mm_matmul allocates nothing. */
+int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out);
+void mm_ctx_free(mm_ctx *c); /* NULL is a no-op */
+
+/* Y (m, n_out) = X (m, n_in) . W^T, rows of X and Y contiguous. */
+void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y);
+
+/* Row R of W dequantized into dst (n_in floats): embedding lookups. */
+void mm_get_row(const gguf_tensor *w, int64_t r, float *dst);
+
+/* Dequantize N elements (a multiple of the type's block size) of TYPE. */
+void mm_dequant(int type, const void *src, float *dst, int64_t n);
+
+/* fp16 / bf16 scalar conversions (round to nearest even). */
+float mm_f16_to_f32(uint16_t h);
+uint16_t mm_f32_to_f16(float f);
+float mm_bf16_to_f32(uint16_t h);
+uint16_t mm_f32_to_bf16(float f);
+
+#endif

@@ -1,0 +1,90 @@
+/* rope.h - positions: rotary encodings and their long-context scalings.
+ *
+ * Data flow: the model gives a scheme (from GGUF metadata or the command
+ * line); for an evaluation whose true sequence length is SEQ_LEN,
+ * rope_prepare() fixes the per-pair angular frequencies and the magnitude
+ * factor; rope_cos_sin() gives cos/sin (magnitude included) for a run of
+ * positions (one table per tile, shared by all heads); rope_rotate()
+ * applies it to Q or to pre-rotation K rows.
+ *
+ * Pairs: n_rot dims form n_rot/2 pairs. Pair i has base frequency
+ * theta_i = freq_base^(-2i/n_rot). Layouts: adjacent (x[2i], x[2i+1]),
+ * llama) or NeoX half split (x[i], x[i + n_rot/2]: phi3, qwen2).
+ *
+ * Schemes (s = scale factor, L = original context length, d = n_rot):
+ *   ROPE_NONE      theta_i
+ *   ROPE_LINEAR    theta_i / s                           (PI)
+ *   ROPE_NTK       base' = base * s^(d/(d-2))
+ *   ROPE_DYN_NTK   NTK with s' = max(1, (a*n/L) - (a-1)), n = SEQ_LEN,
+ *                  a = s (the dynamic-NTK formula of HF transformers)
+ *   ROPE_YARN      llama.cpp's rope_yarn: ramp between correction dims of
+ *                  beta_fast / beta_slow, ext_factor, magnitude
+ *                  attn_factor * (1 + 0.1 ln s)
+ *   ROPE_LONGROPE  theta_i / lambda_i with lambda = long factors when
+ *                  SEQ_LEN > L, else short factors; magnitude attn_factor
+ *                  (default sqrt(1 + ln s / ln L)); positions < n_hat use
+ *                  theta_i unscaled
+ * Frequencies are computed in double; cos/sin returned as float.
+ */
+#ifndef KVT_ROPE_H
+#define KVT_ROPE_H
+
+#include <stdint.h>
+
+#define ROPE_MAX_PAIRS 256
+
+enum rope_scheme {
+    ROPE_NONE, ROPE_LINEAR, ROPE_NTK, ROPE_DYN_NTK, ROPE_YARN, ROPE_LONGROPE,
+    ROPE_NSCHEMES
+};
+
+struct rope_params {
+    int scheme;            /* enum rope_scheme */
+    int n_rot;             /* rotated dims (even, <= 2*ROPE_MAX_PAIRS) */
+    int neox;              /* 1: half-split pairs, 0: adjacent pairs */
+    double freq_base;      /* 10000 for llama 2 */
+    double scale;          /* s >= 1 */
+    int64_t orig_ctx;      /* L: the trained context */
+    double attn_factor;    /* magnitude; 0 = the scheme's default */
+    double beta_fast, beta_slow, ext_factor; /* YaRN: 32, 1, 1 */
+    int64_t n_hat;         /* LongRoPE: first n_hat positions unscaled */
+    int have_factors;      /* 1: the arrays below are set (n_rot/2 each) */
+    float factors_short[ROPE_MAX_PAIRS];
+    float factors_long[ROPE_MAX_PAIRS];
+    int have_freq_factors; /* llama rope_freqs.weight: theta_i / f_i always */
+    float freq_factors[ROPE_MAX_PAIRS];
+};
+
+/* Fixed for one evaluation of true length seq_len. */
+struct rope_table {
+    int n_rot, neox;
+    double freq[ROPE_MAX_PAIRS];      /* radians per position, pair i */
+    double freq_orig[ROPE_MAX_PAIRS]; /* unscaled, for pos < n_hat */
+    int64_t n_hat;
+    float mscale;                     /* multiplies cos and sin */
+    int long_factors;                 /* LongRoPE: 1 if long set chosen */
+};
+
+/* Defaults for a scheme (beta_fast 32, beta_slow 1, ext_factor 1, ...). */
+void rope_params_default(struct rope_params *rp, int n_rot, double freq_base);
+
+/* @return 0, or KVT_ERANGE for inconsistent parameters. */
+int rope_prepare(const struct rope_params *rp, int64_t seq_len,
+                 struct rope_table *t);
+
+/* cos/sin for positions pos[0..n): cs and sn are (n, n_rot/2). */
+void rope_cos_sin(const struct rope_table *t, const int64_t *pos, int n,
+                  float *cs, float *sn);
+/* Same for consecutive positions pos0 .. pos0+n-1. */
+void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
+                        float *cs, float *sn);
+
+/* Rotate n_heads heads of head_dim floats each, for ONE position whose
+ * cos/sin rows are cs, sn (n_rot/2 each). Dims >= n_rot are unchanged. */
+void rope_rotate(const struct rope_table *t, float *x, int n_heads,
+                 int head_dim, const float *cs, const float *sn);
+
+const char *rope_scheme_name(int scheme);
+int rope_scheme_parse(const char *name); /* -1 if unknown */
+
+#endif

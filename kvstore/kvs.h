@@ -1,0 +1,77 @@
+/* kvs.h - the KV store attention reads from, in RAM or as tiles on disk.
+ *
+ * Attention never knows where K/V live: it appends the K (pre-rotation)
+ * and V rows of each layer as they are computed and streams them back as
+ * spans. Spans are cut at tile boundaries (pos0 a multiple of tile_tokens,
+ * the last span may be the partial tail), in the same way for every
+ * backing, so a RAM store and a disk store with a lossless codec give
+ * bit-identical spans and therefore bit-identical attention.
+ *
+ * Shapes: one token's K is kv_dim floats (n_kv_head x head_dim, head-major),
+ * same for V. k/v arguments and span pointers are (n, kv_dim) row-major f32;
+ * the tile element type (f32, f16, bf16, q8_0) is how they are kept.
+ *
+ * Lifetime: kvs_open .. kvs_close; kvs_open allocates everything (tail
+ * buffers, decode pool, I/O buffers); append and read allocate nothing.
+ */
+#ifndef KVT_KVS_H
+#define KVT_KVS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kvs kvs;
+
+enum kvs_backing { KVS_RAM, KVS_DISK };
+enum kvs_type { KVS_F32, KVS_F16, KVS_BF16, KVS_Q8_0, KVS_NTYPES };
+
+struct kvs_config {
+    int n_layer;
+    int kv_dim;              /* floats per token, K and V each */
+    int tile_tokens;         /* tokens per tile (> 0) */
+    int backing;             /* enum kvs_backing */
+    int type;                /* enum kvs_type */
+    int codec;               /* kvstore codec id (tile.h); RAM: ignored */
+    int io;                  /* io backend id (io.h); RAM: ignored */
+    int queue_depth;         /* I/O requests in flight (disk) */
+    size_t ram_budget_bytes; /* prefetch window + decoded pool (disk); 0 = default */
+    const char *path;        /* cache file (disk) */
+    int reopen;              /* 1: open an existing cache at path */
+    uint8_t model_fp[32];    /* binds the cache to the model */
+};
+
+/* One run of consecutive tokens of one layer; valid until the next
+ * kvs_read_next / kvs_read_end / append on the same store. */
+struct kvs_span {
+    int64_t pos0;            /* first token */
+    int n;                   /* tokens */
+    const float *k, *v;      /* (n, kv_dim) each */
+};
+
+/* Errors: -errno from I/O, KVT_EMODEL (fingerprint differs), KVT_EFORMAT,
+ * KVT_ECHECKSUM, KVT_EVERSION, KVT_EUNSUPP. */
+int kvs_open(const struct kvs_config *cfg, kvs **out);
+void kvs_close(kvs *s); /* NULL is a no-op; flushes; keeps the file */
+
+/* Tokens present in every layer. */
+int64_t kvs_n_tokens(const kvs *s);
+/* Tokens present in layer L. */
+int64_t kvs_layer_tokens(const kvs *s, int layer);
+
+/* Append n tokens to LAYER (k pre-rotation). Layers fill independently. */
+int kvs_append(kvs *s, int layer, const float *k, const float *v, int n);
+
+/* Forget tokens at and beyond n_tokens in every layer (0: empty store). */
+int kvs_truncate(kvs *s, int64_t n_tokens);
+
+/* Make everything appended so far durable (full tiles and, for the disk
+ * backing, the index). */
+int kvs_sync(kvs *s);
+
+/* Stream LAYER's tokens [0, n_tokens): begin, then next until it returns 0.
+ * @return 1 with *sp filled, 0 at the end, < 0 on error. */
+int kvs_read_begin(kvs *s, int layer, int64_t n_tokens);
+int kvs_read_next(kvs *s, struct kvs_span *sp);
+void kvs_read_end(kvs *s);
+
+#endif
