@@ -23,12 +23,14 @@
  *   ROPE_LONGROPE  theta_i / lambda_i with lambda = long factors when
  *                  SEQ_LEN > L, else short factors; magnitude attn_factor
  *                  (default sqrt(1 + ln s / ln L)); positions < n_hat use
- *                  theta_i unscaled
+ *                  theta_i unscaled (rope_freqs still apply, so does the
+ *                  magnitude)
  * Frequencies are computed in double; cos/sin returned as float.
  */
 #ifndef KVT_ROPE_H
 #define KVT_ROPE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define ROPE_MAX_PAIRS 256
@@ -72,7 +74,8 @@ void rope_params_default(struct rope_params *rp, int n_rot, double freq_base);
 int rope_prepare(const struct rope_params *rp, int64_t seq_len,
                  struct rope_table *t);
 
-/* cos/sin for positions pos[0..n): cs and sn are (n, n_rot/2). */
+/* cos/sin for positions pos[0..n) (each >= 0, asserted): cs and sn are
+ * (n, n_rot/2). */
 void rope_cos_sin(const struct rope_table *t, const int64_t *pos, int n,
                   float *cs, float *sn);
 /* Same for consecutive positions pos0 .. pos0+n-1. */
@@ -86,5 +89,24 @@ void rope_rotate(const struct rope_table *t, float *x, int n_heads,
 
 const char *rope_scheme_name(int scheme);
 int rope_scheme_parse(const char *name); /* -1 if unknown */
+
+/* YaRN correction dims as llama.cpp's ggml_rope_yarn_corr_dims computes
+ * them (float math, so the same integers): dims[0] = max(0, floor(c(fast))),
+ * dims[1] = min(n_rot-1, ceil(c(slow))), c(b) = n_rot ln(L/(2 pi b)) /
+ * (2 ln base). Pair i is fully extrapolated at i <= dims[0] and fully
+ * interpolated at i >= dims[1]. */
+void rope_yarn_corr_dims(int n_rot, int64_t orig_ctx, double freq_base,
+                         double beta_fast, double beta_slow, double dims[2]);
+
+/* Parse a LongRoPE factor file held in text[0..len) (need not be
+ * NUL-terminated) into out[0..max). Accepted: numbers separated by
+ * whitespace, newlines or commas, optionally inside ONE "[...]" list (the
+ * microsoft/LongRoPE / Python list format); '#' starts a comment to the end
+ * of the line. *n_out = number of factors.
+ * @return 0; KVT_EFORMAT for junk, an unclosed or repeated list, or no
+ * factors at all; KVT_ERANGE for a factor that is not finite and > 0, or
+ * more than max factors. */
+int rope_factors_parse(const char *text, size_t len, float *out, int max,
+                       int *n_out);
 
 #endif

@@ -1,0 +1,302 @@
+/* attn.c - streamed causal attention with an online softmax (see attn.h). */
+#include "attn.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/kvt.h"
+
+enum { ATTN_QB = 64 }; /* query tokens per block */
+
+struct attn_ctx {
+    struct attn_params p;
+    pool *pool;
+    int grp, hd, kv_dim, half, n_kv, n_threads;
+    size_t rows_max;     /* max_q * grp: rows of one KV head's Q */
+    float *qg, *qg_se;   /* (n_kv, rows_max, hd) rotated Q, normal / grouped */
+    float *acc;          /* (n_kv, rows_max, hd) */
+    float *m, *l;        /* (n_kv, rows_max) running max and sum */
+    float *krot, *krot_se; /* (tile_tokens, kv_dim) rotated K of a span */
+    float *cs, *sn;      /* (max(tile, max_q), half) cos/sin table */
+    int64_t *posbuf;     /* (max(tile, max_q)) */
+    float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits */
+    size_t s_cap;
+};
+
+void attn_ctx_free(attn_ctx *a)
+{
+    if (!a) return;
+    free(a->qg); free(a->qg_se); free(a->acc); free(a->m); free(a->l);
+    free(a->krot); free(a->krot_se); free(a->cs); free(a->sn);
+    free(a->posbuf); free(a->S); free(a->S2);
+    free(a);
+}
+
+static float *falloc(size_t n)
+{
+    return malloc((n ? n : 1) * sizeof(float));
+}
+
+int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
+{
+    KVT_ASSERT(ap->n_head > 0 && ap->n_head_kv > 0);
+    KVT_ASSERT(ap->n_head % ap->n_head_kv == 0);
+    KVT_ASSERT(ap->max_q > 0 && ap->tile_tokens > 0);
+    attn_ctx *a = calloc(1, sizeof *a);
+    if (!a) return -ENOMEM;
+    a->p = *ap;
+    a->pool = p;
+    a->n_kv = ap->n_head_kv;
+    a->grp = ap->n_head / ap->n_head_kv;
+    a->hd = ap->head_dim;
+    a->half = ap->head_dim / 2;
+    a->kv_dim = ap->n_head_kv * ap->head_dim;
+    a->n_threads = pool_threads(p);
+    a->rows_max = (size_t)ap->max_q * (size_t)a->grp;
+    size_t qn = (size_t)a->n_kv * a->rows_max * (size_t)a->hd;
+    size_t tmax = (size_t)KVT_MAX(ap->tile_tokens, ap->max_q);
+    int se = ap->se_group > 1;
+    a->s_cap = (size_t)ATTN_QB * (size_t)a->grp * (size_t)ap->tile_tokens;
+    a->qg = falloc(qn);
+    a->qg_se = se ? falloc(qn) : NULL;
+    a->acc = falloc(qn);
+    a->m = falloc((size_t)a->n_kv * a->rows_max);
+    a->l = falloc((size_t)a->n_kv * a->rows_max);
+    a->krot = falloc((size_t)ap->tile_tokens * (size_t)a->kv_dim);
+    a->krot_se = se ? falloc((size_t)ap->tile_tokens * (size_t)a->kv_dim) : NULL;
+    a->cs = falloc(tmax * (size_t)a->half);
+    a->sn = falloc(tmax * (size_t)a->half);
+    a->posbuf = malloc(tmax * sizeof *a->posbuf);
+    a->S = falloc(a->s_cap * (size_t)a->n_threads);
+    a->S2 = se ? falloc(a->s_cap * (size_t)a->n_threads) : NULL;
+    if (!a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
+        !a->posbuf || !a->S || (se && (!a->qg_se || !a->krot_se || !a->S2))) {
+        attn_ctx_free(a);
+        return -ENOMEM;
+    }
+    *out = a;
+    return 0;
+}
+
+/* SelfExtend positions (the paper's grouped attention). */
+static int64_t se_key_pos(const attn_ctx *a, int64_t kpos)
+{
+    return kpos / a->p.se_group;
+}
+static int64_t se_query_pos(const attn_ctx *a, int64_t qpos)
+{
+    int64_t g = a->p.se_group, w = a->p.se_window;
+    return qpos / g + w - w / g;
+}
+
+/* Rotate n rows of K (n, kv_dim) starting at position pos0 into dst,
+ * and into dst_se with grouped positions when SelfExtend is on. */
+static void rotate_k(attn_ctx *a, const struct rope_table *rt, const float *k,
+                     int n, int64_t pos0, float *dst, float *dst_se)
+{
+    size_t row = (size_t)a->kv_dim;
+    memcpy(dst, k, (size_t)n * row * sizeof *dst);
+    rope_cos_sin_range(rt, pos0, n, a->cs, a->sn);
+    for (int i = 0; i < n; i++)
+        rope_rotate(rt, dst + (size_t)i * row, a->n_kv, a->hd,
+                    a->cs + (size_t)i * a->half, a->sn + (size_t)i * a->half);
+    if (!dst_se) return;
+    memcpy(dst_se, k, (size_t)n * row * sizeof *dst_se);
+    for (int i = 0; i < n; i++) a->posbuf[i] = se_key_pos(a, pos0 + i);
+    rope_cos_sin(rt, a->posbuf, n, a->cs, a->sn);
+    for (int i = 0; i < n; i++)
+        rope_rotate(rt, dst_se + (size_t)i * row, a->n_kv, a->hd,
+                    a->cs + (size_t)i * a->half, a->sn + (size_t)i * a->half);
+}
+
+/* Rotate Q (n, n_head*hd) for positions pos0.. and scatter it into the
+ * per-KV-head layout qg[g][(t*grp + j)*hd]. */
+static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
+                    int64_t pos0, float *qg, int grouped)
+{
+    int nh = a->p.n_head, hd = a->hd;
+    if (grouped) {
+        for (int t = 0; t < n; t++) a->posbuf[t] = se_query_pos(a, pos0 + t);
+        rope_cos_sin(rt, a->posbuf, n, a->cs, a->sn);
+    } else {
+        rope_cos_sin_range(rt, pos0, n, a->cs, a->sn);
+    }
+    for (int t = 0; t < n; t++) {
+        float *row = q + (size_t)t * (size_t)nh * (size_t)hd;
+        rope_rotate(rt, row, nh, hd, a->cs + (size_t)t * a->half,
+                    a->sn + (size_t)t * a->half);
+        for (int h = 0; h < nh; h++) {
+            int g = h / a->grp, j = h % a->grp;
+            float *dst = qg + ((size_t)g * a->rows_max +
+                               (size_t)t * a->grp + (size_t)j) * (size_t)hd;
+            memcpy(dst, row + (size_t)h * hd, (size_t)hd * sizeof *dst);
+        }
+    }
+}
+
+/* One span of keys (already rotated) against all query blocks. */
+struct span_job {
+    attn_ctx *a;
+    const float *k, *k_se, *v; /* (n_s, kv_dim) */
+    int64_t kpos0;
+    int n_s;
+    int n;                     /* queries */
+    int64_t qpos0;
+    float scale;
+};
+
+static void span_block(void *ctx, int task, int thread)
+{
+    const struct span_job *j = ctx;
+    attn_ctx *a = j->a;
+    int g = task % a->n_kv, b = task / a->n_kv;
+    int t0 = b * ATTN_QB, t1 = KVT_MIN(j->n, t0 + ATTN_QB);
+    int64_t q_first = j->qpos0 + t0, q_last = j->qpos0 + t1 - 1;
+    int64_t k_first = j->kpos0, k_last = j->kpos0 + j->n_s - 1;
+    int64_t win = a->p.window;
+    if (k_first > q_last) return;                    /* all in the future */
+    if (win > 0 && q_first - k_last >= win) return;  /* all out of window */
+
+    int hd = a->hd, grp = a->grp, n_s = j->n_s, ld = a->kv_dim;
+    int rows = (t1 - t0) * grp;
+    size_t r0 = (size_t)g * a->rows_max + (size_t)t0 * (size_t)grp;
+    float *S = a->S + (size_t)thread * a->s_cap;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_s, hd,
+                j->scale, a->qg + r0 * (size_t)hd, hd, j->k + (size_t)g * hd,
+                ld, 0.0f, S, n_s);
+
+    int se = a->p.se_group > 1;
+    int64_t se_w = a->p.se_window;
+    int se_mixed = 0;
+    float *S2 = NULL;
+    if (se && q_last - k_first >= se_w) { /* some keys are far: grouped */
+        S2 = a->S2 + (size_t)thread * a->s_cap;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_s, hd,
+                    j->scale, a->qg_se + r0 * (size_t)hd, hd,
+                    j->k_se + (size_t)g * hd, ld, 0.0f, S2, n_s);
+        se_mixed = 1;
+    }
+    int need_mask = k_last > q_first || (win > 0 && q_last - k_first >= win);
+
+    for (int r = 0; r < rows; r++) {
+        int64_t qpos = j->qpos0 + t0 + r / grp;
+        float *row = S + (size_t)r * (size_t)n_s;
+        if (se_mixed) {
+            const float *row2 = S2 + (size_t)r * (size_t)n_s;
+            for (int c = 0; c < n_s; c++)
+                if (qpos - (j->kpos0 + c) >= se_w) row[c] = row2[c];
+        }
+        if (need_mask) {
+            for (int c = 0; c < n_s; c++) {
+                int64_t kpos = j->kpos0 + c;
+                if (kpos > qpos || (win > 0 && qpos - kpos >= win))
+                    row[c] = -INFINITY;
+            }
+        }
+        float mx = -INFINITY;
+        for (int c = 0; c < n_s; c++) mx = row[c] > mx ? row[c] : mx;
+        if (mx == -INFINITY) {
+            memset(row, 0, (size_t)n_s * sizeof *row);
+            continue;
+        }
+        float *mi = a->m + r0 + (size_t)r, *li = a->l + r0 + (size_t)r;
+        float mnew = mx > *mi ? mx : *mi;
+        float corr = *mi == -INFINITY ? 0.0f : expf(*mi - mnew);
+        float sum = 0.0f;
+        for (int c = 0; c < n_s; c++) {
+            float p = expf(row[c] - mnew);
+            row[c] = p;
+            sum += p;
+        }
+        *li = *li * corr + sum;
+        *mi = mnew;
+        if (corr != 1.0f) {
+            float *acc = a->acc + (r0 + (size_t)r) * (size_t)hd;
+            for (int d = 0; d < hd; d++) acc[d] *= corr;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n_s, 1.0f,
+                S, n_s, j->v + (size_t)g * hd, ld, 1.0f,
+                a->acc + r0 * (size_t)hd, hd);
+}
+
+static void run_span(attn_ctx *a, struct span_job *j)
+{
+    int n_blocks = (j->n + ATTN_QB - 1) / ATTN_QB;
+    pool_run(a->pool, span_block, j, n_blocks * a->n_kv);
+}
+
+int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
+                 float *q, const float *k_new, const float *v_new, int n,
+                 int64_t pos0, float *out)
+{
+    KVT_ASSERT(n > 0 && n <= a->p.max_q);
+    KVT_ASSERT(rt->n_rot <= a->hd);
+    int se = a->p.se_group > 1;
+    int nh = a->p.n_head, hd = a->hd;
+    size_t rows = (size_t)n * (size_t)a->grp;
+
+    /* Q in per-KV-head layout; the grouped copy from the pre-rotation Q. */
+    if (se) {
+        /* place_q rotates q in place: keep a pre-rotation copy in out. */
+        memcpy(out, q, (size_t)n * (size_t)nh * (size_t)hd * sizeof *out);
+        place_q(a, rt, out, n, pos0, a->qg_se, 1);
+    }
+    place_q(a, rt, q, n, pos0, a->qg, 0);
+    for (int g = 0; g < a->n_kv; g++) {
+        size_t off = (size_t)g * a->rows_max;
+        for (size_t r = 0; r < rows; r++) {
+            a->m[off + r] = -INFINITY;
+            a->l[off + r] = 0.0f;
+        }
+        memset(a->acc + off * (size_t)hd, 0, rows * (size_t)hd * sizeof(float));
+    }
+
+    struct span_job j = { .a = a, .n = n, .qpos0 = pos0,
+                          .scale = 1.0f / sqrtf((float)hd) };
+    /* 1. the cached past, span by span */
+    if (pos0 > 0) {
+        int rc = kvs_read_begin(kv, layer, pos0);
+        if (rc < 0) return rc;
+        struct kvs_span sp;
+        while ((rc = kvs_read_next(kv, &sp)) > 0) {
+            KVT_ASSERT(sp.n <= a->p.tile_tokens);
+            rotate_k(a, rt, sp.k, sp.n, sp.pos0, a->krot, se ? a->krot_se : NULL);
+            j.k = a->krot;
+            j.k_se = a->krot_se;
+            j.v = sp.v;
+            j.kpos0 = sp.pos0;
+            j.n_s = sp.n;
+            run_span(a, &j);
+        }
+        kvs_read_end(kv);
+        if (rc < 0) return rc;
+    }
+    /* 2. the chunk's own keys, causally masked */
+    for (int c0 = 0; c0 < n; c0 += a->p.tile_tokens) {
+        int n_s = KVT_MIN(a->p.tile_tokens, n - c0);
+        const float *k = k_new + (size_t)c0 * (size_t)a->kv_dim;
+        rotate_k(a, rt, k, n_s, pos0 + c0, a->krot, se ? a->krot_se : NULL);
+        j.k = a->krot;
+        j.k_se = a->krot_se;
+        j.v = v_new + (size_t)c0 * (size_t)a->kv_dim;
+        j.kpos0 = pos0 + c0;
+        j.n_s = n_s;
+        run_span(a, &j);
+    }
+    /* 3. normalise */
+    for (int t = 0; t < n; t++) {
+        for (int h = 0; h < nh; h++) {
+            int g = h / a->grp, jj = h % a->grp;
+            size_t r = (size_t)g * a->rows_max + (size_t)t * a->grp + (size_t)jj;
+            float inv = a->l[r] > 0.0f ? 1.0f / a->l[r] : 0.0f;
+            const float *acc = a->acc + r * (size_t)hd;
+            float *o = out + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
+            for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
+        }
+    }
+    return 0;
+}

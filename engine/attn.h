@@ -1,0 +1,55 @@
+/* attn.h - causal attention streamed tile by tile from the KV store.
+ *
+ * For a chunk of n queries at positions pos0 .. pos0+n-1:
+ *   1. Q (pre-rotation) is rotated for its positions (rope.h);
+ *   2. the store's spans of tokens [0, pos0) arrive one by one (kvs.h);
+ *      each span's pre-rotation K is rotated for the span's positions with
+ *      one cos/sin table shared by all heads; per KV head g and block of
+ *      queries, S = Q_g K_g^T / sqrt(d) (cblas_sgemm), the online softmax
+ *      (running max m and sum l, the flash-attention recurrence) rescales
+ *      the accumulator, and acc += P V_g (cblas_sgemm);
+ *   3. the chunk's own K/V (from RAM) are attended the same way with the
+ *      causal mask;
+ *   4. out = acc / l.
+ * The query heads sharing a KV head (GQA) are stacked into one matrix.
+ * Optional: a sliding window (keys older than `window` positions are
+ * masked) and SelfExtend (group G, neighbour window W: keys at distance
+ * < W use normal positions, farther keys grouped positions floor(p / G)
+ * with the query at floor(q / G) + W - floor(W / G); both logit sets are
+ * merged before one softmax).
+ * Deterministic: every (head, query block) is computed by one thread in a
+ * fixed order, so results do not depend on the thread count or on where
+ * the spans came from.
+ */
+#ifndef KVT_ATTN_H
+#define KVT_ATTN_H
+
+#include <stdint.h>
+
+#include "pool.h"
+#include "rope.h"
+#include "kvstore/kvs.h"
+
+struct attn_params {
+    int n_head, n_head_kv, head_dim;
+    int max_q;              /* max queries per call (the batch) */
+    int tile_tokens;        /* span length of the store */
+    int64_t window;         /* sliding window, 0 = none */
+    int se_group, se_window; /* SelfExtend, 0 = off */
+};
+
+typedef struct attn_ctx attn_ctx;
+
+int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out);
+void attn_ctx_free(attn_ctx *a);
+
+/* q: (n, n_head*head_dim) pre-rotation (clobbered);
+ * k_new, v_new: (n, kv_dim) pre-rotation, the chunk's own K/V;
+ * out: (n, n_head*head_dim).
+ * Reads layer LAYER of KV for tokens [0, pos0); does not append.
+ * @return 0 or a store error. */
+int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
+                 float *q, const float *k_new, const float *v_new, int n,
+                 int64_t pos0, float *out);
+
+#endif

@@ -1,0 +1,39 @@
+/* kvtile.c - the command line: dispatch to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *what;
+};
+
+static const struct cmd cmds[] = {
+    { "info", cmd_info, "architecture, sizes, types, positions, vocabulary" },
+    { "tokenize", cmd_tokenize, "text to token ids" },
+    { "generate", cmd_generate, "continue a prompt" },
+    { "ppl", cmd_ppl, "perplexity of a long text" },
+};
+
+static int usage(FILE *f)
+{
+    fprintf(f, "usage: kvtile COMMAND [args]   (kvtile COMMAND --help for its options)\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].what);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "kvtile: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}
