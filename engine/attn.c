@@ -45,6 +45,7 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     KVT_ASSERT(ap->n_head > 0 && ap->n_head_kv > 0);
     KVT_ASSERT(ap->n_head % ap->n_head_kv == 0);
     KVT_ASSERT(ap->max_q > 0 && ap->tile_tokens > 0);
+    KVT_ASSERT(!(ap->k_rotated && ap->se_group > 1));
     attn_ctx *a = calloc(1, sizeof *a);
     if (!a) return -ENOMEM;
     a->p = *ap;
@@ -264,8 +265,12 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         struct kvs_span sp;
         while ((rc = kvs_read_next(kv, &sp)) > 0) {
             KVT_ASSERT(sp.n <= a->p.tile_tokens);
-            rotate_k(a, rt, sp.k, sp.n, sp.pos0, a->krot, se ? a->krot_se : NULL);
-            j.k = a->krot;
+            if (a->p.k_rotated) {
+                j.k = sp.k;
+            } else {
+                rotate_k(a, rt, sp.k, sp.n, sp.pos0, a->krot, se ? a->krot_se : NULL);
+                j.k = a->krot;
+            }
             j.k_se = a->krot_se;
             j.v = sp.v;
             j.kpos0 = sp.pos0;
@@ -279,8 +284,12 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
     for (int c0 = 0; c0 < n; c0 += a->p.tile_tokens) {
         int n_s = KVT_MIN(a->p.tile_tokens, n - c0);
         const float *k = k_new + (size_t)c0 * (size_t)a->kv_dim;
-        rotate_k(a, rt, k, n_s, pos0 + c0, a->krot, se ? a->krot_se : NULL);
-        j.k = a->krot;
+        if (a->p.k_rotated) {
+            j.k = k;
+        } else {
+            rotate_k(a, rt, k, n_s, pos0 + c0, a->krot, se ? a->krot_se : NULL);
+            j.k = a->krot;
+        }
         j.k_se = a->krot_se;
         j.v = v_new + (size_t)c0 * (size_t)a->kv_dim;
         j.kpos0 = pos0 + c0;

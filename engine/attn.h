@@ -36,6 +36,9 @@ struct attn_params {
     int tile_tokens;        /* span length of the store */
     int64_t window;         /* sliding window, 0 = none */
     int se_group, se_window; /* SelfExtend, 0 = off */
+    int k_rotated;          /* 1: K arrives already rotated (the store keeps
+                               post-rotation K, as llama.cpp does); no K
+                               rotation here. Incompatible with SelfExtend. */
 };
 
 typedef struct attn_ctx attn_ctx;
@@ -44,7 +47,8 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out);
 void attn_ctx_free(attn_ctx *a);
 
 /* q: (n, n_head*head_dim) pre-rotation (clobbered);
- * k_new, v_new: (n, kv_dim) pre-rotation, the chunk's own K/V;
+ * k_new, v_new: (n, kv_dim) the chunk's own K/V (K pre-rotation unless
+ * k_rotated);
  * out: (n, n_head*head_dim).
  * Reads layer LAYER of KV for tokens [0, pos0); does not append.
  * @return 0 or a store error. */

@@ -3,11 +3,12 @@
  * A weight W is a GGUF tensor with ne[0] = n_in (row length) and
  * ne[1] = n_out rows. All products compute, in f32,
  *     Y (m, n_out) = X (m, n_in) . W^T
- * Prompt chunks (m > 1): row blocks of W are dequantized into per-thread
+ * Prompt chunks (m > 8): row blocks of W are dequantized into per-thread
  * scratch and multiplied with cblas_sgemm (F32 weights are used in place);
  * F16/BF16 may use a direct SIMD kernel where it beats that.
- * Single tokens (m == 1): fused dequantize-dot loops (AVX2/AVX-512 when
- * the CPU has them, a portable path otherwise), rows split over threads.
+ * Single tokens and small m (m <= 8): fused dequantize-dot loops
+ * (AVX2/AVX-512 when the CPU has them, a portable path otherwise), rows
+ * split over threads; OpenBLAS is 5-10x slower per row there.
  *
  * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
  * Q5_K, Q6_K.

@@ -332,6 +332,7 @@ struct model_ctx {
     int have_rope;
     /* activations, (n_batch, width) each */
     float *x, *xn, *q, *k, *v, *qkv, *att, *tmp, *gate, *up, *h;
+    float *cs, *sn;  /* (n_batch, n_rot/2) rotation table for K on write */
 };
 
 void model_ctx_free(model_ctx *c)
@@ -342,7 +343,7 @@ void model_ctx_free(model_ctx *c)
     pool_free(c->pool);
     free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v);
     free(c->qkv); free(c->att); free(c->tmp); free(c->gate); free(c->up);
-    free(c->h);
+    free(c->h); free(c->cs); free(c->sn);
     free(c);
 }
 
@@ -364,7 +365,9 @@ int model_ctx_create(const model *m, const struct model_ctx_params *p,
         .head_dim = hp->head_dim, .max_q = p->n_batch,
         .tile_tokens = p->tile_tokens, .window = hp->sliding_window,
         .se_group = p->se_group, .se_window = p->se_window,
+        .k_rotated = p->rotate_k_on_write,
     };
+    if (p->rotate_k_on_write && p->se_group > 1) { rc = KVT_EUNSUPP; goto fail; }
     if ((rc = attn_ctx_create(&ap, c->pool, &c->attn)) < 0) goto fail;
     size_t B = (size_t)p->n_batch, E = (size_t)hp->n_embd, KV = (size_t)hp->kv_dim;
     size_t F = (size_t)hp->n_ff;
@@ -379,8 +382,10 @@ int model_ctx_create(const model *m, const struct model_ctx_params *p,
     c->gate = malloc(B * 2 * F * sizeof(float));
     c->up = malloc(B * F * sizeof(float));
     c->h = malloc(B * F * sizeof(float));
+    c->cs = malloc(B * (size_t)(hp->rope.n_rot / 2 + 1) * sizeof(float));
+    c->sn = malloc(B * (size_t)(hp->rope.n_rot / 2 + 1) * sizeof(float));
     if (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->qkv || !c->att ||
-        !c->tmp || !c->gate || !c->up || !c->h) { rc = -ENOMEM; goto fail; }
+        !c->tmp || !c->gate || !c->up || !c->h || !c->cs || !c->sn) { rc = -ENOMEM; goto fail; }
     *out = c;
     return 0;
 fail:
@@ -388,12 +393,25 @@ fail:
     return rc;
 }
 
+static int rope_table_equal(const struct rope_table *a, const struct rope_table *b)
+{
+    if (a->n_rot != b->n_rot || a->neox != b->neox || a->n_hat != b->n_hat ||
+        a->mscale != b->mscale || a->long_factors != b->long_factors)
+        return 0;
+    for (int i = 0; i < a->n_rot / 2; i++)
+        if (a->freq[i] != b->freq[i] || a->freq_orig[i] != b->freq_orig[i]) return 0;
+    return 1;
+}
+
 int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp, int64_t seq_len)
 {
-    int rc = rope_prepare(rp, seq_len, &c->rt);
+    struct rope_table t;
+    int rc = rope_prepare(rp, seq_len, &t);
     if (rc < 0) return rc;
+    int changed = !c->have_rope || !rope_table_equal(&t, &c->rt);
+    c->rt = t;
     c->have_rope = 1;
-    return 0;
+    return changed;
 }
 
 static void rmsnorm(const float *x, const float *w, float *out, int n, int d, float eps)
@@ -450,6 +468,14 @@ int model_eval(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
                 add_bias(c->k, m->bk_f + (size_t)il * KV, n, KV);
                 add_bias(c->v, m->bv_f + (size_t)il * KV, n, KV);
             }
+        }
+        if (c->p.rotate_k_on_write) {
+            int half = c->rt.n_rot / 2;
+            rope_cos_sin_range(&c->rt, pos0, n, c->cs, c->sn);
+            for (int t = 0; t < n; t++)
+                rope_rotate(&c->rt, c->k + (size_t)t * KV, hp->n_head_kv,
+                            hp->head_dim, c->cs + (size_t)t * half,
+                            c->sn + (size_t)t * half);
         }
         int rc = attn_forward(c->attn, kv, il, &c->rt, c->q, c->k, c->v, n,
                               pos0, c->att);

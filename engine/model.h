@@ -68,6 +68,10 @@ struct model_ctx_params {
     int n_threads;
     int tile_tokens;         /* attention block = KV tile size */
     int se_group, se_window; /* SelfExtend (0 = off) */
+    int rotate_k_on_write;   /* 1: store K after rotation, with the table in
+                                force when it was computed (llama.cpp's way;
+                                for comparisons: positions can no longer
+                                change for cached keys) */
 };
 
 int model_ctx_create(const model *m, const struct model_ctx_params *p,
@@ -75,7 +79,10 @@ int model_ctx_create(const model *m, const struct model_ctx_params *p,
 void model_ctx_free(model_ctx *c);
 
 /* Positions for the coming evaluations: the scheme and the true sequence
- * length it is fixed for (rope_prepare). */
+ * length it is fixed for (rope_prepare). Can be called again as a sequence
+ * grows (dynamic NTK, LongRoPE's switch to long factors): every cached key
+ * is then rotated with the new table when it is next used.
+ * @return 1 if the rotation table changed, 0 if not, < 0 on error. */
 int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp,
                        int64_t seq_len);
 

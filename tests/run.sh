@@ -10,7 +10,7 @@ for t in "$build"/tests/test_*; do
     case "$t" in *.o|*.d) continue;; esac
     name=$(basename "$t")
     start=$(date +%s)
-    out=$(timeout "$limit" "$t" 2>"$build/tests/$name.log")
+    out=$(KVT_BUILD="$build" timeout "$limit" "$t" 2>"$build/tests/$name.log")
     rc=$?
     secs=$(( $(date +%s) - start ))
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)

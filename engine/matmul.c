@@ -1,0 +1,763 @@
+/* matmul.c - weight products in the stored GGUF type (see matmul.h).
+ *
+ * Block layouts (ggml, little-endian; "half" = IEEE fp16):
+ *   Q8_0  34 B / 32: half d | i8 qs[32]                 w = qs*d
+ *   Q4_0  18 B / 32: half d | u8 qs[16]                 w = (q-8)*d
+ *   Q4_1  20 B / 32: half d, m | u8 qs[16]              w = q*d + m
+ *   Q5_0  22 B / 32: half d | u8 qh[4] | u8 qs[16]      w = (q-16)*d
+ *   Q5_1  24 B / 32: half d, m | u8 qh[4] | u8 qs[16]   w = q*d + m
+ *     (32-blocks: element j < 16 is the low nibble of qs[j], element
+ *      j + 16 its high nibble; Q5 bit 4 of element k is bit k of qh.)
+ *   Q4_K 144 B / 256: half d, dmin | u8 scales[12] | u8 qs[128]
+ *   Q5_K 176 B / 256: half d, dmin | u8 scales[12] | u8 qh[32] | u8 qs[128]
+ *     (8 sub-blocks of 32 with 6-bit scale sc and min mn packed in
+ *      scales[12] (scale_min_k4); w = (d*sc)*q - dmin*mn; each 64 elements
+ *      take 32 bytes of qs, low nibbles first; Q5_K bit 4 of element l of
+ *      sub-block s is bit s of qh[l].)
+ *   Q6_K 210 B / 256: u8 ql[128] | u8 qh[64] | i8 scales[16] | half d
+ *     (w = (d*scales[e/16])*(q-32), q = 4 bits of ql | 2 bits of qh.)
+ *
+ * mm_dequant follows ggml's arithmetic order exactly, so it is bit-equal
+ * to ggml's dequantize_row_*. Builds use -std=c11, which implies
+ * -ffp-contract=off: no silent FMA changes that order.
+ *
+ * Quantized rows are unpacked, <= 256 elements at a time, into int8 codes
+ * plus one (scale, bias) per group of 16 (w = q*scale + bias). mm_dequant
+ * turns those into floats; the fused path for small m (single tokens,
+ * m <= MM_FUSED_M_MAX) dots them with each f32 row of X by a SIMD kernel.
+ * X stays f32 (more accurate than ggml's q8 activations). Larger m:
+ * per-thread row blocks of W are dequantized and handed to cblas_sgemm.
+ */
+#include "matmul.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "../io/kvt.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+/* OpenBLAS: our pool does the threading. */
+void openblas_set_num_threads(int num_threads);
+
+/* ---- type table ----------------------------------------------------- */
+
+#define MM_QK_K 256
+
+struct mm_type_info {
+    int blck;  /* elements per block, 0 = unsupported */
+    int bytes; /* bytes per block */
+};
+
+static const struct mm_type_info mm_types[GGML_TYPE_COUNT] = {
+    [GGML_TYPE_F32] = {1, 4},    [GGML_TYPE_F16] = {1, 2},
+    [GGML_TYPE_BF16] = {1, 2},   [GGML_TYPE_Q8_0] = {32, 34},
+    [GGML_TYPE_Q4_0] = {32, 18}, [GGML_TYPE_Q4_1] = {32, 20},
+    [GGML_TYPE_Q5_0] = {32, 22}, [GGML_TYPE_Q5_1] = {32, 24},
+    [GGML_TYPE_Q4_K] = {256, 144}, [GGML_TYPE_Q5_K] = {256, 176},
+    [GGML_TYPE_Q6_K] = {256, 210},
+};
+
+typedef struct { uint16_t d; int8_t qs[32]; } blk_q8_0;
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[16]; } blk_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;
+typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_K;
+typedef struct {
+    uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128];
+} blk_q5_K;
+typedef struct {
+    uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d;
+} blk_q6_K;
+_Static_assert(sizeof(blk_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(blk_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(blk_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(blk_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(blk_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(blk_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(blk_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(blk_q6_K) == 210, "q6_K block");
+
+int mm_type_supported(int type)
+{
+    return type >= 0 && type < GGML_TYPE_COUNT && mm_types[type].blck > 0;
+}
+
+/* Bytes of a row of N elements of a supported TYPE. */
+static size_t mm_row_bytes(int type, int64_t n)
+{
+    const struct mm_type_info *t = &mm_types[type];
+    KVT_ASSERT(n % t->blck == 0);
+    return (size_t)(n / t->blck) * (size_t)t->bytes;
+}
+
+/* ---- fp16 / bf16 ---------------------------------------------------- */
+
+static uint32_t mm_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float mm_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+#ifndef __F16C__
+static float mm_f16_to_f32_c(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact */
+        float v = (float)mant * 0x1p-24f;
+        return mm_bits_f32(mm_f32_bits(v) | sign);
+    }
+    if (exp == 31) return mm_bits_f32(sign | 0x7F800000u | (mant << 13));
+    return mm_bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+static uint16_t mm_f32_to_f16_c(float f)
+{
+    uint32_t u = mm_f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    u &= 0x7FFFFFFFu;
+    if (u > 0x7F800000u) /* NaN: keep the top payload bits, make it quiet */
+        return (uint16_t)(sign | 0x7E00 | ((u >> 13) & 0x3FF));
+    if (u >= 0x477FF000u) return (uint16_t)(sign | 0x7C00); /* >= 65520 */
+    if (u < 0x38800000u) { /* below 2^-14: f16 subnormal or zero */
+        if (u <= 0x33000000u) return sign; /* <= 2^-25 rounds to 0 */
+        uint32_t e = u >> 23, mant = (u & 0x7FFFFFu) | 0x800000u;
+        uint32_t shift = 126 - e; /* 14..24 */
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = (u - 0x38000000u) >> 13, rem = u & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+#endif
+
+float mm_f16_to_f32(uint16_t h)
+{
+#ifdef __F16C__
+    return _cvtsh_ss(h);
+#else
+    return mm_f16_to_f32_c(h);
+#endif
+}
+
+uint16_t mm_f32_to_f16(float f)
+{
+#ifdef __F16C__
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+    return mm_f32_to_f16_c(f);
+#endif
+}
+
+float mm_bf16_to_f32(uint16_t h) { return mm_bits_f32((uint32_t)h << 16); }
+
+uint16_t mm_f32_to_bf16(float f)
+{
+    uint32_t u = mm_f32_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7FFFu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+#define H2F(h) mm_f16_to_f32(h)
+
+/* ---- float types ------------------------------------------------------ */
+
+static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void dq_f16(const uint16_t *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_cvtph_ps(
+            _mm256_loadu_si256((const __m256i *)(x + i))));
+#elif defined(__F16C__) && defined(__AVX__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(
+            _mm_loadu_si128((const __m128i *)(x + i))));
+#endif
+    for (; i < n; i++) y[i] = H2F(x[i]);
+}
+
+static void dq_bf16(const uint16_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = mm_bits_f32((uint32_t)x[i] << 16);
+}
+
+static uint32_t qh_u32(const uint8_t qh[4])
+{
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
+           (uint32_t)qh[3] << 24;
+}
+
+/* ---- unpacking: codes and per-16 affine maps ------------------------- */
+
+/* Decode NB blocks (nb * blck <= 256 elements) into int8 codes q[] and
+ * one affine map per group of 16: w[i] = q[i] * sc[i/16] + bi[i/16]. */
+typedef void (*mm_unpack_fn)(const void *src, int nb, int8_t *q, float *sc,
+                             float *bi);
+
+static void up_q8_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q8_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        memcpy(q, x[i].qs, 32);
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = 0;
+    }
+}
+
+static void up_q4_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q4_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+#if defined(__AVX2__)
+        const __m128i m4 = _mm_set1_epi8(0xF), k8 = _mm_set1_epi8(8);
+        const __m128i v = _mm_loadu_si128((const __m128i *)x[i].qs);
+        _mm_storeu_si128((__m128i *)q, _mm_sub_epi8(_mm_and_si128(v, m4), k8));
+        _mm_storeu_si128((__m128i *)(q + 16),
+                         _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), k8));
+#else
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)((x[i].qs[j] & 0xF) - 8);
+            q[j + 16] = (int8_t)((x[i].qs[j] >> 4) - 8);
+        }
+#endif
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = 0;
+    }
+}
+
+static void up_q4_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q4_1 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(x[i].qs[j] & 0xF);
+            q[j + 16] = (int8_t)(x[i].qs[j] >> 4);
+        }
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = H2F(x[i].m);
+    }
+}
+
+static void up_q5(const uint8_t *qs, uint32_t qh, int off, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - off);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - off);
+    }
+}
+
+static void up_q5_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q5_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_q5(x[i].qs, qh_u32(x[i].qh), 16, q);
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = 0;
+    }
+}
+
+static void up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q5_1 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_q5(x[i].qs, qh_u32(x[i].qh), 0, q);
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = H2F(x[i].m);
+    }
+}
+
+/* Scales of the 8 sub-blocks of a Q4_K / Q5_K block, as 16 groups. */
+static void k4_scales(const uint8_t *scales, float d, float dmin, float *sc,
+                      float *bi)
+{
+    for (int s = 0; s < 8; s++) {
+        uint8_t a, b;
+        scale_min_k4(s, scales, &a, &b);
+        sc[2 * s] = sc[2 * s + 1] = d * a;
+        bi[2 * s] = bi[2 * s + 1] = -(dmin * b);
+    }
+}
+
+static void up_q4_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q4_K *x = src;
+#if defined(__AVX2__)
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    for (int j = 0; j < 4; j++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+        _mm256_storeu_si256((__m256i *)(q + 64 * j), _mm256_and_si256(v, m4));
+        _mm256_storeu_si256((__m256i *)(q + 64 * j + 32),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    }
+#else
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * j + l] = (int8_t)(x->qs[32 * j + l] & 0xF);
+            q[64 * j + 32 + l] = (int8_t)(x->qs[32 * j + l] >> 4);
+        }
+#endif
+    k4_scales(x->scales, H2F(x->d), H2F(x->dmin), sc, bi);
+}
+
+static void up_q5_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q5_K *x = src;
+#if defined(__AVX2__)
+    const __m256i m4 = _mm256_set1_epi8(0xF), b4 = _mm256_set1_epi8(0x10);
+    /* h >> 2j per 16-bit lane keeps every byte's own bits 2j, 2j+1 at
+     * bits 0, 1 of that byte (2j + 1 <= 7); they are then moved to bit 4. */
+    __m256i h = _mm256_loadu_si256((const __m256i *)x->qh);
+    for (int j = 0; j < 4; j++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+        const __m256i hl = _mm256_and_si256(_mm256_slli_epi16(h, 4), b4);
+        const __m256i hh = _mm256_and_si256(_mm256_slli_epi16(h, 3), b4);
+        _mm256_storeu_si256((__m256i *)(q + 64 * j),
+                            _mm256_or_si256(_mm256_and_si256(v, m4), hl));
+        _mm256_storeu_si256((__m256i *)(q + 64 * j + 32),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hh));
+        h = _mm256_srli_epi16(h, 2);
+    }
+#else
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t b = x->qs[32 * j + l], h = x->qh[l];
+            q[64 * j + l] = (int8_t)((b & 0xF) | (((h >> (2 * j)) & 1) << 4));
+            q[64 * j + 32 + l] = (int8_t)((b >> 4) | (((h >> (2 * j + 1)) & 1) << 4));
+        }
+#endif
+    k4_scales(x->scales, H2F(x->d), H2F(x->dmin), sc, bi);
+}
+
+static void up_q6_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q6_K *x = src;
+    const float d = H2F(x->d);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+        int8_t *o = q + 128 * h;
+#if defined(__AVX2__)
+        const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+        const __m256i k32 = _mm256_set1_epi8(32);
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+        const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+            _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+        const __m256i q2 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+            _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+        const __m256i q3 = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+        const __m256i q4 = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+            _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+        _mm256_storeu_si256((__m256i *)o, _mm256_sub_epi8(q1, k32));
+        _mm256_storeu_si256((__m256i *)(o + 32), _mm256_sub_epi8(q2, k32));
+        _mm256_storeu_si256((__m256i *)(o + 64), _mm256_sub_epi8(q3, k32));
+        _mm256_storeu_si256((__m256i *)(o + 96), _mm256_sub_epi8(q4, k32));
+#else
+        for (int l = 0; l < 32; l++) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+#endif
+    }
+    for (int g = 0; g < 16; g++) {
+        sc[g] = d * x->scales[g];
+        bi[g] = 0;
+    }
+}
+
+static mm_unpack_fn mm_unpacker(int type)
+{
+    switch (type) {
+    case GGML_TYPE_Q8_0: return up_q8_0;
+    case GGML_TYPE_Q4_0: return up_q4_0;
+    case GGML_TYPE_Q4_1: return up_q4_1;
+    case GGML_TYPE_Q5_0: return up_q5_0;
+    case GGML_TYPE_Q5_1: return up_q5_1;
+    case GGML_TYPE_Q4_K: return up_q4_K;
+    case GGML_TYPE_Q5_K: return up_q5_K;
+    case GGML_TYPE_Q6_K: return up_q6_K;
+    default: return NULL;
+    }
+}
+
+/* 1 if the type's affine map has a bias (w = q*sc + bi), 0 if w = q*sc. */
+static int mm_has_bias(int type)
+{
+    return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 ||
+           type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
+}
+
+/* y[i] = q[i] * sc[i/16] (+ bi[i/16]) for N_GROUPS groups of 16, as a
+ * separate multiply and add: the same roundings as ggml's d*q (+ m) or
+ * d1*q - m1 (x - m == x + (-m) exactly). No add at all without a bias,
+ * so that -0 stays -0. */
+static void affine_store(const int8_t *q, const float *sc, const float *bi,
+                         int bias, float *y, int n_groups)
+{
+    for (int g = 0; g < n_groups; g++, q += 16, y += 16) {
+#if defined(__AVX512F__)
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                     _mm_loadu_si128((const __m128i *)q))),
+                                 _mm512_set1_ps(sc[g]));
+        if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bi[g]));
+        _mm512_storeu_ps(y, v);
+#elif defined(__AVX2__)
+        const __m128i b = _mm_loadu_si128((const __m128i *)q);
+        const __m256 s8 = _mm256_set1_ps(sc[g]);
+        __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s8);
+        __m256 v1 = _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))), s8);
+        if (bias) {
+            v0 = _mm256_add_ps(v0, _mm256_set1_ps(bi[g]));
+            v1 = _mm256_add_ps(v1, _mm256_set1_ps(bi[g]));
+        }
+        _mm256_storeu_ps(y, v0);
+        _mm256_storeu_ps(y + 8, v1);
+#else
+        for (int i = 0; i < 16; i++) {
+            float v = (float)q[i] * sc[g];
+            y[i] = bias ? v + bi[g] : v;
+        }
+#endif
+    }
+}
+
+void mm_dequant(int type, const void *src, float *dst, int64_t n)
+{
+    KVT_ASSERT(mm_type_supported(type));
+    KVT_ASSERT(n >= 0);
+    KVT_ASSERT(n % mm_types[type].blck == 0);
+    switch (type) {
+    case GGML_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return;
+    case GGML_TYPE_F16: dq_f16(src, dst, n); return;
+    case GGML_TYPE_BF16: dq_bf16(src, dst, n); return;
+    default: break;
+    }
+    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
+    const mm_unpack_fn unpack = mm_unpacker(type);
+    const int bias = mm_has_bias(type), per_chunk = MM_QK_K / blck;
+    const int64_t n_blk = n / blck;
+    const uint8_t *s = src;
+    int8_t q[MM_QK_K];
+    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
+    for (int64_t b = 0; b < n_blk; b += per_chunk) {
+        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
+        unpack(s + b * bytes, nb, q, sc, bi);
+        affine_store(q, sc, bi, bias, dst + b * blck, nb * blck / 16);
+    }
+}
+
+void mm_get_row(const gguf_tensor *w, int64_t r, float *dst)
+{
+    KVT_ASSERT(mm_type_supported(w->type));
+    KVT_ASSERT(r >= 0);
+    KVT_ASSERT(r < w->ne[1]);
+    const size_t rb = mm_row_bytes(w->type, w->ne[0]);
+    mm_dequant(w->type, (const uint8_t *)w->data + (size_t)r * rb, dst, w->ne[0]);
+}
+
+/* ---- dot kernels ------------------------------------------------------ */
+
+/* sum over N_GROUPS groups of 16 of (q*sc[g] + bi[g]) * x. */
+static float dot_groups(const int8_t *q, const float *sc, const float *bi,
+                        const float *x, int n_groups)
+{
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int g = 0;
+    for (; g + 2 <= n_groups; g += 2) {
+        __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128((const __m128i *)(q + 16 * g))));
+        __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128((const __m128i *)(q + 16 * g + 16))));
+        __m512 w0 = _mm512_fmadd_ps(q0, _mm512_set1_ps(sc[g]), _mm512_set1_ps(bi[g]));
+        __m512 w1 = _mm512_fmadd_ps(q1, _mm512_set1_ps(sc[g + 1]),
+                                    _mm512_set1_ps(bi[g + 1]));
+        a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + 16 * g), a0);
+        a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16 * g + 16), a1);
+    }
+    for (; g < n_groups; g++) {
+        __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128((const __m128i *)(q + 16 * g))));
+        __m512 w0 = _mm512_fmadd_ps(q0, _mm512_set1_ps(sc[g]), _mm512_set1_ps(bi[g]));
+        a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + 16 * g), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int g = 0; g < n_groups; g++) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(q + 16 * g));
+        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+        __m256 s = _mm256_set1_ps(sc[g]), c = _mm256_set1_ps(bi[g]);
+        a0 = _mm256_fmadd_ps(_mm256_fmadd_ps(q0, s, c), _mm256_loadu_ps(x + 16 * g), a0);
+        a1 = _mm256_fmadd_ps(_mm256_fmadd_ps(q1, s, c), _mm256_loadu_ps(x + 16 * g + 8), a1);
+    }
+    __m256 a = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+#else
+    float acc = 0;
+    for (int g = 0; g < n_groups; g++) {
+        float part = 0;
+        for (int i = 0; i < 16; i++)
+            part += ((float)q[16 * g + i] * sc[g] + bi[g]) * x[16 * g + i];
+        acc += part;
+    }
+    return acc;
+#endif
+}
+
+static float dot_f32(const float *w, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    float acc = 0;
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    }
+    acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#endif
+    for (; i < n; i++) acc += w[i] * x[i];
+    return acc;
+}
+
+static float dot_f16(const uint16_t *w, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    float acc = 0;
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i)));
+        __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16)));
+        a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), a1);
+    }
+    acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    __m256 a0 = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, a0);
+    for (int k = 0; k < 8; k++) acc += t[k];
+#endif
+    for (; i < n; i++) acc += H2F(w[i]) * x[i];
+    return acc;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    float acc = 0;
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        __m512i u0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
+        __m512i u1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i + 16)));
+        a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(u0, 16)),
+                             _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(u1, 16)),
+                             _mm512_loadu_ps(x + i + 16), a1);
+    }
+    acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 a0 = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256i u0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(u0, 16)),
+                             _mm256_loadu_ps(x + i), a0);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, a0);
+    for (int k = 0; k < 8; k++) acc += t[k];
+#endif
+    for (; i < n; i++) acc += mm_bf16_to_f32(w[i]) * x[i];
+    return acc;
+}
+
+/* acc[i] = dot(row, x_i) for the M rows x_i = x + i*n of X (m, n), one
+ * row of W of type TYPE: each chunk of W is unpacked once for all M. */
+static void dot_rows(int type, const uint8_t *row, const float *x, int64_t n,
+                     int m, float *acc)
+{
+    switch (type) {
+    case GGML_TYPE_F32:
+        for (int i = 0; i < m; i++) acc[i] = dot_f32((const float *)row, x + i * n, n);
+        return;
+    case GGML_TYPE_F16:
+        for (int i = 0; i < m; i++) acc[i] = dot_f16((const uint16_t *)row, x + i * n, n);
+        return;
+    case GGML_TYPE_BF16:
+        for (int i = 0; i < m; i++) acc[i] = dot_bf16((const uint16_t *)row, x + i * n, n);
+        return;
+    default: break;
+    }
+    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
+    const mm_unpack_fn unpack = mm_unpacker(type);
+    const int per_chunk = MM_QK_K / blck;
+    const int64_t n_blk = n / blck;
+    int8_t q[MM_QK_K];
+    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
+    for (int i = 0; i < m; i++) acc[i] = 0;
+    for (int64_t b = 0; b < n_blk; b += per_chunk) {
+        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
+        unpack(row + b * bytes, nb, q, sc, bi);
+        for (int i = 0; i < m; i++)
+            acc[i] += dot_groups(q, sc, bi, x + i * n + b * blck, nb * blck / 16);
+    }
+}
+
+/* ---- context and products --------------------------------------------- */
+
+#define MM_ROWS_MAX 128 /* W rows dequantized per sgemm call */
+/* Up to this many rows of X go through the fused path, not sgemm:
+ * OpenBLAS has a large fixed cost per call for small m. */
+#define MM_FUSED_M_MAX 8
+
+struct mm_ctx {
+    pool *p;
+    int n_threads;
+    int64_t max_n_in;
+    float *scratch; /* (n_threads, MM_ROWS_MAX, max_n_in) */
+};
+
+int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
+{
+    KVT_ASSERT(p != NULL);
+    KVT_ASSERT(max_n_in > 0);
+    openblas_set_num_threads(1);
+    mm_ctx *c = calloc(1, sizeof *c);
+    if (!c) return -ENOMEM;
+    c->p = p;
+    c->n_threads = pool_threads(p);
+    c->max_n_in = max_n_in;
+    const size_t per = (size_t)MM_ROWS_MAX * (size_t)max_n_in;
+    if ((size_t)max_n_in > SIZE_MAX / sizeof(float) / MM_ROWS_MAX /
+                               (size_t)c->n_threads) {
+        free(c);
+        return KVT_ERANGE;
+    }
+    c->scratch = malloc(per * (size_t)c->n_threads * sizeof(float));
+    if (!c->scratch) { free(c); return -ENOMEM; }
+    *out = c;
+    return 0;
+}
+
+void mm_ctx_free(mm_ctx *c)
+{
+    if (!c) return;
+    free(c->scratch);
+    free(c);
+}
+
+struct mm_job {
+    const mm_ctx *c;
+    const gguf_tensor *w;
+    const float *x;
+    float *y;
+    int m;
+    int64_t n_in, n_out;
+    size_t row_bytes;
+    int64_t rows_per_task;
+};
+
+/* m <= MM_FUSED_M_MAX: columns [r0, r1) of Y = X . W^T, fused. */
+static void mm_task_vec(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const struct mm_job *j = ctx;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    const int64_t r1 = KVT_MIN(r0 + j->rows_per_task, j->n_out);
+    const uint8_t *base = j->w->data;
+    float acc[MM_FUSED_M_MAX];
+    for (int64_t r = r0; r < r1; r++) {
+        dot_rows(j->w->type, base + (size_t)r * j->row_bytes, j->x, j->n_in,
+                 j->m, acc);
+        for (int i = 0; i < j->m; i++) j->y[i * j->n_out + r] = acc[i];
+    }
+}
+
+/* m > MM_FUSED_M_MAX: columns [r0, r1) of Y = X . W^T through sgemm. */
+static void mm_task_gemm(void *ctx, int task, int thread)
+{
+    const struct mm_job *j = ctx;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    const int64_t nr = KVT_MIN(r0 + j->rows_per_task, j->n_out) - r0;
+    const uint8_t *rows = (const uint8_t *)j->w->data + (size_t)r0 * j->row_bytes;
+    const float *b;
+    if (j->w->type == GGML_TYPE_F32) {
+        b = (const float *)rows;
+    } else {
+        float *s = j->c->scratch + (size_t)thread * MM_ROWS_MAX * (size_t)j->c->max_n_in;
+        mm_dequant(j->w->type, rows, s, nr * j->n_in);
+        b = s;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->m, (int)nr,
+                (int)j->n_in, 1.0f, j->x, (int)j->n_in, b, (int)j->n_in, 0.0f,
+                j->y + r0, (int)j->n_out);
+}
+
+void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
+{
+    KVT_ASSERT(mm_type_supported(w->type));
+    KVT_ASSERT(m >= 1);
+    const int64_t n_in = w->ne[0], n_out = w->ne[1];
+    KVT_ASSERT(n_in > 0);
+    KVT_ASSERT(n_out > 0);
+    KVT_ASSERT(n_in <= c->max_n_in);
+    KVT_ASSERT(n_in <= INT32_MAX);
+    KVT_ASSERT(n_out <= INT32_MAX);
+    struct mm_job j = {
+        .c = c, .w = w, .x = x, .y = y, .m = m, .n_in = n_in,
+        .n_out = n_out, .row_bytes = mm_row_bytes(w->type, n_in),
+    };
+    KVT_ASSERT(w->size >= j.row_bytes * (size_t)n_out);
+    /* About 4 tasks per thread, so uneven finishing times even out. */
+    const int64_t want = 4 * (int64_t)c->n_threads;
+    if (m <= MM_FUSED_M_MAX) {
+        j.rows_per_task = KVT_MAX((int64_t)1, (n_out + want - 1) / want);
+        const int64_t n_tasks = (n_out + j.rows_per_task - 1) / j.rows_per_task;
+        pool_run(c->p, mm_task_vec, &j, (int)n_tasks);
+        return;
+    }
+    int64_t rpt = (n_out + want - 1) / want;
+    rpt = (rpt + 15) / 16 * 16;
+    j.rows_per_task = KVT_MIN((int64_t)MM_ROWS_MAX, rpt);
+    const int64_t n_tasks = (n_out + j.rows_per_task - 1) / j.rows_per_task;
+    pool_run(c->p, mm_task_gemm, &j, (int)n_tasks);
+}
