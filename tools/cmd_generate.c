@@ -1,6 +1,11 @@
 /* cmd_generate.c - `kvtile generate MODEL -p PROMPT -n N`: continue a prompt,
- * greedy or with temperature / top-p sampling from a seed. Positions are
- * prepared for the whole evaluation's length (prompt + n), known up front. */
+ * greedy or with temperature / top-p sampling from a seed.
+ * Positions are prepared for the whole evaluation's length (prompt + n),
+ * known up front. With --grow-positions they follow the current length
+ * instead (an open-ended session): when the table changes (LongRoPE's switch
+ * to long factors, dynamic NTK), every cached key is rotated with the new
+ * table from then on; --longrope-exact re-evaluates the prefix at each
+ * change so the result equals a one-shot evaluation. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +63,7 @@ int cmd_generate(int argc, char **argv)
     int64_t n_gen = 64;
     double temp = 0.0, top_p = 0.95;
     uint64_t seed = 42;
+    int grow = 0, exact = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_common_opt(&o, argc, argv, &i)) continue;
@@ -67,8 +73,11 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "--temp") && i + 1 < argc) temp = atof(argv[++i]);
         else if (!strcmp(a, "--top-p") && i + 1 < argc) top_p = atof(argv[++i]);
         else if (!strcmp(a, "--seed") && i + 1 < argc) seed = (uint64_t)cli_parse_count(a, argv[++i]);
+        else if (!strcmp(a, "--grow-positions")) grow = 1;
+        else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
         else if (a[0] == '-') {
-            fprintf(stderr, "usage: kvtile generate MODEL -p PROMPT|-f FILE [-n N] [--temp T] [--top-p P] [--seed S]\n%s", cli_common_help);
+            fprintf(stderr, "usage: kvtile generate MODEL -p PROMPT|-f FILE [-n N] [--temp T] [--top-p P] [--seed S]\n"
+                    "  [--grow-positions] [--longrope-exact]\n%s", cli_common_help);
             return 2;
         } else o.model_path = a;
     }
@@ -89,10 +98,13 @@ int cmd_generate(int argc, char **argv)
     if (n_prompt < 1) cli_die("prompt: empty");
     int64_t total = n_prompt + n_gen;
     o.n_ctx = total;
+    int32_t *seq = realloc(ids, (size_t)total * sizeof *seq);
+    if (!seq) cli_die("out of memory");
+    ids = seq;
     struct rope_params rp;
     cli_rope_params(&o, m, &rp);
     model_ctx *mc = cli_model_ctx(&o, m);
-    int rc = model_ctx_set_rope(mc, &rp, total);
+    int rc = model_ctx_set_rope(mc, &rp, grow ? n_prompt : total);
     if (rc < 0) cli_die("%s: positions: %s", o.model_path, kvt_strerror(rc));
     struct cli_kv ck;
     cli_kv_open(&o, m, "generate.kvt", 0, &ck);
@@ -109,23 +121,37 @@ int cmd_generate(int argc, char **argv)
     double t1 = kvt_now_s();
     fwrite(text, 1, len, stdout);
     char piece[256];
-    int64_t pos = n_prompt, n_out = 0;
+    int64_t pos = n_prompt, n_out = 0, n_reeval = 0;
     for (; n_out < n_gen; n_out++) {
         int id = sample(logits, hp->n_vocab, temp, top_p, &rng, cands);
         if (id == tok_eos(tk)) break;
         int w = tok_decode_piece(tk, id, piece, sizeof piece);
         if (w > 0) fwrite(piece, 1, (size_t)w, stdout);
         fflush(stdout);
-        int32_t t32 = id;
-        rc = model_eval(mc, ck.kv, &t32, 1, pos++, logits, 0);
+        ids[pos] = id;
+        if (grow) {
+            int changed = model_ctx_set_rope(mc, &rp, pos + 1);
+            if (changed < 0) cli_die("%s: positions: %s", o.model_path, kvt_strerror(changed));
+            if (changed && exact) { /* the prefix again, under the new table */
+                n_reeval++;
+                if ((rc = kvs_truncate(ck.kv, 0)) < 0) cli_die("KV store: %s", kvt_strerror(rc));
+                for (int64_t p0 = 0; p0 < pos; p0 += o.n_batch) {
+                    int n = (int)KVT_MIN((int64_t)o.n_batch, pos - p0);
+                    if ((rc = model_eval(mc, ck.kv, ids + p0, n, p0, logits, 0)) < 0)
+                        cli_die("KV store: %s", kvt_strerror(rc));
+                }
+            }
+        }
+        rc = model_eval(mc, ck.kv, ids + pos, 1, pos, logits, 0);
         if (rc < 0) cli_die("KV store: %s", kvt_strerror(rc));
+        pos++;
     }
     double t2 = kvt_now_s();
     printf("\n");
     if (!o.quiet)
-        fprintf(stderr, "kvtile: prompt %lld tokens at %.1f tok/s, generated %lld at %.1f tok/s\n",
+        fprintf(stderr, "kvtile: prompt %lld tokens at %.1f tok/s, generated %lld at %.1f tok/s%s\n",
                 (long long)n_prompt, (double)n_prompt / (t1 - t0 + 1e-9), (long long)n_out,
-                (double)n_out / (t2 - t1 + 1e-9));
+                (double)n_out / (t2 - t1 + 1e-9), n_reeval ? ", prefix re-evaluated at a position change" : "");
     free(logits); free(cands); free(ids); free(text);
     cli_kv_close(&ck);
     model_ctx_free(mc);

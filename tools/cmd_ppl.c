@@ -1,29 +1,52 @@
 /* cmd_ppl.c - `kvtile ppl`: perplexity of a long text.
  *
  * Protocol (llama.cpp's llama-perplexity, so numbers compare): the text is
- * tokenized once with BOS and cut into non-overlapping chunks of n_ctx
- * tokens (the tail is dropped; a text shorter than n_ctx is one chunk of
- * its own length); each chunk is evaluated from an empty KV store with its
+ * tokenized once with BOS and cut into non-overlapping windows of n_ctx
+ * tokens (the tail is dropped; a text shorter than n_ctx is one window of
+ * its own length); each window is evaluated from an empty KV store with its
  * first token replaced by BOS; the logits at positions n/2 .. n-2 are
  * scored against the next tokens (--score all: positions 0 .. n-2);
- * PPL = exp(mean NLL). Positions are prepared for the chunk's true length.
+ * PPL = exp(mean NLL). Positions are prepared for the window's true length.
+ * --stride S: sliding windows of n_ctx starting every S tokens; the first
+ * is scored as above, each later one only on its last S predictions.
+ *
+ * --sweep L1,L2,.. --schemes a,b,..: the same protocol for every context
+ * length x position scheme, as a table (and --json, --plot FILE.svg).
+ *
+ * --cache-dir DIR --resume: a journal (DIR/ppl.journal) records the running
+ * sums after every batch once the KV tiles are durable (kvs_sync); a
+ * resumed run reopens the cache, continues at the last recorded batch the
+ * cache still holds, and ends with the same nll_sum as an uninterrupted run.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "cli.h"
 #include "io/kvt.h"
+#include "svg.h"
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: kvtile ppl MODEL -f FILE [options]\n"
-            "  -f FILE              text to score\n"
-            "  -c, --ctx N          tokens per chunk (default: the model's context)\n"
-            "  --chunks K           score only the first K chunks\n"
-            "  --score half|all     score the second half of each chunk (default,\n"
+            "  -f FILE              text to score (UTF-8)\n"
+            "  -c, --ctx N          tokens per window (default: the model's context)\n"
+            "  --chunks K           score only the first K windows\n"
+            "  --score half|all     score the second half of each window (default,\n"
             "                       as llama-perplexity) or every token after the first\n"
+            "  --stride S           sliding windows every S tokens (scores the last S)\n"
+            "  --curve FILE         per-position NLL curve (TSV: position bucket, tokens, ppl)\n"
+            "  --bucket N           curve bucket size in positions (default 256)\n"
+            "  --resume             continue an interrupted run (needs --cache-dir)\n"
+            "  --sweep L1,L2,...    context lengths to sweep\n"
+            "  --schemes S1,S2,...  position schemes for the sweep: none, linear, ntk,\n"
+            "                       dynamic-ntk, yarn, longrope, self-extend\n"
+            "  --plot FILE.svg      with --sweep: perplexity vs context length\n"
             "%s", cli_common_help);
     exit(2);
 }
@@ -38,22 +61,450 @@ static double nll_of(const float *logits, int n_vocab, int target)
     return -((double)(logits[target] - mx) - log(sum));
 }
 
+struct ppl_sums {
+    double nll_sum, nll2_sum;
+    int64_t n_scored;
+};
+
+struct ppl_job {
+    const struct cli_opts *o;
+    model *m;
+    tok *tk;
+    const int32_t *ids;
+    int64_t n_tok, n_ctx, n_windows, stride; /* stride 0: chunks */
+    int score_all;
+    struct rope_params rp;
+    int resume;
+    const char *text_path;
+    /* per-position curve (NULL: off): sums per bucket */
+    int64_t bucket;
+    double *curve_nll;
+    int64_t *curve_n;
+};
+
+struct ppl_result {
+    struct ppl_sums s;
+    int64_t n_eval;
+    double secs;
+    int resumed_from;       /* window index a resumed run started in, -1 */
+};
+
+/* ---- journal ---------------------------------------------------------- */
+
+struct journal {
+    FILE *f;
+    char path[8192];
+    char key[1024];
+};
+
+static void journal_key(const struct ppl_job *j, char *key, size_t cap)
+{
+    uint8_t fp[32];
+    model_fingerprint(j->m, fp);
+    uint64_t th = XXH3_64bits(j->ids, (size_t)j->n_tok * sizeof *j->ids);
+    const struct cli_opts *o = j->o;
+    int n = snprintf(key, cap, "kvtile-ppl-journal 1 model=");
+    for (int i = 0; i < 8; i++) n += snprintf(key + n, cap - (size_t)n, "%02x", fp[i]);
+    snprintf(key + n, cap - (size_t)n,
+             " text=%016llx n_ctx=%lld windows=%lld stride=%lld score=%d batch=%d "
+             "tile=%d type=%d codec=%d rope=%d scale=%.17g base=%.17g se=%d:%d",
+             (unsigned long long)th, (long long)j->n_ctx, (long long)j->n_windows,
+             (long long)j->stride, j->score_all, o->n_batch, o->tile_tokens,
+             o->cache_type, o->codec, j->rp.scheme, j->rp.scale, j->rp.freq_base,
+             o->se_group, o->se_window);
+}
+
+struct jline { int64_t win, pos; struct ppl_sums s; };
+
+/* Read every complete record of a journal whose key matches. Returns the
+ * number of records (0 if none or no file), -1 if the key differs. */
+static int64_t journal_read(const char *path, const char *key, struct jline **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[2048];
+    if (!fgets(line, sizeof line, f)) { fclose(f); return 0; }
+    line[strcspn(line, "\n")] = 0;
+    if (strcmp(line, key) != 0) { fclose(f); return -1; }
+    int64_t n = 0, cap = 0;
+    struct jline *v = NULL;
+    while (fgets(line, sizeof line, f)) {
+        if (!strchr(line, '\n')) break; /* torn last line */
+        struct jline r;
+        long long w, p, ns;
+        if (sscanf(line, "w %lld p %lld s %lg %lg %lld", &w, &p, &r.s.nll_sum,
+                   &r.s.nll2_sum, &ns) != 5)
+            break;
+        r.win = w; r.pos = p; r.s.n_scored = ns;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            struct jline *nv = realloc(v, (size_t)cap * sizeof *v);
+            if (!nv) cli_die("%s: out of memory", path);
+            v = nv;
+        }
+        v[n++] = r;
+    }
+    fclose(f);
+    *out = v;
+    return n;
+}
+
+static void journal_open(struct journal *jr, const char *dir, const char *key, int append)
+{
+    snprintf(jr->path, sizeof jr->path, "%s/ppl.journal", dir);
+    snprintf(jr->key, sizeof jr->key, "%s", key);
+    jr->f = fopen(jr->path, append ? "a" : "w");
+    if (!jr->f) cli_die("%s: %s", jr->path, strerror(errno));
+    if (!append) fprintf(jr->f, "%s\n", key);
+}
+
+/* Durable record: the KV tiles up to pos are synced before this is called. */
+static void journal_put(struct journal *jr, int64_t win, int64_t pos, const struct ppl_sums *s)
+{
+    if (!jr->f) return;
+    fprintf(jr->f, "w %lld p %lld s %.17g %.17g %lld\n", (long long)win, (long long)pos,
+            s->nll_sum, s->nll2_sum, (long long)s->n_scored);
+    if (fflush(jr->f) != 0 || fsync(fileno(jr->f)) != 0)
+        cli_die("%s: %s", jr->path, strerror(errno));
+}
+
+/* ---- evaluation --------------------------------------------------------- */
+
+static int64_t window_start(const struct ppl_job *j, int64_t w)
+{
+    return j->stride ? w * j->stride : w * j->n_ctx;
+}
+
+/* First scored position of window w. */
+static int64_t window_first(const struct ppl_job *j, int64_t w)
+{
+    if (j->stride && w > 0) return j->n_ctx - j->stride - 1;
+    return j->score_all ? 0 : j->n_ctx / 2;
+}
+
+static void ppl_run(struct ppl_job *j, struct ppl_result *res)
+{
+    const struct cli_opts *o = j->o;
+    const struct model_hparams *hp = model_hparams(j->m);
+    int n_vocab = hp->n_vocab, rc;
+    int64_t n_ctx = j->n_ctx;
+    struct cli_opts oo = *o;
+    if (oo.n_batch > n_ctx) oo.n_batch = (int)n_ctx;
+    model_ctx *mc = cli_model_ctx(&oo, j->m);
+    if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
+        cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
+
+    memset(res, 0, sizeof *res);
+    res->resumed_from = -1;
+    struct journal jr = { 0 };
+    int64_t w0 = 0, p_start = 0;
+    int reopen = 0;
+    if (o->cache_dir) {
+        char key[1024];
+        journal_key(j, key, sizeof key);
+        struct jline *lines = NULL;
+        int64_t nl = 0;
+        if (j->resume) {
+            char path[8192];
+            snprintf(path, sizeof path, "%s/ppl.journal", o->cache_dir);
+            nl = journal_read(path, key, &lines);
+            if (nl < 0)
+                cli_die("%s: journal is from a different run (model, text or options differ); "
+                        "run without --resume to start over", path);
+        }
+        if (nl > 0) {
+            struct jline last = lines[nl - 1];
+            res->resumed_from = (int)last.win;
+            if (last.pos >= n_ctx) {           /* that window was finished */
+                w0 = last.win + 1;
+                res->s = last.s;
+            } else {
+                w0 = last.win;
+                reopen = 1;
+            }
+            journal_open(&jr, o->cache_dir, key, 1);
+            struct cli_kv ck;
+            if (reopen) {
+                char cpath[8192];
+                snprintf(cpath, sizeof cpath, "%s/ppl.kvt", o->cache_dir);
+                if (access(cpath, F_OK) != 0) reopen = 0;
+            }
+            int64_t have = 0;
+            if (reopen && o->kv_backing == KVS_DISK) {
+                cli_kv_open(o, j->m, "ppl.kvt", 1, &ck);
+                have = kvs_n_tokens(ck.kv);
+                cli_kv_close(&ck);
+            }
+            /* the latest record of window w0 that the cache still covers */
+            struct jline best = { .win = -1 };
+            for (int64_t i = 0; i < nl; i++)
+                if (lines[i].win == w0 && lines[i].pos <= have && lines[i].pos < n_ctx)
+                    best = lines[i];
+            if (reopen && best.win == w0) {
+                p_start = best.pos;
+                res->s = best.s;
+            } else if (reopen) {
+                /* nothing usable of this window: from its start, with the sums
+                 * of the window before */
+                p_start = 0;
+                memset(&res->s, 0, sizeof res->s);
+                for (int64_t i = 0; i < nl; i++)
+                    if (lines[i].win == w0 - 1 && lines[i].pos >= n_ctx) res->s = lines[i].s;
+            }
+            if (p_start == 0) reopen = 0;
+        } else {
+            journal_open(&jr, o->cache_dir, key, 0);
+        }
+        free(lines);
+    } else if (j->resume) {
+        cli_die("--resume needs --cache-dir DIR (where the journal and the KV cache live)");
+    }
+
+    struct cli_kv ck;
+    cli_kv_open(o, j->m, "ppl.kvt", reopen, &ck);
+    const char *kvname = ck.path[0] ? ck.path : "KV store";
+    if (reopen && (rc = kvs_truncate(ck.kv, p_start)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+
+    float *logits = malloc((size_t)oo.n_batch * (size_t)n_vocab * sizeof *logits);
+    int32_t *win = malloc((size_t)n_ctx * sizeof *win);
+    if (!logits || !win) cli_die("out of memory");
+    int bos = tok_bos(j->tk);
+    struct cli_progress pr;
+    cli_progress_start(&pr, o->quiet || o->json, "windows");
+    double t0 = kvt_now_s();
+    for (int64_t w = w0; w < j->n_windows; w++) {
+        memcpy(win, j->ids + window_start(j, w), (size_t)n_ctx * sizeof *win);
+        if (bos >= 0) win[0] = bos;
+        int64_t first = window_first(j, w), p_begin = 0;
+        if (w == w0 && reopen) {
+            p_begin = p_start;
+        } else {
+            if ((rc = kvs_truncate(ck.kv, 0)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+            if (jr.f) {
+                if ((rc = kvs_sync(ck.kv)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+                journal_put(&jr, w, 0, &res->s);
+            }
+        }
+        for (int64_t p0 = p_begin; p0 < n_ctx; p0 += oo.n_batch) {
+            int n = (int)KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
+            rc = model_eval(mc, ck.kv, win + p0, n, p0, logits, 1);
+            if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+            res->n_eval += n;
+            for (int t = 0; t < n; t++) {
+                int64_t pos = p0 + t;
+                if (pos < first || pos > n_ctx - 2) continue;
+                double v = nll_of(logits + (size_t)t * n_vocab, n_vocab, win[pos + 1]);
+                res->s.nll_sum += v;
+                res->s.nll2_sum += v * v;
+                res->s.n_scored++;
+                if (j->curve_nll) {
+                    j->curve_nll[pos / j->bucket] += v;
+                    j->curve_n[pos / j->bucket]++;
+                }
+            }
+            if (jr.f) {
+                if ((rc = kvs_sync(ck.kv)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+                journal_put(&jr, w, p0 + n, &res->s);
+            }
+            char extra[64];
+            snprintf(extra, sizeof extra, "ppl %.4f",
+                     res->s.n_scored ? exp(res->s.nll_sum / (double)res->s.n_scored) : 0.0);
+            cli_progress(&pr, w, j->n_windows, res->n_eval, extra);
+        }
+    }
+    cli_progress(&pr, j->n_windows, j->n_windows, res->n_eval, NULL);
+    cli_progress_end(&pr);
+    res->secs = kvt_now_s() - t0;
+    if (jr.f) fclose(jr.f);
+    free(logits);
+    free(win);
+    cli_kv_close(&ck);
+    model_ctx_free(mc);
+}
+
+static void ppl_stats(const struct ppl_sums *s, double *ppl, double *err)
+{
+    double mean = s->nll_sum / (double)s->n_scored;
+    double var = s->nll2_sum / (double)s->n_scored - mean * mean;
+    *ppl = exp(mean);
+    *err = s->n_scored > 1 && var > 0 ? sqrt(var / (double)(s->n_scored - 1)) * *ppl : 0.0;
+}
+
+/* Number of windows of n_ctx in n_tok tokens. */
+static int64_t count_windows(int64_t n_tok, int64_t n_ctx, int64_t stride)
+{
+    if (!stride) return n_tok / n_ctx;
+    return n_tok < n_ctx ? 0 : (n_tok - n_ctx) / stride + 1;
+}
+
+/* ---- sweep -------------------------------------------------------------- */
+
+enum { SCHEME_SE = ROPE_NSCHEMES }; /* self-extend: plain RoPE + grouping */
+
+/* Positions for scheme SCH at context CTX: the factor is the extension
+ * ratio ctx / original context (at least 1), unless --rope-scale fixes it. */
+static int sweep_setup(const struct cli_opts *o, const model *m, int sch, int64_t ctx,
+                       struct rope_params *rp, struct cli_opts *oo, const char **why)
+{
+    struct cli_opts base = *o;
+    base.rope_scaling = NULL;
+    base.rope_scale = -1;
+    cli_rope_params(&base, m, rp);
+    int64_t orig = rp->orig_ctx > 0 ? rp->orig_ctx : model_hparams(m)->n_ctx_train;
+    double s = o->rope_scale > 0 ? o->rope_scale : (double)ctx / (double)orig;
+    if (s < 1) s = 1;
+    *oo = *o;
+    oo->se_group = oo->se_window = 0;
+    *why = NULL;
+    if (sch == SCHEME_SE) {
+        rp->scheme = ROPE_NONE;
+        if (ctx > orig) {
+            int w = o->se_window > 0 ? o->se_window : (int)(orig / 2);
+            int g = o->se_group > 0 ? o->se_group
+                                    : (int)((ctx - w + (orig - w) - 1) / (orig - w));
+            oo->se_group = g < 2 ? 2 : g;
+            oo->se_window = w;
+        }
+        return 0;
+    }
+    if (sch == ROPE_LONGROPE && !rp->have_factors) {
+        *why = "no LongRoPE factors (give --longrope-factors FILE)";
+        return -1;
+    }
+    if (sch != ROPE_LONGROPE) rp->have_factors = 0;
+    rp->scheme = sch;
+    rp->orig_ctx = orig;
+    if (sch == ROPE_DYN_NTK) rp->scale = 1.0; /* the length decides */
+    else if (sch != ROPE_LONGROPE) rp->scale = s;
+    else if (rp->scale <= 1.0) rp->scale = s;
+    return 0;
+}
+
+static int parse_list(const char *s, char out[][32], int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= 32) cli_die("bad list '%s'", s);
+        memcpy(out[n], s, len);
+        out[n][len] = 0;
+        n++;
+        s += len;
+        if (*s == ',') s++;
+    }
+    return n;
+}
+
+static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes, const char *plot)
+{
+    char ctxs_s[32][32], sch_s[16][32];
+    int n_ctx = parse_list(sweep, ctxs_s, 32);
+    int n_sch = parse_list(schemes ? schemes : "none,linear,ntk,yarn,longrope,self-extend", sch_s, 16);
+    int sch[16];
+    double x[32];
+    for (int i = 0; i < n_sch; i++) {
+        sch[i] = !strcmp(sch_s[i], "self-extend") ? SCHEME_SE : rope_scheme_parse(sch_s[i]);
+        if (sch[i] < 0) cli_die("--schemes: unknown scheme '%s'", sch_s[i]);
+    }
+    for (int c = 0; c < n_ctx; c++) x[c] = (double)cli_parse_count("--sweep", ctxs_s[c]);
+    double *ppl = malloc(sizeof(double) * (size_t)(n_ctx * n_sch));
+    if (!ppl) cli_die("out of memory");
+    const struct cli_opts *o = j->o;
+    if (o->json) printf("{\"sweep\": [");
+    else {
+        printf("%-8s", "ctx");
+        for (int i = 0; i < n_sch; i++) printf(" %12s", sch_s[i]);
+        printf("\n");
+    }
+    int first_json = 1;
+    for (int c = 0; c < n_ctx; c++) {
+        int64_t ctx = (int64_t)x[c];
+        if (!o->json) { printf("%-8lld", (long long)ctx); fflush(stdout); }
+        for (int i = 0; i < n_sch; i++) {
+            struct cli_opts oo;
+            const char *why;
+            struct ppl_job jj = *j;
+            double *v = &ppl[c * n_sch + i];
+            *v = NAN;
+            if (sweep_setup(o, j->m, sch[i], ctx, &jj.rp, &oo, &why) < 0) {
+                if (!o->json) printf(" %12s", "n/a");
+                else {
+                    printf("%s{\"ctx\": %lld, \"scheme\": \"%s\", \"ppl\": null, \"note\": ", first_json ? "" : ", ", (long long)ctx, sch_s[i]);
+                    cli_json_str(stdout, why);
+                    printf("}");
+                    first_json = 0;
+                }
+                fflush(stdout);
+                continue;
+            }
+            jj.o = &oo;
+            jj.n_ctx = ctx > j->n_tok ? j->n_tok : ctx;
+            jj.n_windows = count_windows(j->n_tok, jj.n_ctx, 0);
+            if (j->n_windows > 0 && j->n_windows < jj.n_windows) jj.n_windows = j->n_windows;
+            struct ppl_result r;
+            ppl_run(&jj, &r);
+            double p, e;
+            ppl_stats(&r.s, &p, &e);
+            *v = p;
+            if (o->json) {
+                printf("%s{\"ctx\": %lld, \"scheme\": \"%s\", \"ppl\": %.6f, \"ppl_stderr\": %.6f, "
+                       "\"nll_sum\": %.17g, \"n_scored\": %lld, \"n_chunks\": %lld, \"scale\": %.6g, "
+                       "\"self_extend\": \"%d:%d\"}",
+                       first_json ? "" : ", ", (long long)ctx, sch_s[i], p, e, r.s.nll_sum,
+                       (long long)r.s.n_scored, (long long)jj.n_windows, jj.rp.scale,
+                       oo.se_group, oo.se_window);
+                first_json = 0;
+            } else {
+                printf(" %12.4f", p);
+            }
+            fflush(stdout);
+        }
+        if (!o->json) printf("\n");
+    }
+    if (o->json) printf("]}\n");
+    if (plot) {
+        struct svg_series ser[16];
+        for (int i = 0; i < n_sch; i++) {
+            ser[i].name = sch_s[i];
+            double *col = malloc(sizeof(double) * (size_t)n_ctx);
+            if (!col) cli_die("out of memory");
+            for (int c = 0; c < n_ctx; c++) col[c] = ppl[c * n_sch + i];
+            ser[i].y = col;
+        }
+        char title[256];
+        snprintf(title, sizeof title, "Perplexity by context length (%s)", j->text_path);
+        int rc = svg_line_plot(plot, title, "context length (tokens)", "perplexity", x, n_ctx, ser, n_sch, 1);
+        if (rc < 0) cli_die("%s: %s", plot, kvt_strerror(rc));
+        for (int i = 0; i < n_sch; i++) free((void *)ser[i].y);
+    }
+    free(ppl);
+}
+
+/* ---- command ------------------------------------------------------------ */
+
 int cmd_ppl(int argc, char **argv)
 {
     struct cli_opts o;
     cli_opts_default(&o);
-    const char *file = NULL;
-    int64_t max_chunks = -1;
-    int score_all = 0;
+    const char *file = NULL, *sweep = NULL, *schemes = NULL, *plot = NULL, *curve = NULL;
+    int64_t max_chunks = -1, stride = 0, bucket = 256;
+    int score_all = 0, resume = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_common_opt(&o, argc, argv, &i)) continue;
-        if (!strcmp(a, "-f") && i + 1 < argc) file = argv[++i];
-        else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && i + 1 < argc)
-            o.n_ctx = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--chunks") && i + 1 < argc)
-            max_chunks = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--score") && i + 1 < argc) {
+        int has = i + 1 < argc;
+        if (!strcmp(a, "-f") && has) file = argv[++i];
+        else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && has) o.n_ctx = cli_parse_count(a, argv[++i]);
+        else if (!strcmp(a, "--chunks") && has) max_chunks = cli_parse_count(a, argv[++i]);
+        else if (!strcmp(a, "--stride") && has) stride = cli_parse_count(a, argv[++i]);
+        else if (!strcmp(a, "--bucket") && has) bucket = cli_parse_count(a, argv[++i]);
+        else if (!strcmp(a, "--curve") && has) curve = argv[++i];
+        else if (!strcmp(a, "--sweep") && has) sweep = argv[++i];
+        else if (!strcmp(a, "--schemes") && has) schemes = argv[++i];
+        else if (!strcmp(a, "--plot") && has) plot = argv[++i];
+        else if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "--score") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "all")) score_all = 1;
             else if (!strcmp(v, "half")) score_all = 0;
@@ -64,13 +515,15 @@ int cmd_ppl(int argc, char **argv)
         else cli_die("ppl: unexpected argument '%s'", a);
     }
     if (!o.model_path || !file) usage();
+    if (bucket < 1) cli_die("--bucket must be >= 1");
+    if (sweep && (resume || curve || stride)) cli_die("--sweep runs without --resume, --curve or --stride");
 
     model *m;
     tok *tk;
     cli_load(o.model_path, &m, &tk);
     const struct model_hparams *hp = model_hparams(m);
     if (o.n_ctx == 0) o.n_ctx = hp->n_ctx_train;
-    if (o.n_ctx < 2) cli_die("-c: a chunk needs at least 2 tokens");
+    if (o.n_ctx < 2) cli_die("-c: a window needs at least 2 tokens");
 
     size_t len;
     char *text = cli_read_file(file, &len);
@@ -79,84 +532,67 @@ int cmd_ppl(int argc, char **argv)
     free(text);
     if (n_tok < 2) cli_die("%s: only %lld tokens", file, (long long)n_tok);
 
-    int64_t n_ctx = o.n_ctx;
-    if (n_ctx > n_tok) n_ctx = n_tok; /* one chunk: the whole text */
-    int64_t n_chunks = n_tok / n_ctx;
-    if (max_chunks >= 0 && max_chunks < n_chunks) n_chunks = max_chunks;
-    if (n_chunks < 1) cli_die("%s: no chunk to score", file);
-    if (o.n_batch > n_ctx) o.n_batch = (int)n_ctx;
+    struct ppl_job j = { .o = &o, .m = m, .tk = tk, .ids = ids, .n_tok = n_tok,
+                         .score_all = score_all, .resume = resume, .text_path = file,
+                         .stride = stride, .bucket = bucket };
+    j.n_ctx = o.n_ctx > n_tok ? n_tok : o.n_ctx; /* one window: the whole text */
+    if (stride && (stride >= j.n_ctx || stride < 1)) cli_die("--stride must be in 1 .. n_ctx-1");
+    j.n_windows = count_windows(n_tok, j.n_ctx, stride);
+    if (max_chunks >= 0 && max_chunks < j.n_windows) j.n_windows = max_chunks;
+    if (j.n_windows < 1) cli_die("%s: no window to score", file);
 
-    struct rope_params rp;
-    cli_rope_params(&o, m, &rp);
-    model_ctx *mc = cli_model_ctx(&o, m);
-    int rc = model_ctx_set_rope(mc, &rp, n_ctx);
-    if (rc < 0) cli_die("%s: positions: %s", o.model_path, kvt_strerror(rc));
-    struct cli_kv ck;
-    cli_kv_open(&o, m, "ppl.kvt", 0, &ck);
-
-    int n_vocab = hp->n_vocab;
-    float *logits = malloc((size_t)o.n_batch * (size_t)n_vocab * sizeof *logits);
-    int32_t *chunk = malloc((size_t)n_ctx * sizeof *chunk);
-    if (!logits || !chunk) cli_die("out of memory");
-    int bos = tok_bos(tk);
-
-    int64_t first = score_all ? 0 : n_ctx / 2;
-    double nll_sum = 0.0, nll2_sum = 0.0;
-    int64_t n_scored = 0, n_eval = 0;
-    struct cli_progress pr;
-    cli_progress_start(&pr, o.quiet || o.json, "chunks");
-    double t0 = kvt_now_s();
-    for (int64_t ci = 0; ci < n_chunks; ci++) {
-        memcpy(chunk, ids + ci * n_ctx, (size_t)n_ctx * sizeof *chunk);
-        if (bos >= 0) chunk[0] = bos;
-        if ((rc = kvs_truncate(ck.kv, 0)) < 0)
-            cli_die("%s: %s", ck.path[0] ? ck.path : "KV store", kvt_strerror(rc));
-        for (int64_t p0 = 0; p0 < n_ctx; p0 += o.n_batch) {
-            int n = (int)KVT_MIN((int64_t)o.n_batch, n_ctx - p0);
-            rc = model_eval(mc, ck.kv, chunk + p0, n, p0, logits, 1);
-            if (rc < 0) cli_die("%s: %s", ck.path[0] ? ck.path : "KV store", kvt_strerror(rc));
-            n_eval += n;
-            for (int t = 0; t < n; t++) {
-                int64_t pos = p0 + t;
-                if (pos < first || pos > n_ctx - 2) continue;
-                double v = nll_of(logits + (size_t)t * n_vocab, n_vocab, chunk[pos + 1]);
-                nll_sum += v;
-                nll2_sum += v * v;
-                n_scored++;
-            }
-            char extra[64];
-            snprintf(extra, sizeof extra, "ppl %.4f", n_scored ? exp(nll_sum / n_scored) : 0.0);
-            cli_progress(&pr, ci, n_chunks, n_eval, extra);
-        }
+    if (sweep) {
+        if (max_chunks < 0) j.n_windows = 0; /* each length: all its windows */
+        run_sweep(&j, sweep, schemes, plot);
+        free(ids);
+        tok_free(tk);
+        model_close(m);
+        return 0;
     }
-    cli_progress(&pr, n_chunks, n_chunks, n_eval, NULL);
-    cli_progress_end(&pr);
-    double secs = kvt_now_s() - t0;
-    double mean = nll_sum / (double)n_scored;
-    double ppl = exp(mean);
-    double var = nll2_sum / (double)n_scored - mean * mean;
-    double err = n_scored > 1 && var > 0 ? sqrt(var / (double)(n_scored - 1)) * ppl : 0.0;
-    double tps = secs > 0 ? (double)n_eval / secs : 0.0;
+    cli_rope_params(&o, m, &j.rp);
+    if (curve) {
+        int64_t nb = (j.n_ctx + bucket - 1) / bucket;
+        j.curve_nll = calloc((size_t)nb, sizeof *j.curve_nll);
+        j.curve_n = calloc((size_t)nb, sizeof *j.curve_n);
+        if (!j.curve_nll || !j.curve_n) cli_die("out of memory");
+    }
+    struct ppl_result r;
+    ppl_run(&j, &r);
+    double ppl, err;
+    ppl_stats(&r.s, &ppl, &err);
+    double tps = r.secs > 0 ? (double)r.n_eval / r.secs : 0.0;
     int64_t rss = kvt_peak_rss_bytes();
+    if (curve) {
+        FILE *f = fopen(curve, "w");
+        if (!f) cli_die("%s: %s", curve, strerror(errno));
+        fprintf(f, "position\ttokens\tppl\n");
+        for (int64_t b = 0; b * bucket < j.n_ctx; b++)
+            if (j.curve_n[b])
+                fprintf(f, "%lld\t%lld\t%.6f\n", (long long)(b * bucket), (long long)j.curve_n[b],
+                        exp(j.curve_nll[b] / (double)j.curve_n[b]));
+        if (fclose(f) != 0) cli_die("%s: %s", curve, strerror(errno));
+        if (resume && r.resumed_from >= 0)
+            cli_warn("%s: the curve covers only the part evaluated after resuming", curve);
+    }
     if (o.json) {
         printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, "
                "\"n_scored\": %lld, \"n_ctx\": %lld, \"n_chunks\": %lld, "
                "\"n_tokens\": %lld, \"tokens_per_s\": %.1f, \"seconds\": %.3f, "
-               "\"peak_rss_bytes\": %lld, \"kv_store\": \"%s\", \"rope\": \"%s\"}\n",
-               ppl, err, nll_sum, (long long)n_scored, (long long)n_ctx,
-               (long long)n_chunks, (long long)n_tok, tps, secs, (long long)rss,
-               o.kv_backing == KVS_DISK ? "disk" : "ram", rope_scheme_name(rp.scheme));
+               "\"peak_rss_bytes\": %lld, \"kv_store\": \"%s\", \"rope\": \"%s\", "
+               "\"resumed_from\": %d}\n",
+               ppl, err, r.s.nll_sum, (long long)r.s.n_scored, (long long)j.n_ctx,
+               (long long)j.n_windows, (long long)n_tok, tps, r.secs, (long long)rss,
+               o.kv_backing == KVS_DISK ? "disk" : "ram", rope_scheme_name(j.rp.scheme),
+               r.resumed_from);
     } else {
-        printf("%lld tokens, %lld chunks of %lld, %lld scored, %.1f tokens/s, peak RSS %.1f MiB\n",
-               (long long)n_tok, (long long)n_chunks, (long long)n_ctx,
-               (long long)n_scored, tps, (double)rss / 1048576.0);
+        printf("%lld tokens, %lld windows of %lld, %lld scored, %.1f tokens/s, peak RSS %.1f MiB\n",
+               (long long)n_tok, (long long)j.n_windows, (long long)j.n_ctx,
+               (long long)r.s.n_scored, tps, (double)rss / 1048576.0);
         printf("PPL = %.4f +/- %.5f\n", ppl, err);
     }
-    free(logits);
-    free(chunk);
+    free(j.curve_nll);
+    free(j.curve_n);
     free(ids);
-    cli_kv_close(&ck);
-    model_ctx_free(mc);
     tok_free(tk);
     model_close(m);
     return 0;

@@ -15,6 +15,7 @@ static const struct cmd cmds[] = {
     { "tokenize", cmd_tokenize, "text to token ids" },
     { "generate", cmd_generate, "continue a prompt" },
     { "ppl", cmd_ppl, "perplexity of a long text" },
+    { "passkey", cmd_passkey, "passkey retrieval accuracy by length and depth" },
 };
 
 static int usage(FILE *f)
