@@ -170,17 +170,6 @@ uint16_t mm_f32_to_bf16(float f)
 
 /* ---- float types ------------------------------------------------------ */
 
-static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 static void dq_f16(const uint16_t *x, float *y, int64_t n)
 {
     int64_t i = 0;
@@ -208,6 +197,18 @@ static uint32_t qh_u32(const uint8_t qh[4])
 }
 
 /* ---- unpacking: codes and per-16 affine maps ------------------------- */
+
+/* 6-bit scale SC and min MN of sub-block J (0..7) of Q4_K / Q5_K. */
+static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
 
 /* Decode NB blocks (nb * blck <= 256 elements) into int8 codes q[] and
  * one affine map per group of 16: w[i] = q[i] * sc[i/16] + bi[i/16]. */
@@ -666,12 +667,12 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
     c->p = p;
     c->n_threads = pool_threads(p);
     c->max_n_in = max_n_in;
-    const size_t per = (size_t)MM_ROWS_MAX * (size_t)max_n_in;
     if ((size_t)max_n_in > SIZE_MAX / sizeof(float) / MM_ROWS_MAX /
                                (size_t)c->n_threads) {
         free(c);
         return KVT_ERANGE;
     }
+    const size_t per = (size_t)MM_ROWS_MAX * (size_t)max_n_in;
     c->scratch = malloc(per * (size_t)c->n_threads * sizeof(float));
     if (!c->scratch) { free(c); return -ENOMEM; }
     *out = c;
@@ -739,6 +740,8 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
     KVT_ASSERT(n_in > 0);
     KVT_ASSERT(n_out > 0);
+    KVT_ASSERT(w->ne[2] == 1);
+    KVT_ASSERT(w->ne[3] == 1);
     KVT_ASSERT(n_in <= c->max_n_in);
     KVT_ASSERT(n_in <= INT32_MAX);
     KVT_ASSERT(n_out <= INT32_MAX);

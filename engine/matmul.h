@@ -31,7 +31,9 @@ int mm_type_supported(int type);
 int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out);
 void mm_ctx_free(mm_ctx *c); /* NULL is a no-op */
 
-/* Y (m, n_out) = X (m, n_in) . W^T, rows of X and Y contiguous. */
+/* Y (m, n_out) = X (m, n_in) . W^T, rows of X and Y contiguous; X and Y
+ * must not overlap; W is 2-D with n_in <= max_n_in. Uses the pool and the
+ * scratch of C: one product at a time per mm_ctx. */
 void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y);
 
 /* Row R of W dequantized into dst (n_in floats): embedding lookups. */

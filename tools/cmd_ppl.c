@@ -359,6 +359,8 @@ static int sweep_setup(const struct cli_opts *o, const model *m, int sch, int64_
     *why = NULL;
     if (sch == SCHEME_SE) {
         rp->scheme = ROPE_NONE;
+        rp->have_factors = 0;
+        rp->attn_factor = 0;
         if (ctx > orig) {
             int w = o->se_window > 0 ? o->se_window : (int)(orig / 2);
             int g = o->se_group > 0 ? o->se_group
@@ -372,7 +374,10 @@ static int sweep_setup(const struct cli_opts *o, const model *m, int sch, int64_
         *why = "no LongRoPE factors (give --longrope-factors FILE)";
         return -1;
     }
-    if (sch != ROPE_LONGROPE) rp->have_factors = 0;
+    if (sch != ROPE_LONGROPE) {
+        rp->have_factors = 0;
+        if (rp->scheme != sch) rp->attn_factor = 0; /* the file's belongs to its scheme */
+    }
     rp->scheme = sch;
     rp->orig_ctx = orig;
     if (sch == ROPE_DYN_NTK) rp->scale = 1.0; /* the length decides */

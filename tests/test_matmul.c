@@ -1,0 +1,387 @@
+/* test_matmul.c - engine/matmul against the naive oracles of ref_quant.c:
+ * fp16/bf16 conversions, bit-exact dequantization of every type, products
+ * against a double-precision triple loop, and real GGUF weights. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/gguf.h"
+#include "../engine/matmul.h"
+#include "../engine/pool.h"
+#include "../io/kvt.h"
+#include "ref_quant.h"
+#include "t.h"
+
+static const int all_types[] = {
+    GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
+    GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+};
+#define N_TYPES ((int)(sizeof all_types / sizeof all_types[0]))
+
+static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float fbits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* Same float, NaNs counted equal to NaNs. */
+static int same(float a, float b)
+{
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+    return bits(a) == bits(b);
+}
+
+static void test_f16_known(void)
+{
+    T_CHECK(mm_f32_to_f16(1.0f) == 0x3C00);
+    T_CHECK(mm_f32_to_f16(-2.0f) == 0xC000);
+    T_CHECK(mm_f32_to_f16(65504.0f) == 0x7BFF);
+    T_CHECK(mm_f32_to_f16(65519.0f) == 0x7BFF);      /* below the midpoint */
+    T_CHECK(mm_f32_to_f16(65520.0f) == 0x7C00);      /* tie, odd -> inf */
+    T_CHECK(mm_f32_to_f16(1e6f) == 0x7C00);
+    T_CHECK(mm_f32_to_f16(-INFINITY) == 0xFC00);
+    T_CHECK(mm_f32_to_f16(0.0f) == 0x0000);
+    T_CHECK(mm_f32_to_f16(-0.0f) == 0x8000);
+    T_CHECK(mm_f32_to_f16(0x1p-24f) == 0x0001);      /* smallest subnormal */
+    T_CHECK(mm_f32_to_f16(0x1p-25f) == 0x0000);      /* tie -> even 0 */
+    T_CHECK(mm_f32_to_f16(0x1.000002p-25f) == 0x0001);
+    T_CHECK(mm_f32_to_f16(0x3p-25f) == 0x0002);      /* 1.5 ulp, tie -> 2 */
+    T_CHECK(mm_f32_to_f16(0x5p-25f) == 0x0002);      /* 2.5 ulp, tie -> 2 */
+    T_CHECK(mm_f32_to_f16(0x1p-14f) == 0x0400);      /* smallest normal */
+    T_CHECK(mm_f32_to_f16(0x1.ff8p-15f) == 0x03FF);  /* largest subnormal */
+    T_CHECK(mm_f32_to_f16(0x1.ffcp-15f) == 0x0400);  /* tie, odd -> normal */
+    T_CHECK(mm_f32_to_f16(0x1.ffbp-15f) == 0x03FF);
+    T_CHECK(mm_f32_to_f16(1.0f + 0x1p-11f) == 0x3C00); /* tie -> even */
+    T_CHECK(mm_f32_to_f16(1.0f + 0x3p-11f) == 0x3C02); /* tie -> even */
+    T_CHECK(mm_f32_to_f16(1.0f + 0x1.2p-11f) == 0x3C01);
+    T_CHECK(mm_f32_to_f16(1e-10f) == 0x0000);
+    uint16_t hn = mm_f32_to_f16(NAN);
+    T_CHECK((hn & 0x7C00) == 0x7C00 && (hn & 0x3FF) != 0);
+
+    T_CHECK(mm_f16_to_f32(0x3C00) == 1.0f);
+    T_CHECK(mm_f16_to_f32(0xC000) == -2.0f);
+    T_CHECK(mm_f16_to_f32(0x7BFF) == 65504.0f);
+    T_CHECK(mm_f16_to_f32(0x0001) == 0x1p-24f);
+    T_CHECK(mm_f16_to_f32(0x03FF) == 0x1.ff8p-15f);
+    T_CHECK(mm_f16_to_f32(0x3555) == 0x1.554p-2f);
+    T_CHECK(bits(mm_f16_to_f32(0x8000)) == 0x80000000u);
+    T_CHECK(isinf(mm_f16_to_f32(0x7C00)) && mm_f16_to_f32(0x7C00) > 0);
+    T_CHECK(isnan(mm_f16_to_f32(0x7E00)));
+}
+
+static void test_f16_exhaustive(void)
+{
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = mm_f16_to_f32((uint16_t)h);
+        if (!same(f, ref_f16_to_f32((uint16_t)h))) bad++;
+        /* every non-NaN half survives the round trip */
+        if (!isnan(f) && mm_f32_to_f16(f) != h) bad++;
+    }
+    T_CHECK(bad == 0);
+}
+
+static void test_f16_random(void)
+{
+    uint64_t seed = 0x9E3779B97F4A7C15u;
+    int bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        float f;
+        switch (i % 4) {
+        case 0: f = fbits((uint32_t)ref_rand_u64(&seed)); break; /* any bits */
+        case 1: f = 70000.0f * ref_rand_f32(&seed); break;
+        case 2: f = 0x1p-13f * ref_rand_f32(&seed); break; /* subnormal range */
+        default: { /* near a midpoint between two halves */
+            uint16_t h = (uint16_t)(ref_rand_u64(&seed) & 0x7BFE);
+            float a = ref_f16_to_f32(h), b = ref_f16_to_f32((uint16_t)(h + 1));
+            f = fbits(bits(a + (b - a) / 2) + (uint32_t)(ref_rand_u64(&seed) % 3) - 1);
+        }
+        }
+        uint16_t got = mm_f32_to_f16(f), want = ref_f32_to_f16(f);
+        if (isnan(f)) {
+            if (!isnan(mm_f16_to_f32(got)) || (got & 0x8000) != (want & 0x8000)) bad++;
+        } else if (got != want) {
+            if (bad < 5) fprintf(stderr, "  f16(%a) = %04x, want %04x\n", f, got, want);
+            bad++;
+        }
+    }
+    T_CHECK(bad == 0);
+}
+
+static void test_bf16(void)
+{
+    T_CHECK(mm_f32_to_bf16(1.0f) == 0x3F80);
+    T_CHECK(mm_f32_to_bf16(-2.0f) == 0xC000);
+    T_CHECK(mm_f32_to_bf16(fbits(0x3F808000u)) == 0x3F80); /* tie -> even */
+    T_CHECK(mm_f32_to_bf16(fbits(0x3F818000u)) == 0x3F82); /* tie -> even */
+    T_CHECK(mm_f32_to_bf16(fbits(0x3F808001u)) == 0x3F81);
+    T_CHECK(mm_f32_to_bf16(fbits(0x3F807FFFu)) == 0x3F80);
+    T_CHECK(mm_f32_to_bf16(fbits(0x7F7FFFFFu)) == 0x7F80); /* max -> inf */
+    T_CHECK(mm_f32_to_bf16(fbits(0x00000001u)) == 0x0000);
+    T_CHECK(mm_f32_to_bf16(INFINITY) == 0x7F80);
+    /* NaN must stay NaN even when only low mantissa bits are set. */
+    T_CHECK(isnan(mm_bf16_to_f32(mm_f32_to_bf16(fbits(0x7F800001u)))));
+    T_CHECK(isnan(mm_bf16_to_f32(mm_f32_to_bf16(fbits(0xFFC00000u)))));
+    T_CHECK(mm_bf16_to_f32(0x3F80) == 1.0f);
+    T_CHECK(mm_bf16_to_f32(0x4049) == 3.140625f);
+    T_CHECK(bits(mm_bf16_to_f32(0x8000)) == 0x80000000u);
+
+    uint64_t seed = 12345;
+    int bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        float f = fbits((uint32_t)ref_rand_u64(&seed));
+        if (i % 2) f = fbits((bits(f) & 0xFFFF0000u) | 0x8000u); /* ties */
+        uint16_t got = mm_f32_to_bf16(f);
+        if (isnan(f)) { if (!isnan(mm_bf16_to_f32(got))) bad++; continue; }
+        if (got != ref_f32_to_bf16(f)) bad++;
+        if (!same(mm_bf16_to_f32(got), ref_bf16_to_f32(got))) bad++;
+    }
+    T_CHECK(bad == 0);
+}
+
+static void test_supported(void)
+{
+    for (int i = 0; i < N_TYPES; i++) T_CHECK(mm_type_supported(all_types[i]));
+    T_CHECK(!mm_type_supported(GGML_TYPE_Q2_K));
+    T_CHECK(!mm_type_supported(GGML_TYPE_Q8_K));
+    T_CHECK(!mm_type_supported(-1));
+    T_CHECK(!mm_type_supported(GGML_TYPE_COUNT));
+}
+
+/* A random weight tensor of TYPE with N_OUT rows of N_IN; owns its data. */
+typedef struct {
+    gguf_tensor t;
+    void *buf;
+    float *deq; /* (n_out, n_in), oracle-dequantized */
+} rand_w;
+
+static void rand_w_make(rand_w *r, int type, int64_t n_in, int64_t n_out,
+                        uint64_t *seed)
+{
+    int64_t nb = n_in * n_out / ref_block_elems(type);
+    size_t size = (size_t)nb * (size_t)ref_block_bytes(type);
+    r->buf = malloc(size);
+    r->deq = malloc((size_t)(n_in * n_out) * sizeof(float));
+    KVT_ASSERT(r->buf && r->deq);
+    ref_random_blocks(type, r->buf, nb, 0.05f, seed);
+    KVT_ASSERT(ref_dequant(type, r->buf, r->deq, n_in * n_out) == 0);
+    memset(&r->t, 0, sizeof r->t);
+    r->t.name = "w";
+    r->t.n_dims = 2;
+    r->t.ne[0] = n_in;
+    r->t.ne[1] = n_out;
+    r->t.ne[2] = r->t.ne[3] = 1;
+    r->t.type = type;
+    r->t.data = r->buf;
+    r->t.size = size;
+}
+
+static void rand_w_free(rand_w *r)
+{
+    free(r->buf);
+    free(r->deq);
+}
+
+static void test_dequant_exact(void)
+{
+    uint64_t seed = 777;
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        int type = all_types[ti];
+        const int64_t n = 4 * 256;
+        rand_w r;
+        rand_w_make(&r, type, n, 1, &seed);
+        float *got = malloc(n * sizeof(float));
+        mm_dequant(type, r.buf, got, n);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += !same(got[i], r.deq[i]);
+        if (bad) fprintf(stderr, "  %s: %d of %d elements differ\n",
+                         ggml_type_name(type), bad, (int)n);
+        T_CHECK(bad == 0);
+        /* The data must not be degenerate: many distinct values. */
+        int distinct = 0;
+        for (int64_t i = 1; i < n; i++) distinct += r.deq[i] != r.deq[i - 1];
+        T_CHECK(distinct > n / 2);
+        free(got);
+        rand_w_free(&r);
+    }
+}
+
+static void test_get_row(void)
+{
+    uint64_t seed = 4242;
+    const int types[] = {GGML_TYPE_F16, GGML_TYPE_Q4_0, GGML_TYPE_Q6_K};
+    for (int ti = 0; ti < 3; ti++) {
+        rand_w r;
+        rand_w_make(&r, types[ti], 512, 7, &seed);
+        float row[512];
+        int bad = 0;
+        for (int64_t i = 0; i < 7; i++) {
+            mm_get_row(&r.t, i, row);
+            for (int k = 0; k < 512; k++) bad += !same(row[k], r.deq[i * 512 + k]);
+        }
+        T_CHECK(bad == 0);
+        rand_w_free(&r);
+    }
+}
+
+/* Y = X . W^T with mm_matmul vs the double-precision triple loop over the
+ * oracle weights; error bounded relative to sum |x w| per output. */
+static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
+                         int m, uint64_t *seed)
+{
+    rand_w r;
+    rand_w_make(&r, type, n_in, n_out, seed);
+    float *x = malloc((size_t)(m * n_in) * sizeof(float));
+    float *y = malloc((size_t)(m * n_out) * sizeof(float));
+    for (int64_t i = 0; i < m * n_in; i++) x[i] = ref_rand_f32(seed);
+    for (int64_t i = 0; i < m * n_out; i++) y[i] = NAN; /* every y is written */
+    mm_matmul(c, &r.t, x, m, y);
+    int bad = 0;
+    double worst = 0;
+    for (int i = 0; i < m; i++)
+        for (int64_t o = 0; o < n_out; o++) {
+            double s = 0, sa = 0;
+            for (int64_t k = 0; k < n_in; k++) {
+                double p = (double)x[i * n_in + k] * r.deq[o * n_in + k];
+                s += p;
+                sa += fabs(p);
+            }
+            double err = fabs(y[i * n_out + o] - s) / (sa + 1e-30);
+            if (!(err <= 2e-6 * sqrt((double)n_in))) bad++;
+            if (err > worst || isnan(err)) worst = err;
+        }
+    if (bad) fprintf(stderr, "  %s n_in %d n_out %d m %d: %d bad, worst rel %g\n",
+                     ggml_type_name(type), (int)n_in, (int)n_out, m, bad, worst);
+    free(x);
+    free(y);
+    rand_w_free(&r);
+    return bad;
+}
+
+static void test_matmul_types(void)
+{
+    pool *p;
+    mm_ctx *c;
+    T_CHECK(pool_create(3, &p) == 0);
+    T_CHECK(mm_ctx_create(p, 1024, &c) == 0);
+    uint64_t seed = 99;
+    const int ms[] = {1, 3, 8, 9, 64}; /* fused up to 8, sgemm from 9 */
+    for (int ti = 0; ti < N_TYPES; ti++)
+        for (int mi = 0; mi < 5; mi++) {
+            int type = all_types[ti];
+            /* a whole number of 256-blocks, then a tail chunk for 32-blocks */
+            T_CHECK(check_product(c, type, 256, 67, ms[mi], &seed) == 0);
+            int64_t odd = ref_block_elems(type) == 256 ? 768
+                        : ref_block_elems(type) == 32 ? 352 : 691;
+            T_CHECK(check_product(c, type, odd, 37, ms[mi], &seed) == 0);
+        }
+    /* 688-like shapes for the float types, n_out not a multiple of 3 */
+    T_CHECK(check_product(c, GGML_TYPE_F16, 688, 256, 64, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_F16, 256, 688, 3, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_BF16, 688, 100, 1, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_F32, 1024, 301, 65, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_Q4_K, 1024, 301, 65, &seed) == 0);
+    mm_ctx_free(c);
+    pool_free(p);
+}
+
+/* One thread and a single output row: the edges of the task split. */
+static void test_matmul_edges(void)
+{
+    pool *p;
+    mm_ctx *c;
+    T_CHECK(pool_create(1, &p) == 0);
+    T_CHECK(mm_ctx_create(p, 256, &c) == 0);
+    uint64_t seed = 5;
+    T_CHECK(check_product(c, GGML_TYPE_Q8_0, 256, 1, 1, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_Q8_0, 256, 1, 2, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_Q6_K, 256, 129, 2, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_F32, 1, 3, 2, &seed) == 0);
+    mm_ctx_free(c);
+    pool_free(p);
+    mm_ctx_free(NULL);
+}
+
+/* Quantized real weights must dequantize close to the F32 original: a
+ * wrong block layout gives errors of the order of the weights themselves.
+ * Every tensor of every file is checked, against the F32 model and
+ * bit-exactly against the oracle. */
+static void test_real_weights(void)
+{
+    static const char *const files[] = {
+        "tiny-kjv-f16.gguf", "tiny-kjv-q8_0.gguf", "tiny-kjv-q6_k.gguf",
+        "tiny-kjv-q4_k_m.gguf", "tiny-kjv-q4_0.gguf",
+    };
+    char err[256];
+    gguf *ref;
+    if (gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &ref, err, sizeof err) < 0)
+        T_SKIP("models/tiny-kjv-f32.gguf not readable");
+    int seen[GGML_TYPE_COUNT] = {0};
+    for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
+        char path[128];
+        snprintf(path, sizeof path, "models/%s", files[fi]);
+        gguf *g;
+        int rc = gguf_open(path, &g, err, sizeof err);
+        T_CHECK(rc >= 0);
+        if (rc < 0) continue;
+        for (int ti = 0; ti < gguf_n_tensors(g); ti++) {
+            const gguf_tensor *w = gguf_tensor_at(g, ti);
+            const gguf_tensor *w32 = gguf_find_tensor(ref, w->name);
+            T_CHECK(w32 != NULL);
+            if (!w32 || w->type == GGML_TYPE_F32) continue;
+            T_CHECK(w32->type == GGML_TYPE_F32);
+            T_CHECK(w->ne[0] == w32->ne[0] && w->ne[1] == w32->ne[1]);
+            T_CHECK(mm_type_supported(w->type));
+            if (!mm_type_supported(w->type)) continue;
+            int64_t n = w->ne[0] * w->ne[1] * w->ne[2] * w->ne[3];
+            float *d = malloc((size_t)n * sizeof(float));
+            float *o = malloc((size_t)n * sizeof(float));
+            mm_dequant(w->type, w->data, d, n);
+            T_CHECK(ref_dequant(w->type, w->data, o, n) == 0);
+            const float *f = w32->data;
+            double sum_err = 0, sum_abs = 0;
+            int oracle_bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                sum_err += fabs((double)d[i] - f[i]);
+                sum_abs += fabs((double)f[i]);
+                oracle_bad += !same(d[i], o[i]);
+            }
+            double rel = sum_err / sum_abs;
+            /* Measured: f16 2e-4, q8_0 6e-3, q6_K 2e-2, q4 ~0.09; a layout
+             * bug gives ~1. */
+            int t = w->type;
+            double lim = t == GGML_TYPE_F16 || t == GGML_TYPE_BF16 ? 1e-3
+                       : t == GGML_TYPE_Q8_0 ? 0.02
+                       : t == GGML_TYPE_Q6_K || t == GGML_TYPE_Q5_K ? 0.05 : 0.2;
+            if (getenv("KVT_TEST_VERBOSE") || !(rel <= lim))
+                fprintf(stderr, "  %s %s (%s): mean|err|/mean|w| = %.3g (limit %g)\n",
+                        files[fi], w->name, ggml_type_name(t), rel, lim);
+            T_CHECK(rel <= lim);
+            T_CHECK(oracle_bad == 0);
+            seen[t]++;
+            free(d);
+            free(o);
+        }
+        gguf_close(g);
+    }
+    const int want[] = {GGML_TYPE_F16, GGML_TYPE_Q8_0, GGML_TYPE_Q6_K,
+                        GGML_TYPE_Q4_K, GGML_TYPE_Q4_0};
+    for (int i = 0; i < 5; i++) T_CHECK(seen[want[i]] > 0);
+    for (int t = 0; t < GGML_TYPE_COUNT; t++)
+        if (seen[t] && getenv("KVT_TEST_VERBOSE"))
+            fprintf(stderr, "  %d tensors of %s\n", seen[t], ggml_type_name(t));
+    gguf_close(ref);
+}
+
+int main(void)
+{
+    T_RUN(test_f16_known);
+    T_RUN(test_f16_exhaustive);
+    T_RUN(test_f16_random);
+    T_RUN(test_bf16);
+    T_RUN(test_supported);
+    T_RUN(test_dequant_exact);
+    T_RUN(test_get_row);
+    T_RUN(test_matmul_types);
+    T_RUN(test_matmul_edges);
+    T_RUN(test_real_weights);
+    return t_done();
+}

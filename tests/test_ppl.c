@@ -1,0 +1,226 @@
+/* test_ppl.c - `kvtile ppl` end to end against the independent reference
+ * perplexities of models/README.md (llama.cpp, same protocol), the KV store
+ * backings against each other (bit-identical nll_sum), resuming after
+ * SIGKILL, and the CLI's answers to bad input.
+ *
+ * The whole-text references (1380 windows each) take about a minute per
+ * file; KVT_TEST_QUICK=1 (sanitizer builds) skips those and keeps the
+ * shorter reference runs.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "t.h"
+#include "tproc.h"
+
+#define NT "tests/data/kjv-nt.txt"
+static char out[1 << 16], err[1 << 14];
+
+static int quick(void)
+{
+    const char *q = getenv("KVT_TEST_QUICK");
+    return q && *q && strcmp(q, "0");
+}
+
+/* Run ppl with ARGS (--json added), return the JSON number KEY. */
+static double ppl_json(const char *args, const char *key)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ppl %s --json --quiet", args);
+    int rc = t_run(cmd, out, sizeof out, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "  kvtile %s: exit %d: %s\n", cmd, rc, err);
+        return NAN;
+    }
+    return t_json_num(out, key);
+}
+
+static void check_ref(const char *model, const char *args, double ref, double tol_rel)
+{
+    char a[512];
+    snprintf(a, sizeof a, "models/%s -f " NT " %s", model, args);
+    double p = ppl_json(a, "ppl");
+    double rel = fabs(p - ref) / ref;
+    fprintf(stderr, "  %-34s %-28s ppl %.4f ref %.4f (%.4f%%)\n", model, args, p, ref, 100 * rel);
+    T_CHECK(rel <= tol_rel);
+}
+
+static void test_reference_short(void)
+{
+    check_ref("tiny-kjv-f32.gguf", "-c 256 --chunks 16", 16.5184, 0.0005);
+    check_ref("tiny-kjv-f16.gguf", "-c 256 --chunks 16", 16.5180, 0.002);
+}
+
+static void test_reference_scaled_2048(void)
+{
+    check_ref("tiny-kjv-linear-x8-f32.gguf", "-c 2048 --chunks 8", 68.2486, 0.0005);
+    check_ref("tiny-kjv-yarn-x8-f32.gguf", "-c 2048 --chunks 8", 24.3080, 0.0005);
+    check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 2048 --chunks 8", 54.3325, 0.0005);
+}
+
+static void test_reference_whole_text(void)
+{
+    if (quick()) T_SKIP("KVT_TEST_QUICK: whole-text references skipped");
+    check_ref("tiny-kjv-f32.gguf", "-c 256", 19.4157, 0.0005);
+    check_ref("tiny-kjv-q8_0.gguf", "-c 256", 19.4157, 0.005);
+    check_ref("tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 0.005);
+    check_ref("tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 0.005);
+    check_ref("tiny-kjv-q6_k.gguf", "-c 256", 19.4265, 0.005);
+    check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 256", 20.4417, 0.0005);
+}
+
+/* Disk tiles (every backend, lossless codecs) give the RAM store's nll_sum
+ * to the last bit: 1024-token windows in batches of 128 over 64-token
+ * tiles stream many tiles per batch. */
+static void test_disk_equals_ram(void)
+{
+    const char *base = "models/tiny-kjv-f32.gguf -f " NT " -c 1024 --batch 128 --tile-tokens 64 --chunks 3";
+    char a[512];
+    snprintf(a, sizeof a, "%s --kv-store ram", base);
+    double ram = ppl_json(a, "nll_sum");
+    T_CHECK(isfinite(ram));
+    const char *variants[] = {
+        "--io uring --codec lz4", "--io pread --codec lz4", "--io mmap --codec lz4",
+        "--io uring --codec none", "--io uring --codec shuf-lz4", "--io pread --codec xpose-lz4",
+        "--io uring --codec lz4hc",
+    };
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        snprintf(a, sizeof a, "%s --kv-store disk %s", base, variants[i]);
+        double d = ppl_json(a, "nll_sum");
+        if (d != ram) fprintf(stderr, "  %s: nll_sum %.17g vs ram %.17g\n", variants[i], d, ram);
+        T_CHECK(d == ram);
+    }
+    /* a lossy cache type changes it, but by little */
+    snprintf(a, sizeof a, "%s --kv-store disk --cache-type q8_0", base);
+    double q = ppl_json(a, "nll_sum");
+    T_CHECK(q != ram);
+    T_CHECK(fabs(q - ram) / ram < 0.002);
+}
+
+/* Kill a run with SIGKILL once its journal has MIN_LINES records, resume,
+ * and compare with the uninterrupted nll_sum. */
+static void kill_and_resume(const char *args, long min_lines)
+{
+    char dir[64], a[1024], journal[128];
+    T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
+    snprintf(journal, sizeof journal, "%s/ppl.journal", dir);
+    snprintf(a, sizeof a, "%s --kv-store ram", args);
+    double whole = ppl_json(a, "nll_sum");
+    snprintf(a, sizeof a, "ppl %s --cache-dir %s --quiet", args, dir);
+    pid_t pid = t_spawn(a);
+    T_CHECK(pid > 0);
+    int killed = 0;
+    for (int i = 0; i < 6000; i++) { /* up to 60 s */
+        if (t_count_lines(journal) >= min_lines) {
+            kill(pid, SIGKILL);
+            killed = 1;
+            break;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) { pid = -1; break; }
+        usleep(10000);
+    }
+    if (pid > 0) waitpid(pid, NULL, 0);
+    T_CHECK(killed);
+    snprintf(a, sizeof a, "%s --cache-dir %s --resume", args, dir);
+    double resumed = ppl_json(a, "nll_sum");
+    double from = t_json_num(out, "resumed_from");
+    fprintf(stderr, "  killed after %ld journal lines, resumed in window %g: %.17g vs %.17g\n",
+            min_lines, from, resumed, whole);
+    T_CHECK(from >= 0);
+    T_CHECK(resumed == whole);
+    snprintf(a, sizeof a, "rm -rf %s", dir);
+    T_CHECK(system(a) == 0);
+}
+
+static void test_resume_64k_tokens(void)
+{
+    /* 64K tokens in 256 windows of 256 */
+    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 256 --chunks 256", 100);
+}
+
+static void test_resume_inside_a_window(void)
+{
+    /* one 8192-token window, killed between two of its 16 batches */
+    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 8192 --batch 512 --chunks 1 --score all", 8);
+}
+
+static void test_resume_refuses_other_run(void)
+{
+    char dir[64], a[512];
+    T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
+    snprintf(a, sizeof a, "ppl models/tiny-kjv-f32.gguf -f " NT " -c 256 --chunks 2 --cache-dir %s --quiet", dir);
+    T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
+    snprintf(a, sizeof a, "ppl models/tiny-kjv-f16.gguf -f " NT " -c 256 --chunks 2 --cache-dir %s --resume", dir);
+    T_CHECK(t_run(a, out, sizeof out, err, sizeof err) != 0);
+    T_CHECK(strstr(err, "different run") != NULL);
+    snprintf(a, sizeof a, "rm -rf %s", dir);
+    T_CHECK(system(a) == 0);
+}
+
+/* One line on stderr naming the file, non-zero exit. */
+static void expect_error(const char *args, const char *needle)
+{
+    int rc = t_run(args, out, sizeof out, err, sizeof err);
+    int lines = 0;
+    for (const char *p = err; *p; p++) lines += *p == '\n';
+    if (rc == 0 || !strstr(err, needle) || lines != 1)
+        fprintf(stderr, "  kvtile %s -> exit %d, stderr: %s", args, rc, err);
+    T_CHECK(rc != 0);
+    T_CHECK(strstr(err, needle) != NULL);
+    T_CHECK(lines == 1);
+}
+
+static void test_bad_input(void)
+{
+    char dir[64], path[128], a[512];
+    T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
+    expect_error("ppl models/tiny-kjv-f32.gguf -f tests/data/no-such-file.txt", "no-such-file.txt");
+    expect_error("ppl models/no-such-model.gguf -f " NT, "no-such-model.gguf");
+    /* not UTF-8 */
+    snprintf(path, sizeof path, "%s/latin1.txt", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("caf\xe9 au lait\n", f);
+    fclose(f);
+    snprintf(a, sizeof a, "ppl models/tiny-kjv-f32.gguf -f %s", path);
+    expect_error(a, "not valid UTF-8");
+    /* truncated model */
+    snprintf(path, sizeof path, "%s/cut.gguf", dir);
+    snprintf(a, sizeof a, "head -c 100000 models/tiny-kjv-f32.gguf > %s", path);
+    T_CHECK(system(a) == 0);
+    snprintf(a, sizeof a, "info %s", path);
+    expect_error(a, "cut.gguf");
+    /* not a GGUF at all */
+    snprintf(a, sizeof a, "info " NT);
+    expect_error(a, "kjv-nt.txt");
+    expect_error("ppl models/tiny-kjv-f32.gguf -f " NT " --cache-type f64", "--cache-type");
+    snprintf(a, sizeof a, "rm -rf %s", dir);
+    T_CHECK(system(a) == 0);
+}
+
+static void test_tokenize_count(void)
+{
+    T_CHECK(t_run("tokenize models/tiny-kjv-f32.gguf -f " NT " --count", out, sizeof out, NULL, 0) == 0);
+    T_CHECK(atol(out) == 353295);
+    T_CHECK(t_run("tokenize models/tiny-kjv-f32.gguf 'In the beginning'", out, sizeof out, NULL, 0) == 0);
+    T_CHECK(strncmp(out, "1 612 262 875", 13) == 0);
+}
+
+int main(void)
+{
+    T_RUN(test_tokenize_count);
+    T_RUN(test_reference_short);
+    T_RUN(test_reference_scaled_2048);
+    T_RUN(test_disk_equals_ram);
+    T_RUN(test_resume_64k_tokens);
+    T_RUN(test_resume_inside_a_window);
+    T_RUN(test_resume_refuses_other_run);
+    T_RUN(test_bad_input);
+    T_RUN(test_reference_whole_text);
+    return t_done();
+}

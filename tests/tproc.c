@@ -1,0 +1,99 @@
+/* tproc.c - run the kvtile binary from tests (see tproc.h). */
+#include "tproc.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *t_kvtile(void)
+{
+    static char path[4096];
+    const char *b = getenv("KVT_BUILD");
+    snprintf(path, sizeof path, "%s/kvtile", b && *b ? b : "build");
+    return path;
+}
+
+static void slurp(FILE *f, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0) return;
+    while (n + 1 < cap) {
+        size_t r = fread(out + n, 1, cap - 1 - n, f);
+        if (r == 0) break;
+        n += r;
+    }
+    out[n] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, f) > 0) { }
+}
+
+int t_run(const char *args, char *out, size_t cap, char *err, size_t err_cap)
+{
+    char errpath[] = "/tmp/kvt-test-err-XXXXXX";
+    int efd = mkstemp(errpath);
+    if (efd < 0) return -1;
+    close(efd);
+    size_t need = strlen(args) + strlen(t_kvtile()) + sizeof errpath + 32;
+    char *cmd = malloc(need);
+    if (!cmd) return -1;
+    snprintf(cmd, need, "%s %s 2>%s", t_kvtile(), args, errpath);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p) { unlink(errpath); return -1; }
+    char dummy[1];
+    if (out) slurp(p, out, cap);
+    else slurp(p, dummy, sizeof dummy);
+    int st = pclose(p);
+    if (err && err_cap) {
+        FILE *f = fopen(errpath, "r");
+        if (f) { slurp(f, err, err_cap); fclose(f); } else err[0] = 0;
+    }
+    unlink(errpath);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+pid_t t_spawn(const char *args)
+{
+    size_t need = strlen(args) + strlen(t_kvtile()) + 64;
+    char *cmd = malloc(need);
+    if (!cmd) return -1;
+    snprintf(cmd, need, "exec %s %s >/dev/null 2>&1", t_kvtile(), args);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    free(cmd);
+    return pid;
+}
+
+double t_json_num(const char *json, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p) return NAN;
+    return strtod(p + strlen(pat), NULL);
+}
+
+long t_count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    long n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+char *t_tmpdir(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "/tmp/kvt-test-XXXXXX");
+    return mkdtemp(buf);
+}
