@@ -53,6 +53,11 @@ struct kvs_span {
 int kvs_open(const struct kvs_config *cfg, kvs **out);
 void kvs_close(kvs *s); /* NULL is a no-op; flushes; keeps the file */
 
+/* Disk backing: IO_INFO_* bits (io.h) of what io_open had to fall back
+ * from (io_uring -> pread, O_DIRECT -> buffered), so the CLI can say so
+ * once. 0 for RAM. */
+int kvs_io_info(const kvs *s);
+
 /* Tokens present in every layer. */
 int64_t kvs_n_tokens(const kvs *s);
 /* Tokens present in layer L. */

@@ -1,0 +1,726 @@
+/* kvs.c - the KV store: RAM tiles or a tile cache file. See kvs.h; the
+ * cache file format and its replay rule are specified in tile.h.
+ *
+ * Both backings cut a layer's tokens into tiles of T = tile_tokens tokens;
+ * tile i covers [i*T, (i+1)*T). A tile's raw bytes are packed rows of the
+ * store's element type (T K rows, then T V rows). Spans are unpacked from
+ * those bytes in both backings, so a RAM store and a disk store with a
+ * lossless codec give bit-identical spans.
+ *
+ * RAM: each layer keeps its tiles in one growing array (doubling); the last
+ * tile is the partial tail. The only backing whose RAM grows with input.
+ *
+ * DISK: each layer keeps a RAM tail (one raw tile) and an index of its
+ * sealed tiles (offset, record bytes; 16 bytes per tile, doubling). A tile
+ * is encoded and written (synchronously, at the file end) when its tail
+ * fills. Reads keep up to W records in flight through io.h, W =
+ * min(queue_depth, ram_budget_bytes / record slot), decode the next tile
+ * when asked and refill its slot with the read W tiles ahead.
+ *
+ * Errors during append leave the tokens appended so far in place
+ * (kvs_layer_tokens tells); a tile that could not be written stays in the
+ * tail and is written by the next append or kvs_sync.
+ */
+#include "kvstore/kvs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/io.h"
+#include "io/kvt.h"
+#include "kvstore/tile.h"
+
+#define KVS_DEFAULT_BUDGET ((size_t)64 << 20)
+#define KVS_DEFAULT_QD 8
+
+struct kvs_rec {
+    uint64_t off;   /* record start, multiple of IO_ALIGN */
+    uint32_t size;  /* record bytes read back (header + payload, aligned) */
+    uint32_t n;     /* tokens usable from it (tail refs during replay) */
+};
+
+struct kvs_layer {
+    int64_t n_tokens;      /* tokens appended (sealed + tail) */
+    /* RAM backing */
+    uint8_t *ram;          /* (ram_cap, tile_raw) tiles */
+    int64_t ram_cap;
+    /* DISK backing */
+    uint8_t *tail;         /* (tile_raw): T K rows, then T V rows */
+    int tail_dirty;        /* tail changed since its last tail record */
+    struct kvs_rec *idx;   /* (idx_cap) sealed tiles: tile i at idx[i] */
+    int64_t idx_cap;
+    struct kvs_rec tail_ref; /* replay: record holding the tail (n = 0: none) */
+};
+
+struct kvs {
+    struct kvs_config cfg;
+    size_t row_bytes;      /* one packed row of kv_dim elements */
+    size_t tile_raw;       /* 2 * T * row_bytes */
+    struct kvs_layer *layers; /* (n_layer) */
+    float *span_k, *span_v; /* (T, kv_dim) each: unpacked span */
+
+    /* disk */
+    io_file *io;
+    int io_info;
+    uint64_t file_end;     /* next record offset */
+    size_t rec_cap;        /* slot bytes: aligned tile_encode_bound(T) */
+    uint8_t *wbuf;         /* (rec_cap) aligned: records to write/replay */
+    uint8_t *raw;          /* (tile_raw) decoded raw tile */
+    uint8_t *scratch;      /* (tile_scratch_bound) codec scratch */
+    int window;            /* reads in flight at most */
+    int *slot_res;         /* (window) completion result, INT32_MIN: pending */
+
+    /* read state */
+    int rd_layer;          /* -1: no read in progress */
+    int64_t rd_end;        /* tokens to stream */
+    int64_t rd_pos;        /* next span's pos0 */
+    int64_t rd_tiles;      /* tiles [0, rd_tiles) come from disk */
+    int64_t rd_next_submit; /* next disk tile to submit */
+    int rd_err;            /* sticky error of this read */
+};
+
+static size_t align_up(size_t n) { return (n + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN; }
+
+static int kvs_check_config(const struct kvs_config *c)
+{
+    if (c->n_layer <= 0 || c->tile_tokens <= 0 ||
+        c->tile_tokens > TILE_MAX_TOKENS)
+        return KVT_ERANGE;
+    int rc = tile_check_dims(c->type, c->kv_dim);
+    if (rc < 0) return rc;
+    if (c->backing != KVS_RAM && c->backing != KVS_DISK) return KVT_ERANGE;
+    if (tile_raw_bytes(c->type, c->kv_dim, c->tile_tokens) > INT32_MAX / 2)
+        return KVT_ERANGE;
+    if (c->backing == KVS_DISK) {
+        if (!c->path || c->codec < 0 || c->codec >= TILE_NCODECS)
+            return KVT_ERANGE;
+        if (c->io < 0 || c->io >= IO_NKINDS || c->queue_depth < 0 ||
+            c->queue_depth > 1024)
+            return KVT_ERANGE;
+    }
+    return 0;
+}
+
+/* ---- disk: records ---------------------------------------------------- */
+
+/* Write wbuf[0, len) as a record at the file end. */
+static int kvs_put_record(kvs *s, size_t len, struct kvs_rec *rec)
+{
+    size_t size = align_up(len);
+    memset(s->wbuf + len, 0, size - len);
+    int rc = io_write(s->io, s->wbuf, size, s->file_end);
+    if (rc < 0) return rc;
+    if (rec) {
+        rec->off = s->file_end;
+        rec->size = (uint32_t)size;
+    }
+    s->file_end += size;
+    return 0;
+}
+
+static int kvs_put_marker(kvs *s, uint32_t kind, int64_t pos0)
+{
+    struct tile_hdr h;
+    memset(&h, 0, sizeof h);
+    h.layer = kind;
+    h.pos0 = (uint64_t)pos0;
+    h.flags = TILE_F_MARK;
+    tile_hdr_seal(&h);
+    memcpy(s->wbuf, &h, sizeof h);
+    return kvs_put_record(s, sizeof h, NULL);
+}
+
+/* Encode the first n tokens of layer L's tail as a record at pos0. */
+static int kvs_put_tile(kvs *s, int layer, int64_t pos0, int n, uint32_t flags,
+                        struct kvs_rec *rec)
+{
+    struct kvs_layer *ly = &s->layers[layer];
+    struct tile_hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = (uint8_t)s->cfg.type;
+    h.codec = (uint8_t)s->cfg.codec;
+    h.layer = (uint32_t)layer;
+    h.n = (uint32_t)n;
+    h.pos0 = (uint64_t)pos0;
+    h.kv_dim = (uint32_t)s->cfg.kv_dim;
+    h.flags = flags;
+    size_t half = (size_t)s->cfg.tile_tokens * s->row_bytes;
+    int64_t len = tile_encode(&h, ly->tail, ly->tail + half, s->wbuf,
+                              s->rec_cap, s->scratch,
+                              tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
+                                                 s->cfg.tile_tokens));
+    if (len < 0) return (int)len;
+    int rc = kvs_put_record(s, (size_t)len, rec);
+    if (rc == 0 && rec) rec->n = (uint32_t)n;
+    return rc;
+}
+
+static int kvs_idx_reserve(struct kvs_layer *ly, int64_t n)
+{
+    if (n <= ly->idx_cap) return 0;
+    int64_t cap = ly->idx_cap ? ly->idx_cap * 2 : 64;
+    while (cap < n) cap *= 2;
+    struct kvs_rec *p = realloc(ly->idx, (size_t)cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    ly->idx = p;
+    ly->idx_cap = cap;
+    return 0;
+}
+
+/* Write layer L's full tail as tile record. */
+static int kvs_seal(kvs *s, int layer)
+{
+    struct kvs_layer *ly = &s->layers[layer];
+    const int T = s->cfg.tile_tokens;
+    int64_t ti = ly->n_tokens / T - 1; /* the tail is full: n_tokens % T == 0 */
+    int rc = kvs_idx_reserve(ly, ti + 1);
+    if (rc < 0) return rc;
+    struct kvs_rec rec;
+    rc = kvs_put_tile(s, layer, ti * T, T, 0, &rec);
+    if (rc < 0) return rc;
+    ly->idx[ti] = rec;
+    ly->tail_dirty = 0;
+    return 0;
+}
+
+/* Tokens of layer L sealed on disk (the tail holds the rest). */
+static int64_t kvs_sealed(const kvs *s, const struct kvs_layer *ly)
+{
+    const int T = s->cfg.tile_tokens;
+    int64_t full = ly->n_tokens / T * T;
+    /* a full tail not yet written (write failed) is still the tail */
+    if (full == ly->n_tokens && full > 0 && ly->tail_dirty) full -= T;
+    return full;
+}
+
+/* Read record REC (layer L, tile at pos0) and decode its raw bytes into
+ * s->raw. @return tokens in the record or < 0. */
+static int kvs_load_raw(kvs *s, const struct kvs_rec *rec, int layer,
+                        int64_t pos0)
+{
+    int64_t got = io_read(s->io, s->wbuf, rec->size, rec->off);
+    if (got < 0) return (int)got;
+    struct tile_hdr h;
+    int64_t rc = tile_decode_raw(s->wbuf, (size_t)got, s->raw, s->tile_raw,
+                                 s->scratch,
+                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
+                                                    s->cfg.tile_tokens),
+                                 &h);
+    if (rc < 0) return (int)(rc == KVT_EFORMAT && (size_t)got < rec->size
+                                 ? KVT_ETRUNC : rc);
+    if (h.layer != (uint32_t)layer || h.pos0 != (uint64_t)pos0 ||
+        h.type != s->cfg.type || h.kv_dim != (uint32_t)s->cfg.kv_dim)
+        return KVT_EFORMAT;
+    return (int)h.n;
+}
+
+/* Copy n tokens of s->raw (a record of rec_n tokens) into L's tail. */
+static void kvs_raw_to_tail(kvs *s, struct kvs_layer *ly, int rec_n, int n)
+{
+    size_t half = (size_t)s->cfg.tile_tokens * s->row_bytes;
+    memcpy(ly->tail, s->raw, (size_t)n * s->row_bytes);
+    memcpy(ly->tail + half, s->raw + (size_t)rec_n * s->row_bytes,
+           (size_t)n * s->row_bytes);
+}
+
+/* ---- disk: open and replay -------------------------------------------- */
+
+static int kvs_write_file_hdr(kvs *s)
+{
+    struct kvs_file_hdr fh;
+    memset(&fh, 0, sizeof fh);
+    fh.magic = KVS_FILE_MAGIC;
+    fh.version = KVS_FILE_VERSION;
+    fh.hdr_size = sizeof fh;
+    fh.n_layer = (uint32_t)s->cfg.n_layer;
+    fh.kv_dim = (uint32_t)s->cfg.kv_dim;
+    fh.tile_tokens = (uint32_t)s->cfg.tile_tokens;
+    fh.type = (uint8_t)s->cfg.type;
+    fh.codec = (uint8_t)s->cfg.codec;
+    memcpy(fh.model_fp, s->cfg.model_fp, sizeof fh.model_fp);
+    fh.hdr_xxh = tile_hash(&fh, offsetof(struct kvs_file_hdr, hdr_xxh));
+    memset(s->wbuf, 0, KVS_FILE_HDR_BYTES);
+    memcpy(s->wbuf, &fh, sizeof fh);
+    int rc = io_write(s->io, s->wbuf, KVS_FILE_HDR_BYTES, 0);
+    if (rc < 0) return rc;
+    s->file_end = KVS_FILE_HDR_BYTES;
+    return 0;
+}
+
+static int kvs_check_file_hdr(kvs *s, uint64_t size)
+{
+    if (size < sizeof(struct kvs_file_hdr)) return KVT_ETRUNC;
+    int64_t got = io_read(s->io, s->wbuf, KVS_FILE_HDR_BYTES, 0);
+    if (got < 0) return (int)got;
+    if ((size_t)got < sizeof(struct kvs_file_hdr)) return KVT_ETRUNC;
+    struct kvs_file_hdr fh;
+    memcpy(&fh, s->wbuf, sizeof fh);
+    if (fh.magic != KVS_FILE_MAGIC) return KVT_EFORMAT;
+    if (fh.version != KVS_FILE_VERSION) return KVT_EVERSION;
+    if (fh.hdr_size != sizeof fh) return KVT_EFORMAT;
+    if (tile_hash(&fh, offsetof(struct kvs_file_hdr, hdr_xxh)) != fh.hdr_xxh)
+        return KVT_ECHECKSUM;
+    if (memcmp(fh.model_fp, s->cfg.model_fp, sizeof fh.model_fp) != 0)
+        return KVT_EMODEL;
+    if (fh.n_layer != (uint32_t)s->cfg.n_layer ||
+        fh.kv_dim != (uint32_t)s->cfg.kv_dim)
+        return KVT_EFORMAT;
+    if (fh.tile_tokens != (uint32_t)s->cfg.tile_tokens ||
+        fh.type != (uint8_t)s->cfg.type)
+        return KVT_EUNSUPP; /* reopen with the tile size and type it has */
+    if (size < KVS_FILE_HDR_BYTES) return KVT_ETRUNC;
+    return 0;
+}
+
+/* Replay: truncate layer L (index and tail ref) to n tokens. */
+static void kvs_replay_cut(kvs *s, struct kvs_layer *ly, int64_t n)
+{
+    const int T = s->cfg.tile_tokens;
+    if (n >= ly->n_tokens) return;
+    int64_t full = ly->n_tokens - ly->tail_ref.n; /* sealed tokens */
+    if (n >= full) {
+        ly->tail_ref.n = (uint32_t)(n - full);
+    } else {
+        int64_t ti = n / T;
+        ly->tail_ref = ly->idx[ti];
+        ly->tail_ref.n = (uint32_t)(n % T);
+    }
+    ly->n_tokens = n;
+}
+
+/* Read the header block at off into wbuf. @return 1 (a record header:
+ * *h filled), 0 (end of log here), or < 0. */
+static int kvs_replay_hdr(kvs *s, uint64_t off, uint64_t size,
+                          struct tile_hdr *h)
+{
+    if (off + sizeof *h > size) return 0;
+    int64_t got = io_read(s->io, s->wbuf, IO_ALIGN, off);
+    if (got < 0) return (int)got;
+    if ((size_t)got < sizeof *h) return 0;
+    memcpy(h, s->wbuf, sizeof *h);
+    int rc = tile_hdr_check(h);
+    if (rc == KVT_ECHECKSUM) return rc; /* a record, damaged */
+    if (rc < 0) return 0;
+    if (off + sizeof *h + h->enc_size > size) return 0; /* cut short */
+    return 1;
+}
+
+/* Apply one record; @return 1 applied, 0 stop the scan here, < 0 error. */
+static int kvs_replay_one(kvs *s, const struct tile_hdr *h, uint64_t off)
+{
+    const int T = s->cfg.tile_tokens;
+    if (h->flags & TILE_F_MARK) {
+        if (h->layer == TILE_MARK_TRUNC) {
+            if (h->pos0 > INT64_MAX) return 0;
+            for (int l = 0; l < s->cfg.n_layer; l++)
+                kvs_replay_cut(s, &s->layers[l], (int64_t)h->pos0);
+            return 1;
+        }
+        return h->layer == TILE_MARK_SYNC;
+    }
+    if (h->layer >= (uint32_t)s->cfg.n_layer || h->type != s->cfg.type ||
+        h->kv_dim != (uint32_t)s->cfg.kv_dim || h->n > (uint32_t)T ||
+        h->pos0 % (uint64_t)T != 0)
+        return 0;
+    int tail = (h->flags & TILE_F_TAIL) != 0;
+    if (tail == (h->n == (uint32_t)T)) return 0;
+    struct kvs_layer *ly = &s->layers[h->layer];
+    int64_t full = ly->n_tokens - ly->tail_ref.n;
+    if (h->pos0 > (uint64_t)full) return 0; /* a gap: not written by us */
+    kvs_replay_cut(s, ly, (int64_t)h->pos0);
+    struct kvs_rec rec = { off, (uint32_t)align_up(sizeof *h + h->enc_size),
+                           h->n };
+    if (tail) {
+        ly->tail_ref = rec;
+    } else {
+        int64_t ti = (int64_t)h->pos0 / T;
+        int rc = kvs_idx_reserve(ly, ti + 1);
+        if (rc < 0) return rc;
+        ly->idx[ti] = rec;
+        ly->tail_ref.n = 0;
+    }
+    ly->n_tokens = (int64_t)h->pos0 + h->n;
+    return 1;
+}
+
+static int kvs_replay(kvs *s)
+{
+    uint64_t size;
+    int rc = io_size(s->io, &size);
+    if (rc < 0) return rc;
+    rc = kvs_check_file_hdr(s, size);
+    if (rc < 0) return rc;
+    /* pass 1: headers only, to find the end of the last SYNC marker */
+    uint64_t off = KVS_FILE_HDR_BYTES, synced = off;
+    struct tile_hdr h;
+    while ((rc = kvs_replay_hdr(s, off, size, &h)) == 1) {
+        off += align_up(sizeof h + h.enc_size);
+        if ((h.flags & TILE_F_MARK) && h.layer == TILE_MARK_SYNC) synced = off;
+    }
+    if (rc < 0) return rc;
+    /* pass 2: apply; verify payloads past the last sync */
+    off = KVS_FILE_HDR_BYTES;
+    while ((rc = kvs_replay_hdr(s, off, size, &h)) == 1) {
+        size_t len = align_up(sizeof h + h.enc_size);
+        if (off >= synced && h.enc_size > 0) {
+            if (len > s->rec_cap) break;
+            int64_t got = io_read(s->io, s->wbuf, len, off);
+            if (got < 0) return (int)got;
+            if ((size_t)got < sizeof h + h.enc_size ||
+                tile_payload_check(&h, s->wbuf + sizeof h) != 0)
+                break; /* torn record: the log ends before it */
+        }
+        rc = kvs_replay_one(s, &h, off);
+        if (rc < 0) return rc;
+        if (rc == 0) break;
+        off += len;
+    }
+    if (rc < 0) return rc;
+    s->file_end = off;
+    if (size != off) {
+        rc = io_truncate(s->io, off);
+        if (rc < 0) return rc;
+    }
+    /* tails: load their tokens into RAM */
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        struct kvs_layer *ly = &s->layers[l];
+        if (ly->tail_ref.n == 0) continue;
+        int64_t pos0 = ly->n_tokens - ly->tail_ref.n;
+        int n = kvs_load_raw(s, &ly->tail_ref, l, pos0);
+        if (n < 0) return n;
+        if ((uint32_t)n < ly->tail_ref.n) return KVT_EFORMAT;
+        kvs_raw_to_tail(s, ly, n, (int)ly->tail_ref.n);
+        ly->tail_dirty = 0;
+        ly->tail_ref.n = 0;
+    }
+    return 0;
+}
+
+static int kvs_open_disk(kvs *s)
+{
+    const struct kvs_config *c = &s->cfg;
+    size_t budget = c->ram_budget_bytes ? c->ram_budget_bytes : KVS_DEFAULT_BUDGET;
+    int qd = c->queue_depth > 0 ? c->queue_depth : KVS_DEFAULT_QD;
+    s->rec_cap = align_up(tile_encode_bound(c->type, c->kv_dim, c->tile_tokens));
+    size_t w = budget / s->rec_cap;
+    s->window = (int)KVT_MAX((size_t)1, KVT_MIN((size_t)qd, w));
+    size_t scratch = tile_scratch_bound(c->type, c->kv_dim, c->tile_tokens);
+    s->wbuf = io_alloc(s->rec_cap);
+    s->raw = malloc(s->tile_raw);
+    s->scratch = malloc(scratch);
+    s->slot_res = calloc((size_t)s->window, sizeof *s->slot_res);
+    if (!s->wbuf || !s->raw || !s->scratch || !s->slot_res) return -ENOMEM;
+    for (int l = 0; l < c->n_layer; l++) {
+        s->layers[l].tail = malloc(s->tile_raw);
+        if (!s->layers[l].tail) return -ENOMEM;
+    }
+    struct io_opts o = { c->io, IO_DIRECT | (c->reopen ? 0 : IO_CREATE | IO_TRUNC),
+                         s->window, s->rec_cap };
+    int rc = io_open(c->path, &o, &s->io, &s->io_info);
+    if (rc < 0) return rc;
+    if (!c->reopen) return kvs_write_file_hdr(s);
+    return kvs_replay(s);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+int kvs_open(const struct kvs_config *cfg, kvs **out)
+{
+    *out = NULL;
+    int rc = kvs_check_config(cfg);
+    if (rc < 0) return rc;
+    kvs *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->cfg = *cfg;
+    s->cfg.path = NULL; /* not owned; only kvs_open uses it */
+    s->row_bytes = tile_row_bytes(cfg->type, cfg->kv_dim);
+    s->tile_raw = tile_raw_bytes(cfg->type, cfg->kv_dim, cfg->tile_tokens);
+    s->rd_layer = -1;
+    size_t span = (size_t)cfg->tile_tokens * (size_t)cfg->kv_dim;
+    s->layers = calloc((size_t)cfg->n_layer, sizeof *s->layers);
+    s->span_k = malloc(span * sizeof(float));
+    s->span_v = malloc(span * sizeof(float));
+    rc = -ENOMEM;
+    if (s->layers && s->span_k && s->span_v) {
+        rc = 0;
+        if (cfg->backing == KVS_DISK) {
+            s->cfg.path = cfg->path;
+            rc = kvs_open_disk(s);
+            s->cfg.path = NULL;
+        }
+    }
+    if (rc < 0) {
+        io_close(s->io); /* no sync on a failed open */
+        s->io = NULL;
+        kvs_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void kvs_close(kvs *s)
+{
+    if (!s) return;
+    if (s->rd_layer >= 0) kvs_read_end(s);
+    if (s->io) {
+        (void)kvs_sync(s); /* best effort: kvs_sync first to see errors */
+        io_close(s->io);
+    }
+    if (s->layers)
+        for (int l = 0; l < s->cfg.n_layer; l++) {
+            free(s->layers[l].ram);
+            free(s->layers[l].tail);
+            free(s->layers[l].idx);
+        }
+    free(s->layers);
+    free(s->span_k);
+    free(s->span_v);
+    io_free(s->wbuf);
+    free(s->raw);
+    free(s->scratch);
+    free(s->slot_res);
+    free(s);
+}
+
+int kvs_io_info(const kvs *s) { return s->io_info; }
+
+int64_t kvs_layer_tokens(const kvs *s, int layer)
+{
+    KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
+    return s->layers[layer].n_tokens;
+}
+
+int64_t kvs_n_tokens(const kvs *s)
+{
+    int64_t n = s->layers[0].n_tokens;
+    for (int l = 1; l < s->cfg.n_layer; l++)
+        n = KVT_MIN(n, s->layers[l].n_tokens);
+    return n;
+}
+
+/* ---- append / truncate / sync ----------------------------------------- */
+
+static int kvs_ram_reserve(kvs *s, struct kvs_layer *ly, int64_t n_tiles)
+{
+    if (n_tiles <= ly->ram_cap) return 0;
+    int64_t cap = ly->ram_cap ? ly->ram_cap : 4;
+    while (cap < n_tiles) cap *= 2;
+    if ((uint64_t)cap > SIZE_MAX / s->tile_raw) return -ENOMEM;
+    uint8_t *p = realloc(ly->ram, (size_t)cap * s->tile_raw);
+    if (!p) return -ENOMEM;
+    ly->ram = p;
+    ly->ram_cap = cap;
+    return 0;
+}
+
+int kvs_append(kvs *s, int layer, const float *k, const float *v, int n)
+{
+    KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
+    KVT_ASSERT(n >= 0);
+    struct kvs_layer *ly = &s->layers[layer];
+    const int T = s->cfg.tile_tokens, D = s->cfg.kv_dim;
+    const int disk = s->cfg.backing == KVS_DISK;
+    size_t half = (size_t)T * s->row_bytes;
+    if (!disk) {
+        int rc = kvs_ram_reserve(s, ly, (ly->n_tokens + n + T - 1) / T);
+        if (rc < 0) return rc;
+    }
+    while (n > 0) {
+        if (disk && ly->tail_dirty && ly->n_tokens % T == 0 && ly->n_tokens > 0) {
+            int rc = kvs_seal(s, layer); /* a full tail an error left */
+            if (rc < 0) return rc;
+        }
+        int off = (int)(ly->n_tokens % T);
+        int c = KVT_MIN(n, T - off);
+        uint8_t *tile = disk ? ly->tail : ly->ram + (size_t)(ly->n_tokens / T) * s->tile_raw;
+        tile_pack(s->cfg.type, D, k, c, tile + (size_t)off * s->row_bytes);
+        tile_pack(s->cfg.type, D, v, c, tile + half + (size_t)off * s->row_bytes);
+        ly->n_tokens += c;
+        ly->tail_dirty = 1;
+        k += (size_t)c * D;
+        v += (size_t)c * D;
+        n -= c;
+        if (disk && off + c == T) {
+            int rc = kvs_seal(s, layer);
+            if (rc < 0) return rc;
+        }
+    }
+    return 0;
+}
+
+int kvs_truncate(kvs *s, int64_t n_tokens)
+{
+    KVT_ASSERT(n_tokens >= 0);
+    KVT_ASSERT(s->rd_layer < 0);
+    const int T = s->cfg.tile_tokens;
+    int cut = 0;
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        struct kvs_layer *ly = &s->layers[l];
+        if (ly->n_tokens <= n_tokens) continue;
+        cut = 1;
+        if (s->cfg.backing == KVS_DISK) {
+            int64_t sealed = kvs_sealed(s, ly);
+            if (n_tokens < sealed && n_tokens % T != 0) {
+                /* the new tail is the head of a sealed tile: load it */
+                int64_t ti = n_tokens / T;
+                int got = kvs_load_raw(s, &ly->idx[ti], l, ti * T);
+                if (got < 0) return got;
+                if (got != T) return KVT_EFORMAT;
+                kvs_raw_to_tail(s, ly, T, (int)(n_tokens % T));
+            }
+            ly->tail_dirty = n_tokens % T != 0;
+        }
+        ly->n_tokens = n_tokens;
+    }
+    if (cut && s->cfg.backing == KVS_DISK)
+        return kvs_put_marker(s, TILE_MARK_TRUNC, n_tokens);
+    return 0;
+}
+
+int kvs_sync(kvs *s)
+{
+    if (s->cfg.backing != KVS_DISK) return 0;
+    const int T = s->cfg.tile_tokens;
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        struct kvs_layer *ly = &s->layers[l];
+        if (!ly->tail_dirty || ly->n_tokens == 0) continue;
+        int off = (int)(ly->n_tokens % T);
+        int rc;
+        if (off == 0) {
+            rc = kvs_seal(s, l); /* full tail a failed write left */
+        } else {
+            rc = kvs_put_tile(s, l, ly->n_tokens - off, off, TILE_F_TAIL, NULL);
+            if (rc == 0) ly->tail_dirty = 0;
+        }
+        if (rc < 0) return rc;
+    }
+    int rc = io_fsync(s->io);
+    if (rc < 0) return rc;
+    rc = kvs_put_marker(s, TILE_MARK_SYNC, 0);
+    if (rc < 0) return rc;
+    return io_fsync(s->io);
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+static void kvs_submit_ahead(kvs *s)
+{
+    struct kvs_layer *ly = &s->layers[s->rd_layer];
+    while (s->rd_err == 0 && s->rd_next_submit < s->rd_tiles &&
+           s->rd_next_submit < s->rd_pos / s->cfg.tile_tokens + s->window) {
+        int64_t ti = s->rd_next_submit;
+        int slot = (int)(ti % s->window);
+        int rc = io_submit(s->io, slot, ly->idx[ti].off, ly->idx[ti].size);
+        if (rc < 0) {
+            s->rd_err = rc;
+            return;
+        }
+        s->slot_res[slot] = INT32_MIN;
+        s->rd_next_submit++;
+    }
+}
+
+int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
+{
+    KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
+    KVT_ASSERT(n_tokens >= 0);
+    KVT_ASSERT(s->rd_layer < 0);
+    struct kvs_layer *ly = &s->layers[layer];
+    if (n_tokens > ly->n_tokens) return KVT_ERANGE;
+    const int T = s->cfg.tile_tokens;
+    s->rd_layer = layer;
+    s->rd_end = n_tokens;
+    s->rd_pos = 0;
+    s->rd_err = 0;
+    s->rd_next_submit = 0;
+    s->rd_tiles = 0;
+    if (s->cfg.backing == KVS_DISK) {
+        int64_t sealed = kvs_sealed(s, ly) / T;
+        s->rd_tiles = KVT_MIN(sealed, (n_tokens + T - 1) / T);
+        kvs_submit_ahead(s);
+    }
+    return s->rd_err;
+}
+
+/* Wait for disk tile ti; decode it into the span buffers. */
+static int kvs_read_disk(kvs *s, int64_t ti, int n)
+{
+    int slot = (int)(ti % s->window);
+    while (s->slot_res[slot] == INT32_MIN) {
+        int done = -1;
+        int res = io_wait(s->io, &done);
+        if (done < 0) return res < 0 ? res : -EIO;
+        s->slot_res[done] = res;
+    }
+    int res = s->slot_res[slot];
+    if (res < 0) return res;
+    struct tile_hdr h;
+    int64_t rc = tile_decode_raw(io_slot(s->io, slot), (size_t)res, s->raw,
+                                 s->tile_raw, s->scratch,
+                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
+                                                    s->cfg.tile_tokens),
+                                 &h);
+    if (rc < 0) return (int)rc;
+    const int T = s->cfg.tile_tokens;
+    if (h.layer != (uint32_t)s->rd_layer || h.pos0 != (uint64_t)(ti * T) ||
+        h.n != (uint32_t)T || h.type != s->cfg.type ||
+        h.kv_dim != (uint32_t)s->cfg.kv_dim)
+        return KVT_EFORMAT;
+    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->raw, n, s->span_k);
+    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->raw + (size_t)T * s->row_bytes,
+                n, s->span_v);
+    return 0;
+}
+
+int kvs_read_next(kvs *s, struct kvs_span *sp)
+{
+    KVT_ASSERT(s->rd_layer >= 0);
+    if (s->rd_err < 0) return s->rd_err;
+    if (s->rd_pos >= s->rd_end) return 0;
+    const int T = s->cfg.tile_tokens, D = s->cfg.kv_dim;
+    struct kvs_layer *ly = &s->layers[s->rd_layer];
+    int64_t ti = s->rd_pos / T;
+    int n = (int)KVT_MIN((int64_t)T, s->rd_end - s->rd_pos);
+    size_t half = (size_t)T * s->row_bytes;
+    sp->pos0 = s->rd_pos;
+    sp->n = n;
+    sp->k = s->span_k;
+    sp->v = s->span_v;
+    if (s->cfg.backing == KVS_RAM) {
+        const uint8_t *tile = ly->ram + (size_t)ti * s->tile_raw;
+        if (s->cfg.type == KVS_F32) { /* zero copy: raw rows are floats */
+            sp->k = (const float *)(const void *)tile;
+            sp->v = (const float *)(const void *)(tile + half);
+        } else {
+            tile_unpack(s->cfg.type, D, tile, n, s->span_k);
+            tile_unpack(s->cfg.type, D, tile + half, n, s->span_v);
+        }
+    } else if (ti < s->rd_tiles) {
+        int rc = kvs_read_disk(s, ti, n);
+        if (rc < 0) {
+            s->rd_err = rc;
+            return rc;
+        }
+    } else {
+        tile_unpack(s->cfg.type, D, ly->tail, n, s->span_k);
+        tile_unpack(s->cfg.type, D, ly->tail + half, n, s->span_v);
+    }
+    s->rd_pos += n;
+    if (s->cfg.backing == KVS_DISK) {
+        kvs_submit_ahead(s);
+        if (s->rd_err < 0) return s->rd_err;
+    }
+    return 1;
+}
+
+void kvs_read_end(kvs *s)
+{
+    if (s->io)
+        while (io_in_flight(s->io) > 0) {
+            int slot;
+            if (io_wait(s->io, &slot) == -EAGAIN) break;
+        }
+    s->rd_layer = -1;
+}

@@ -1,0 +1,213 @@
+/* tile.h - one tile of the KV cache: format, element types, codecs.
+ *
+ * A tile holds K (pre-rotation) and V for a run of n consecutive tokens of
+ * one layer, all KV heads. Elements are kept as one of enum kvs_type
+ * (kvs.h); a token's K row is kv_dim elements, packed as tile_row_bytes().
+ *
+ * Raw layout (the bytes the codecs compress, the bytes checksummed as raw):
+ *
+ *   K rows: n x tile_row_bytes(type, kv_dim)   token-major
+ *   V rows: n x tile_row_bytes(type, kv_dim)   token-major
+ *
+ * Row packing per type (little-endian):
+ *   KVS_F32   kv_dim x float32
+ *   KVS_F16   kv_dim x IEEE half (round to nearest even)
+ *   KVS_BF16  kv_dim x bfloat16 (round to nearest even, NaN kept quiet)
+ *   KVS_Q8_0  kv_dim/32 blocks { half d; int8 q[32]; } = 34 bytes, as ggml
+ *             Q8_0: d = max|x| / 127, q = round(x / d); kv_dim % 32 == 0.
+ *
+ * Encoded tile = header (struct tile_hdr, 64 bytes) + payload:
+ *
+ *   off size field
+ *    0   4   magic      "KVTL" (0x4c54564b little-endian)
+ *    4   2   version    TILE_VERSION
+ *    6   1   type       enum kvs_type
+ *    7   1   codec      enum tile_codec
+ *    8   4   layer
+ *   12   4   n          tokens in the tile (1 .. TILE_MAX_TOKENS)
+ *   16   8   pos0       first token
+ *   24   4   kv_dim     (1 .. TILE_MAX_KV_DIM)
+ *   28   4   raw_size   2 * n * tile_row_bytes(type, kv_dim), must match
+ *   32   4   enc_size   payload bytes following the header
+ *   36   4   flags      TILE_F_* (kvs record kind)
+ *   40   8   raw_xxh    XXH3_64bits(raw bytes)
+ *   48   8   enc_xxh    XXH3_64bits(payload)
+ *   56   8   hdr_xxh    XXH3_64bits(header bytes 0..55)
+ *
+ * Codecs (payload = codec(filter(raw))):
+ *   TILE_NONE      payload = raw
+ *   TILE_LZ4       LZ4 block of raw
+ *   TILE_SHUF_LZ4  byte planes: byte j of every element together, then LZ4
+ *   TILE_LZ4HC     LZ4HC block of raw (slow encode, archival; same decoder)
+ *   TILE_XPOSE_LZ4 "channel planes": for K then V, each channel's values
+ *                  across the n tokens are put side by side, each value
+ *                  XORed with the same channel of the previous token (the
+ *                  first token kept as is), then split into byte planes
+ *                  (most significant plane = sign/exponent first), LZ4.
+ *                  For Q8_0 the "element" is one byte of the 34-byte block.
+ *   A payload that would not shrink is stored as TILE_NONE (the header says
+ *   which codec was actually used).
+ *
+ * Cache file (kvs.c, backing KVS_DISK): one append-only file per sequence.
+ *
+ *   [0, 4096)   struct kvs_file_hdr (64 bytes, zero padded)
+ *   then records, each starting at a multiple of 4096 (O_DIRECT), zero
+ *   padded to a multiple of 4096:
+ *     tile record    tile header + payload, n == tile_tokens, pos0 a
+ *                    multiple of tile_tokens, flags 0
+ *     tail record    same, flags TILE_F_TAIL, 0 < n < tile_tokens: the
+ *                    partial tail at kvs_sync/kvs_close
+ *     marker         header only, flags TILE_F_MARK, n = sizes = 0,
+ *                    layer = TILE_MARK_TRUNC (pos0 = token count the store
+ *                    was truncated to) or TILE_MARK_SYNC (everything
+ *                    before it was fsynced)
+ *   Replay rule on reopen, in file order: a tile or tail record of layer L
+ *   at pos0 first truncates L to pos0, then adds itself (a tail record
+ *   becomes L's tail); a TRUNC marker truncates every layer. The scan stops
+ *   at the first header that is missing, cut short, or not a record; a
+ *   header with a good magic but a bad header checksum fails the open with
+ *   KVT_ECHECKSUM. Payloads after the last SYNC marker are verified during
+ *   the scan (a torn record ends the scan); payloads before it are verified
+ *   when read (KVT_ECHECKSUM). The file is cut back to the end of the last
+ *   good record, so a crash at any moment reopens to the last complete
+ *   tile of each layer (plus the tails of the last sync).
+ *
+ * All functions work in caller buffers; none allocates, none prints.
+ */
+#ifndef KVT_TILE_H
+#define KVT_TILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvstore/kvs.h"
+
+#define TILE_MAGIC 0x4c54564bu /* "KVTL" */
+#define TILE_VERSION 1
+#define TILE_MAX_TOKENS (1 << 20)
+#define TILE_MAX_KV_DIM (1 << 16)
+#define TILE_QK 32 /* Q8_0 block length */
+
+enum tile_codec {
+    TILE_NONE,
+    TILE_LZ4,
+    TILE_SHUF_LZ4,
+    TILE_LZ4HC,
+    TILE_XPOSE_LZ4,
+    TILE_NCODECS
+};
+
+/* Header flags, used by kvs to tell record kinds apart. */
+enum {
+    TILE_F_TAIL = 1u << 0, /* partial tail written at sync (superseded later) */
+    TILE_F_MARK = 1u << 1, /* header-only marker (kvs truncate/sync), n = 0 */
+};
+
+#define TILE_MARK_TRUNC 0xffffffffu /* marker layer ids */
+#define TILE_MARK_SYNC 0xfffffffeu
+
+/* Cache file header (first 64 bytes of the file; all integers LE). */
+#define KVS_FILE_MAGIC 0x4353564bu /* "KVSC" */
+#define KVS_FILE_VERSION 1
+#define KVS_FILE_HDR_BYTES 4096   /* header block; records start here */
+struct kvs_file_hdr {
+    uint32_t magic;       /*  0 KVS_FILE_MAGIC */
+    uint16_t version;     /*  4 KVS_FILE_VERSION */
+    uint16_t hdr_size;    /*  6 sizeof(struct kvs_file_hdr) */
+    uint32_t n_layer;     /*  8 */
+    uint32_t kv_dim;      /* 12 */
+    uint32_t tile_tokens; /* 16 */
+    uint8_t type;         /* 20 enum kvs_type */
+    uint8_t codec;        /* 21 codec at creation (records say their own) */
+    uint8_t pad[2];       /* 22 zero */
+    uint8_t model_fp[32]; /* 24 */
+    uint64_t hdr_xxh;     /* 56 XXH3_64bits of bytes 0..55 */
+};
+_Static_assert(sizeof(struct kvs_file_hdr) == 64, "file header is 64 bytes");
+
+struct tile_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint8_t type;
+    uint8_t codec;
+    uint32_t layer;
+    uint32_t n;
+    uint64_t pos0;
+    uint32_t kv_dim;
+    uint32_t raw_size;
+    uint32_t enc_size;
+    uint32_t flags;
+    uint64_t raw_xxh;
+    uint64_t enc_xxh;
+    uint64_t hdr_xxh;
+};
+_Static_assert(sizeof(struct tile_hdr) == 64, "tile header is 64 bytes on disk");
+
+/* Names for the CLI ("none", "lz4", "shuf-lz4", "lz4hc", "xpose-lz4");
+ * tile_codec_parse returns the id or KVT_ERANGE. */
+const char *tile_codec_name(int codec);
+int tile_codec_parse(const char *name);
+const char *tile_type_name(int type);
+int tile_type_parse(const char *name);
+
+/* 0 if (type, kv_dim) can be stored, else KVT_ETYPE / KVT_ERANGE. */
+int tile_check_dims(int type, int kv_dim);
+
+/* Bytes of one packed row of kv_dim elements. */
+size_t tile_row_bytes(int type, int kv_dim);
+/* Raw bytes of a tile of n tokens: 2 * n * tile_row_bytes. */
+size_t tile_raw_bytes(int type, int kv_dim, int n);
+/* Largest encoded tile (header + payload) for n tokens, any codec. */
+size_t tile_encode_bound(int type, int kv_dim, int n);
+/* Scratch bytes tile_encode/tile_decode need for n tokens. */
+size_t tile_scratch_bound(int type, int kv_dim, int n);
+
+/* Pack n rows (n, kv_dim) f32 -> type; unpack type -> f32. */
+void tile_pack(int type, int kv_dim, const float *src, int n, void *dst);
+void tile_unpack(int type, int kv_dim, const void *src, int n, float *dst);
+
+/* Encode: hdr supplies type, codec, layer, n, pos0, kv_dim, flags; the rest
+ * is filled in. k_raw and v_raw are n packed rows each. Writes header +
+ * payload to dst.
+ * @return total bytes written (> 0), KVT_ERANGE if dst_cap or scratch_cap
+ * is too small, KVT_ETYPE on a bad type/codec. */
+int64_t tile_encode(const struct tile_hdr *hdr, const void *k_raw,
+                    const void *v_raw, void *dst, size_t dst_cap,
+                    void *scratch, size_t scratch_cap);
+
+/* Validate a header read from disk (magic, version, type, codec, sizes,
+ * header checksum); does not look at the payload.
+ * @return 0, KVT_EFORMAT, KVT_EVERSION or KVT_ECHECKSUM. */
+int tile_hdr_check(const struct tile_hdr *hdr);
+
+/* Fill magic, version and hdr_xxh of a header built by hand (markers). */
+void tile_hdr_seal(struct tile_hdr *hdr);
+
+/* XXH3_64bits of n bytes (the hash every checksum here uses). */
+uint64_t tile_hash(const void *p, size_t n);
+
+/* 0 if XXH3(payload) equals hdr->enc_xxh, else KVT_ECHECKSUM. */
+int tile_payload_check(const struct tile_hdr *hdr, const void *payload);
+
+/* Decode src (header + payload, src_size bytes) into raw_out (packed K rows
+ * then V rows, raw_cap >= hdr.raw_size). Checks the header, the payload
+ * checksum and the raw checksum. hdr_out may be NULL.
+ * @return raw bytes, or KVT_EFORMAT / KVT_EVERSION / KVT_ECHECKSUM /
+ * KVT_ERANGE (buffer too small). */
+int64_t tile_decode_raw(const void *src, size_t src_size, void *raw_out,
+                        size_t raw_cap, void *scratch, size_t scratch_cap,
+                        struct tile_hdr *hdr_out);
+
+/* tile_decode_raw then unpack: k and v get (n, kv_dim) f32 rows each, with
+ * room for k_cap/v_cap floats. @return n tokens, or an error as above. */
+int tile_decode(const void *src, size_t src_size, float *k, size_t k_cap,
+                float *v, size_t v_cap, void *raw, size_t raw_cap,
+                void *scratch, size_t scratch_cap, struct tile_hdr *hdr_out);
+
+/* Half-precision helpers (exposed for tests and the CLI). */
+uint16_t tile_f32_to_f16(float f);
+float tile_f16_to_f32(uint16_t h);
+uint16_t tile_f32_to_bf16(float f);
+float tile_bf16_to_f32(uint16_t h);
+
+#endif
