@@ -16,6 +16,9 @@ static const struct cmd cmds[] = {
     { "generate", cmd_generate, "continue a prompt" },
     { "ppl", cmd_ppl, "perplexity of a long text" },
     { "passkey", cmd_passkey, "passkey retrieval accuracy by length and depth" },
+    { "batch", cmd_batch, "score or question many documents (caches, resume, shards)" },
+    { "merge", cmd_merge, "join batch shard outputs in input order" },
+    { "cache", cmd_cache, "list, remove, garbage-collect batch document caches" },
 };
 
 static int usage(FILE *f)
