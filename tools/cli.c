@@ -79,7 +79,10 @@ const char cli_common_help[] =
     "  --rope-freq-base B   RoPE base frequency\n"
     "  --yarn-beta-fast F, --yarn-beta-slow F\n"
     "  --longrope-factors FILE   per-pair factors (one per line or a list)\n"
-    "  --self-extend G:W    SelfExtend group size G, neighbour window W\n";
+    "  --self-extend G:W    SelfExtend group size G, neighbour window W\n"
+    "  --k-rotation read|write  rotate cached K as tiles are read (default), or\n"
+    "                       before they are written, as llama.cpp does (for\n"
+    "                       comparisons: cached keys then keep their old positions)\n";
 
 static int lookup(const char *const *names, int n, const char *s)
 {
@@ -183,6 +186,11 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
         o->yarn_beta_slow = atof(val(argc, argv, i));
     } else if (!strcmp(a, "--longrope-factors")) {
         o->longrope_factors = val(argc, argv, i);
+    } else if (!strcmp(a, "--k-rotation")) {
+        const char *v = val(argc, argv, i);
+        if (!strcmp(v, "read")) o->rotate_k_on_write = 0;
+        else if (!strcmp(v, "write")) o->rotate_k_on_write = 1;
+        else cli_die("--k-rotation: '%s' (expected read or write)", v);
     } else if (!strcmp(a, "--self-extend")) {
         const char *v = val(argc, argv, i);
         if (sscanf(v, "%d:%d", &o->se_group, &o->se_window) != 2 ||
@@ -315,8 +323,10 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
     struct model_ctx_params p = {
         .n_batch = o->n_batch, .n_threads = o->n_threads,
         .tile_tokens = o->tile_tokens, .se_group = o->se_group,
-        .se_window = o->se_window,
+        .se_window = o->se_window, .rotate_k_on_write = o->rotate_k_on_write,
     };
+    if (o->rotate_k_on_write && o->se_group)
+        cli_die("--k-rotation write cannot serve SelfExtend (it needs two rotations of each key)");
     model_ctx *c;
     int rc = model_ctx_create(m, &p, &c);
     if (rc < 0) cli_die("%s: %s", o->model_path, kvt_strerror(rc));

@@ -39,6 +39,7 @@ struct cli_opts {
     double rope_scale, rope_freq_base, yarn_beta_fast, yarn_beta_slow;
     const char *longrope_factors;
     int se_group, se_window;
+    int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
 };
 
 void cli_opts_default(struct cli_opts *o);

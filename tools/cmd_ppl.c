@@ -46,6 +46,7 @@ static void usage(void)
             "  --sweep L1,L2,...    context lengths to sweep\n"
             "  --schemes S1,S2,...  position schemes for the sweep: none, linear, ntk,\n"
             "                       dynamic-ntk, yarn, longrope, self-extend\n"
+            "  --sweep-tokens N     with --sweep: about N tokens per length (whole windows)\n"
             "  --plot FILE.svg      with --sweep: perplexity vs context length\n"
             "%s", cli_common_help);
     exit(2);
@@ -78,6 +79,7 @@ struct ppl_job {
     const char *text_path;
     /* per-position curve (NULL: off): sums per bucket */
     int64_t bucket;
+    int64_t sweep_tokens;   /* sweep: tokens per length (0: the whole text) */
     double *curve_nll;
     int64_t *curve_n;
 };
@@ -447,6 +449,10 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
             jj.n_ctx = ctx > j->n_tok ? j->n_tok : ctx;
             jj.n_windows = count_windows(j->n_tok, jj.n_ctx, 0);
             if (j->n_windows > 0 && j->n_windows < jj.n_windows) jj.n_windows = j->n_windows;
+            if (j->sweep_tokens > 0) {
+                int64_t nw = j->sweep_tokens / jj.n_ctx;
+                jj.n_windows = KVT_MIN(jj.n_windows, KVT_MAX(nw, (int64_t)1));
+            }
             struct ppl_result r;
             ppl_run(&jj, &r);
             double p, e;
@@ -493,7 +499,7 @@ int cmd_ppl(int argc, char **argv)
     struct cli_opts o;
     cli_opts_default(&o);
     const char *file = NULL, *sweep = NULL, *schemes = NULL, *plot = NULL, *curve = NULL;
-    int64_t max_chunks = -1, stride = 0, bucket = 256;
+    int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
     int score_all = 0, resume = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -507,6 +513,7 @@ int cmd_ppl(int argc, char **argv)
         else if (!strcmp(a, "--curve") && has) curve = argv[++i];
         else if (!strcmp(a, "--sweep") && has) sweep = argv[++i];
         else if (!strcmp(a, "--schemes") && has) schemes = argv[++i];
+        else if (!strcmp(a, "--sweep-tokens") && has) sweep_tokens = cli_parse_count(a, argv[++i]);
         else if (!strcmp(a, "--plot") && has) plot = argv[++i];
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "--score") && has) {
@@ -539,7 +546,8 @@ int cmd_ppl(int argc, char **argv)
 
     struct ppl_job j = { .o = &o, .m = m, .tk = tk, .ids = ids, .n_tok = n_tok,
                          .score_all = score_all, .resume = resume, .text_path = file,
-                         .stride = stride, .bucket = bucket };
+                         .stride = stride, .bucket = bucket,
+                         .sweep_tokens = sweep_tokens };
     j.n_ctx = o.n_ctx > n_tok ? n_tok : o.n_ctx; /* one window: the whole text */
     if (stride && (stride >= j.n_ctx || stride < 1)) cli_die("--stride must be in 1 .. n_ctx-1");
     j.n_windows = count_windows(n_tok, j.n_ctx, stride);

@@ -1,0 +1,304 @@
+/* test_tile.c - tile packing, codecs, header checks; prints ratios and
+ * decode speed on synthetic K/V. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/kvt.h"
+#include "kvstore/tile.h"
+#include "tests/t.h"
+
+static uint64_t rs = 0x243f6a8885a308d3ull;
+static uint64_t rng(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return rs; }
+static float unif(void) { return (float)((double)(rng() >> 11) / 9007199254740992.0); }
+static float gauss(void)
+{
+    float s = 0;
+    for (int i = 0; i < 4; i++) s += unif();
+    return (s - 2.0f) * 1.7320508f;
+}
+
+/* K/V-like rows: each channel has its own scale and offset (outlier
+ * channels), values drift from token to token (AR(1)) plus noise. */
+static void synth_kv(int n, int D, float *k, float *v)
+{
+    float *st = malloc((size_t)D * 4 * sizeof(float));
+    for (int c = 0; c < D; c++) {
+        float e = gauss();
+        st[4 * c] = expf(0.8f * e);           /* scale */
+        st[4 * c + 1] = gauss() * 2.0f;       /* offset */
+        st[4 * c + 2] = 0.f;                  /* AR state k */
+        st[4 * c + 3] = 0.f;                  /* AR state v */
+    }
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < D; c++) {
+            float *s = st + 4 * c;
+            s[2] = 0.9f * s[2] + 0.44f * gauss();
+            s[3] = 0.8f * s[3] + 0.6f * gauss();
+            k[(size_t)t * D + c] = s[1] + s[0] * (s[2] + 0.3f * gauss());
+            v[(size_t)t * D + c] = 0.2f * s[0] * s[3];
+        }
+    free(st);
+}
+
+struct bufs {
+    uint8_t *kr, *vr, *enc, *raw, *scratch;
+    float *k, *v, *ko, *vo;
+    size_t enc_cap, raw_cap, sc_cap;
+};
+
+static void bufs_init(struct bufs *b, int type, int D, int n)
+{
+    b->enc_cap = tile_encode_bound(type, D, n);
+    b->raw_cap = tile_raw_bytes(type, D, n);
+    b->sc_cap = tile_scratch_bound(type, D, n);
+    b->kr = malloc(b->raw_cap / 2);
+    b->vr = malloc(b->raw_cap / 2);
+    b->enc = malloc(b->enc_cap);
+    b->raw = malloc(b->raw_cap);
+    b->scratch = malloc(b->sc_cap);
+    size_t f = (size_t)n * D;
+    b->k = malloc(f * 4); b->v = malloc(f * 4); b->ko = malloc(f * 4); b->vo = malloc(f * 4);
+}
+
+static void bufs_free(struct bufs *b)
+{
+    free(b->kr); free(b->vr); free(b->enc); free(b->raw); free(b->scratch);
+    free(b->k); free(b->v); free(b->ko); free(b->vo);
+}
+
+static int64_t enc_tile(struct bufs *b, int type, int codec, int D, int n, int layer, int64_t pos0)
+{
+    struct tile_hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = (uint8_t)type; h.codec = (uint8_t)codec; h.layer = (uint32_t)layer;
+    h.n = (uint32_t)n; h.pos0 = (uint64_t)pos0; h.kv_dim = (uint32_t)D;
+    return tile_encode(&h, b->kr, b->vr, b->enc, b->enc_cap, b->scratch, b->sc_cap);
+}
+
+static void test_roundtrip(void)
+{
+    const int D = 64, n = 37;
+    for (int type = 0; type < KVS_NTYPES; type++) {
+        struct bufs b;
+        bufs_init(&b, type, D, n);
+        synth_kv(n, D, b.k, b.v);
+        b.k[5] = 0.0f; b.k[6] = -0.0f; b.k[7] = 1e-30f; b.k[8] = 70000.0f;
+        tile_pack(type, D, b.k, n, b.kr);
+        tile_pack(type, D, b.v, n, b.vr);
+        for (int codec = 0; codec < TILE_NCODECS; codec++) {
+            int64_t len = enc_tile(&b, type, codec, D, n, 3, 1024);
+            T_CHECK(len > 64 && (size_t)len <= b.enc_cap);
+            if (len < 0) continue;
+            struct tile_hdr h;
+            memset(b.raw, 0xee, b.raw_cap);
+            T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap, b.scratch,
+                                    b.sc_cap, &h) == (int64_t)b.raw_cap);
+            T_CHECK(memcmp(b.raw, b.kr, b.raw_cap / 2) == 0);
+            T_CHECK(memcmp(b.raw + b.raw_cap / 2, b.vr, b.raw_cap / 2) == 0);
+            T_CHECK(h.layer == 3 && h.pos0 == 1024 && h.n == (uint32_t)n);
+            T_CHECK(h.type == type && h.kv_dim == (uint32_t)D);
+            T_CHECK(h.codec == codec || h.codec == TILE_NONE);
+            T_CHECK(tile_decode(b.enc, (size_t)len, b.ko, (size_t)n * D, b.vo,
+                                (size_t)n * D, b.raw, b.raw_cap, b.scratch,
+                                b.sc_cap, NULL) == n);
+            /* decode == unpack(pack(x)), bit for bit */
+            float *ref = malloc((size_t)n * D * 4);
+            tile_unpack(type, D, b.kr, n, ref);
+            T_CHECK(memcmp(ref, b.ko, (size_t)n * D * 4) == 0);
+            free(ref);
+            if (type == KVS_F32) {
+                T_CHECK(memcmp(b.k, b.ko, (size_t)n * D * 4) == 0);
+                T_CHECK(memcmp(b.v, b.vo, (size_t)n * D * 4) == 0);
+            }
+            /* too small a destination is refused, not overrun */
+            T_CHECK(tile_decode(b.enc, (size_t)len, b.ko, (size_t)n * D - 1, b.vo,
+                                (size_t)n * D, b.raw, b.raw_cap, b.scratch,
+                                b.sc_cap, NULL) == KVT_ERANGE);
+        }
+        bufs_free(&b);
+    }
+}
+
+/* q8_0 against a naive quantizer written here from ggml's definition. */
+static void test_q8_0(void)
+{
+    const int D = 64, n = 5;
+    float x[5 * 64], y[5 * 64];
+    uint8_t p[5 * 2 * 34];
+    synth_kv(n, D, x, y);
+    for (int i = 0; i < 32; i++) x[i] = (float)(i - 16) * 0.25f; /* amax 4 */
+    tile_pack(KVS_Q8_0, D, x, n, p);
+    T_CHECK(tile_row_bytes(KVS_Q8_0, D) == 68);
+    tile_unpack(KVS_Q8_0, D, p, n, y);
+    /* first block by hand: d = 4/127, q[i] = round((i-16)*0.25*127/4) */
+    uint16_t dh;
+    memcpy(&dh, p, 2);
+    T_CHECK(dh == tile_f32_to_f16(4.0f / 127.0f));
+    T_CHECK((int8_t)p[2 + 0] == -127);
+    T_CHECK((int8_t)p[2 + 1] == (int8_t)lroundf(-15 * 0.25f * 127 / 4)); /* -119 */
+    T_CHECK((int8_t)p[2 + 16] == 0);
+    for (int b = 0; b < n * D / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float d = tile_f16_to_f32(tile_f32_to_f16(amax / 127));
+        for (int j = 0; j < 32; j++) {
+            T_NEAR(y[b * 32 + j], x[b * 32 + j], 0.5 * d + 1e-3 * amax + 1e-7);
+            /* exact against the naive dequantized value */
+            float q = roundf(x[b * 32 + j] * (amax ? 127 / amax : 0));
+            T_NEAR(y[b * 32 + j], q * d, 1.01 * d + 1e-7);
+        }
+    }
+    T_CHECK(tile_check_dims(KVS_Q8_0, 48) < 0);
+}
+
+static void test_half(void)
+{
+    T_CHECK(tile_f32_to_f16(1.0f) == 0x3c00);
+    T_CHECK(tile_f32_to_f16(-2.0f) == 0xc000);
+    T_CHECK(tile_f32_to_f16(65504.0f) == 0x7bff);
+    T_CHECK(tile_f32_to_f16(65520.0f) == 0x7c00); /* rounds up to Inf */
+    T_CHECK(tile_f32_to_f16(0.1f) == 0x2e66);
+    T_CHECK(tile_f32_to_f16(1e-8f) == 0x0000);
+    T_CHECK(tile_f32_to_f16(6e-8f) == 0x0001);  /* smallest subnormal */
+    T_CHECK(tile_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00); /* tie -> even */
+    T_CHECK(tile_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);
+    T_CHECK(tile_f32_to_f16(NAN) == 0x7e00);
+    T_CHECK(tile_f16_to_f32(0x0001) == 5.9604644775390625e-8f);
+    T_CHECK(tile_f16_to_f32(0x3555) == 0.333251953125f);
+    T_CHECK(isinf(tile_f16_to_f32(0xfc00)) && tile_f16_to_f32(0xfc00) < 0);
+    for (uint32_t h = 0; h < 0x10000; h++) { /* every half round-trips */
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* NaN */
+        if (tile_f32_to_f16(tile_f16_to_f32((uint16_t)h)) != h) { T_CHECK(0); break; }
+    }
+    T_CHECK(tile_f32_to_bf16(1.0f) == 0x3f80);
+    T_CHECK(tile_f32_to_bf16(1.00390625f) == 0x3f80); /* tie -> even */
+    T_CHECK(tile_f32_to_bf16(1.01171875f) == 0x3f82);
+    T_CHECK(tile_bf16_to_f32(0xc040) == -3.0f);
+    T_CHECK(isnan(tile_bf16_to_f32(tile_f32_to_bf16(NAN))));
+}
+
+static void test_corrupt(void)
+{
+    const int D = 32, n = 8;
+    struct bufs b;
+    bufs_init(&b, KVS_F16, D, n);
+    synth_kv(n, D, b.k, b.v);
+    tile_pack(KVS_F16, D, b.k, n, b.kr);
+    tile_pack(KVS_F16, D, b.v, n, b.vr);
+    for (int codec = 0; codec < TILE_NCODECS; codec++) {
+        int64_t len = enc_tile(&b, KVS_F16, codec, D, n, 0, 0);
+        T_CHECK(len > 64);
+        if (len <= 64) continue;
+        struct tile_hdr h;
+        memcpy(&h, b.enc, sizeof h);
+        T_CHECK(tile_hdr_check(&h) == 0);
+        /* every payload byte flip is caught */
+        for (int64_t i = 64; i < len; i += 7) {
+            b.enc[i] ^= 0x10;
+            int64_t rc = tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                         b.scratch, b.sc_cap, NULL);
+            T_CHECK(rc == KVT_ECHECKSUM);
+            b.enc[i] ^= 0x10;
+        }
+        for (int i = 4; i < 64; i += 5) { /* header flips */
+            b.enc[i] ^= 0x01;
+            T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                    b.scratch, b.sc_cap, NULL) < 0);
+            b.enc[i] ^= 0x01;
+        }
+        struct tile_hdr g = h;
+        g.magic ^= 1;
+        T_CHECK(tile_hdr_check(&g) == KVT_EFORMAT);
+        g = h; g.version = 7;
+        g.hdr_xxh = tile_hash(&g, 56);
+        T_CHECK(tile_hdr_check(&g) == KVT_EVERSION);
+        g = h; g.enc_size = 0x7fffffff;
+        g.hdr_xxh = tile_hash(&g, 56);
+        T_CHECK(tile_hdr_check(&g) == KVT_EFORMAT);
+        g = h; g.raw_size += 2;
+        g.hdr_xxh = tile_hash(&g, 56);
+        T_CHECK(tile_hdr_check(&g) == KVT_EFORMAT);
+        g = h; g.n = 0;
+        g.hdr_xxh = tile_hash(&g, 56);
+        T_CHECK(tile_hdr_check(&g) == KVT_EFORMAT);
+        g = h; g.type = 9;
+        g.hdr_xxh = tile_hash(&g, 56);
+        T_CHECK(tile_hdr_check(&g) == KVT_EFORMAT);
+        g = h; g.kv_dim = 0;
+        g.hdr_xxh = tile_hash(&g, 56);
+        T_CHECK(tile_hdr_check(&g) == KVT_EFORMAT);
+        /* truncated input, small output */
+        T_CHECK(tile_decode_raw(b.enc, (size_t)len - 1, b.raw, b.raw_cap,
+                                b.scratch, b.sc_cap, NULL) == KVT_EFORMAT);
+        T_CHECK(tile_decode_raw(b.enc, 40, b.raw, b.raw_cap, b.scratch,
+                                b.sc_cap, NULL) == KVT_EFORMAT);
+        T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap - 1,
+                                b.scratch, b.sc_cap, NULL) == KVT_ERANGE);
+        /* a tampered payload with a fixed-up checksum still fails the raw check */
+        if (h.codec != TILE_NONE) continue;
+        b.enc[64] ^= 1;
+        memcpy(&g, b.enc, sizeof g);
+        g.enc_xxh = tile_hash(b.enc + 64, g.enc_size);
+        g.hdr_xxh = tile_hash(&g, 56);
+        memcpy(b.enc, &g, sizeof g);
+        T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                b.scratch, b.sc_cap, NULL) == KVT_ECHECKSUM);
+    }
+    /* names */
+    for (int c = 0; c < TILE_NCODECS; c++) T_CHECK(tile_codec_parse(tile_codec_name(c)) == c);
+    for (int t = 0; t < KVS_NTYPES; t++) T_CHECK(tile_type_parse(tile_type_name(t)) == t);
+    T_CHECK(tile_codec_parse("zstd") == KVT_ERANGE);
+    bufs_free(&b);
+}
+
+/* Ratios and decode speed on synthetic K/V (real tiles: later). The check:
+ * the channel-plane filter must beat plain LZ4 and byte shuffle on f16. */
+static void test_ratio_speed(void)
+{
+    const int D = 256, n = 128;
+    double ratio[KVS_NTYPES][TILE_NCODECS];
+    for (int type = 0; type < KVS_NTYPES; type++) {
+        struct bufs b;
+        bufs_init(&b, type, D, n);
+        synth_kv(n, D, b.k, b.v);
+        tile_pack(type, D, b.k, n, b.kr);
+        tile_pack(type, D, b.v, n, b.vr);
+        for (int codec = 0; codec < TILE_NCODECS; codec++) {
+            int64_t len = enc_tile(&b, type, codec, D, n, 0, 0);
+            ratio[type][codec] = (double)b.raw_cap / (double)(len - 64);
+            int reps = 0;
+            double t0 = kvt_now_s(), t1 = t0;
+            while (t1 - t0 < 0.02) {
+                for (int r = 0; r < 8; r++)
+                    tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                    b.scratch, b.sc_cap, NULL);
+                reps += 8;
+                t1 = kvt_now_s();
+            }
+            double gbs = (double)b.raw_cap * reps / (t1 - t0) / 1e9;
+            t0 = kvt_now_s();
+            for (int r = 0; r < 4; r++)
+                tile_decode(b.enc, (size_t)len, b.ko, (size_t)n * D, b.vo,
+                            (size_t)n * D, b.raw, b.raw_cap, b.scratch, b.sc_cap, NULL);
+            double f32gbs = (double)n * D * 8 * 4 / (kvt_now_s() - t0) / 1e9;
+            fprintf(stderr, "  %-4s %-9s ratio %5.3f  decode %5.2f GB/s raw, %5.2f GB/s f32 out\n",
+                    tile_type_name(type), tile_codec_name(codec),
+                    ratio[type][codec], gbs, f32gbs);
+        }
+        bufs_free(&b);
+    }
+    T_CHECK(ratio[KVS_F16][TILE_XPOSE_LZ4] > ratio[KVS_F16][TILE_SHUF_LZ4]);
+    T_CHECK(ratio[KVS_F16][TILE_XPOSE_LZ4] > ratio[KVS_F16][TILE_LZ4]);
+    T_CHECK(ratio[KVS_F32][TILE_NONE] == 1.0);
+}
+
+int main(void)
+{
+    T_RUN(test_half);
+    T_RUN(test_roundtrip);
+    T_RUN(test_q8_0);
+    T_RUN(test_corrupt);
+    T_RUN(test_ratio_speed);
+    return t_done();
+}
