@@ -25,7 +25,7 @@ TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test demo asan ubsan tsan bench clean deps
+.PHONY: all test demo asan ubsan tsan bench fuzz clean deps
 
 all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN)
 
@@ -59,12 +59,28 @@ demo: deps
 	$(MAKE) all
 	$(BUILD)/kvtile ppl models/tiny-kjv-f32.gguf -f tests/data/kjv-nt.txt -c 256
 
+# Sanitizer builds run the same tests; KVT_TEST_QUICK skips the whole-text
+# perplexity references (numerics, covered by `make test`), which would
+# take most of an hour under instrumentation.
+SAN_ENV = KVT_TEST_QUICK=1
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address -fno-omit-frame-pointer" test
+	$(SAN_ENV) $(MAKE) BUILD=build-asan OPT="-O1 -g -march=native -fsanitize=address -fno-omit-frame-pointer" test
 ubsan:
-	$(MAKE) BUILD=build-ubsan OPT="-O1 -g -fsanitize=undefined -fno-sanitize-recover=undefined" test
+	$(SAN_ENV) $(MAKE) BUILD=build-ubsan OPT="-O1 -g -march=native -fsanitize=undefined -fno-sanitize-recover=undefined" test
 tsan:
-	$(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" test
+	$(SAN_ENV) $(MAKE) BUILD=build-tsan OPT="-O1 -g -march=native -fsanitize=thread" test
+
+# Fuzz targets (tests/fuzz/*.c): libFuzzer binaries with clang, and plain
+# replay programs (KVT_REPLAY) that run a corpus or crash files.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_LIB := io/kvt.c engine/gguf.c engine/tok.c
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n -lpcre2-8 -lxxhash -lm || exit 1; \
+	  $(CC) $(CFLAGS) -DKVT_REPLAY $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n-replay -lpcre2-8 -lxxhash -lm || exit 1; \
+	done
+	@echo "run: $(BUILD)/fuzz/fuzz_gguf -max_total_time=60 CORPUS_DIR (seed with models/*.gguf)"
 
 bench: all
 	sh bench/run.sh $(BUILD)

@@ -3,7 +3,7 @@
 # "N passed, N failed, N skipped" lines; print the total last.
 # Exit 77 from a program = skipped (machine lacks a feature).
 build=${1:-build}
-limit=${KVT_TEST_TIMEOUT:-600}
+limit=${KVT_TEST_TIMEOUT:-1800}
 pass=0; fail=0; skip=0
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue

@@ -2,10 +2,7 @@
  * perplexities of models/README.md (llama.cpp, same protocol), the KV store
  * backings against each other (bit-identical nll_sum), resuming after
  * SIGKILL, and the CLI's answers to bad input.
- *
- * The whole-text references (1380 windows each) take about a minute per
- * file; KVT_TEST_QUICK=1 (sanitizer builds) skips those and keeps the
- * shorter reference runs.
+ * The whole-text references are in test_parity.c.
  */
 #include <math.h>
 #include <signal.h>
@@ -20,12 +17,6 @@
 
 #define NT "tests/data/kjv-nt.txt"
 static char out[1 << 16], err[1 << 14];
-
-static int quick(void)
-{
-    const char *q = getenv("KVT_TEST_QUICK");
-    return q && *q && strcmp(q, "0");
-}
 
 /* Run ppl with ARGS (--json added), return the JSON number KEY. */
 static double ppl_json(const char *args, const char *key)
@@ -61,17 +52,6 @@ static void test_reference_scaled_2048(void)
     check_ref("tiny-kjv-linear-x8-f32.gguf", "-c 2048 --chunks 8", 68.2486, 0.0005);
     check_ref("tiny-kjv-yarn-x8-f32.gguf", "-c 2048 --chunks 8", 24.3080, 0.0005);
     check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 2048 --chunks 8", 54.3325, 0.0005);
-}
-
-static void test_reference_whole_text(void)
-{
-    if (quick()) T_SKIP("KVT_TEST_QUICK: whole-text references skipped");
-    check_ref("tiny-kjv-f32.gguf", "-c 256", 19.4157, 0.0005);
-    check_ref("tiny-kjv-q8_0.gguf", "-c 256", 19.4157, 0.005);
-    check_ref("tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 0.005);
-    check_ref("tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 0.005);
-    check_ref("tiny-kjv-q6_k.gguf", "-c 256", 19.4265, 0.005);
-    check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 256", 20.4417, 0.0005);
 }
 
 /* Disk tiles (every backend, lossless codecs) give the RAM store's nll_sum
@@ -221,6 +201,5 @@ int main(void)
     T_RUN(test_resume_inside_a_window);
     T_RUN(test_resume_refuses_other_run);
     T_RUN(test_bad_input);
-    T_RUN(test_reference_whole_text);
     return t_done();
 }
