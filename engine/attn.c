@@ -9,7 +9,56 @@
 
 #include "io/kvt.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 enum { ATTN_QB = 64 }; /* query tokens per block */
+
+/* row[c] = exp(row[c] - m) for c < n (row[c] <= m; -inf gives 0);
+ * returns the sum. The softmax inner loop: with AVX-512, a Cody-Waite
+ * reduction and a degree-6 polynomial (relative error < 2e-7, about the
+ * same as expf), 16 lanes at a time; elsewhere expf. */
+static float exp_shift_sum(float *row, int n, float m)
+{
+    int c = 0;
+    float sum = 0.0f;
+#if defined(__AVX512F__)
+    const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.0f);
+    const __m512 log2e = _mm512_set1_ps(1.44269504f);
+    const __m512 ln2_hi = _mm512_set1_ps(0.693145752f), ln2_lo = _mm512_set1_ps(1.42860677e-6f);
+    const __m512 c6 = _mm512_set1_ps(1.0f / 720), c5 = _mm512_set1_ps(1.0f / 120);
+    const __m512 c4 = _mm512_set1_ps(1.0f / 24), c3 = _mm512_set1_ps(1.0f / 6);
+    const __m512 c2 = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 acc = _mm512_setzero_ps();
+    for (; c + 16 <= n; c += 16) {
+        __m512 x = _mm512_sub_ps(_mm512_loadu_ps(row + c), vm);
+        __mmask16 dead = _mm512_cmp_ps_mask(x, ninf, _CMP_EQ_OQ);
+        x = _mm512_max_ps(x, lo);
+        __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
+        r = _mm512_fnmadd_ps(k, ln2_lo, r);
+        __m512 p = _mm512_fmadd_ps(c6, r, c5);
+        p = _mm512_fmadd_ps(p, r, c4);
+        p = _mm512_fmadd_ps(p, r, c3);
+        p = _mm512_fmadd_ps(p, r, c2);
+        p = _mm512_fmadd_ps(p, r, one);
+        p = _mm512_fmadd_ps(p, r, one);
+        p = _mm512_scalef_ps(p, k);
+        p = _mm512_maskz_mov_ps((__mmask16)~dead, p);
+        _mm512_storeu_ps(row + c, p);
+        acc = _mm512_add_ps(acc, p);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#endif
+    for (; c < n; c++) {
+        float p = expf(row[c] - m);
+        row[c] = p;
+        sum += p;
+    }
+    return sum;
+}
 
 struct attn_ctx {
     struct attn_params p;
@@ -206,12 +255,7 @@ static void span_block(void *ctx, int task, int thread)
         float *mi = a->m + r0 + (size_t)r, *li = a->l + r0 + (size_t)r;
         float mnew = mx > *mi ? mx : *mi;
         float corr = *mi == -INFINITY ? 0.0f : expf(*mi - mnew);
-        float sum = 0.0f;
-        for (int c = 0; c < n_s; c++) {
-            float p = expf(row[c] - mnew);
-            row[c] = p;
-            sum += p;
-        }
+        float sum = exp_shift_sum(row, n_s, mnew);
         *li = *li * corr + sum;
         *mi = mnew;
         if (corr != 1.0f) {

@@ -82,6 +82,30 @@ static void test_disk_equals_ram(void)
     T_CHECK(fabs(q - ram) / ram < 0.002);
 }
 
+/* LongRoPE past the original context with positions that follow the
+ * length: exact equals one-shot to the bit (same batches); consistent
+ * re-rotation is close to it; a post-rotation cache (mixed rotations) is
+ * far worse. */
+static void test_grow_positions(void)
+{
+    const char *base = "models/tiny-kjv-phi3-longrope-x8-f32.gguf -f " NT
+                       " -c 512 --chunks 4 --batch 64 --score-from 256 --kv-store ram";
+    char a[512];
+    snprintf(a, sizeof a, "%s", base);
+    double one = ppl_json(a, "nll_sum");
+    snprintf(a, sizeof a, "%s --longrope-exact", base);
+    double exact = ppl_json(a, "nll_sum");
+    snprintf(a, sizeof a, "%s --grow-positions", base);
+    double grow = ppl_json(a, "nll_sum");
+    snprintf(a, sizeof a, "%s --grow-positions --k-rotation write", base);
+    double mixed = ppl_json(a, "nll_sum");
+    fprintf(stderr, "  nll_sum one-shot %.6f exact %.6f consistent %.6f mixed %.6f\n", one, exact, grow, mixed);
+    T_CHECK(exact == one);
+    T_CHECK(grow != one);
+    T_CHECK(fabs(grow - one) / one < 0.01);
+    T_CHECK(mixed > 1.2 * one);
+}
+
 /* Kill a run with SIGKILL once its journal has MIN_LINES records, resume,
  * and compare with the uninterrupted nll_sum. */
 static void kill_and_resume(const char *args, long min_lines)
@@ -197,6 +221,7 @@ int main(void)
     T_RUN(test_reference_short);
     T_RUN(test_reference_scaled_2048);
     T_RUN(test_disk_equals_ram);
+    T_RUN(test_grow_positions);
     T_RUN(test_resume_64k_tokens);
     T_RUN(test_resume_inside_a_window);
     T_RUN(test_resume_refuses_other_run);

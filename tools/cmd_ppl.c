@@ -40,6 +40,12 @@ static void usage(void)
             "  --score half|all     score the second half of each window (default,\n"
             "                       as llama-perplexity) or every token after the first\n"
             "  --stride S           sliding windows every S tokens (scores the last S)\n"
+            "  --score-from P       score only positions >= P of each window\n"
+            "  --grow-positions     positions follow the length evaluated so far (batch by\n"
+            "                       batch; --batch 1 is token by token) instead of the\n"
+            "                       window's length: LongRoPE switches to long factors\n"
+            "                       when the window passes the original context\n"
+            "  --longrope-exact     with --grow-positions: re-evaluate the prefix at a switch\n"
             "  --curve FILE         per-position NLL curve (TSV: position bucket, tokens, ppl)\n"
             "  --bucket N           curve bucket size in positions (default 256)\n"
             "  --resume             continue an interrupted run (needs --cache-dir)\n"
@@ -74,6 +80,8 @@ struct ppl_job {
     const int32_t *ids;
     int64_t n_tok, n_ctx, n_windows, stride; /* stride 0: chunks */
     int score_all;
+    int64_t score_from;     /* > 0: score positions >= score_from only */
+    int grow, exact;        /* positions follow the length evaluated so far */
     struct rope_params rp;
     int resume;
     const char *text_path;
@@ -109,11 +117,11 @@ static void journal_key(const struct ppl_job *j, char *key, size_t cap)
     for (int i = 0; i < 8; i++) n += snprintf(key + n, cap - (size_t)n, "%02x", fp[i]);
     snprintf(key + n, cap - (size_t)n,
              " text=%016llx n_ctx=%lld windows=%lld stride=%lld score=%d batch=%d "
-             "tile=%d type=%d codec=%d rope=%d scale=%.17g base=%.17g se=%d:%d",
+             "tile=%d type=%d codec=%d rope=%d scale=%.17g base=%.17g se=%d:%d from=%lld kr=%d",
              (unsigned long long)th, (long long)j->n_ctx, (long long)j->n_windows,
              (long long)j->stride, j->score_all, o->n_batch, o->tile_tokens,
              o->cache_type, o->codec, j->rp.scheme, j->rp.scale, j->rp.freq_base,
-             o->se_group, o->se_window);
+             o->se_group, o->se_window, (long long)j->score_from, o->rotate_k_on_write);
 }
 
 struct jline { int64_t win, pos; struct ppl_sums s; };
@@ -181,6 +189,7 @@ static int64_t window_start(const struct ppl_job *j, int64_t w)
 /* First scored position of window w. */
 static int64_t window_first(const struct ppl_job *j, int64_t w)
 {
+    if (j->score_from > 0) return j->score_from;
     if (j->stride && w > 0) return j->n_ctx - j->stride - 1;
     return j->score_all ? 0 : j->n_ctx / 2;
 }
@@ -290,6 +299,18 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
         }
         for (int64_t p0 = p_begin; p0 < n_ctx; p0 += oo.n_batch) {
             int n = (int)KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
+            if (j->grow) {
+                int changed = model_ctx_set_rope(mc, &j->rp, p0 + n);
+                if (changed < 0) cli_die("%s: positions: %s", o->model_path, kvt_strerror(changed));
+                if (changed && j->exact && p0 > 0) { /* the prefix again, under the new table */
+                    if ((rc = kvs_truncate(ck.kv, 0)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+                    for (int64_t q0 = 0; q0 < p0; q0 += oo.n_batch) {
+                        int nq = (int)KVT_MIN((int64_t)oo.n_batch, p0 - q0);
+                        if ((rc = model_eval(mc, ck.kv, win + q0, nq, q0, NULL, 0)) < 0)
+                            cli_die("%s: %s", kvname, kvt_strerror(rc));
+                    }
+                }
+            }
             rc = model_eval(mc, ck.kv, win + p0, n, p0, logits, 1);
             if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
             res->n_eval += n;
@@ -500,7 +521,8 @@ int cmd_ppl(int argc, char **argv)
     cli_opts_default(&o);
     const char *file = NULL, *sweep = NULL, *schemes = NULL, *plot = NULL, *curve = NULL;
     int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
-    int score_all = 0, resume = 0;
+    int score_all = 0, resume = 0, grow = 0, exact = 0;
+    int64_t score_from = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_common_opt(&o, argc, argv, &i)) continue;
@@ -516,6 +538,9 @@ int cmd_ppl(int argc, char **argv)
         else if (!strcmp(a, "--sweep-tokens") && has) sweep_tokens = cli_parse_count(a, argv[++i]);
         else if (!strcmp(a, "--plot") && has) plot = argv[++i];
         else if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "--grow-positions")) grow = 1;
+        else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
+        else if (!strcmp(a, "--score-from") && has) score_from = cli_parse_count(a, argv[++i]);
         else if (!strcmp(a, "--score") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "all")) score_all = 1;
@@ -528,7 +553,8 @@ int cmd_ppl(int argc, char **argv)
     }
     if (!o.model_path || !file) usage();
     if (bucket < 1) cli_die("--bucket must be >= 1");
-    if (sweep && (resume || curve || stride)) cli_die("--sweep runs without --resume, --curve or --stride");
+    if (sweep && (resume || curve || stride || grow)) cli_die("--sweep runs without --resume, --curve, --stride or --grow-positions");
+    if (grow && resume) cli_die("--grow-positions runs without --resume");
 
     model *m;
     tok *tk;
@@ -546,7 +572,8 @@ int cmd_ppl(int argc, char **argv)
 
     struct ppl_job j = { .o = &o, .m = m, .tk = tk, .ids = ids, .n_tok = n_tok,
                          .score_all = score_all, .resume = resume, .text_path = file,
-                         .stride = stride, .bucket = bucket,
+                         .stride = stride, .bucket = bucket, .grow = grow, .exact = exact,
+                         .score_from = score_from,
                          .sweep_tokens = sweep_tokens };
     j.n_ctx = o.n_ctx > n_tok ? n_tok : o.n_ctx; /* one window: the whole text */
     if (stride && (stride >= j.n_ctx || stride < 1)) cli_die("--stride must be in 1 .. n_ctx-1");
