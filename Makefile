@@ -21,6 +21,7 @@ TESTLIB_SRC := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(filter-out $(BUILD)/tools/kvtile.o,$(TOOL_OBJ))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -40,7 +41,12 @@ $(BUILD)/libkvt.a: $(LIB_OBJ)
 $(BUILD)/kvtile: $(TOOL_OBJ) $(BUILD)/libkvt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libkvt.a
+# the CLI's pieces (everything in tools/ but main) for tests of its parts
+$(BUILD)/libkvtcli.a: $(CLI_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libkvt.a

@@ -13,7 +13,7 @@
 
 #include "t.h"
 #include "io/kvt.h"
-#include "tools/json.c"
+#include "tools/json.h"
 
 #define MODEL T_MODEL("tiny-kjv-f32.gguf")
 #define NDOC 20

@@ -5,7 +5,7 @@
 
 #include "t.h"
 #include "io/kvt.h"
-#include "tools/json.c"
+#include "tools/json.h"
 
 #define MAXF 16
 

@@ -8,8 +8,8 @@
 
 #include "t.h"
 #include "io/kvt.h"
-#include "tools/batch_prompt.c"
-#include "tools/json.c"
+#include "tools/batch_prompt.h"
+#include "tools/json.h"
 
 static void test_fixture(void)
 {

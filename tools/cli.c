@@ -360,6 +360,15 @@ void cli_progress_end(struct cli_progress *p)
     if (p->on) fputc('\n', stderr);
 }
 
+double cli_nll(const float *logits, int n_vocab, int target)
+{
+    float mx = logits[0];
+    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
+    return -((double)(logits[target] - mx) - log(sum));
+}
+
 void cli_json_str(FILE *f, const char *s)
 {
     fputc('"', f);

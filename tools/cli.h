@@ -99,6 +99,9 @@ void cli_progress(struct cli_progress *p, int64_t done, int64_t total,
                   int64_t tokens, const char *extra);
 void cli_progress_end(struct cli_progress *p);
 
+/* -log softmax(logits)[target], in double: the scored loss of one token. */
+double cli_nll(const float *logits, int n_vocab, int target);
+
 /* JSON string to F (quoted, escaped). */
 void cli_json_str(FILE *f, const char *s);
 
@@ -106,9 +109,11 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
+int cmd_longrope(int argc, char **argv);
 int cmd_passkey(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_iobench(int argc, char **argv);
 
 #endif

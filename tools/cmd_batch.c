@@ -479,14 +479,6 @@ static void dcache_close(struct dcache *dc)
 
 /* ---- evaluation --------------------------------------------------------- */
 
-static double nll_of(const float *logits, int n_vocab, int target)
-{
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
-    return -((double)(logits[target] - mx) - log(sum));
-}
 
 /* Evaluate ids[start, n) in chunks (the document part); score: NLLs into
  * dc->nll; checkpoints every b->checkpoint tokens and at the end. */
@@ -502,7 +494,7 @@ static void prefill(struct batch *b, struct dcache *dc, const int32_t *ids, int6
         b->tok_eval += c;
         if (score)
             for (int t = 0; t < c && p0 + t < n - 1; t++)
-                dc->nll[p0 + t] = nll_of(b->logits + (size_t)t * V, V, ids[p0 + t + 1]);
+                dc->nll[p0 + t] = cli_nll(b->logits + (size_t)t * V, V, ids[p0 + t + 1]);
         since += c;
         if (since >= b->checkpoint || p0 + c >= n) {
             dcache_checkpoint(dc, score ? KVT_MIN(p0 + c, n - 1) : 0);

@@ -58,15 +58,6 @@ static void usage(void)
     exit(2);
 }
 
-/* -log softmax(logits)[target], in double. */
-static double nll_of(const float *logits, int n_vocab, int target)
-{
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
-    return -((double)(logits[target] - mx) - log(sum));
-}
 
 struct ppl_sums {
     double nll_sum, nll2_sum;
@@ -317,7 +308,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
             for (int t = 0; t < n; t++) {
                 int64_t pos = p0 + t;
                 if (pos < first || pos > n_ctx - 2) continue;
-                double v = nll_of(logits + (size_t)t * n_vocab, n_vocab, win[pos + 1]);
+                double v = cli_nll(logits + (size_t)t * n_vocab, n_vocab, win[pos + 1]);
                 res->s.nll_sum += v;
                 res->s.nll2_sum += v * v;
                 res->s.n_scored++;
