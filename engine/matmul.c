@@ -650,12 +650,62 @@ static void dot_rows(int type, const uint8_t *row, const float *x, int64_t n,
  * OpenBLAS has a large fixed cost per call for small m. */
 #define MM_FUSED_M_MAX 8
 
+/* Direct bf16 GEMM (m > MM_FUSED_M_MAX, BF16 or F16 weights, even n_in):
+ *   X is rounded to bf16 and packed, MM_BG_XCHUNK rows at a time, into
+ *   blocks of MM_BG_NX rows: xp[block][k/2][row] is a 32-bit pair
+ *   (x[row][k], x[row][k+1]) - the interleaved layout vdpbf16ps wants.
+ *   W rows are read in place (BF16) or converted to bf16 per group of
+ *   MM_BG_NW rows (F16); each pair w[j][k], w[j][k+1] is broadcast.
+ *   The microkernel keeps an MM_BG_NW x MM_BG_NX tile of Y^T in 24 zmm
+ *   accumulators over the whole row length. Threads take blocks of W rows.
+ * Error: products of bf16 values are exact and accumulate in f32, so
+ *   |y - x.w| <= 2^-8 sum|x w| (X's rounding, unit roundoff 2^-8)
+ *   + the f32 accumulation error (n_in/32 + 2 roundings of 2^-24 each
+ *   per lane, worst case); F16 weights add a further 2^-8 sum|x w|.
+ *   vcvtne2ps2bf16 and vdpbf16ps treat f32/bf16 subnormals as zero. */
+#define MM_BG_NW 12     /* W rows per microkernel (broadcast operand) */
+#define MM_BG_NX 32     /* X rows per microkernel (2 zmm of 16) */
+#define MM_BG_XCHUNK 256 /* X rows packed per pass, multiple of MM_BG_NX */
+
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
+#define MM_HAVE_BG 1
+#else
+#define MM_HAVE_BG 0
+#endif
+
+static int mm_bg_enabled = 1; /* mm_set_bf16_gemm */
+
 struct mm_ctx {
     pool *p;
     int n_threads;
     int64_t max_n_in;
-    float *scratch; /* (n_threads, MM_ROWS_MAX, max_n_in) */
+    float *scratch;  /* (n_threads, MM_ROWS_MAX, max_n_in) */
+    uint32_t *xp;    /* (MM_BG_XCHUNK / MM_BG_NX, n_kp, MM_BG_NX) bf16 pairs */
+    uint16_t *wconv; /* (n_threads, MM_BG_NW, max_n_in) bf16 rows */
 };
+
+static int mm_cpu_bf16(void)
+{
+#if MM_HAVE_BG && defined(__GNUC__)
+    static int have = -1; /* benign race: every thread computes the same */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+    }
+    return have;
+#else
+    return 0;
+#endif
+}
+
+void mm_set_bf16_gemm(int enable) { mm_bg_enabled = enable != 0; }
+
+int mm_bf16_gemm_used(int type, int64_t n_in, int m)
+{
+    return MM_HAVE_BG && mm_bg_enabled && m > MM_FUSED_M_MAX &&
+           (type == GGML_TYPE_BF16 || type == GGML_TYPE_F16) &&
+           n_in % 2 == 0 && mm_cpu_bf16();
+}
 
 int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
 {
@@ -673,8 +723,17 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
         return KVT_ERANGE;
     }
     const size_t per = (size_t)MM_ROWS_MAX * (size_t)max_n_in;
+    const size_t n_kp = (size_t)(max_n_in + 1) / 2;
     c->scratch = malloc(per * (size_t)c->n_threads * sizeof(float));
-    if (!c->scratch) { free(c); return -ENOMEM; }
+    if (MM_HAVE_BG && mm_cpu_bf16()) {
+        c->xp = malloc((size_t)MM_BG_XCHUNK * n_kp * sizeof *c->xp);
+        c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
+                          sizeof *c->wconv);
+    }
+    if (!c->scratch || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv))) {
+        mm_ctx_free(c);
+        return -ENOMEM;
+    }
     *out = c;
     return 0;
 }
@@ -683,6 +742,8 @@ void mm_ctx_free(mm_ctx *c)
 {
     if (!c) return;
     free(c->scratch);
+    free(c->xp);
+    free(c->wconv);
     free(c);
 }
 
@@ -733,6 +794,175 @@ static void mm_task_gemm(void *ctx, int task, int thread)
                 j->y + r0, (int)j->n_out);
 }
 
+#if MM_HAVE_BG
+
+/* One pass of the direct bf16 product: rows [i0, i0 + mc) of X. */
+struct mm_bg_job {
+    const mm_ctx *c;
+    const gguf_tensor *w;
+    const float *x;  /* (m, n_in) */
+    float *y;        /* (m, n_out) */
+    int64_t n_in, n_out, n_kp;
+    int64_t i0, mc;  /* X rows of this pass */
+    int64_t rows_per_task; /* W rows, a multiple of MM_BG_NW */
+};
+
+/* Pack X rows [i0 + 32 b, i0 + 32 b + 32) into block B of c->xp, rounded
+ * to bf16 (RNE); rows past the pass are zero. */
+static void mm_bg_pack_x(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const struct mm_bg_job *j = ctx;
+    uint32_t *dst = j->c->xp + (size_t)task * (size_t)j->n_kp * MM_BG_NX;
+    for (int r = 0; r < MM_BG_NX; r++) {
+        const int64_t i = (int64_t)task * MM_BG_NX + r;
+        if (i >= j->mc) {
+            for (int64_t kp = 0; kp < j->n_kp; kp++) dst[kp * MM_BG_NX + r] = 0;
+            continue;
+        }
+        const float *xr = j->x + (size_t)(j->i0 + i) * (size_t)j->n_in;
+        for (int64_t k = 0; k < j->n_in; k += 32) {
+            const int64_t left = j->n_in - k;
+            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            const __mmask16 m1 = left >= 32 ? 0xFFFF
+                               : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            const __m512 a = _mm512_maskz_loadu_ps(m0, xr + k);
+            const __m512 b = _mm512_maskz_loadu_ps(m1, xr + k + 16);
+            uint32_t t[16];
+            _mm512_storeu_si512(t, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+            const int np = (int)KVT_MIN((int64_t)16, left / 2);
+            for (int p = 0; p < np; p++) dst[(k / 2 + p) * MM_BG_NX + r] = t[p];
+        }
+    }
+}
+
+static inline __m512bh mm_bg_bcast(const uint16_t *p)
+{
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return (__m512bh)_mm512_set1_epi32((int)u);
+}
+
+/* t[r][i] = sum_k w_r[k] x_i[k] for the MM_BG_NW rows w_r = w + r*ldw
+ * (bf16, n_kp pairs each) and the MM_BG_NX packed rows of XP. */
+static void mm_bg_kernel(const uint32_t *xp, const uint16_t *w, size_t ldw,
+                         int64_t n_kp, float t[MM_BG_NW][MM_BG_NX])
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;
+    __m512 c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00;
+    __m512 c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    __m512 c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00;
+    __m512 cb0 = c00, cb1 = c00;
+    const uint16_t *w0 = w, *w3 = w + 3 * ldw, *w6 = w + 6 * ldw, *w9 = w + 9 * ldw;
+#define MM_BG_ROW(cA, cB, p)                                                  \
+    do {                                                                      \
+        const __m512bh a_ = mm_bg_bcast(p);                                   \
+        cA = _mm512_dpbf16_ps(cA, a_, x0);                                    \
+        cB = _mm512_dpbf16_ps(cB, a_, x1);                                    \
+    } while (0)
+    for (int64_t kp = 0; kp < n_kp; kp++, xp += MM_BG_NX) {
+        const __m512bh x0 = (__m512bh)_mm512_loadu_si512(xp);
+        const __m512bh x1 = (__m512bh)_mm512_loadu_si512(xp + 16);
+        const int64_t k = 2 * kp;
+        MM_BG_ROW(c00, c01, w0 + k);
+        MM_BG_ROW(c10, c11, w0 + ldw + k);
+        MM_BG_ROW(c20, c21, w0 + 2 * ldw + k);
+        MM_BG_ROW(c30, c31, w3 + k);
+        MM_BG_ROW(c40, c41, w3 + ldw + k);
+        MM_BG_ROW(c50, c51, w3 + 2 * ldw + k);
+        MM_BG_ROW(c60, c61, w6 + k);
+        MM_BG_ROW(c70, c71, w6 + ldw + k);
+        MM_BG_ROW(c80, c81, w6 + 2 * ldw + k);
+        MM_BG_ROW(c90, c91, w9 + k);
+        MM_BG_ROW(ca0, ca1, w9 + ldw + k);
+        MM_BG_ROW(cb0, cb1, w9 + 2 * ldw + k);
+    }
+#undef MM_BG_ROW
+    _mm512_storeu_ps(t[0], c00);  _mm512_storeu_ps(t[0] + 16, c01);
+    _mm512_storeu_ps(t[1], c10);  _mm512_storeu_ps(t[1] + 16, c11);
+    _mm512_storeu_ps(t[2], c20);  _mm512_storeu_ps(t[2] + 16, c21);
+    _mm512_storeu_ps(t[3], c30);  _mm512_storeu_ps(t[3] + 16, c31);
+    _mm512_storeu_ps(t[4], c40);  _mm512_storeu_ps(t[4] + 16, c41);
+    _mm512_storeu_ps(t[5], c50);  _mm512_storeu_ps(t[5] + 16, c51);
+    _mm512_storeu_ps(t[6], c60);  _mm512_storeu_ps(t[6] + 16, c61);
+    _mm512_storeu_ps(t[7], c70);  _mm512_storeu_ps(t[7] + 16, c71);
+    _mm512_storeu_ps(t[8], c80);  _mm512_storeu_ps(t[8] + 16, c81);
+    _mm512_storeu_ps(t[9], c90);  _mm512_storeu_ps(t[9] + 16, c91);
+    _mm512_storeu_ps(t[10], ca0); _mm512_storeu_ps(t[10] + 16, ca1);
+    _mm512_storeu_ps(t[11], cb0); _mm512_storeu_ps(t[11] + 16, cb1);
+}
+
+/* W rows [r, r + MM_BG_NW) as bf16 with row stride *LDW: in place for
+ * BF16 with all rows present, else converted / zero-padded into BUF
+ * (MM_BG_NW rows of n_in). */
+static const uint16_t *mm_bg_wrows(const struct mm_bg_job *j, int64_t r,
+                                   uint16_t *buf, size_t *ldw)
+{
+    const int64_t nr = KVT_MIN((int64_t)MM_BG_NW, j->n_out - r);
+    const uint16_t *src = (const uint16_t *)j->w->data + (size_t)r * (size_t)j->n_in;
+    *ldw = (size_t)j->n_in;
+    if (j->w->type == GGML_TYPE_BF16) {
+        if (nr == MM_BG_NW) return src;
+        memcpy(buf, src, (size_t)(nr * j->n_in) * sizeof *buf);
+    } else {
+        const int64_t n = nr * j->n_in;
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            const __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i)));
+            const __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i + 16)));
+            _mm512_storeu_si512(buf + i, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+        }
+        for (; i < n; i++) buf[i] = mm_f32_to_bf16(H2F(src[i]));
+    }
+    memset(buf + nr * j->n_in, 0, (size_t)((MM_BG_NW - nr) * j->n_in) * sizeof *buf);
+    return buf;
+}
+
+/* W rows [r0, r0 + rows_per_task) against the packed X of this pass. */
+static void mm_bg_task(void *ctx, int task, int thread)
+{
+    const struct mm_bg_job *j = ctx;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    const int64_t r1 = KVT_MIN(r0 + j->rows_per_task, j->n_out);
+    uint16_t *buf = j->c->wconv + (size_t)thread * MM_BG_NW * (size_t)j->c->max_n_in;
+    float t[MM_BG_NW][MM_BG_NX];
+    for (int64_t r = r0; r < r1; r += MM_BG_NW) {
+        size_t ldw;
+        const uint16_t *w = mm_bg_wrows(j, r, buf, &ldw);
+        const int nr = (int)KVT_MIN((int64_t)MM_BG_NW, r1 - r);
+        for (int64_t b = 0; b * MM_BG_NX < j->mc; b++) {
+            mm_bg_kernel(j->c->xp + (size_t)b * (size_t)j->n_kp * MM_BG_NX, w,
+                         ldw, j->n_kp, t);
+            const int ni = (int)KVT_MIN((int64_t)MM_BG_NX, j->mc - b * MM_BG_NX);
+            float *yb = j->y + (size_t)(j->i0 + b * MM_BG_NX) * (size_t)j->n_out + r;
+            for (int i = 0; i < ni; i++, yb += j->n_out)
+                for (int q = 0; q < nr; q++) yb[q] = t[q][i];
+        }
+    }
+}
+
+static void mm_matmul_bg(mm_ctx *c, const gguf_tensor *w, const float *x,
+                         int m, float *y)
+{
+    struct mm_bg_job j = {
+        .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
+        .n_kp = w->ne[0] / 2,
+    };
+    const int64_t want = 4 * (int64_t)c->n_threads;
+    int64_t rpt = (j.n_out + want - 1) / want;
+    rpt = (rpt + MM_BG_NW - 1) / MM_BG_NW * MM_BG_NW;
+    j.rows_per_task = KVT_MIN((int64_t)8 * MM_BG_NW, rpt);
+    const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
+    for (int64_t i0 = 0; i0 < m; i0 += MM_BG_XCHUNK) {
+        j.i0 = i0;
+        j.mc = KVT_MIN((int64_t)MM_BG_XCHUNK, (int64_t)m - i0);
+        pool_run(c->p, mm_bg_pack_x, &j, (int)((j.mc + MM_BG_NX - 1) / MM_BG_NX));
+        pool_run(c->p, mm_bg_task, &j, (int)n_tasks);
+    }
+}
+
+#endif /* MM_HAVE_BG */
+
 void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 {
     KVT_ASSERT(mm_type_supported(w->type));
@@ -758,6 +988,12 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
         pool_run(c->p, mm_task_vec, &j, (int)n_tasks);
         return;
     }
+#if MM_HAVE_BG
+    if (mm_bf16_gemm_used(w->type, n_in, m) && c->xp) {
+        mm_matmul_bg(c, w, x, m, y);
+        return;
+    }
+#endif
     int64_t rpt = (n_out + want - 1) / want;
     rpt = (rpt + 15) / 16 * 16;
     j.rows_per_task = KVT_MIN((int64_t)MM_ROWS_MAX, rpt);

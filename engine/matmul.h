@@ -36,6 +36,15 @@ void mm_ctx_free(mm_ctx *c); /* NULL is a no-op */
  * scratch of C: one product at a time per mm_ctx. */
 void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y);
 
+/* Direct bf16 GEMM for m > 8 with BF16 (and F16) weights on CPUs with
+ * AVX512-BF16 (see matmul.c for its error bound): 1 = use it where
+ * available (the default), 0 = dequantize + sgemm everywhere. A process-
+ * wide switch for comparisons; set it while no product is running. */
+void mm_set_bf16_gemm(int enable);
+/* 1 if a product with weight TYPE, N_IN inputs and M rows of X takes the
+ * direct bf16 path (compiled in, CPU support, switch on, shape fits). */
+int mm_bf16_gemm_used(int type, int64_t n_in, int m);
+
 /* Row R of W dequantized into dst (n_in floats): embedding lookups. */
 void mm_get_row(const gguf_tensor *w, int64_t r, float *dst);
 

@@ -1,16 +1,21 @@
 /* test_matmul.c - engine/matmul against the naive oracles of ref_quant.c:
  * fp16/bf16 conversions, bit-exact dequantization of every type, products
- * against a double-precision triple loop, and real GGUF weights. */
+ * against a double-precision triple loop, real GGUF weights, and the
+ * direct bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16
+ * copy of tiny-kjv against the F32 original). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../engine/gguf.h"
+#include "../engine/gguf_write.h"
 #include "../engine/matmul.h"
 #include "../engine/pool.h"
 #include "../io/kvt.h"
 #include "ref_quant.h"
 #include "t.h"
+#include "tproc.h"
 
 static const int all_types[] = {
     GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
@@ -223,7 +228,13 @@ static void test_get_row(void)
 }
 
 /* Y = X . W^T with mm_matmul vs the double-precision triple loop over the
- * oracle weights; error bounded relative to sum |x w| per output. */
+ * oracle weights; error bounded relative to sum |x w| per output.
+ * f32 paths: f32 accumulation, 2e-6 sqrt(n_in). The direct bf16 path
+ * (mm_bf16_gemm_used) is checked twice: against the oracle fed with X (and
+ * F16 weights) rounded to bf16 by ref_f32_to_bf16, to the same f32
+ * accumulation tolerance, so the rounding must be exactly RNE and every
+ * pair in its place; and against the exact product, to the documented
+ * bound 2^-8 sum|x w| (2^-7 for F16 weights, rounded once more). */
 static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
                          int m, uint64_t *seed)
 {
@@ -234,22 +245,35 @@ static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
     for (int64_t i = 0; i < m * n_in; i++) x[i] = ref_rand_f32(seed);
     for (int64_t i = 0; i < m * n_out; i++) y[i] = NAN; /* every y is written */
     mm_matmul(c, &r.t, x, m, y);
+    const int bg = mm_bf16_gemm_used(type, n_in, m);
+    const double tol = 2e-6 * sqrt((double)n_in);
+    const double bound = type == GGML_TYPE_F16 ? 0x1p-7 : 0x1p-8;
     int bad = 0;
     double worst = 0;
     for (int i = 0; i < m; i++)
         for (int64_t o = 0; o < n_out; o++) {
-            double s = 0, sa = 0;
+            double s = 0, sa = 0, sb = 0;
             for (int64_t k = 0; k < n_in; k++) {
-                double p = (double)x[i * n_in + k] * r.deq[o * n_in + k];
+                const float xv = x[i * n_in + k], wv = r.deq[o * n_in + k];
+                double p = (double)xv * wv;
                 s += p;
                 sa += fabs(p);
+                if (bg)
+                    sb += (double)ref_bf16_to_f32(ref_f32_to_bf16(xv)) *
+                          ref_bf16_to_f32(ref_f32_to_bf16(wv));
             }
-            double err = fabs(y[i * n_out + o] - s) / (sa + 1e-30);
-            if (!(err <= 2e-6 * sqrt((double)n_in))) bad++;
+            const double got = y[i * n_out + o];
+            double err = fabs(got - s) / (sa + 1e-30);
+            if (bg) {
+                if (!(err <= bound + tol)) bad++;
+                err = fabs(got - sb) / (sa + 1e-30);
+            }
+            if (!(err <= tol)) bad++;
             if (err > worst || isnan(err)) worst = err;
         }
-    if (bad) fprintf(stderr, "  %s n_in %d n_out %d m %d: %d bad, worst rel %g\n",
-                     ggml_type_name(type), (int)n_in, (int)n_out, m, bad, worst);
+    if (bad) fprintf(stderr, "  %s n_in %d n_out %d m %d%s: %d bad, worst rel %g\n",
+                     ggml_type_name(type), (int)n_in, (int)n_out, m,
+                     bg ? " (bf16 gemm)" : "", bad, worst);
     free(x);
     free(y);
     rand_w_free(&r);
@@ -298,6 +322,113 @@ static void test_matmul_edges(void)
     mm_ctx_free(c);
     pool_free(p);
     mm_ctx_free(NULL);
+}
+
+/* The direct bf16 GEMM at its edges: W row groups of 12 with a tail, X
+ * blocks of 32 and passes of 256 rows with tails, row lengths with a tail
+ * of the 32-element conversion, odd n_in (falls back to sgemm), one and
+ * three threads; then the switch: off gives the f32 path. */
+static void test_bf16_gemm(void)
+{
+    if (!mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 64))
+        T_SKIP("no AVX512-BF16 (or not compiled in): direct bf16 GEMM unused");
+    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 8));
+    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_BF16, 255, 64));
+    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_F32, 256, 64));
+    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_Q8_0, 256, 64));
+    uint64_t seed = 2024;
+    for (int nt = 1; nt <= 3; nt += 2) {
+        pool *p;
+        mm_ctx *c;
+        T_CHECK(pool_create(nt, &p) == 0);
+        T_CHECK(mm_ctx_create(p, 1100, &c) == 0);
+        static const struct { int64_t n_in, n_out; int m; } sh[] = {
+            {2, 1, 9}, {34, 13, 31}, {64, 12, 32}, {258, 25, 33},
+            {688, 37, 300}, {1024, 100, 257}, {1100, 5, 512}, {63, 7, 40},
+        };
+        for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+            T_CHECK(check_product(c, GGML_TYPE_BF16, sh[i].n_in, sh[i].n_out,
+                                  sh[i].m, &seed) == 0);
+            T_CHECK(check_product(c, GGML_TYPE_F16, sh[i].n_in, sh[i].n_out,
+                                  sh[i].m, &seed) == 0);
+        }
+        mm_ctx_free(c);
+        pool_free(p);
+    }
+    mm_set_bf16_gemm(0);
+    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 64));
+    pool *p;
+    mm_ctx *c;
+    T_CHECK(pool_create(2, &p) == 0);
+    T_CHECK(mm_ctx_create(p, 512, &c) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_BF16, 512, 40, 70, &seed) == 0);
+    mm_ctx_free(c);
+    pool_free(p);
+    mm_set_bf16_gemm(1);
+}
+
+/* Fill for gguf_w_add_tensor_fn: the F32 tensor CTX rounded to bf16. */
+static int fill_bf16(void *ctx, void *dst, size_t size)
+{
+    const gguf_tensor *t = ctx;
+    const float *f = t->data;
+    uint16_t *h = dst;
+    KVT_ASSERT(size == t->size / 2);
+    for (size_t i = 0; i < size / 2; i++) h[i] = mm_f32_to_bf16(f[i]);
+    return 0;
+}
+
+/* Perplexity of kvtile ppl on MODEL over the first 64 windows of 256. */
+static double ppl_of(const char *model)
+{
+    char cmd[512], out[4096], err[2048];
+    snprintf(cmd, sizeof cmd, "ppl %s -f tests/data/kjv-nt.txt -c 256 --chunks 64 "
+             "--kv-store ram --json --quiet", model);
+    int rc = t_run(cmd, out, sizeof out, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "  kvtile %s: exit %d: %s\n", cmd, rc, err);
+        return NAN;
+    }
+    return t_json_num(out, "ppl");
+}
+
+/* End to end: every 2-D weight of tiny-kjv rounded to BF16 (what a
+ * llama.cpp BF16 conversion does); kvtile ppl must stay within 0.5% of
+ * the F32 model's, with the direct bf16 GEMM doing the prompt products.
+ * The F16 model (F16 weights through the same path) within 0.2%. */
+static void test_bf16_ppl(void)
+{
+    char err[256], dir[256], path[300];
+    gguf *g;
+    if (gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &g, err, sizeof err) < 0)
+        T_SKIP("models/tiny-kjv-f32.gguf not readable");
+    T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
+    snprintf(path, sizeof path, "%s/tiny-kjv-bf16.gguf", dir);
+    gguf_w *w;
+    T_CHECK(gguf_w_init(&w) == 0);
+    T_CHECK(gguf_w_copy_from(w, g) == 0);
+    int n_bf16 = 0;
+    for (int i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        if (t->type != GGML_TYPE_F32 || t->n_dims != 2) continue;
+        T_CHECK(gguf_w_add_tensor_fn(w, t->name, GGML_TYPE_BF16, 2, t->ne,
+                                     t->size / 2, fill_bf16, (void *)t) == 0);
+        n_bf16++;
+    }
+    T_CHECK(n_bf16 >= 7);
+    T_CHECK(gguf_w_write(w, path) == 0);
+    gguf_w_free(w);
+    gguf_close(g);
+    const double p32 = ppl_of(T_MODEL("tiny-kjv-f32.gguf"));
+    const double pbf = ppl_of(path);
+    const double p16 = ppl_of(T_MODEL("tiny-kjv-f16.gguf"));
+    fprintf(stderr, "  ppl (64 x 256): f32 %.5f, bf16 %.5f (%+.4f%%), f16 %.5f (%+.4f%%)%s\n",
+            p32, pbf, 100 * (pbf / p32 - 1), p16, 100 * (p16 / p32 - 1),
+            mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 256) ? ", direct bf16 GEMM" : "");
+    T_CHECK(fabs(pbf / p32 - 1) < 0.005);
+    T_CHECK(fabs(p16 / p32 - 1) < 0.002);
+    remove(path);
+    rmdir(dir);
 }
 
 /* Quantized real weights must dequantize close to the F32 original: a
@@ -382,6 +513,8 @@ int main(void)
     T_RUN(test_get_row);
     T_RUN(test_matmul_types);
     T_RUN(test_matmul_edges);
+    T_RUN(test_bf16_gemm);
     T_RUN(test_real_weights);
+    T_RUN(test_bf16_ppl);
     return t_done();
 }
