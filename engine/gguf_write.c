@@ -30,8 +30,10 @@ struct gguf_w_tensor {
     char *name;
     int type, n_dims;
     int64_t ne[4];
-    const void *data; /* borrowed */
+    const void *data; /* borrowed; NULL when fill is set */
     size_t size;
+    gguf_w_fill_fn fill;
+    void *fill_ctx;
 };
 
 struct gguf_w {
@@ -229,8 +231,9 @@ static size_t tensor_bytes(int type, int n_dims, const int64_t *ne)
     return sz;
 }
 
-int gguf_w_add_tensor(gguf_w *w, const char *name, int type, int n_dims,
-                      const int64_t *ne, const void *data, size_t size)
+static int add_tensor(gguf_w *w, const char *name, int type, int n_dims,
+                      const int64_t *ne, const void *data, size_t size,
+                      gguf_w_fill_fn fill, void *fill_ctx)
 {
     KVT_ASSERT(w != NULL);
     KVT_ASSERT(name != NULL);
@@ -240,8 +243,9 @@ int gguf_w_add_tensor(gguf_w *w, const char *name, int type, int n_dims,
     if (n_dims < 1 || n_dims > 4) return KVT_ERANGE;
     size_t want = tensor_bytes(type, n_dims, ne);
     if (want == 0 || want != size) return KVT_ERANGE;
-    KVT_ASSERT(data != NULL);
-    struct gguf_w_tensor t = { NULL, type, n_dims, { 1, 1, 1, 1 }, data, size };
+    KVT_ASSERT((data != NULL) != (fill != NULL));
+    struct gguf_w_tensor t = { NULL, type, n_dims, { 1, 1, 1, 1 }, data, size,
+                               fill, fill_ctx };
     for (int d = 0; d < n_dims; d++) t.ne[d] = ne[d];
     int i = find_tensor(w, name);
     if (i >= 0) {
@@ -259,6 +263,20 @@ int gguf_w_add_tensor(gguf_w *w, const char *name, int type, int n_dims,
     if (!(t.name = strdup(name))) return -ENOMEM;
     w->t[w->n_t++] = t;
     return 0;
+}
+
+int gguf_w_add_tensor(gguf_w *w, const char *name, int type, int n_dims,
+                      const int64_t *ne, const void *data, size_t size)
+{
+    return add_tensor(w, name, type, n_dims, ne, data, size, NULL, NULL);
+}
+
+int gguf_w_add_tensor_fn(gguf_w *w, const char *name, int type, int n_dims,
+                         const int64_t *ne, size_t size, gguf_w_fill_fn fill,
+                         void *ctx)
+{
+    KVT_ASSERT(fill != NULL);
+    return add_tensor(w, name, type, n_dims, ne, NULL, size, fill, ctx);
 }
 
 int gguf_w_remove_tensor(gguf_w *w, const char *name)
@@ -472,7 +490,11 @@ static int write_body(const gguf_w *w, int fd, size_t align)
     if (rc < 0) { free(b.p); return rc; }
     size_t hdr = pad_to(b.n, align);
     uint8_t zero[64] = { 0 };
-    rc = write_all(fd, b.p, b.n, 0);
+    size_t fill_max = 0;
+    for (int i = 0; i < w->n_t; i++)
+        if (w->t[i].fill) fill_max = KVT_MAX(fill_max, w->t[i].size);
+    uint8_t *fbuf = fill_max ? malloc(fill_max) : NULL;
+    rc = fill_max && !fbuf ? -ENOMEM : write_all(fd, b.p, b.n, 0);
     free(b.p);
     uint64_t pos = b.n;
     uint64_t off = 0;
@@ -484,7 +506,12 @@ static int write_body(const gguf_w *w, int fd, size_t align)
             rc = write_all(fd, zero, n, pos);
             pos += n;
         }
-        if (rc >= 0) rc = write_all(fd, t->data, t->size, at);
+        const void *src = t->data;
+        if (rc >= 0 && t->fill) {
+            rc = t->fill(t->fill_ctx, fbuf, t->size);
+            src = fbuf;
+        }
+        if (rc >= 0) rc = write_all(fd, src, t->size, at);
         pos = at + t->size;
         off = pad_to(off + t->size, align);
     }
@@ -495,6 +522,7 @@ static int write_body(const gguf_w *w, int fd, size_t align)
         rc = write_all(fd, zero, n, pos);
         pos += n;
     }
+    free(fbuf);
     if (rc >= 0 && io_sys.fsync(fd) < 0) rc = -errno;
     return rc;
 }

@@ -74,6 +74,14 @@ int gguf_w_n_kv(const gguf_w *w);
  * equal ggml_row_size(type, ne[0]) * ne[1] * ... */
 int gguf_w_add_tensor(gguf_w *w, const char *name, int type, int n_dims,
                       const int64_t *ne, const void *data, size_t size);
+/* Same, but the data is produced at write time: FILL(CTX, dst, size) must
+ * write all SIZE bytes of the tensor to dst (a buffer owned by the writer,
+ * allocated once for the largest such tensor) and return 0 or < 0 (which
+ * aborts the write). For files larger than RAM (generated weights). */
+typedef int (*gguf_w_fill_fn)(void *ctx, void *dst, size_t size);
+int gguf_w_add_tensor_fn(gguf_w *w, const char *name, int type, int n_dims,
+                         const int64_t *ne, size_t size, gguf_w_fill_fn fill,
+                         void *ctx);
 int gguf_w_remove_tensor(gguf_w *w, const char *name);
 int gguf_w_n_tensors(const gguf_w *w);
 
