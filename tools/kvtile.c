@@ -15,6 +15,7 @@ static const struct cmd cmds[] = {
     { "tokenize", cmd_tokenize, "text to token ids" },
     { "generate", cmd_generate, "continue a prompt" },
     { "ppl", cmd_ppl, "perplexity of a long text" },
+    { "longrope-search", cmd_longrope, "evolutionary search of LongRoPE factors" },
     { "passkey", cmd_passkey, "passkey retrieval accuracy by length and depth" },
     { "batch", cmd_batch, "score or question many documents (caches, resume, shards)" },
     { "merge", cmd_merge, "join batch shard outputs in input order" },

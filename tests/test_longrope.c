@@ -1,0 +1,263 @@
+/* test_longrope.c - `kvtile longrope-search` through the built binary on
+ * tiny-kjv with small budgets: same seed -> same result; SIGKILL + --resume
+ * -> the same factors as an uninterrupted run; the fitness equals the NLL
+ * `kvtile ppl` reports for the same window and factors; the written GGUF
+ * carries the factors (kvtile info) and gives the same nll_sum as the
+ * model with --longrope-factors (llama and phi3 files). */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/kvt.h"
+#include "tests/t.h"
+
+static char g_dir[64];
+static char g_bin[512];
+static double g_best_nll = NAN; /* run A's best NLL */
+
+#define MODEL T_MODEL("tiny-kjv-f32.gguf")
+#define PHI3 T_MODEL("tiny-kjv-phi3-longrope-x8-f32.gguf")
+/* the Old Testament part of kjv.txt (training domain, not the held-out NT) */
+#define SEARCH_ARGS "-f " T_DATA("kjv.txt") " --text-before 'Matthew 1' --target-ctx 512 " \
+                    "--samples 1 --population 6 --seed 7 -t 1 --quiet"
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+    if (p) p[n] = '\0';
+    if (len) *len = (size_t)n;
+    fclose(f);
+    return p;
+}
+
+/* Run a shell command, capture stdout into out (may be NULL). @return exit status. */
+static int run(char *out, size_t cap, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0;
+    char buf[4096];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof buf, p)) > 0)
+        if (out && n + r < cap) { memcpy(out + n, buf, r); n += r; }
+    if (out) out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    int eq = x && y && la == lb && !memcmp(x, y, la);
+    free(x);
+    free(y);
+    return eq;
+}
+
+static double json_num(const char *s, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *p = strstr(s, k);
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+static int count_lines(const char *path, const char *prefix)
+{
+    char *t = slurp(path, NULL);
+    int n = 0;
+    for (char *p = t; p && *p;) {
+        if (!strncmp(p, prefix, strlen(prefix))) n++;
+        char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    free(t);
+    return n;
+}
+
+/* Runs A and B: same seed -> identical factors and identical journals. */
+static void test_same_seed_same_result(void)
+{
+    char out[4096];
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --iterations 4 -o %s/a --json",
+                g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    T_CHECK(json_num(out, "evaluations") == 30);
+    g_best_nll = json_num(out, "best_nll");
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 4 -o %s/b", g_bin, MODEL,
+                SEARCH_ARGS, g_dir) == 0);
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s/a.factors.txt", g_dir);
+    snprintf(b, sizeof b, "%s/b.factors.txt", g_dir);
+    T_CHECK(files_equal(a, b));
+    snprintf(a, sizeof a, "%s/a.journal", g_dir);
+    snprintf(b, sizeof b, "%s/b.journal", g_dir);
+    T_CHECK(files_equal(a, b));
+    T_CHECK(count_lines(a, "iter ") == 5);
+    T_CHECK(count_lines(a, "eval ") == 30);
+    /* another seed searches differently */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 1 --seed 8 -o %s/c", g_bin,
+                MODEL, SEARCH_ARGS, g_dir) == 0);
+    snprintf(b, sizeof b, "%s/c.journal", g_dir);
+    T_CHECK(!files_equal(a, b));
+    /* the journal is not overwritten without --resume */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 4 -o %s/a 2>/dev/null", g_bin,
+                MODEL, SEARCH_ARGS, g_dir) != 0);
+    /* a journal of another search is refused */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 4 --journal %s --resume -o %s/x 2>/dev/null",
+                g_bin, MODEL, SEARCH_ARGS, b, g_dir) != 0);
+    char lr[256];
+    snprintf(lr, sizeof lr, "%s/a.log.json", g_dir);
+    char *log = slurp(lr, NULL);
+    T_CHECK(log && strstr(log, "\"iter\": 4") && strstr(log, "\"best_factors\": ["));
+    free(log);
+}
+
+/* SIGKILL after two iterations, then --resume: same result as run A. */
+static void test_kill_and_resume(void)
+{
+    char jr[256];
+    snprintf(jr, sizeof jr, "%s/k.journal", g_dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "exec %s longrope-search %s %s --iterations 4 -o %s/k",
+                 g_bin, MODEL, SEARCH_ARGS, g_dir);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    T_CHECK(pid > 0);
+    int waited = 0;
+    while (count_lines(jr, "iter ") < 2 && waited < 60000) {
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        waited += 20;
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    T_CHECK(WIFSIGNALED(st)); /* killed before it finished */
+    int evals_before = count_lines(jr, "eval ");
+    T_CHECK(evals_before >= 12 && evals_before < 30);
+    /* a torn line as a kill in the middle of a write leaves it */
+    FILE *f = fopen(jr, "a");
+    if (f) { fputs("eval 0 9 2.5 100,10", f); fclose(f); }
+    char out[4096];
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --iterations 4 -o %s/k --resume --json",
+                g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    T_CHECK(json_num(out, "evaluations") == 30);
+    T_CHECK(json_num(out, "computed") == 30 - evals_before);
+    char a[256], k[256];
+    snprintf(a, sizeof a, "%s/a.factors.txt", g_dir);
+    snprintf(k, sizeof k, "%s/k.factors.txt", g_dir);
+    T_CHECK(files_equal(a, k));
+    snprintf(a, sizeof a, "%s/a.journal", g_dir);
+    T_CHECK(files_equal(a, jr)); /* the torn line was cut, nothing else differs */
+}
+
+/* The search's fitness is the ppl protocol's mean NLL of the window; the
+ * GGUF gives the same nll_sum as the model with the factors file. */
+static void test_gguf_matches_factors(void)
+{
+    char o1[4096], o2[4096];
+    double best_nll = g_best_nll;
+    T_CHECK(isfinite(best_nll));
+    /* window 1 of 1 = tokens [0, 512) of the text = ppl's first chunk */
+    T_CHECK(run(o1, sizeof o1, "%s ppl %s -f %s -c 512 --chunks 1 --kv-store ram -t 1 --json "
+                "--longrope-factors %s/a.factors.txt --rope-scaling longrope",
+                g_bin, MODEL, T_DATA("kjv.txt"), g_dir) == 0);
+    T_NEAR(json_num(o1, "nll_sum") / json_num(o1, "n_scored"), best_nll, 1e-9);
+    /* GGUF vs factors file, on held-out text */
+    T_CHECK(run(o1, sizeof o1, "%s ppl %s/a.gguf -f %s -c 512 --chunks 3 --kv-store ram --json",
+                g_bin, g_dir, T_DATA("kjv-nt.txt")) == 0);
+    T_CHECK(run(o2, sizeof o2, "%s ppl %s -f %s -c 512 --chunks 3 --kv-store ram --json "
+                "--longrope-factors %s/a.factors.txt --rope-scaling longrope",
+                g_bin, MODEL, T_DATA("kjv-nt.txt"), g_dir) == 0);
+    double n1 = json_num(o1, "nll_sum"), n2 = json_num(o2, "nll_sum");
+    T_CHECK(isfinite(n1) && n1 == n2);
+    /* plain RoPE differs (the factors are in effect) */
+    T_CHECK(run(o2, sizeof o2, "%s ppl %s -f %s -c 512 --chunks 3 --kv-store ram --json",
+                g_bin, MODEL, T_DATA("kjv-nt.txt")) == 0);
+    T_CHECK(json_num(o2, "nll_sum") != n1);
+    /* info shows the factors, the context and the magnitude */
+    T_CHECK(run(o1, sizeof o1, "%s info %s/a.gguf", g_bin, g_dir) == 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/a.factors.txt", g_dir);
+    char *fac = slurp(path, NULL);
+    T_CHECK(fac != NULL);
+    char want[1024] = "rope_freqs     ";
+    int nf = 0;
+    for (char *p = fac ? strchr(fac, '\n') + 1 : NULL; p && *p; nf++) {
+        char *e;
+        double v = strtod(p, &e);
+        size_t l = strlen(want);
+        snprintf(want + l, sizeof want - l, " %.6g", (double)(float)v);
+        p = *e ? e + 1 : e;
+    }
+    T_CHECK(nf == 32);
+    T_CHECK(strstr(o1, want) != NULL);
+    T_CHECK(strstr(o1, "context         512 trained") != NULL);
+    T_CHECK(strstr(o1, "magnitude 1.060660") != NULL); /* sqrt(1 + ln 2 / ln 256) */
+    free(fac);
+    /* --short does not apply to llama files */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --short -o %s/s 2>/dev/null", g_bin, MODEL,
+                SEARCH_ARGS, g_dir) != 0);
+}
+
+/* phi3: rope_factors_long.weight; same nll_sum as the file with the factors. */
+static void test_phi3(void)
+{
+    char o1[4096], o2[4096];
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --population 3 --iterations 1 --short -o %s/p",
+                g_bin, PHI3, SEARCH_ARGS, g_dir) == 0);
+    T_CHECK(run(o1, sizeof o1, "%s ppl %s/p.gguf -f %s -c 512 --chunks 2 --kv-store ram --json",
+                g_bin, g_dir, T_DATA("kjv-nt.txt")) == 0);
+    T_CHECK(run(o2, sizeof o2, "%s ppl %s -f %s -c 512 --chunks 2 --kv-store ram --json "
+                "--longrope-factors %s/p.factors.txt",
+                g_bin, PHI3, T_DATA("kjv-nt.txt"), g_dir) == 0);
+    double n1 = json_num(o1, "nll_sum"), n2 = json_num(o2, "nll_sum");
+    T_CHECK(isfinite(n1) && n1 == n2);
+    T_CHECK(run(o1, sizeof o1, "%s info %s/p.gguf", g_bin, g_dir) == 0);
+    T_CHECK(strstr(o1, "longrope        long factors") != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/p.short-factors.txt", g_dir);
+    T_CHECK(access(path, F_OK) == 0);
+}
+
+int main(void)
+{
+    const char *b = getenv("KVT_BUILD");
+    snprintf(g_bin, sizeof g_bin, "%s/kvtile", b && *b ? b : "build");
+    if (access(g_bin, X_OK) != 0) {
+        fprintf(stderr, "no %s (build it first)\n", g_bin);
+        return 1;
+    }
+    snprintf(g_dir, sizeof g_dir, "/tmp/kvt_longrope.XXXXXX");
+    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    T_RUN(test_same_seed_same_result);
+    T_RUN(test_kill_and_resume);
+    T_RUN(test_gguf_matches_factors);
+    T_RUN(test_phi3);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", g_dir);
+    return t_done();
+}
