@@ -97,6 +97,9 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     KVT_ASSERT(!(ap->k_rotated && ap->se_group > 1));
     attn_ctx *a = calloc(1, sizeof *a);
     if (!a) return -ENOMEM;
+    /* our pool does the threading; an OpenBLAS thread team inside each
+     * pool task would oversubscribe the cores (process-wide setting) */
+    openblas_set_num_threads(1);
     a->p = *ap;
     a->pool = p;
     a->n_kv = ap->n_head_kv;

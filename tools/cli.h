@@ -114,5 +114,6 @@ int cmd_passkey(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_iobench(int argc, char **argv);
 
 #endif

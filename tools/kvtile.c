@@ -20,6 +20,7 @@ static const struct cmd cmds[] = {
     { "batch", cmd_batch, "score or question many documents (caches, resume, shards)" },
     { "merge", cmd_merge, "join batch shard outputs in input order" },
     { "cache", cmd_cache, "list, remove, garbage-collect batch document caches" },
+    { "iobench", cmd_iobench, "disk streaming throughput vs raw device bandwidth" },
 };
 
 static int usage(FILE *f)

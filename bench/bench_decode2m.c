@@ -1,0 +1,479 @@
+/* bench_decode2m.c - single-token decode steps over a huge disk KV cache.
+ *
+ * For each shape and cache length N (tokens), a synthetic f16 cache of N
+ * tokens is written with the real writer (kvs_append) into --dir, or
+ * reused if a cache with the same parameters is already there; then each
+ * decode step runs, for every layer, one query token (random q, k, v)
+ * through attn_forward (n = 1, pos0 = N), which streams all N cached
+ * tokens of the layer from disk (io_uring, O_DIRECT). Reported per row:
+ *   step s      mean wall time of one decode step (all layers)
+ *   GB/s        cache file bytes / step time
+ *   probe GB/s  raw device bandwidth of the same file in the same run:
+ *               1 MiB O_DIRECT reads, 32 in flight, via io_uring (mean
+ *               of a probe before and after the steps)
+ *   bound s     file bytes / probe GB/s: the I/O lower bound of a step
+ *   x bound     step s / bound s (1.0 = the step runs at device speed)
+ *   RSS MiB     peak RSS during the steps (VmHWM reset through
+ *               /proc/self/clear_refs before them); must not grow with N
+ *
+ * Shapes: tiny = tiny-kjv (4 layers, 4 heads, 2 KV heads x 64 = kv_dim
+ * 128, ~2 KiB per token: 4 GB at 2M tokens); llama8b = one layer of
+ * Llama-3-8B (32 heads, 8 KV heads x 128 = kv_dim 1024, 4 KiB per token:
+ * 8 GB at 2M tokens).
+ *
+ * usage: bench_decode2m [--tokens 64K,256K] [--shapes tiny,llama8b]
+ *        [--dir /tmp] [--clean] [--steps 3] [--io uring] [--qd 16]
+ *        [--tile-tokens 1024] [--codec none] [-t THREADS]
+ *   full run: bench_decode2m --tokens 256K,2M --dir DIR   (12 GB on disk)
+ *   --clean deletes the caches at the end (make bench passes it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/attn.h"
+#include "engine/pool.h"
+#include "engine/rope.h"
+#include "io/io.h"
+#include "io/kvt.h"
+#include "kvstore/kvs.h"
+#include "kvstore/tile.h"
+
+void openblas_set_num_threads(int num_threads);
+
+#define MAX_LIST 8
+#define GEN_TOKENS 256
+#define PROBE_QD 32
+#define PROBE_BYTES ((size_t)1 << 20)
+
+struct shape {
+    const char *name;
+    int n_layer, n_head, n_head_kv, head_dim;
+    double freq_base;
+};
+
+static const struct shape shapes[] = {
+    { "tiny", 4, 4, 2, 64, 10000.0 },
+    { "llama8b", 1, 32, 8, 128, 500000.0 },
+};
+#define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+struct opts {
+    int64_t tokens[MAX_LIST];
+    int n_tokens;
+    int shape_on[N_SHAPES];
+    const char *dir;
+    int clean, steps, io, qd, tile, codec, threads;
+};
+
+static _Noreturn void die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench_decode2m: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static int64_t parse_count(const char *what, const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno) die("%s: '%s' is not a number", what, s);
+    if (*end == 'k' || *end == 'K') { v *= 1024; end++; }
+    else if (*end == 'm' || *end == 'M') { v *= 1024 * 1024; end++; }
+    if (*end || v < 1 || v > 1e12 || v != floor(v))
+        die("%s: '%s' is not a positive whole count", what, s);
+    return (int64_t)v;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->tokens[0] = 64 * 1024;
+    o->tokens[1] = 256 * 1024;
+    o->n_tokens = 2;
+    for (int i = 0; i < N_SHAPES; i++) o->shape_on[i] = 1;
+    o->dir = "/tmp";
+    o->steps = 3;
+    o->io = IO_URING;
+    o->qd = 16;
+    o->tile = 1024;
+    o->codec = TILE_NONE;
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = nproc > 0 ? (int)nproc : 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--clean")) { o->clean = 1; continue; }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fprintf(stderr, "usage: bench_decode2m [--tokens 64K,256K] [--shapes tiny,llama8b] "
+                            "[--dir /tmp] [--clean] [--steps 3] [--io uring|pread|mmap] "
+                            "[--qd 16] [--tile-tokens 1024] [--codec none] [-t N]\n");
+            exit(2);
+        }
+        if (i + 1 >= argc) die("option %s needs a value", a);
+        char *v = argv[++i];
+        if (!strcmp(a, "--tokens") || !strcmp(a, "--shapes")) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            int shapes_opt = !strcmp(a, "--shapes");
+            if (shapes_opt) memset(o->shape_on, 0, sizeof o->shape_on);
+            else o->n_tokens = 0;
+            for (char *sv = NULL, *t = strtok_r(buf, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
+                if (shapes_opt) {
+                    int k = 0;
+                    while (k < N_SHAPES && strcmp(shapes[k].name, t)) k++;
+                    if (k == N_SHAPES) die("--shapes: unknown shape '%s' (tiny, llama8b)", t);
+                    o->shape_on[k] = 1;
+                } else {
+                    if (o->n_tokens == MAX_LIST) die("--tokens: too many values");
+                    o->tokens[o->n_tokens++] = parse_count(a, t);
+                }
+            }
+        } else if (!strcmp(a, "--dir")) o->dir = v;
+        else if (!strcmp(a, "--steps")) o->steps = (int)parse_count(a, v);
+        else if (!strcmp(a, "--qd")) o->qd = (int)parse_count(a, v);
+        else if (!strcmp(a, "--tile-tokens")) o->tile = (int)parse_count(a, v);
+        else if (!strcmp(a, "-t")) o->threads = (int)parse_count(a, v);
+        else if (!strcmp(a, "--io")) {
+            if ((o->io = io_kind_parse(v)) < 0) die("--io: unknown backend '%s'", v);
+        } else if (!strcmp(a, "--codec")) {
+            if ((o->codec = tile_codec_parse(v)) < 0) die("--codec: unknown codec '%s'", v);
+        } else die("unknown option '%s'", a);
+    }
+    if (o->qd > 1024) die("--qd: at most 1024");
+    if (o->tile > TILE_MAX_TOKENS) die("--tile-tokens: at most %d", TILE_MAX_TOKENS);
+    if (o->n_tokens == 0) die("--tokens: empty list");
+}
+
+/* ---- synthetic K/V: per-channel offset and scale, AR(1) drift ---------- */
+
+struct synth {
+    int n_layer, kv_dim;
+    uint64_t *rng;          /* (n_layer) */
+    float *off, *scale, *drift; /* (n_layer, 2 * kv_dim) */
+    float *k, *v;           /* (GEN_TOKENS, kv_dim) */
+};
+
+static uint64_t xs64(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static float noise2(uint64_t r, int i) /* ~ normal, variance 1/6 */
+{
+    uint32_t a = (uint32_t)(r >> (32 * i)) & 0xffffu;
+    uint32_t b = (uint32_t)(r >> (32 * i + 16)) & 0xffffu;
+    return (float)((int)a + (int)b - 65536) * (1.0f / 65536.0f);
+}
+
+static void synth_init(struct synth *g, int n_layer, int kv_dim)
+{
+    size_t n = (size_t)n_layer * 2 * (size_t)kv_dim;
+    g->n_layer = n_layer;
+    g->kv_dim = kv_dim;
+    g->rng = malloc((size_t)n_layer * sizeof *g->rng);
+    g->off = malloc(n * sizeof(float));
+    g->scale = malloc(n * sizeof(float));
+    g->drift = calloc(n, sizeof(float));
+    g->k = malloc((size_t)GEN_TOKENS * (size_t)kv_dim * sizeof(float));
+    g->v = malloc((size_t)GEN_TOKENS * (size_t)kv_dim * sizeof(float));
+    if (!g->rng || !g->off || !g->scale || !g->drift || !g->k || !g->v)
+        die("out of memory");
+    for (int L = 0; L < n_layer; L++) {
+        g->rng[L] = 0x9E3779B97F4A7C15ull * (uint64_t)(L + 1) ^ 0xD1B54A32D192ED03ull;
+        for (int c = 0; c < 2 * kv_dim; c++) {
+            uint64_t r = xs64(&g->rng[L]);
+            size_t i = (size_t)L * 2 * (size_t)kv_dim + (size_t)c;
+            float mag = c >= kv_dim ? 0.3f : (r % 29 == 0 ? 8.0f : 1.0f);
+            g->off[i] = mag * 2.0f * noise2(r, 0);
+            g->scale[i] = mag * (0.1f + 0.4f * (float)((r >> 40) & 0xff) / 255.0f);
+        }
+    }
+}
+
+static void synth_free(struct synth *g)
+{
+    free(g->rng); free(g->off); free(g->scale); free(g->drift); free(g->k); free(g->v);
+}
+
+static void synth_next(struct synth *g, int L, int n)
+{
+    const int D = g->kv_dim;
+    size_t base = (size_t)L * 2 * (size_t)D;
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < 2 * D; c++) {
+            uint64_t r = xs64(&g->rng[L]);
+            size_t i = base + (size_t)c;
+            float d = g->drift[i] = 0.97f * g->drift[i] + 0.25f * noise2(r, 0);
+            float x = g->off[i] + g->scale[i] * (d + 0.05f * noise2(r, 1));
+            if (c < D) g->k[(size_t)t * D + c] = x;
+            else g->v[(size_t)t * D + (c - D)] = x;
+        }
+}
+
+/* ---- cache ---------------------------------------------------------------- */
+
+static int info_seen;
+
+static void note_info(const char *path, int info)
+{
+    int fresh = info & ~info_seen;
+    info_seen |= info;
+    if (fresh & IO_INFO_NO_URING)
+        fprintf(stderr, "bench_decode2m: %s: io_uring unavailable, falling back to pread\n", path);
+    if (fresh & IO_INFO_NO_DIRECT)
+        fprintf(stderr, "bench_decode2m: %s: O_DIRECT refused, reads are buffered\n", path);
+}
+
+static struct kvs_config cache_config(const struct opts *o, const struct shape *sh,
+                                      const char *path, const char *key)
+{
+    struct kvs_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layer = sh->n_layer;
+    c.kv_dim = sh->n_head_kv * sh->head_dim;
+    c.tile_tokens = o->tile;
+    c.backing = KVS_DISK;
+    c.type = KVS_F16;
+    c.codec = o->codec;
+    c.io = o->io;
+    c.queue_depth = o->qd;
+    size_t rec = (tile_encode_bound(c.type, c.kv_dim, c.tile_tokens) + IO_ALIGN - 1) /
+                 IO_ALIGN * IO_ALIGN;
+    c.ram_budget_bytes = rec * (size_t)o->qd;
+    c.path = path;
+    for (int i = 0; i < 4; i++) { /* the parameters, as the "model" */
+        char salted[300];
+        snprintf(salted, sizeof salted, "%d %s", i, key);
+        uint64_t h = tile_hash(salted, strlen(salted));
+        memcpy(c.model_fp + 8 * i, &h, 8);
+    }
+    return c;
+}
+
+static void write_cache(const struct kvs_config *rc_cfg, int64_t tokens)
+{
+    struct kvs_config c = *rc_cfg;
+    c.io = IO_PREAD;
+    c.queue_depth = 1;
+    c.ram_budget_bytes = 0;
+    kvs *s;
+    int rc = kvs_open(&c, &s);
+    if (rc < 0) die("%s: %s", c.path, kvt_strerror(rc));
+    struct synth g;
+    synth_init(&g, c.n_layer, c.kv_dim);
+    double t0 = kvt_now_s();
+    for (int64_t t = 0; t < tokens; t += GEN_TOKENS) {
+        int n = (int)KVT_MIN((int64_t)GEN_TOKENS, tokens - t);
+        for (int L = 0; L < c.n_layer; L++) {
+            synth_next(&g, L, n);
+            if ((rc = kvs_append(s, L, g.k, g.v, n)) < 0)
+                die("%s: %s", c.path, kvt_strerror(rc));
+        }
+    }
+    if ((rc = kvs_sync(s)) < 0) die("%s: %s", c.path, kvt_strerror(rc));
+    kvs_close(s);
+    fprintf(stderr, "bench_decode2m: wrote %s (%lld tokens) in %.1f s\n", c.path,
+            (long long)tokens, kvt_now_s() - t0);
+    synth_free(&g);
+}
+
+/* Open the cache for reading; write it first unless a cache with the same
+ * parameters and length is there. */
+static kvs *open_cache(const struct kvs_config *c, int64_t tokens)
+{
+    struct kvs_config r = *c;
+    r.reopen = 1;
+    kvs *s = NULL;
+    if (access(c->path, F_OK) == 0) {
+        int rc = kvs_open(&r, &s);
+        if (rc == 0 && kvs_n_tokens(s) == tokens) return s;
+        kvs_close(s);
+        s = NULL;
+    }
+    write_cache(c, tokens);
+    int rc = kvs_open(&r, &s);
+    if (rc < 0) die("%s: %s", c->path, kvt_strerror(rc));
+    if (kvs_n_tokens(s) != tokens) die("%s: reopened with a different length", c->path);
+    return s;
+}
+
+/* ---- probe, RSS ------------------------------------------------------------ */
+
+static int drop_cache(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = fdatasync(fd) != 0 ? -errno : 0;
+    int a = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    return rc < 0 ? rc : -a;
+}
+
+/* The whole file by 1 MiB O_DIRECT reads, PROBE_QD in flight. @return GB/s. */
+static double probe(const char *path, uint64_t *size_out)
+{
+    struct io_opts op = { IO_URING, IO_DIRECT, PROBE_QD, PROBE_BYTES };
+    io_file *f;
+    int info = 0, rc = io_open(path, &op, &f, &info);
+    if (rc < 0) die("%s: %s", path, kvt_strerror(rc));
+    note_info(path, info);
+    uint64_t size, next = 0, got = 0;
+    if ((rc = io_size(f, &size)) < 0) die("%s: %s", path, kvt_strerror(rc));
+    if ((rc = drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
+    double t0 = kvt_now_s();
+    for (int slot = 0; slot < PROBE_QD && next < size; slot++, next += PROBE_BYTES)
+        if ((rc = io_submit(f, slot, next, PROBE_BYTES)) < 0) die("%s: %s", path, kvt_strerror(rc));
+    while (io_in_flight(f) > 0) {
+        int slot, r = io_wait(f, &slot);
+        if (r < 0) die("%s: %s", path, kvt_strerror(r));
+        got += (uint64_t)r;
+        if (next < size) {
+            if ((rc = io_submit(f, slot, next, PROBE_BYTES)) < 0) die("%s: %s", path, kvt_strerror(rc));
+            next += PROBE_BYTES;
+        }
+    }
+    double dt = kvt_now_s() - t0;
+    io_close(f);
+    *size_out = size;
+    return (double)got / dt / 1e9;
+}
+
+/* Reset the peak RSS (VmHWM) to the current RSS. @return 0 or -errno. */
+static int rss_reset(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = write(fd, "5", 1) == 1 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* VmHWM in bytes, or the getrusage peak if /proc is not there. */
+static int64_t rss_peak(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb >= 0 ? (int64_t)kb * 1024 : kvt_peak_rss_bytes();
+}
+
+/* ---- decode steps ------------------------------------------------------------ */
+
+struct result {
+    double step_s, probe_gbps, bound_s;
+    uint64_t file_bytes;
+    int64_t rss;
+};
+
+static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens,
+                    pool *pl, struct result *res)
+{
+    const int kv_dim = sh->n_head_kv * sh->head_dim;
+    const int q_dim = sh->n_head * sh->head_dim;
+    char key[256], path[4096];
+    snprintf(key, sizeof key, "kvtile-decode2m-%s-%lld-t%d-f16-%s", sh->name,
+             (long long)tokens, o->tile, tile_codec_name(o->codec));
+    snprintf(path, sizeof path, "%s/%s.kvt", o->dir, key);
+    struct kvs_config cfg = cache_config(o, sh, path, key);
+    kvs *kv = open_cache(&cfg, tokens);
+    note_info(path, kvs_io_info(kv));
+
+    struct attn_params ap = { .n_head = sh->n_head, .n_head_kv = sh->n_head_kv,
+                              .head_dim = sh->head_dim, .max_q = 1,
+                              .tile_tokens = o->tile };
+    attn_ctx *a;
+    int rc = attn_ctx_create(&ap, pl, &a);
+    if (rc < 0) die("attention: %s", kvt_strerror(rc));
+    struct rope_params rp;
+    rope_params_default(&rp, sh->head_dim, sh->freq_base);
+    struct rope_table rt;
+    if ((rc = rope_prepare(&rp, tokens + 1, &rt)) < 0) die("rope: %s", kvt_strerror(rc));
+    float *q = malloc((size_t)q_dim * sizeof *q), *out = malloc((size_t)q_dim * sizeof *out);
+    float *kn = malloc((size_t)kv_dim * sizeof *kn), *vn = malloc((size_t)kv_dim * sizeof *vn);
+    if (!q || !out || !kn || !vn) die("out of memory");
+    uint64_t rng = 0x1234567ull + (uint64_t)tokens;
+
+    double p0 = probe(path, &res->file_bytes);
+    malloc_trim(0); /* what writing the cache freed must not count below */
+    if ((rc = drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
+    int have_reset = rss_reset() == 0;
+    double t0 = kvt_now_s();
+    for (int s = 0; s < o->steps; s++)
+        for (int L = 0; L < sh->n_layer; L++) {
+            for (int i = 0; i < q_dim; i++) q[i] = noise2(xs64(&rng), 0);
+            for (int i = 0; i < kv_dim; i++) {
+                kn[i] = noise2(xs64(&rng), 0);
+                vn[i] = noise2(xs64(&rng), 1);
+            }
+            rc = attn_forward(a, kv, L, &rt, q, kn, vn, 1, tokens, out);
+            if (rc < 0) die("%s: layer %d: %s", path, L, kvt_strerror(rc));
+            if (!isfinite(out[0])) die("%s: attention output is not finite", path);
+        }
+    res->step_s = (kvt_now_s() - t0) / o->steps;
+    res->rss = have_reset ? rss_peak() : kvt_peak_rss_bytes();
+    double p1 = probe(path, &res->file_bytes);
+    res->probe_gbps = 0.5 * (p0 + p1);
+    res->bound_s = (double)res->file_bytes / (res->probe_gbps * 1e9);
+    kvs_close(kv);
+    attn_ctx_free(a);
+    free(q); free(out); free(kn); free(vn);
+    if (o->clean && unlink(path) != 0) die("%s: %s", path, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    parse_args(argc, argv, &o);
+    openblas_set_num_threads(1); /* the pool runs the heads, as the model does */
+    pool *pl;
+    int rc = pool_create(o.threads, &pl);
+    if (rc < 0) die("threads: %s", kvt_strerror(rc));
+    printf("decode steps over a disk KV cache: f16, %s, tile %d, %s qd %d, %d threads, "
+           "%d steps, cache in %s\n", tile_codec_name(o.codec), o.tile, io_kind_name(o.io),
+           o.qd, o.threads, o.steps, o.dir);
+    printf("%-8s %9s %6s %8s %9s %8s %9s %8s %9s %8s\n", "shape", "tokens", "layers",
+           "file GB", "step s", "GB/s", "probe", "bound s", "x bound", "RSS MiB");
+    for (int si = 0; si < N_SHAPES; si++) {
+        if (!o.shape_on[si]) continue;
+        int64_t rss_first = 0;
+        for (int ti = 0; ti < o.n_tokens; ti++) {
+            struct result r;
+            run_one(&o, &shapes[si], o.tokens[ti], pl, &r);
+            printf("%-8s %9lld %6d %8.3f %9.3f %8.3f %9.3f %8.3f %9.2f %8.1f\n",
+                   shapes[si].name, (long long)o.tokens[ti], shapes[si].n_layer,
+                   (double)r.file_bytes / 1e9, r.step_s,
+                   (double)r.file_bytes / r.step_s / 1e9, r.probe_gbps, r.bound_s,
+                   r.step_s / r.bound_s, (double)r.rss / 1048576.0);
+            fflush(stdout);
+            if (ti == 0) rss_first = r.rss;
+            else if (ti == o.n_tokens - 1)
+                printf("%-8s RSS at %lld / %lld tokens: %.2fx\n", shapes[si].name,
+                       (long long)o.tokens[ti], (long long)o.tokens[0],
+                       (double)r.rss / (double)rss_first);
+        }
+    }
+    printf("io_uring: %s\n", o.io != IO_URING ? "not asked for"
+                             : info_seen & IO_INFO_NO_URING ? "NOT in use (pread fallback)"
+                                                            : "in use");
+    pool_free(pl);
+    return 0;
+}
