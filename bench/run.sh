@@ -29,7 +29,7 @@ for b in "$build"/bench/*; do
     esac
 done
 if [ -x "$build/kvtile" ]; then
-    run "$build/kvtile" iobench --dir "$dir" --size 256M --codecs none,xpose-lz4 \
+    run "$build/kvtile" iobench --dir "$dir" --size 256M --codecs none,plane-huf \
         --qd 1,16 --tile-tokens 256,1024
 fi
 exit $fail

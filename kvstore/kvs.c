@@ -13,9 +13,16 @@
  * DISK: each layer keeps a RAM tail (one raw tile) and an index of its
  * sealed tiles (offset, record bytes; 16 bytes per tile, doubling). A tile
  * is encoded and written (synchronously, at the file end) when its tail
- * fills. Reads keep up to W records in flight through io.h, W =
- * min(queue_depth, ram_budget_bytes / record slot), decode the next tile
- * when asked and refill its slot with the read W tiles ahead.
+ * fills. Reads are streamed by a helper thread (one per disk store,
+ * started at open, idle between reads): it keeps up to W records in
+ * flight through io.h, W = min(queue_depth, ram_budget_bytes / record
+ * slot), and decodes and unpacks tiles in order into a ring of KVS_RING
+ * f32 spans, so decoding overlaps the caller's work on the previous span.
+ * kvs_read_next hands out ring spans in order and frees the one it handed
+ * out before; kvs_read_end stops the helper (in-flight reads drained)
+ * before it returns. Only the helper touches the io reads and its own
+ * decode buffers during a read; the index it reads (idx) is grown under
+ * the store's mutex, so appends may go on while a read is in progress.
  *
  * Errors during append leave the tokens appended so far in place
  * (kvs_layer_tokens tells); a tile that could not be written stays in the
@@ -24,6 +31,7 @@
 #include "kvstore/kvs.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +41,16 @@
 
 #define KVS_DEFAULT_BUDGET ((size_t)64 << 20)
 #define KVS_DEFAULT_QD 8
+#define KVS_RING 3 /* decoded spans: one held by the reader, two ahead */
+
+enum { RING_FREE, RING_BUSY, RING_READY, RING_HELD };
+
+struct kvs_ring_slot {
+    float *k, *v;          /* (tile_tokens, kv_dim) each */
+    int64_t tile;          /* tile index it holds (READY/HELD) */
+    int state;             /* RING_* */
+    int rc;                /* 0, or the error producing this tile met */
+};
 
 struct kvs_rec {
     uint64_t off;   /* record start, multiple of IO_ALIGN */
@@ -64,6 +82,7 @@ struct kvs {
     io_file *io;
     int io_info;
     uint64_t file_end;     /* next record offset */
+    int unsynced;          /* records written since the last kvs_sync */
     size_t rec_cap;        /* slot bytes: aligned tile_encode_bound(T) */
     uint8_t *wbuf;         /* (rec_cap) aligned: records to write/replay */
     uint8_t *raw;          /* (tile_raw) decoded raw tile */
@@ -71,12 +90,24 @@ struct kvs {
     int window;            /* reads in flight at most */
     int *slot_res;         /* (window) completion result, INT32_MIN: pending */
 
+    /* decode-ahead helper (disk); mu guards everything below and idx growth */
+    pthread_t th;
+    int th_started, sync_init;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_helper; /* to the helper: job, free slot, cancel, quit */
+    pthread_cond_t cv_reader; /* to the reader: slot ready, job over */
+    int job, cancel, quit;
+    int h_layer;           /* job: layer, tiles [0, h_tiles), tokens < h_end */
+    int64_t h_tiles, h_end;
+    struct kvs_ring_slot ring[KVS_RING];
+    int held;              /* ring slot the reader holds, -1: none */
+    uint8_t *h_raw, *h_scratch; /* the helper's decode buffers */
+
     /* read state */
     int rd_layer;          /* -1: no read in progress */
     int64_t rd_end;        /* tokens to stream */
     int64_t rd_pos;        /* next span's pos0 */
     int64_t rd_tiles;      /* tiles [0, rd_tiles) come from disk */
-    int64_t rd_next_submit; /* next disk tile to submit */
     int rd_err;            /* sticky error of this read */
 };
 
@@ -116,6 +147,7 @@ static int kvs_put_record(kvs *s, size_t len, struct kvs_rec *rec)
         rec->size = (uint32_t)size;
     }
     s->file_end += size;
+    s->unsynced = 1;
     return 0;
 }
 
@@ -174,12 +206,16 @@ static int kvs_seal(kvs *s, int layer)
     struct kvs_layer *ly = &s->layers[layer];
     const int T = s->cfg.tile_tokens;
     int64_t ti = ly->n_tokens / T - 1; /* the tail is full: n_tokens % T == 0 */
+    if (s->th_started) pthread_mutex_lock(&s->mu); /* the helper reads idx */
     int rc = kvs_idx_reserve(ly, ti + 1);
+    if (s->th_started) pthread_mutex_unlock(&s->mu);
     if (rc < 0) return rc;
     struct kvs_rec rec;
     rc = kvs_put_tile(s, layer, ti * T, T, 0, &rec);
     if (rc < 0) return rc;
+    if (s->th_started) pthread_mutex_lock(&s->mu);
     ly->idx[ti] = rec;
+    if (s->th_started) pthread_mutex_unlock(&s->mu);
     ly->tail_dirty = 0;
     return 0;
 }
@@ -222,6 +258,141 @@ static void kvs_raw_to_tail(kvs *s, struct kvs_layer *ly, int rec_n, int n)
     memcpy(ly->tail, s->raw, (size_t)n * s->row_bytes);
     memcpy(ly->tail + half, s->raw + (size_t)rec_n * s->row_bytes,
            (size_t)n * s->row_bytes);
+}
+
+/* ---- disk: the decode-ahead helper ------------------------------------ */
+
+/* Helper: wait for disk tile ti's read (io slot ti % window), decode it
+ * and unpack its first n tokens into ring slot R. */
+static int kvs_decode_tile(kvs *s, int layer, int64_t ti, int n,
+                           struct kvs_ring_slot *r)
+{
+    int slot = (int)(ti % s->window);
+    while (s->slot_res[slot] == INT32_MIN) {
+        int done = -1;
+        int res = io_wait(s->io, &done);
+        if (done < 0) return res < 0 ? res : -EIO;
+        s->slot_res[done] = res;
+    }
+    int res = s->slot_res[slot];
+    if (res < 0) return res;
+    struct tile_hdr h;
+    int64_t rc = tile_decode_raw(io_slot(s->io, slot), (size_t)res, s->h_raw,
+                                 s->tile_raw, s->h_scratch,
+                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
+                                                    s->cfg.tile_tokens),
+                                 &h);
+    if (rc < 0) return (int)rc;
+    const int T = s->cfg.tile_tokens;
+    if (h.layer != (uint32_t)layer || h.pos0 != (uint64_t)(ti * T) ||
+        h.n != (uint32_t)T || h.type != s->cfg.type ||
+        h.kv_dim != (uint32_t)s->cfg.kv_dim)
+        return KVT_EFORMAT;
+    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->h_raw, n, r->k);
+    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->h_raw + (size_t)T * s->row_bytes,
+                n, r->v);
+    return 0;
+}
+
+/* Helper, unlocked: produce tiles [0, nt) of LAYER into the ring in order,
+ * keeping up to `window` reads in flight; stops at the first error (handed
+ * to the reader with its tile) or when the reader cancels. */
+static void kvs_produce(kvs *s, int layer, int64_t nt, int64_t end)
+{
+    const int T = s->cfg.tile_tokens;
+    int64_t next_submit = 0;
+    int err = 0;
+    for (int64_t ti = 0; ti < nt; ti++) {
+        while (err == 0 && next_submit < nt && next_submit < ti + s->window) {
+            pthread_mutex_lock(&s->mu);
+            struct kvs_rec rec = s->layers[layer].idx[next_submit];
+            pthread_mutex_unlock(&s->mu);
+            int slot = (int)(next_submit % s->window);
+            err = io_submit(s->io, slot, rec.off, rec.size);
+            if (err < 0) break;
+            s->slot_res[slot] = INT32_MIN;
+            next_submit++;
+        }
+        struct kvs_ring_slot *r = &s->ring[ti % KVS_RING];
+        pthread_mutex_lock(&s->mu);
+        while (r->state != RING_FREE && !s->cancel)
+            pthread_cond_wait(&s->cv_helper, &s->mu);
+        int stop = s->cancel;
+        if (!stop) r->state = RING_BUSY;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) return;
+        int n = (int)KVT_MIN((int64_t)T, end - ti * T);
+        int rc = ti < next_submit ? kvs_decode_tile(s, layer, ti, n, r) : err;
+        pthread_mutex_lock(&s->mu);
+        r->tile = ti;
+        r->rc = rc;
+        r->state = RING_READY;
+        pthread_cond_broadcast(&s->cv_reader);
+        pthread_mutex_unlock(&s->mu);
+        if (rc < 0) return;
+    }
+}
+
+static void *kvs_helper(void *arg)
+{
+    kvs *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->job && !s->quit) pthread_cond_wait(&s->cv_helper, &s->mu);
+        if (s->quit) break;
+        int layer = s->h_layer;
+        int64_t nt = s->h_tiles, end = s->h_end;
+        pthread_mutex_unlock(&s->mu);
+        kvs_produce(s, layer, nt, end);
+        while (io_in_flight(s->io) > 0) { /* drain: slots are reused next job */
+            int slot;
+            if (io_wait(s->io, &slot) == -EAGAIN) break;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->job = 0;
+        pthread_cond_broadcast(&s->cv_reader);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int kvs_helper_start(kvs *s)
+{
+    if (pthread_mutex_init(&s->mu, NULL) != 0) return -ENOMEM;
+    if (pthread_cond_init(&s->cv_helper, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        return -ENOMEM;
+    }
+    if (pthread_cond_init(&s->cv_reader, NULL) != 0) {
+        pthread_cond_destroy(&s->cv_helper);
+        pthread_mutex_destroy(&s->mu);
+        return -ENOMEM;
+    }
+    s->sync_init = 1;
+    s->held = -1;
+    int rc = pthread_create(&s->th, NULL, kvs_helper, s);
+    if (rc != 0) return -rc;
+    s->th_started = 1;
+    return 0;
+}
+
+/* Stop and join the helper (idle: no read in progress). */
+static void kvs_helper_stop(kvs *s)
+{
+    if (s->th_started) {
+        pthread_mutex_lock(&s->mu);
+        s->quit = 1;
+        pthread_cond_broadcast(&s->cv_helper);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->th, NULL);
+        s->th_started = 0;
+    }
+    if (s->sync_init) {
+        pthread_cond_destroy(&s->cv_reader);
+        pthread_cond_destroy(&s->cv_helper);
+        pthread_mutex_destroy(&s->mu);
+        s->sync_init = 0;
+    }
 }
 
 /* ---- disk: open and replay -------------------------------------------- */
@@ -415,12 +586,22 @@ static int kvs_open_disk(kvs *s)
         s->layers[l].tail = malloc(s->tile_raw);
         if (!s->layers[l].tail) return -ENOMEM;
     }
+    size_t span = (size_t)c->tile_tokens * (size_t)c->kv_dim * sizeof(float);
+    s->h_raw = malloc(s->tile_raw);
+    s->h_scratch = malloc(scratch);
+    if (!s->h_raw || !s->h_scratch) return -ENOMEM;
+    for (int r = 0; r < KVS_RING; r++) {
+        s->ring[r].k = malloc(span);
+        s->ring[r].v = malloc(span);
+        if (!s->ring[r].k || !s->ring[r].v) return -ENOMEM;
+    }
     struct io_opts o = { c->io, IO_DIRECT | (c->reopen ? 0 : IO_CREATE | IO_TRUNC),
                          s->window, s->rec_cap };
     int rc = io_open(c->path, &o, &s->io, &s->io_info);
     if (rc < 0) return rc;
-    if (!c->reopen) return kvs_write_file_hdr(s);
-    return kvs_replay(s);
+    rc = c->reopen ? kvs_replay(s) : kvs_write_file_hdr(s);
+    if (rc < 0) return rc;
+    return kvs_helper_start(s);
 }
 
 /* ---- open / close ------------------------------------------------------- */
@@ -464,6 +645,7 @@ void kvs_close(kvs *s)
 {
     if (!s) return;
     if (s->rd_layer >= 0) kvs_read_end(s);
+    kvs_helper_stop(s);
     if (s->io) {
         (void)kvs_sync(s); /* best effort: kvs_sync first to see errors */
         io_close(s->io);
@@ -481,6 +663,12 @@ void kvs_close(kvs *s)
     free(s->raw);
     free(s->scratch);
     free(s->slot_res);
+    free(s->h_raw);
+    free(s->h_scratch);
+    for (int r = 0; r < KVS_RING; r++) {
+        free(s->ring[r].k);
+        free(s->ring[r].v);
+    }
     free(s);
 }
 
@@ -596,31 +784,17 @@ int kvs_sync(kvs *s)
         }
         if (rc < 0) return rc;
     }
+    if (!s->unsynced) return 0;
     int rc = io_fsync(s->io);
     if (rc < 0) return rc;
     rc = kvs_put_marker(s, TILE_MARK_SYNC, 0);
     if (rc < 0) return rc;
-    return io_fsync(s->io);
+    rc = io_fsync(s->io);
+    if (rc == 0) s->unsynced = 0;
+    return rc;
 }
 
 /* ---- reads ------------------------------------------------------------ */
-
-static void kvs_submit_ahead(kvs *s)
-{
-    struct kvs_layer *ly = &s->layers[s->rd_layer];
-    while (s->rd_err == 0 && s->rd_next_submit < s->rd_tiles &&
-           s->rd_next_submit < s->rd_pos / s->cfg.tile_tokens + s->window) {
-        int64_t ti = s->rd_next_submit;
-        int slot = (int)(ti % s->window);
-        int rc = io_submit(s->io, slot, ly->idx[ti].off, ly->idx[ti].size);
-        if (rc < 0) {
-            s->rd_err = rc;
-            return;
-        }
-        s->slot_res[slot] = INT32_MIN;
-        s->rd_next_submit++;
-    }
-}
 
 int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
 {
@@ -634,44 +808,47 @@ int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
     s->rd_end = n_tokens;
     s->rd_pos = 0;
     s->rd_err = 0;
-    s->rd_next_submit = 0;
     s->rd_tiles = 0;
     if (s->cfg.backing == KVS_DISK) {
         int64_t sealed = kvs_sealed(s, ly) / T;
         s->rd_tiles = KVT_MIN(sealed, (n_tokens + T - 1) / T);
-        kvs_submit_ahead(s);
+        if (s->rd_tiles > 0) {
+            pthread_mutex_lock(&s->mu);
+            for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
+            s->held = -1;
+            s->h_layer = layer;
+            s->h_tiles = s->rd_tiles;
+            s->h_end = n_tokens;
+            s->job = 1;
+            pthread_cond_broadcast(&s->cv_helper);
+            pthread_mutex_unlock(&s->mu);
+        }
     }
-    return s->rd_err;
+    return 0;
 }
 
-/* Wait for disk tile ti; decode it into the span buffers. */
-static int kvs_read_disk(kvs *s, int64_t ti, int n)
+/* Take disk tile ti from the ring (waiting for the helper); the span
+ * handed out before goes back to the helper. */
+static int kvs_read_disk(kvs *s, int64_t ti, struct kvs_span *sp)
 {
-    int slot = (int)(ti % s->window);
-    while (s->slot_res[slot] == INT32_MIN) {
-        int done = -1;
-        int res = io_wait(s->io, &done);
-        if (done < 0) return res < 0 ? res : -EIO;
-        s->slot_res[done] = res;
+    struct kvs_ring_slot *r = &s->ring[ti % KVS_RING];
+    pthread_mutex_lock(&s->mu);
+    if (s->held >= 0) {
+        s->ring[s->held].state = RING_FREE;
+        s->held = -1;
+        pthread_cond_broadcast(&s->cv_helper);
     }
-    int res = s->slot_res[slot];
-    if (res < 0) return res;
-    struct tile_hdr h;
-    int64_t rc = tile_decode_raw(io_slot(s->io, slot), (size_t)res, s->raw,
-                                 s->tile_raw, s->scratch,
-                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
-                                                    s->cfg.tile_tokens),
-                                 &h);
-    if (rc < 0) return (int)rc;
-    const int T = s->cfg.tile_tokens;
-    if (h.layer != (uint32_t)s->rd_layer || h.pos0 != (uint64_t)(ti * T) ||
-        h.n != (uint32_t)T || h.type != s->cfg.type ||
-        h.kv_dim != (uint32_t)s->cfg.kv_dim)
-        return KVT_EFORMAT;
-    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->raw, n, s->span_k);
-    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->raw + (size_t)T * s->row_bytes,
-                n, s->span_v);
-    return 0;
+    while (!(r->state == RING_READY && r->tile == ti))
+        pthread_cond_wait(&s->cv_reader, &s->mu);
+    int rc = r->rc;
+    if (rc == 0) {
+        r->state = RING_HELD;
+        s->held = (int)(ti % KVS_RING);
+    }
+    pthread_mutex_unlock(&s->mu);
+    sp->k = r->k;
+    sp->v = r->v;
+    return rc;
 }
 
 int kvs_read_next(kvs *s, struct kvs_span *sp)
@@ -698,7 +875,7 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
             tile_unpack(s->cfg.type, D, tile + half, n, s->span_v);
         }
     } else if (ti < s->rd_tiles) {
-        int rc = kvs_read_disk(s, ti, n);
+        int rc = kvs_read_disk(s, ti, sp);
         if (rc < 0) {
             s->rd_err = rc;
             return rc;
@@ -708,19 +885,23 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
         tile_unpack(s->cfg.type, D, ly->tail + half, n, s->span_v);
     }
     s->rd_pos += n;
-    if (s->cfg.backing == KVS_DISK) {
-        kvs_submit_ahead(s);
-        if (s->rd_err < 0) return s->rd_err;
-    }
     return 1;
 }
 
 void kvs_read_end(kvs *s)
 {
-    if (s->io)
-        while (io_in_flight(s->io) > 0) {
-            int slot;
-            if (io_wait(s->io, &slot) == -EAGAIN) break;
+    if (s->th_started) {
+        pthread_mutex_lock(&s->mu);
+        if (s->held >= 0) s->ring[s->held].state = RING_FREE;
+        s->held = -1;
+        if (s->job) {
+            s->cancel = 1;
+            pthread_cond_broadcast(&s->cv_helper);
+            while (s->job) pthread_cond_wait(&s->cv_reader, &s->mu);
+            s->cancel = 0;
         }
+        for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
+        pthread_mutex_unlock(&s->mu);
+    }
     s->rd_layer = -1;
 }

@@ -45,6 +45,27 @@
  *                  first token kept as is), then split into byte planes
  *                  (most significant plane = sign/exponent first), LZ4.
  *                  For Q8_0 the "element" is one byte of the 34-byte block.
+ *   TILE_PLANE_HUF "byte planes, order-0 Huffman" (no LZ4): K's section,
+ *                  then V's, each es plane records (es = element bytes: 4
+ *                  f32, 2 f16/bf16, 1 q8_0 whose "element" is one byte of
+ *                  the row), most significant byte first. A section is n
+ *                  rows x m elements (m = row bytes / es); plane byte i =
+ *                  byte of element i, token-major. Plane record:
+ *                    u8 kind
+ *                    kind 0 (raw):   n*m bytes
+ *                    kind 1 (huf):   lens[128] | sizes u32 LE [4] | streams
+ *                    kind 2 (huf+col): bias[m] | as kind 1; the coded
+ *                                    bytes are byte - bias[column] (mod
+ *                                    256), bias = the column's most
+ *                                    frequent byte (only the top plane)
+ *                  lens: 256 code lengths (0 = unused, 1..11), 4 bits
+ *                  each, symbol 2i in the low nibble of byte i; canonical
+ *                  codes (shorter first, then by symbol value), MSB-first
+ *                  bit order. The plane's n*m symbols are cut into 4 runs
+ *                  of q = ceil(n*m/4) (the last shorter), run j coded as
+ *                  stream j of sizes[j] bytes, zero padded to a byte.
+ *                  Decoding is table-driven, 4 streams interleaved; the
+ *                  low mantissa planes, close to random, stay raw.
  *   A payload that would not shrink is stored as TILE_NONE (the header says
  *   which codec was actually used).
  *
@@ -94,6 +115,7 @@ enum tile_codec {
     TILE_SHUF_LZ4,
     TILE_LZ4HC,
     TILE_XPOSE_LZ4,
+    TILE_PLANE_HUF,
     TILE_NCODECS
 };
 
@@ -143,7 +165,8 @@ struct tile_hdr {
 };
 _Static_assert(sizeof(struct tile_hdr) == 64, "tile header is 64 bytes on disk");
 
-/* Names for the CLI ("none", "lz4", "shuf-lz4", "lz4hc", "xpose-lz4");
+/* Names for the CLI ("none", "lz4", "shuf-lz4", "lz4hc", "xpose-lz4",
+ * "plane-huf");
  * tile_codec_parse returns the id or KVT_ERANGE. */
 const char *tile_codec_name(int codec);
 int tile_codec_parse(const char *name);

@@ -494,6 +494,62 @@ static void test_enospc(void)
     unlink(path2);
 }
 
+/* The decode-ahead helper: reads stopped early (the helper is ahead and
+ * must be cancelled), appends while a read is in progress (the index
+ * grows under the helper), a new read right after, every io backend and a
+ * wide prefetch window. */
+static void test_read_ahead(void)
+{
+    const int D = 32, T = 8, L = 2;
+    for (int io = 0; io < IO_NKINDS; io++) {
+        struct kvs_config c = disk_cfg(L, D, T, KVS_F32, TILE_PLANE_HUF, io);
+        c.ram_budget_bytes = 0; /* default budget: window = queue depth */
+        c.queue_depth = 4;
+        kvs *s = NULL;
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (!s) continue;
+        float k[200 * 32], v[200 * 32];
+        for (int l = 0; l < L; l++) {
+            fill(l, 0, 100, D, k, v);
+            T_CHECK(kvs_append(s, l, k, v, 100) == 0);
+        }
+        for (int stop = 0; stop < 13; stop += 3) { /* stop after `stop` spans */
+            T_CHECK(kvs_read_begin(s, 1, 100) == 0);
+            struct kvs_span sp;
+            int got = 0;
+            while (got < stop && kvs_read_next(s, &sp) == 1) {
+                T_CHECK(sp.pos0 == (int64_t)got * T);
+                T_CHECK(sp.k[3] == kval(1, sp.pos0, 3));
+                got++;
+            }
+            kvs_read_end(s);
+        }
+        /* append to layer 0 while its sealed tiles are being read: 100
+         * more tokens (13 more tiles sealed, the index grows) between
+         * spans. (The RAM tail is not read here: an append rewrites it.) */
+        T_CHECK(kvs_read_begin(s, 0, 96) == 0);
+        struct kvs_span sp;
+        int spans = 0, bad = 0, r;
+        while ((r = kvs_read_next(s, &sp)) == 1) {
+            for (int t = 0; t < sp.n; t++)
+                if (sp.k[(size_t)t * D + 5] != kval(0, sp.pos0 + t, 5) ||
+                    sp.v[(size_t)t * D + 7] != vval(0, sp.pos0 + t, 7))
+                    bad = 1;
+            if (spans == 2) {
+                fill(0, 100, 100, D, k, v);
+                T_CHECK(kvs_append(s, 0, k, v, 100) == 0);
+            }
+            spans++;
+        }
+        kvs_read_end(s);
+        T_CHECK(r == 0 && !bad && spans == 12);
+        T_CHECK(check_layer(s, 0, 200, D, T, 0.0) == 25);
+        T_CHECK(check_layer(s, 1, 100, D, T, 0.0) == 13);
+        kvs_close(s);
+    }
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(path, sizeof path, "/tmp/kvt-test-kvs-%d.cache", (int)getpid());
@@ -508,6 +564,7 @@ int main(void)
     T_RUN(test_truncated_file);
     T_RUN(test_bad_files);
     T_RUN(test_enospc);
+    T_RUN(test_read_ahead);
     unlink(path);
     return t_done();
 }

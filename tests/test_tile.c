@@ -171,6 +171,26 @@ static void test_half(void)
         if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* NaN */
         if (tile_f32_to_f16(tile_f16_to_f32((uint16_t)h)) != h) { T_CHECK(0); break; }
     }
+    /* the vector unpack (F16C when built for it) agrees with the scalar one */
+    {
+        static uint16_t hs[0x10000];
+        static float fs[0x10000];
+        for (uint32_t h = 0; h < 0x10000; h++) hs[h] = (uint16_t)h;
+        tile_unpack(KVS_F16, 0x10000 / 2, hs, 2, fs); /* two rows of 32768 */
+        int bad = 0;
+        for (uint32_t h = 0; h < 0x10000; h++) {
+            float r = tile_f16_to_f32((uint16_t)h);
+            if (isnan(r) ? !isnan(fs[h]) : memcmp(&r, &fs[h], 4) != 0) bad++;
+        }
+        T_CHECK(bad == 0);
+        tile_unpack(KVS_BF16, 0x10000 / 2, hs, 2, fs);
+        bad = 0;
+        for (uint32_t h = 0; h < 0x10000; h++) {
+            float r = tile_bf16_to_f32((uint16_t)h);
+            if (memcmp(&r, &fs[h], 4) != 0) bad++;
+        }
+        T_CHECK(bad == 0);
+    }
     T_CHECK(tile_f32_to_bf16(1.0f) == 0x3f80);
     T_CHECK(tile_f32_to_bf16(1.00390625f) == 0x3f80); /* tie -> even */
     T_CHECK(tile_f32_to_bf16(1.01171875f) == 0x3f82);
@@ -252,6 +272,99 @@ static void test_corrupt(void)
     bufs_free(&b);
 }
 
+/* plane-huf on edge inputs, every type: constant planes (one symbol),
+ * random bytes (raw planes), a single token, many tokens (the 4-stream
+ * fast loop and its tails), kv_dim not a multiple of 16. */
+static void test_plane_huf_edges(void)
+{
+    static const int dims[] = { 32, 96, 160 };
+    static const int ns[] = { 1, 3, 16, 255, 1024 };
+    for (int type = 0; type < KVS_NTYPES; type++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int fillk = 0; fillk < 3; fillk++) {
+                    int D = dims[di], n = ns[ni];
+                    struct bufs b;
+                    bufs_init(&b, type, D, n);
+                    size_t half = b.raw_cap / 2;
+                    if (fillk == 0) { /* zeros */
+                        memset(b.kr, 0, half);
+                        memset(b.vr, 0, half);
+                    } else if (fillk == 1) { /* random bytes */
+                        for (size_t i = 0; i < half; i++) {
+                            b.kr[i] = (uint8_t)rng();
+                            b.vr[i] = (uint8_t)rng();
+                        }
+                    } else {
+                        synth_kv(n, D, b.k, b.v);
+                        tile_pack(type, D, b.k, n, b.kr);
+                        tile_pack(type, D, b.v, n, b.vr);
+                    }
+                    int64_t len = enc_tile(&b, type, TILE_PLANE_HUF, D, n, 1, 0);
+                    T_CHECK(len > 64 && (size_t)len <= b.enc_cap);
+                    if (len <= 64) { bufs_free(&b); continue; }
+                    memset(b.raw, 0xee, b.raw_cap);
+                    T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                            b.scratch, b.sc_cap, NULL) == (int64_t)b.raw_cap);
+                    T_CHECK(memcmp(b.raw, b.kr, half) == 0);
+                    T_CHECK(memcmp(b.raw + half, b.vr, half) == 0);
+                    if (fillk == 0 && n >= 255) { /* constant: coded, small */
+                        struct tile_hdr h;
+                        memcpy(&h, b.enc, sizeof h);
+                        T_CHECK(h.codec == TILE_PLANE_HUF && h.enc_size < b.raw_cap / 4);
+                    }
+                    bufs_free(&b);
+                }
+}
+
+/* Crafted payloads (checksums fixed up, so only the decoder stands
+ * between them and memory): every outcome is an error code or, rarely, a
+ * payload that happens to decode to the right bytes; never a crash (run
+ * under ASan/UBSan). */
+static void test_plane_huf_crafted(void)
+{
+    const int D = 64, n = 200;
+    for (int type = 0; type < KVS_NTYPES; type++) {
+        struct bufs b;
+        bufs_init(&b, type, D, n);
+        synth_kv(n, D, b.k, b.v);
+        tile_pack(type, D, b.k, n, b.kr);
+        tile_pack(type, D, b.v, n, b.vr);
+        int64_t len = enc_tile(&b, type, TILE_PLANE_HUF, D, n, 0, 0);
+        T_CHECK(len > 64);
+        struct tile_hdr h0;
+        memcpy(&h0, b.enc, sizeof h0);
+        T_CHECK(h0.codec == TILE_PLANE_HUF);
+        uint8_t *orig = malloc((size_t)len);
+        memcpy(orig, b.enc, (size_t)len);
+        int errors = 0, trials = 0;
+        for (int t = 0; t < 3000; t++) {
+            memcpy(b.enc, orig, (size_t)len);
+            /* early bytes hold kinds, lengths and stream sizes: hit them often */
+            int flips = 1 + (int)(rng() % 4);
+            for (int f = 0; f < flips; f++) {
+                size_t span = (size_t)(len - 64);
+                size_t at = 64 + (size_t)(rng() % (rng() % 2 ? KVT_MIN(span, (size_t)300) : span));
+                b.enc[at] ^= (uint8_t)(1u << (rng() % 8));
+                if (rng() % 8 == 0) b.enc[at] = (uint8_t)rng();
+            }
+            struct tile_hdr g;
+            memcpy(&g, b.enc, sizeof g);
+            g.enc_xxh = tile_hash(b.enc + 64, g.enc_size);
+            g.hdr_xxh = tile_hash(&g, 56);
+            memcpy(b.enc, &g, sizeof g);
+            int64_t rc = tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                         b.scratch, b.sc_cap, NULL);
+            trials++;
+            if (rc < 0) errors++;
+            else T_CHECK(memcmp(b.raw, b.kr, b.raw_cap / 2) == 0);
+        }
+        T_CHECK(errors > trials * 9 / 10);
+        free(orig);
+        bufs_free(&b);
+    }
+}
+
 /* Ratios and decode speed on synthetic K/V (real tiles: later). The check:
  * the channel-plane filter must beat plain LZ4 and byte shuffle on f16. */
 static void test_ratio_speed(void)
@@ -291,6 +404,9 @@ static void test_ratio_speed(void)
     T_CHECK(ratio[KVS_F16][TILE_XPOSE_LZ4] > ratio[KVS_F16][TILE_SHUF_LZ4]);
     T_CHECK(ratio[KVS_F16][TILE_XPOSE_LZ4] > ratio[KVS_F16][TILE_LZ4]);
     T_CHECK(ratio[KVS_F32][TILE_NONE] == 1.0);
+    /* order-0 Huffman of the sign/exponent plane beats byte shuffle + LZ4 */
+    T_CHECK(ratio[KVS_F16][TILE_PLANE_HUF] > ratio[KVS_F16][TILE_SHUF_LZ4]);
+    T_CHECK(ratio[KVS_BF16][TILE_PLANE_HUF] > ratio[KVS_BF16][TILE_SHUF_LZ4]);
 }
 
 int main(void)
@@ -299,6 +415,8 @@ int main(void)
     T_RUN(test_roundtrip);
     T_RUN(test_q8_0);
     T_RUN(test_corrupt);
+    T_RUN(test_plane_huf_edges);
+    T_RUN(test_plane_huf_crafted);
     T_RUN(test_ratio_speed);
     return t_done();
 }

@@ -68,7 +68,8 @@ const char cli_common_help[] =
     "                       directory removed at exit)\n"
     "  --keep-cache         keep the cache file at exit\n"
     "  --cache-type T       f32 | f16 | bf16 | q8_0 (default f32)\n"
-    "  --codec C            none | lz4 | shuf-lz4 | lz4hc | xpose-lz4 (default lz4)\n"
+    "  --codec C            none | lz4 | shuf-lz4 | lz4hc | xpose-lz4 | plane-huf\n"
+    "                       (default lz4)\n"
     "  --io B               uring | pread | mmap (default uring)\n"
     "  --queue-depth N      reads in flight (default 8)\n"
     "  --tile-tokens N      tokens per tile (default 256)\n"
@@ -275,6 +276,11 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
     return ids;
 }
 
+void cli_mkdir(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) cli_die("%s: %s", dir, strerror(errno));
+}
+
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
                  int reopen, struct cli_kv *ck)
 {
@@ -291,8 +297,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
             snprintf(ck->dir, sizeof ck->dir, "%s", o->cache_dir);
-            if (mkdir(ck->dir, 0755) != 0 && errno != EEXIST)
-                cli_die("%s: %s", ck->dir, strerror(errno));
+            cli_mkdir(ck->dir);
         } else {
             const char *tmp = getenv("TMPDIR");
             snprintf(ck->dir, sizeof ck->dir, "%s/kvtile.XXXXXX", tmp && *tmp ? tmp : "/tmp");

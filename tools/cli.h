@@ -85,6 +85,9 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
                  int reopen, struct cli_kv *ck);
 void cli_kv_close(struct cli_kv *ck);
 
+/* Make directory DIR if it does not exist; exits naming it on failure. */
+void cli_mkdir(const char *dir);
+
 /* A model context for this run. */
 model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m);
 

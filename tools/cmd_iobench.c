@@ -60,8 +60,8 @@ static void usage(void)
             "  --model MODEL        cache shape (layers, kv_dim) of a GGUF model\n"
             "  --kv-dim N --layers L  cache shape (default 1024 x 32, Llama-3-8B)\n"
             "  --backends LIST      uring,pread,mmap (default: all three)\n"
-            "  --codecs LIST        none,lz4,shuf-lz4,lz4hc,xpose-lz4\n"
-            "                       (default none,xpose-lz4)\n"
+            "  --codecs LIST        none,lz4,shuf-lz4,lz4hc,xpose-lz4,plane-huf\n"
+            "                       (default none,plane-huf)\n"
             "  --types LIST         f32,f16,bf16,q8_0 (default f16)\n"
             "  --qd LIST            queue depths (default 1,16)\n"
             "  --tile-tokens LIST   tokens per tile (default 256,1024)\n"
@@ -69,7 +69,7 @@ static void usage(void)
             "                       (e.g. kept by ppl --keep-cache --cache-dir D)\n"
             "  --json               one JSON object on stdout (a row per line)\n"
             "Full grid (about 40 minutes on a 1 GB/s disk):\n"
-            "  kvtile iobench --size 4G --codecs none,lz4,shuf-lz4,xpose-lz4 \\\n"
+            "  kvtile iobench --size 4G --codecs none,lz4,shuf-lz4,xpose-lz4,plane-huf \\\n"
             "      --types f32,f16,q8_0 --qd 1,4,16,64 --tile-tokens 64,256,1024\n");
     exit(2);
 }
@@ -127,7 +127,7 @@ static void parse_args(int argc, char **argv, struct ib_opts *o)
     o->dir = "/tmp";
     o->size = (size_t)512 << 20;
     parse_list("--backends", "uring,pread,mmap", parse_backend, &o->backends);
-    parse_list("--codecs", "none,xpose-lz4", parse_codec, &o->codecs);
+    parse_list("--codecs", "none,plane-huf", parse_codec, &o->codecs);
     parse_list("--types", "f16", parse_type, &o->types);
     parse_list("--qd", "1,16", parse_qd, &o->qds);
     parse_list("--tile-tokens", "256,1024", parse_tile, &o->tiles);

@@ -204,6 +204,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     int reopen = 0;
     if (o->cache_dir) {
         char key[1024];
+        cli_mkdir(o->cache_dir);
         journal_key(j, key, sizeof key);
         struct jline *lines = NULL;
         int64_t nl = 0;
