@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "t.h"
+#include "tproc.h"
 #include "io/kvt.h"
 #include "tools/json.h"
 
@@ -21,20 +22,6 @@
 static char dir[64] = "/tmp/kvt-batch-XXXXXX";
 static char bin[4096];
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    fclose(f);
-    s[got] = 0;
-    if (len) *len = got;
-    return s;
-}
 
 /* Run a shell command; @return its exit status (or -1). */
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -52,7 +39,7 @@ static int sh(const char *fmt, ...)
 /* Lines of a file (up to max), each malloc'ed. */
 static int read_lines(const char *path, char **lines, int max)
 {
-    char *s = slurp(path, NULL);
+    char *s = t_slurp(path, NULL);
     if (!s) return -1;
     int n = 0;
     for (char *p = s, *e; *p && n < max; p = e + 1) {
@@ -110,7 +97,7 @@ static void num_text(const char *line, const char *key, char *out, size_t cap)
  * as text files and as a JSONL with "text". */
 static int make_docs(void)
 {
-    char *nt = slurp(T_DATA("kjv-nt.txt"), NULL);
+    char *nt = t_slurp(T_DATA("kjv-nt.txt"), NULL);
     if (!nt) return -1;
     char path[256];
     snprintf(path, sizeof path, "%s/docs.jsonl", dir);
@@ -309,7 +296,7 @@ static void test_bad_input(void)
     T_CHECK(l[8] && strstr(l[8], "\"id\":\"latin1\"") && strstr(l[8], "not valid UTF-8"));
     T_CHECK(l[11] && strstr(l[11], "\"id\":null") && strstr(l[11], "not valid UTF-8")); /* the line did not parse */
     snprintf(p, sizeof p, "%s/m.err", dir);
-    char *err = slurp(p, NULL);
+    char *err = t_slurp(p, NULL);
     T_CHECK(err && strstr(err, "mixed.jsonl:3: malformed JSON"));
     T_CHECK(err && strstr(err, "mixed.jsonl:12: text is not valid UTF-8"));
     T_CHECK(err && strstr(err, "no/such.txt: No such file or directory"));
@@ -345,7 +332,7 @@ static void test_shards(void)
 
 static int count_lines(const char *path)
 {
-    char *s = slurp(path, NULL);
+    char *s = t_slurp(path, NULL);
     if (!s) return 0;
     int n = 0;
     for (char *p = s; *p; p++) n += *p == '\n';
@@ -356,7 +343,7 @@ static int count_lines(const char *path)
 /* Output lines with the run-dependent fields (from ,"cache_hit" on) cut. */
 static char *content(const char *path)
 {
-    char *s = slurp(path, NULL);
+    char *s = t_slurp(path, NULL);
     if (!s) return NULL;
     char *w = s;
     for (char *r = s; *r;) {
@@ -450,7 +437,7 @@ static void test_disk_full(void)
     T_CHECK(rc == 1);
     char p[256];
     snprintf(p, sizeof p, "%s/full.err", dir);
-    char *err = slurp(p, NULL);
+    char *err = t_slurp(p, NULL);
     T_CHECK(err && strstr(err, "No space left on device") && count_lines(p) == 1);
     if (err) fprintf(stderr, "  %s", err);
     free(err);

@@ -17,6 +17,7 @@
 
 #include "io/kvt.h"
 #include "tests/t.h"
+#include "tests/tproc.h"
 
 static char g_dir[64];
 static char g_bin[512];
@@ -28,20 +29,6 @@ static double g_best_nll = NAN; /* run A's best NLL */
 #define SEARCH_ARGS "-f " T_DATA("kjv.txt") " --text-before 'Matthew 1' --target-ctx 512 " \
                     "--samples 1 --population 6 --seed 7 -t 1 --quiet"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
-    if (p) p[n] = '\0';
-    if (len) *len = (size_t)n;
-    fclose(f);
-    return p;
-}
 
 /* Run a shell command, capture stdout into out (may be NULL). @return exit status. */
 static int run(char *out, size_t cap, const char *fmt, ...)
@@ -66,7 +53,7 @@ static int run(char *out, size_t cap, const char *fmt, ...)
 static int files_equal(const char *a, const char *b)
 {
     size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    char *x = t_slurp(a, &la), *y = t_slurp(b, &lb);
     int eq = x && y && la == lb && !memcmp(x, y, la);
     free(x);
     free(y);
@@ -83,7 +70,7 @@ static double json_num(const char *s, const char *key)
 
 static int count_lines(const char *path, const char *prefix)
 {
-    char *t = slurp(path, NULL);
+    char *t = t_slurp(path, NULL);
     int n = 0;
     for (char *p = t; p && *p;) {
         if (!strncmp(p, prefix, strlen(prefix))) n++;
@@ -126,7 +113,7 @@ static void test_same_seed_same_result(void)
                 g_bin, MODEL, SEARCH_ARGS, b, g_dir) != 0);
     char lr[256];
     snprintf(lr, sizeof lr, "%s/a.log.json", g_dir);
-    char *log = slurp(lr, NULL);
+    char *log = t_slurp(lr, NULL);
     T_CHECK(log && strstr(log, "\"iter\": 4") && strstr(log, "\"best_factors\": ["));
     free(log);
 }
@@ -201,7 +188,7 @@ static void test_gguf_matches_factors(void)
     T_CHECK(run(o1, sizeof o1, "%s info %s/a.gguf", g_bin, g_dir) == 0);
     char path[256];
     snprintf(path, sizeof path, "%s/a.factors.txt", g_dir);
-    char *fac = slurp(path, NULL);
+    char *fac = t_slurp(path, NULL);
     T_CHECK(fac != NULL);
     char want[1024] = "rope_freqs     ";
     int nf = 0;

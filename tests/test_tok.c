@@ -9,24 +9,8 @@
 
 #include "io/kvt.h"
 #include "tests/t.h"
+#include "tests/tproc.h"
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
 
 typedef struct fixture {
     gguf *g;
@@ -68,9 +52,9 @@ static int run_vectors(const char *name, int *n_total)
     }
     size_t ilen, olen;
     snprintf(path, sizeof path, "tests/data/vocab/%s.inp", name);
-    char *inp = read_all(path, &ilen);
+    char *inp = t_slurp(path, &ilen);
     snprintf(path, sizeof path, "tests/data/vocab/%s.out", name);
-    char *out = read_all(path, &olen);
+    char *out = t_slurp(path, &olen);
     T_CHECK(inp != NULL && out != NULL);
     if (!inp || !out) {
         free(inp);
@@ -301,7 +285,7 @@ static void test_spm_oracle(void)
 static int64_t count_file(const tok *t, const char *path, double *secs)
 {
     size_t len;
-    char *text = read_all(path, &len);
+    char *text = t_slurp(path, &len);
     if (!text) return -1;
     size_t cap = tok_encode_bound(len);
     int32_t *ids = malloc(cap * sizeof *ids);

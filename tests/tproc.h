@@ -20,6 +20,10 @@ pid_t t_spawn(const char *args);
 /* The number after "KEY": in a JSON text; NAN if absent. */
 double t_json_num(const char *json, const char *key);
 
+/* Whole file, NUL-terminated, malloc'ed; *len (if not NULL) its size.
+ * NULL if it cannot be read. */
+char *t_slurp(const char *path, size_t *len);
+
 /* Lines in a file (0 if it does not exist). */
 long t_count_lines(const char *path);
 
