@@ -1,7 +1,8 @@
 /* bench_decode2m.c - single-token decode steps over a huge disk KV cache.
  *
  * For each shape and cache length N (tokens), a synthetic f16 cache of N
- * tokens is written with the real writer (kvs_append) into --dir, or
+ * tokens (kvstore/synth.h, the data kvtile iobench writes) is written
+ * with the real writer (kvs_append) into --dir, or
  * reused if a cache with the same parameters is already there; then each
  * decode step runs, for every layer, one query token (random q, k, v)
  * through attn_forward (n = 1, pos0 = N), which streams all N cached
@@ -10,7 +11,7 @@
  *   GB/s        cache file bytes / step time
  *   probe GB/s  raw device bandwidth of the same file in the same run:
  *               1 MiB O_DIRECT reads, 32 in flight, via io_uring (mean
- *               of a probe before and after the steps)
+ *               of a probe before and after the steps; io/probe.h)
  *   bound s     file bytes / probe GB/s: the I/O lower bound of a step
  *   x bound     step s / bound s (1.0 = the step runs at device speed)
  *   RSS MiB     peak RSS during the steps (VmHWM reset through
@@ -43,15 +44,15 @@
 #include "engine/rope.h"
 #include "io/io.h"
 #include "io/kvt.h"
+#include "io/probe.h"
 #include "kvstore/kvs.h"
+#include "kvstore/synth.h"
 #include "kvstore/tile.h"
 
 void openblas_set_num_threads(int num_threads);
 
 #define MAX_LIST 8
 #define GEN_TOKENS 256
-#define PROBE_QD 32
-#define PROBE_BYTES ((size_t)1 << 20)
 
 struct shape {
     const char *name;
@@ -156,76 +157,6 @@ static void parse_args(int argc, char **argv, struct opts *o)
     if (o->n_tokens == 0) die("--tokens: empty list");
 }
 
-/* ---- synthetic K/V: per-channel offset and scale, AR(1) drift ---------- */
-
-struct synth {
-    int n_layer, kv_dim;
-    uint64_t *rng;          /* (n_layer) */
-    float *off, *scale, *drift; /* (n_layer, 2 * kv_dim) */
-    float *k, *v;           /* (GEN_TOKENS, kv_dim) */
-};
-
-static uint64_t xs64(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-static float noise2(uint64_t r, int i) /* ~ normal, variance 1/6 */
-{
-    uint32_t a = (uint32_t)(r >> (32 * i)) & 0xffffu;
-    uint32_t b = (uint32_t)(r >> (32 * i + 16)) & 0xffffu;
-    return (float)((int)a + (int)b - 65536) * (1.0f / 65536.0f);
-}
-
-static void synth_init(struct synth *g, int n_layer, int kv_dim)
-{
-    size_t n = (size_t)n_layer * 2 * (size_t)kv_dim;
-    g->n_layer = n_layer;
-    g->kv_dim = kv_dim;
-    g->rng = malloc((size_t)n_layer * sizeof *g->rng);
-    g->off = malloc(n * sizeof(float));
-    g->scale = malloc(n * sizeof(float));
-    g->drift = calloc(n, sizeof(float));
-    g->k = malloc((size_t)GEN_TOKENS * (size_t)kv_dim * sizeof(float));
-    g->v = malloc((size_t)GEN_TOKENS * (size_t)kv_dim * sizeof(float));
-    if (!g->rng || !g->off || !g->scale || !g->drift || !g->k || !g->v)
-        die("out of memory");
-    for (int L = 0; L < n_layer; L++) {
-        g->rng[L] = 0x9E3779B97F4A7C15ull * (uint64_t)(L + 1) ^ 0xD1B54A32D192ED03ull;
-        for (int c = 0; c < 2 * kv_dim; c++) {
-            uint64_t r = xs64(&g->rng[L]);
-            size_t i = (size_t)L * 2 * (size_t)kv_dim + (size_t)c;
-            float mag = c >= kv_dim ? 0.3f : (r % 29 == 0 ? 8.0f : 1.0f);
-            g->off[i] = mag * 2.0f * noise2(r, 0);
-            g->scale[i] = mag * (0.1f + 0.4f * (float)((r >> 40) & 0xff) / 255.0f);
-        }
-    }
-}
-
-static void synth_free(struct synth *g)
-{
-    free(g->rng); free(g->off); free(g->scale); free(g->drift); free(g->k); free(g->v);
-}
-
-static void synth_next(struct synth *g, int L, int n)
-{
-    const int D = g->kv_dim;
-    size_t base = (size_t)L * 2 * (size_t)D;
-    for (int t = 0; t < n; t++)
-        for (int c = 0; c < 2 * D; c++) {
-            uint64_t r = xs64(&g->rng[L]);
-            size_t i = base + (size_t)c;
-            float d = g->drift[i] = 0.97f * g->drift[i] + 0.25f * noise2(r, 0);
-            float x = g->off[i] + g->scale[i] * (d + 0.05f * noise2(r, 1));
-            if (c < D) g->k[(size_t)t * D + c] = x;
-            else g->v[(size_t)t * D + (c - D)] = x;
-        }
-}
-
 /* ---- cache ---------------------------------------------------------------- */
 
 static int info_seen;
@@ -275,14 +206,18 @@ static void write_cache(const struct kvs_config *rc_cfg, int64_t tokens)
     kvs *s;
     int rc = kvs_open(&c, &s);
     if (rc < 0) die("%s: %s", c.path, kvt_strerror(rc));
-    struct synth g;
-    synth_init(&g, c.n_layer, c.kv_dim);
+    synth *g;
+    if ((rc = synth_create(c.n_layer, c.kv_dim, SYNTH_SEED_DEFAULT, &g)) < 0)
+        die("synthetic K/V: %s", kvt_strerror(rc));
+    size_t gen = (size_t)GEN_TOKENS * (size_t)c.kv_dim;
+    float *k = malloc(gen * sizeof *k), *v = malloc(gen * sizeof *v);
+    if (!k || !v) die("out of memory");
     double t0 = kvt_now_s();
     for (int64_t t = 0; t < tokens; t += GEN_TOKENS) {
         int n = (int)KVT_MIN((int64_t)GEN_TOKENS, tokens - t);
         for (int L = 0; L < c.n_layer; L++) {
-            synth_next(&g, L, n);
-            if ((rc = kvs_append(s, L, g.k, g.v, n)) < 0)
+            synth_next(g, L, n, k, v);
+            if ((rc = kvs_append(s, L, k, v, n)) < 0)
                 die("%s: %s", c.path, kvt_strerror(rc));
         }
     }
@@ -290,7 +225,9 @@ static void write_cache(const struct kvs_config *rc_cfg, int64_t tokens)
     kvs_close(s);
     fprintf(stderr, "bench_decode2m: wrote %s (%lld tokens) in %.1f s\n", c.path,
             (long long)tokens, kvt_now_s() - t0);
-    synth_free(&g);
+    synth_free(g);
+    free(k);
+    free(v);
 }
 
 /* Open the cache for reading; write it first unless a cache with the same
@@ -315,43 +252,16 @@ static kvs *open_cache(const struct kvs_config *c, int64_t tokens)
 
 /* ---- probe, RSS ------------------------------------------------------------ */
 
-static int drop_cache(const char *path)
+/* The whole file by O_DIRECT reads, PROBE_QD in flight (io/probe.h).
+ * @return GB/s; *size_out = the file's bytes. */
+static double device_gbps(const char *path, uint64_t *size_out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = fdatasync(fd) != 0 ? -errno : 0;
-    int a = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    close(fd);
-    return rc < 0 ? rc : -a;
-}
-
-/* The whole file by 1 MiB O_DIRECT reads, PROBE_QD in flight. @return GB/s. */
-static double probe(const char *path, uint64_t *size_out)
-{
-    struct io_opts op = { IO_URING, IO_DIRECT, PROBE_QD, PROBE_BYTES };
-    io_file *f;
-    int info = 0, rc = io_open(path, &op, &f, &info);
+    struct probe_result pr;
+    int rc = probe_direct(path, &pr);
     if (rc < 0) die("%s: %s", path, kvt_strerror(rc));
-    note_info(path, info);
-    uint64_t size, next = 0, got = 0;
-    if ((rc = io_size(f, &size)) < 0) die("%s: %s", path, kvt_strerror(rc));
-    if ((rc = drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
-    double t0 = kvt_now_s();
-    for (int slot = 0; slot < PROBE_QD && next < size; slot++, next += PROBE_BYTES)
-        if ((rc = io_submit(f, slot, next, PROBE_BYTES)) < 0) die("%s: %s", path, kvt_strerror(rc));
-    while (io_in_flight(f) > 0) {
-        int slot, r = io_wait(f, &slot);
-        if (r < 0) die("%s: %s", path, kvt_strerror(r));
-        got += (uint64_t)r;
-        if (next < size) {
-            if ((rc = io_submit(f, slot, next, PROBE_BYTES)) < 0) die("%s: %s", path, kvt_strerror(rc));
-            next += PROBE_BYTES;
-        }
-    }
-    double dt = kvt_now_s() - t0;
-    io_close(f);
-    *size_out = size;
-    return (double)got / dt / 1e9;
+    note_info(path, pr.info);
+    *size_out = pr.file_bytes;
+    return pr.bytes_per_s / 1e9;
 }
 
 /* Reset the peak RSS (VmHWM) to the current RSS. @return 0 or -errno. */
@@ -412,17 +322,17 @@ static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens
     if (!q || !out || !kn || !vn) die("out of memory");
     uint64_t rng = 0x1234567ull + (uint64_t)tokens;
 
-    double p0 = probe(path, &res->file_bytes);
+    double p0 = device_gbps(path, &res->file_bytes);
     malloc_trim(0); /* what writing the cache freed must not count below */
-    if ((rc = drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
+    if ((rc = probe_drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
     int have_reset = rss_reset() == 0;
     double t0 = kvt_now_s();
     for (int s = 0; s < o->steps; s++)
         for (int L = 0; L < sh->n_layer; L++) {
-            for (int i = 0; i < q_dim; i++) q[i] = noise2(xs64(&rng), 0);
+            for (int i = 0; i < q_dim; i++) q[i] = synth_noise(synth_rand(&rng), 0);
             for (int i = 0; i < kv_dim; i++) {
-                kn[i] = noise2(xs64(&rng), 0);
-                vn[i] = noise2(xs64(&rng), 1);
+                kn[i] = synth_noise(synth_rand(&rng), 0);
+                vn[i] = synth_noise(synth_rand(&rng), 1);
             }
             rc = attn_forward(a, kv, L, &rt, q, kn, vn, 1, tokens, out);
             if (rc < 0) die("%s: layer %d: %s", path, L, kvt_strerror(rc));
@@ -430,7 +340,7 @@ static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens
         }
     res->step_s = (kvt_now_s() - t0) / o->steps;
     res->rss = have_reset ? rss_peak() : kvt_peak_rss_bytes();
-    double p1 = probe(path, &res->file_bytes);
+    double p1 = device_gbps(path, &res->file_bytes);
     res->probe_gbps = 0.5 * (p0 + p1);
     res->bound_s = (double)res->file_bytes / (res->probe_gbps * 1e9);
     kvs_close(kv);

@@ -19,9 +19,10 @@
  * --cache FILE streams an existing cache instead (shape, type, tile size
  * and fingerprint from its header; never modified or deleted).
  *
- * Synthetic K/V: per channel an offset and a scale (a few outlier channels
- * 8x larger, as real K has), a smooth AR(1) drift across tokens plus small
- * noise, so codecs see data shaped like real caches.
+ * Synthetic K/V (kvstore/synth.h, SYNTH_SEED_DEFAULT): per channel an
+ * offset and a scale (a few outlier channels 8x larger, as real K has), a
+ * smooth AR(1) drift across tokens plus small noise, so codecs see data
+ * shaped like real caches. The probe is io/probe.h.
  *
  * Row numbers: raw_bytes = the K/V bytes of the cache in its element type
  * (what decoding must produce), decoded_bytes = bytes of the spans actually
@@ -32,7 +33,6 @@
  * frac = device GB/s / probe GB/s. GB = 1e9 bytes.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +43,11 @@
 #include "cli.h"
 #include "io/io.h"
 #include "io/kvt.h"
+#include "io/probe.h"
+#include "kvstore/synth.h"
 #include "kvstore/tile.h"
 
 #define IB_MAX_LIST 16
-#define IB_PROBE_QD 32
-#define IB_PROBE_BYTES ((size_t)1 << 20)
 #define IB_GEN_TOKENS 256 /* tokens generated per append */
 
 static void usage(void)
@@ -193,22 +193,9 @@ static void ib_on_signal(int sig)
 
 /* ---- page cache, fallbacks ---------------------------------------------- */
 
-/* Flush PATH and drop it from the page cache. @return 0 or -errno. */
-static int drop_cache(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = 0;
-    if (fdatasync(fd) != 0) rc = -errno;
-    int a = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    if (rc == 0 && a != 0) rc = -a;
-    close(fd);
-    return rc;
-}
-
 static void drop_or_die(const char *path)
 {
-    int rc = drop_cache(path);
+    int rc = probe_drop_cache(path);
     if (rc < 0) cli_die("%s: cannot drop from the page cache: %s", path, kvt_strerror(rc));
 }
 
@@ -233,147 +220,25 @@ static double cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
-/* ---- probe: plain sequential reads of the whole file -------------------- */
+/* ---- probe: plain sequential reads of the whole file (io/probe.h) ----- */
 
-/* 1 MiB O_DIRECT reads, IB_PROBE_QD in flight, via io_uring. @return GB/s. */
-static double probe_uring(const char *path, int *info)
+/* O_DIRECT reads, PROBE_QD in flight, via io_uring. @return GB/s. */
+static double gbps_direct(const char *path)
 {
-    struct io_opts op = { IO_URING, IO_DIRECT, IB_PROBE_QD, IB_PROBE_BYTES };
-    io_file *f;
-    int rc = io_open(path, &op, &f, info);
-    if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
-    note_info(path, *info);
-    uint64_t size;
-    rc = io_size(f, &size);
-    if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
-    drop_or_die(path);
-    double t0 = kvt_now_s();
-    uint64_t next = 0, got = 0;
-    int slot = 0;
-    for (; slot < IB_PROBE_QD && next < size; slot++, next += IB_PROBE_BYTES)
-        if ((rc = io_submit(f, slot, next, IB_PROBE_BYTES)) < 0)
-            cli_die("%s: %s", path, kvt_strerror(rc));
-    while (io_in_flight(f) > 0) {
-        int r = io_wait(f, &slot);
-        if (r < 0) cli_die("%s: %s", path, kvt_strerror(r));
-        got += (uint64_t)r;
-        if (next < size) {
-            if ((rc = io_submit(f, slot, next, IB_PROBE_BYTES)) < 0)
-                cli_die("%s: %s", path, kvt_strerror(rc));
-            next += IB_PROBE_BYTES;
-        }
-    }
-    double dt = kvt_now_s() - t0;
-    io_close(f);
-    if (got != size) cli_die("%s: probe read %llu of %llu bytes", path,
-                             (unsigned long long)got, (unsigned long long)size);
-    return (double)got / dt / 1e9;
+    struct probe_result pr;
+    int rc = probe_direct(path, &pr);
+    if (rc < 0) cli_die("%s: probe: %s", path, kvt_strerror(rc));
+    note_info(path, pr.info);
+    return pr.bytes_per_s / 1e9;
 }
 
-/* Buffered 1 MiB pread loop after dropping the page cache. @return GB/s. */
-static double probe_buffered(const char *path)
+/* Buffered pread loop after dropping the page cache. @return GB/s. */
+static double gbps_buffered(const char *path)
 {
-    struct io_opts op = { IO_PREAD, 0, 1, IB_PROBE_BYTES };
-    io_file *f;
-    int rc = io_open(path, &op, &f, NULL);
-    if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
-    drop_or_die(path);
-    double t0 = kvt_now_s();
-    uint64_t off = 0;
-    for (;;) {
-        int64_t r = io_read(f, io_slot(f, 0), IB_PROBE_BYTES, off);
-        if (r < 0) cli_die("%s: %s", path, kvt_strerror((int)r));
-        off += (uint64_t)r;
-        if ((size_t)r < IB_PROBE_BYTES) break;
-    }
-    double dt = kvt_now_s() - t0;
-    io_close(f);
-    return (double)off / dt / 1e9;
-}
-
-/* ---- synthetic K/V ------------------------------------------------------ */
-
-struct synth_layer {
-    uint64_t rng;
-    float *off, *scale, *drift; /* (2, kv_dim): K channels, then V */
-};
-
-struct synth {
-    int n_layer, kv_dim;
-    struct synth_layer *l;  /* (n_layer) */
-    float *k, *v;           /* (IB_GEN_TOKENS, kv_dim) */
-};
-
-static uint64_t xs64(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-/* Roughly normal, variance 1/6: the sum of two uniforms in [-0.5, 0.5). */
-static float noise2(uint64_t r, int i)
-{
-    uint32_t a = (uint32_t)(r >> (32 * i)) & 0xffffu;
-    uint32_t b = (uint32_t)(r >> (32 * i + 16)) & 0xffffu;
-    return (float)((int)a + (int)b - 65536) * (1.0f / 65536.0f);
-}
-
-static void synth_init(struct synth *g, int n_layer, int kv_dim)
-{
-    g->n_layer = n_layer;
-    g->kv_dim = kv_dim;
-    g->l = calloc((size_t)n_layer, sizeof *g->l);
-    g->k = malloc((size_t)IB_GEN_TOKENS * (size_t)kv_dim * sizeof(float));
-    g->v = malloc((size_t)IB_GEN_TOKENS * (size_t)kv_dim * sizeof(float));
-    if (!g->l || !g->k || !g->v) cli_die("out of memory");
-    size_t n = 2 * (size_t)kv_dim;
-    for (int L = 0; L < n_layer; L++) {
-        struct synth_layer *s = &g->l[L];
-        s->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(L + 1) ^ 0xD1B54A32D192ED03ull;
-        s->off = malloc(n * sizeof(float));
-        s->scale = malloc(n * sizeof(float));
-        s->drift = calloc(n, sizeof(float));
-        if (!s->off || !s->scale || !s->drift) cli_die("out of memory");
-        for (size_t c = 0; c < n; c++) {
-            uint64_t r = xs64(&s->rng);
-            int is_v = c >= (size_t)kv_dim;
-            float mag = is_v ? 0.3f : 1.0f;
-            if (!is_v && r % 29 == 0) mag = 8.0f; /* outlier K channel */
-            s->off[c] = mag * 2.0f * noise2(r, 0);
-            s->scale[c] = mag * (0.1f + 0.4f * (float)((r >> 40) & 0xff) / 255.0f);
-        }
-    }
-}
-
-static void synth_free(struct synth *g)
-{
-    for (int L = 0; L < g->n_layer; L++) {
-        free(g->l[L].off);
-        free(g->l[L].scale);
-        free(g->l[L].drift);
-    }
-    free(g->l);
-    free(g->k);
-    free(g->v);
-}
-
-/* Next n tokens of layer L into g->k, g->v. */
-static void synth_next(struct synth *g, int L, int n)
-{
-    struct synth_layer *s = &g->l[L];
-    const int D = g->kv_dim;
-    for (int t = 0; t < n; t++)
-        for (int c = 0; c < 2 * D; c++) {
-            uint64_t r = xs64(&s->rng);
-            float d = s->drift[c] = 0.97f * s->drift[c] + 0.25f * noise2(r, 0);
-            float x = s->off[c] + s->scale[c] * (d + 0.05f * noise2(r, 1));
-            float *dst = c < D ? g->k + (size_t)t * D + c
-                               : g->v + (size_t)t * D + (c - D);
-            *dst = x;
-        }
+    struct probe_result pr;
+    int rc = probe_buffered(path, &pr);
+    if (rc < 0) cli_die("%s: probe: %s", path, kvt_strerror(rc));
+    return pr.bytes_per_s / 1e9;
 }
 
 /* ---- caches ------------------------------------------------------------- */
@@ -414,14 +279,18 @@ static void build_cache(struct ib_cache *c)
     int rc = kvs_open(&cfg, &s);
     if (rc < 0) cli_die("%s: %s", c->path, kvt_strerror(rc));
     note_info(c->path, kvs_io_info(s));
-    struct synth g;
-    synth_init(&g, c->n_layer, c->kv_dim);
+    synth *g;
+    rc = synth_create(c->n_layer, c->kv_dim, SYNTH_SEED_DEFAULT, &g);
+    if (rc < 0) cli_die("synthetic K/V: %s", kvt_strerror(rc));
+    size_t gen = (size_t)IB_GEN_TOKENS * (size_t)c->kv_dim;
+    float *k = malloc(gen * sizeof *k), *v = malloc(gen * sizeof *v);
+    if (!k || !v) cli_die("out of memory");
     double t0 = kvt_now_s();
     for (int64_t t = 0; t < c->tokens; t += IB_GEN_TOKENS) {
         int n = (int)KVT_MIN((int64_t)IB_GEN_TOKENS, c->tokens - t);
         for (int L = 0; L < c->n_layer; L++) {
-            synth_next(&g, L, n);
-            rc = kvs_append(s, L, g.k, g.v, n);
+            synth_next(g, L, n, k, v);
+            rc = kvs_append(s, L, k, v, n);
             if (rc < 0) cli_die("%s: %s", c->path, kvt_strerror(rc));
         }
     }
@@ -429,7 +298,9 @@ static void build_cache(struct ib_cache *c)
     if (rc < 0) cli_die("%s: %s", c->path, kvt_strerror(rc));
     kvs_close(s);
     c->write_gbps = (double)c->raw_bytes / (kvt_now_s() - t0) / 1e9;
-    synth_free(&g);
+    synth_free(g);
+    free(k);
+    free(v);
 }
 
 /* Header of an existing cache: shape, type, tile size, fingerprint. */
@@ -649,14 +520,13 @@ static void bench_cache(struct ib_run *R, const struct ib_cache *c, const char *
 {
     struct ib_probe *p = &R->probes[R->n_probes++];
     snprintf(p->file, sizeof p->file, "%s", label);
-    int info = 0;
-    p->uring_gbps[0] = probe_uring(c->path, &info);
-    p->buffered_gbps = probe_buffered(c->path);
+    p->uring_gbps[0] = gbps_direct(c->path);
+    p->buffered_gbps = gbps_buffered(c->path);
     int first = R->n_rows;
     for (int q = 0; q < R->o.qds.n; q++)
         for (int b = 0; b < R->o.backends.n; b++)
             run_row(c, R->o.backends.v[b], R->o.qds.v[q], new_row(R));
-    p->uring_gbps[1] = probe_uring(c->path, &info);
+    p->uring_gbps[1] = gbps_direct(c->path);
     double u = 0.5 * (p->uring_gbps[0] + p->uring_gbps[1]);
     p->ref_gbps = KVT_MAX(u, p->buffered_gbps);
     if (!R->o.json) {
@@ -664,7 +534,7 @@ static void bench_cache(struct ib_run *R, const struct ib_cache *c, const char *
                (double)c->file_bytes / 1e6, (long long)c->tokens, c->n_layer);
         if (c->write_gbps > 0) printf(", written at %.3f GB/s", c->write_gbps);
         printf("); probe: uring O_DIRECT qd %d %.3f / %.3f GB/s, buffered pread %.3f GB/s\n",
-               IB_PROBE_QD, p->uring_gbps[0], p->uring_gbps[1], p->buffered_gbps);
+               PROBE_QD, p->uring_gbps[0], p->uring_gbps[1], p->buffered_gbps);
     }
     for (int i = first; i < R->n_rows; i++) {
         R->rows[i].probe_gbps = p->ref_gbps;
