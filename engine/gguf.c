@@ -208,7 +208,7 @@ static char *gguf_strdup_n(const uint8_t *s, size_t len)
 }
 
 /* Bytes of one scalar of value type T, 0 for strings/arrays/unknown. */
-static size_t gguf_scalar_size(int t)
+size_t gguf_vtype_size(int t)
 {
     switch (t) {
     case GGUF_VT_U8: case GGUF_VT_I8: case GGUF_VT_BOOL: return 1;
@@ -270,7 +270,7 @@ static int gguf_parse_arr(gguf_cur *c, int depth, int *elem_type, uint64_t *n,
     if (rc < 0) return rc;
     *elem_type = (int)et;
     *n = cnt;
-    size_t es = gguf_scalar_size((int)et);
+    size_t es = gguf_vtype_size((int)et);
     if (es > 0) {
         rc = gguf_check_count(c, cnt, GGUF_ABSURD, es, "array length");
         if (rc < 0) return rc;
@@ -343,7 +343,7 @@ static int gguf_parse_kv(gguf_cur *c, gguf_kv *kv)
         kv->arr = kv->val + 12;
         return 0;
     }
-    size_t es = gguf_scalar_size((int)t);
+    size_t es = gguf_vtype_size((int)t);
     if ((rc = gguf_need(c, es, "scalar value")) < 0) return rc;
     c->pos += es;
     return 0;
@@ -740,7 +740,7 @@ static int gguf_arr_elem(const gguf *g, const char *key, uint64_t i, int *t,
     const gguf_kv *kv = gguf_lookup(g, key);
     if (!kv) return KVT_EMISSING;
     if (kv->type != GGUF_VT_ARR) return KVT_ETYPE;
-    size_t es = gguf_scalar_size(kv->elem_type);
+    size_t es = gguf_vtype_size(kv->elem_type);
     if (es == 0) return KVT_ETYPE;
     if (i >= kv->n) return KVT_ERANGE;
     *t = kv->elem_type;

@@ -84,6 +84,10 @@ int gguf_n_tensors(const gguf *g);
 const gguf_tensor *gguf_tensor_at(const gguf *g, int i);
 const gguf_tensor *gguf_find_tensor(const gguf *g, const char *name); /* or NULL */
 
+/* Bytes of one scalar of metadata value type T (enum gguf_vtype); 0 for
+ * strings, arrays and unknown types. */
+size_t gguf_vtype_size(int t);
+
 /* Bytes of one row of N elements of TYPE, 0 if TYPE is unknown or N is
  * not a multiple of its block size. */
 size_t ggml_row_size(int type, int64_t n);

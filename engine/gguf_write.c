@@ -63,16 +63,6 @@ void gguf_w_free(gguf_w *w)
     free(w);
 }
 
-static size_t scalar_size(int t)
-{
-    switch (t) {
-    case GGUF_VT_U8: case GGUF_VT_I8: case GGUF_VT_BOOL: return 1;
-    case GGUF_VT_U16: case GGUF_VT_I16: return 2;
-    case GGUF_VT_U32: case GGUF_VT_I32: case GGUF_VT_F32: return 4;
-    case GGUF_VT_U64: case GGUF_VT_I64: case GGUF_VT_F64: return 8;
-    default: return 0;
-    }
-}
 
 static int find_kv(const gguf_w *w, const char *key)
 {
@@ -111,7 +101,7 @@ static int put_kv(gguf_w *w, const char *key, int type, uint8_t *val,
 
 static int put_scalar(gguf_w *w, const char *key, int type, const void *v)
 {
-    size_t n = scalar_size(type);
+    size_t n = gguf_vtype_size(type);
     KVT_ASSERT(n > 0);
     uint8_t *val = malloc(n);
     if (!val) return -ENOMEM;
@@ -156,7 +146,7 @@ int gguf_w_set_str(gguf_w *w, const char *key, const char *s)
 int gguf_w_set_arr(gguf_w *w, const char *key, int elem_type,
                    const void *data, uint64_t n)
 {
-    size_t es = scalar_size(elem_type);
+    size_t es = gguf_vtype_size(elem_type);
     if (es == 0) return KVT_ETYPE;
     if (n > (SIZE_MAX - 12) / es) return KVT_ERANGE;
     KVT_ASSERT(data != NULL || n == 0);
@@ -341,7 +331,7 @@ static int copy_arr(gguf_w *w, const gguf *g, const char *key)
         free(l);
         return rc;
     }
-    size_t es = scalar_size(et);
+    size_t es = gguf_vtype_size(et);
     if (es == 0) return KVT_ETYPE; /* arrays of arrays */
     if (n > SIZE_MAX / es) return KVT_ERANGE;
     uint8_t *buf = malloc((size_t)(n ? n : 1) * es);

@@ -16,25 +16,28 @@ static const char *const io_names[] = { "uring", "pread", "mmap" };
 static const char *const type_names[] = { "f32", "f16", "bf16", "q8_0" };
 _Static_assert(sizeof type_names / sizeof type_names[0] == KVS_NTYPES, "kv types");
 
+static void vwarn(const char *fmt, va_list ap)
+{
+    fputs("kvtile: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void cli_die(const char *fmt, ...)
 {
     va_list ap;
-    fputs("kvtile: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vwarn(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(1);
 }
 
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;
-    fputs("kvtile: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vwarn(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 void cli_opts_default(struct cli_opts *o)

@@ -63,20 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KVT_REPLAY
+#include "replay.h"
+
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) continue;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-        size_t got = fread(buf, 1, (size_t)n, f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, got);
-        free(buf);
-    }
+    replay_files(argc, argv);
     return 0;
 }
 #endif
