@@ -27,6 +27,9 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all test demo asan ubsan tsan bench fuzz clean deps
+# keep object files of tests and benches (they are intermediates of the
+# pattern rules) so a second `make` has nothing to do
+.SECONDARY:
 
 all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN)
 
