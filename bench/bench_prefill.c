@@ -12,7 +12,7 @@
  * 1. Forward pass: model_eval of TOKENS random tokens from an empty RAM KV
  *    store, logits of the last token only (as llama.cpp's prompt
  *    processing); tokens/s from the median time. For BF16/F16 models the
- *    direct bf16 GEMM and dequantize + sgemm (mm_set_bf16_gemm(0)) are
+ *    direct GEMM (bf16 or int8) and dequantize + sgemm (set_direct(0)) are
  *    run alternately.
  * 2. Products: FLOP = 2 * m * n_in * n_out summed over every mm_matmul of
  *    a forward pass (layers at m = TOKENS, the output layer at m = 1).
@@ -20,7 +20,7 @@
  *    is timed with the model's own weights on random X (m = TOKENS), in
  *    rounds that alternate:
  *      mm      mm_matmul as the model calls it (default path)
- *      dq      mm_matmul with the direct bf16 GEMM off (BF16/F16 only)
+ *      dq      mm_matmul with the direct GEMM off (BF16/F16/Q8_0/Q4_0/Q4_K)
  *      mm-f32  mm_matmul on an f32 copy of the weight (our thread split)
  *      sgemm   one cblas_sgemm on the f32 copy, OpenBLAS with THREADS
  *    GFLOP/s = FLOP / median seconds. Ratios are of times in one run.
@@ -45,6 +45,20 @@ void openblas_set_num_threads(int num_threads);
 #define LAYERS_TIMED 2
 
 enum { V_MM, V_DQ, V_F32, V_SGEMM, N_V }; /* see the top */
+
+
+/* The direct paths (BF16 GEMM for BF16/F16 weights, int8 VNNI GEMM for
+ * Q8_0/Q4_0/Q4_K) on or off together, against dequantize + sgemm. */
+static void set_direct(int on)
+{
+    mm_set_bf16_gemm(on);
+    mm_set_int8_gemm(on);
+}
+
+static int direct_used(int type, int64_t n_in, int m)
+{
+    return mm_bf16_gemm_used(type, n_in, m) || mm_int8_gemm_used(type, n_in, m);
+}
 
 static _Noreturn void die(const char *what, int rc)
 {
@@ -74,7 +88,7 @@ static double median(double *v, int n)
 }
 
 /* Seconds per forward pass of N tokens from an empty store, median of
- * REPS; with TOGGLE the direct bf16 GEMM alternates on/off per round and
+ * REPS; with TOGGLE the direct GEMM alternates on/off per round and
  * t[1] gets the "off" median. */
 static void time_forward(model_ctx *mc, kvs *kv, const int32_t *tok, int n,
                          float *logits, int reps, int toggle, double t[2])
@@ -82,7 +96,7 @@ static void time_forward(model_ctx *mc, kvs *kv, const int32_t *tok, int n,
     double s[2][MAX_REPS];
     for (int r = 0; r < reps; r++)
         for (int v = 0; v < 1 + toggle; v++) {
-            mm_set_bf16_gemm(v == 0);
+            set_direct(v == 0);
             int rc = kvs_truncate(kv, 0);
             if (rc < 0) die("kvs_truncate", rc);
             double t0 = kvt_now_s();
@@ -90,7 +104,7 @@ static void time_forward(model_ctx *mc, kvs *kv, const int32_t *tok, int n,
             s[v][r] = kvt_now_s() - t0;
             if (rc < 0) die("model_eval", rc);
         }
-    mm_set_bf16_gemm(1);
+    set_direct(1);
     t[0] = median(s[0], reps);
     t[1] = toggle ? median(s[1], reps) : 0;
 }
@@ -113,7 +127,7 @@ static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
     wf.type = GGML_TYPE_F32;
     wf.data = w32;
     wf.size = (size_t)(n_in * n_out) * sizeof(float);
-    const int direct = mm_bf16_gemm_used(w->type, n_in, m);
+    const int direct = direct_used(w->type, n_in, m);
     /* calls per sample: at least ~20 ms of work, so small shapes are not
      * timed at the clock's and the scheduler's grain */
     double t0 = kvt_now_s();
@@ -127,7 +141,7 @@ static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
             for (int it = 0; it < n_call; it++) switch (v) {
             case V_MM: mm_matmul(c, w, x, m, y); break;
             case V_DQ:
-                mm_set_bf16_gemm(0);
+                set_direct(0);
                 if (it == 0) t0 = kvt_now_s();
                 mm_matmul(c, w, x, m, y);
                 break;
@@ -141,7 +155,7 @@ static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
                 break;
             }
             s[v][r] = (kvt_now_s() - t0) / n_call;
-            mm_set_bf16_gemm(1);
+            set_direct(1);
             openblas_set_num_threads(1); /* mm_matmul's setting */
         }
     p->flop += 2.0 * m * (double)n_in * (double)n_out * scale;
@@ -240,7 +254,7 @@ int main(int argc, char **argv)
     const gguf_tensor *w0 = model_layer(m, 0)->wq ? model_layer(m, 0)->wq
                                                   : model_layer(m, 0)->wqkv;
     const char *wtype = ggml_type_name(w0->type);
-    const int toggle = mm_bf16_gemm_used(w0->type, w0->ne[0], n_tok);
+    const int toggle = direct_used(w0->type, w0->ne[0], n_tok);
     printf("bench_prefill: %s  (%s, dim %d, %d layers, ffn %d, %d/%d heads, vocab %d; "
            "weights %s)  %d threads, %d tokens, %d reps (medians)\n",
            path, hp->arch_name, hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head,
@@ -295,14 +309,14 @@ int main(int argc, char **argv)
            "%.1f GFLOP/s over the whole pass\n", tot.sec[V_MM] + t_out,
            100 * (tot.sec[V_MM] + t_out) / tf[0], flop_fwd / tf[0] * 1e-9);
     if (toggle)
-        printf("forward with dequantize + sgemm: %.1f tokens/s (%.3f s); direct bf16 "
+        printf("forward with dequantize + sgemm: %.1f tokens/s (%.3f s); direct "
                "GEMM speed-up %.2fx\n", n_tok / tf[1], tf[1], tf[1] / tf[0]);
     printf("summary %s %s: mm %.1f GFLOP/s, sgemm %.1f GFLOP/s, mm/sgemm %.2f, "
            "mm/mm-f32 %.2f", path, wtype, tot.flop / tot.sec[V_MM] * 1e-9,
            tot.flop / tot.sec[V_SGEMM] * 1e-9, tot.sec[V_SGEMM] / tot.sec[V_MM],
            tot.sec[V_F32] / tot.sec[V_MM]);
     if (toggle)
-        printf(", bf16-direct/dequant+sgemm %.2f (products) %.2f (forward)",
+        printf(", direct/dequant+sgemm %.2f (products) %.2f (forward)",
                tot.sec[V_DQ] / tot.sec[V_MM], tf[1] / tf[0]);
     printf("\n");
 

@@ -25,8 +25,11 @@
  * plus one (scale, bias) per group of 16 (w = q*scale + bias). mm_dequant
  * turns those into floats; the fused path for small m (single tokens,
  * m <= MM_FUSED_M_MAX) dots them with each f32 row of X by a SIMD kernel.
- * X stays f32 (more accurate than ggml's q8 activations). Larger m:
- * per-thread row blocks of W are dequantized and handed to cblas_sgemm.
+ * X stays f32 there (more accurate than ggml's q8 activations). Larger m:
+ * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
+ * except on the direct bf16 path (BF16/F16 weights) and the int8 path
+ * (Q8_0, Q4_0, Q4_K weights; X quantized to int8 per block of 32, as
+ * ggml does), both described where they are defined.
  */
 #include "matmul.h"
 
@@ -675,6 +678,48 @@ static void dot_rows(int type, const uint8_t *row, const float *x, int64_t n,
 
 static int mm_bg_enabled = 1; /* mm_set_bf16_gemm */
 
+/* Int8 GEMM (m > MM_FUSED_M_MAX, weight types of mm_ig_type):
+ *   X is quantized, MM_IG_XCHUNK rows at a time, in blocks of 32 along k
+ *   as ggml's q8_0 activations: d = amax/127, q = rint(x * (127/amax))
+ *   (f32 arithmetic, ties to even; q = 0 for an all-zero block; the
+ *   oracle is ref_quant_x8 in tests/ref_quant.c). Rows are
+ *   packed in blocks of MM_IG_NX: per k-block one struct mm_ig_xblk with
+ *   q[s][row] = the 4 codes of k = 4s..4s+3 (the layout vpdpbusd reads),
+ *   d[row], corr[row] = -128 * sum(q) and ds[row] = d * sum(q).
+ *   A group of MM_IG_NW W rows is unpacked per k-block into struct
+ *   mm_ig_wblk: u = code + 128 as u8 (w = code * dw + bw per 32-block).
+ *   vpdpbusd sums u * q (u8 x s8) into int32 lanes that start at corr, so
+ *   each block ends with the exact sum(code * q); then in f32
+ *       acc += float(isum) * (dx * dw)  [+ bw * ds for types with a bias].
+ * Error: given the int8 X, the product is exact up to f32 accumulation
+ *   (about n_in/32 + 3 roundings of 2^-24 per term). X's rounding moves
+ *   each x by at most d/2 = amax/254, so
+ *       |y - x.w| <= sum over blocks b of (amax_b(x) / 254) * sum_b |w|
+ *   (+ the f32 part): about 2^-8 of sum|x w| for a block of similar |x|.
+ *   X must be finite (an inf or NaN is not propagated as in f32). */
+#define MM_IG_NW 6       /* W rows per microkernel (broadcast operand) */
+#define MM_IG_NX 32      /* X rows per microkernel (2 zmm of 16) */
+#define MM_IG_XCHUNK 256 /* X rows packed per pass, multiple of MM_IG_NX */
+
+#if defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__)
+#define MM_HAVE_IG 1
+#else
+#define MM_HAVE_IG 0
+#endif
+
+struct mm_ig_xblk {
+    int32_t q[8][MM_IG_NX]; /* 4 int8 codes per lane */
+    float d[MM_IG_NX];
+    int32_t corr[MM_IG_NX];
+    float ds[MM_IG_NX];
+};
+struct mm_ig_wblk {
+    uint8_t u[MM_IG_NW][32];
+    float d[MM_IG_NW], b[MM_IG_NW];
+};
+
+static int mm_ig_enabled = 1; /* mm_set_int8_gemm */
+
 struct mm_ctx {
     pool *p;
     int n_threads;
@@ -682,6 +727,8 @@ struct mm_ctx {
     float *scratch;  /* (n_threads, MM_ROWS_MAX, max_n_in) */
     uint32_t *xp;    /* (MM_BG_XCHUNK / MM_BG_NX, n_kp, MM_BG_NX) bf16 pairs */
     uint16_t *wconv; /* (n_threads, MM_BG_NW, max_n_in) bf16 rows */
+    struct mm_ig_xblk *ixp;  /* (MM_IG_XCHUNK / MM_IG_NX, n_blk32) */
+    struct mm_ig_wblk *iwp;  /* (n_threads, n_blk32) */
 };
 
 static int mm_cpu_bf16(void)
@@ -699,6 +746,37 @@ static int mm_cpu_bf16(void)
 }
 
 void mm_set_bf16_gemm(int enable) { mm_bg_enabled = enable != 0; }
+
+static int mm_cpu_vnni(void)
+{
+#if MM_HAVE_IG && defined(__GNUC__)
+    static int have = -1; /* benign race: every thread computes the same */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512vnni") &&
+               __builtin_cpu_supports("avx512bw") ? 1 : 0;
+    }
+    return have;
+#else
+    return 0;
+#endif
+}
+
+/* Types on the int8 path (one scale, and bias, per 32 elements; Q6_K has
+ * a scale per 16, not supported), where it was measured faster than
+ * dequantize + sgemm. */
+static int mm_ig_type(int type)
+{
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K;
+}
+
+void mm_set_int8_gemm(int enable) { mm_ig_enabled = enable != 0; }
+
+int mm_int8_gemm_used(int type, int64_t n_in, int m)
+{
+    return MM_HAVE_IG && mm_ig_enabled && m > MM_FUSED_M_MAX &&
+           mm_ig_type(type) && n_in % 32 == 0 && mm_cpu_vnni();
+}
 
 int mm_bf16_gemm_used(int type, int64_t n_in, int m)
 {
@@ -730,7 +808,13 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
         c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
                           sizeof *c->wconv);
     }
-    if (!c->scratch || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv))) {
+    if (MM_HAVE_IG && mm_cpu_vnni()) {
+        const size_t n_blk = (size_t)(max_n_in + 31) / 32;
+        c->ixp = malloc((size_t)(MM_IG_XCHUNK / MM_IG_NX) * n_blk * sizeof *c->ixp);
+        c->iwp = malloc((size_t)c->n_threads * n_blk * sizeof *c->iwp);
+    }
+    if (!c->scratch || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
+        (MM_HAVE_IG && mm_cpu_vnni() && (!c->ixp || !c->iwp))) {
         mm_ctx_free(c);
         return -ENOMEM;
     }
@@ -744,6 +828,8 @@ void mm_ctx_free(mm_ctx *c)
     free(c->scratch);
     free(c->xp);
     free(c->wconv);
+    free(c->ixp);
+    free(c->iwp);
     free(c);
 }
 
@@ -963,6 +1049,220 @@ static void mm_matmul_bg(mm_ctx *c, const gguf_tensor *w, const float *x,
 
 #endif /* MM_HAVE_BG */
 
+#if MM_HAVE_IG
+
+/* One pass of the int8 product: rows [i0, i0 + mc) of X. */
+struct mm_ig_job {
+    const mm_ctx *c;
+    const gguf_tensor *w;
+    const float *x;  /* (m, n_in) */
+    float *y;        /* (m, n_out) */
+    int64_t n_in, n_out, n_blk;
+    size_t row_bytes;
+    int bias;        /* the type has w = code * dw + bw */
+    int64_t i0, mc;  /* X rows of this pass */
+    int64_t rows_per_task; /* W rows, a multiple of MM_IG_NW */
+};
+
+/* Quantize one row XR (n_blk blocks of 32) into lane R of the packed
+ * blocks DST[0 .. n_blk). */
+static void mm_ig_quant_row(const float *xr, int64_t n_blk, int r,
+                            struct mm_ig_xblk *dst)
+{
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n_blk; b++, xr += 32, dst++) {
+        const __m512 a = _mm512_loadu_ps(xr), c = _mm512_loadu_ps(xr + 16);
+        const float amax = _mm512_reduce_max_ps(
+            _mm512_max_ps(_mm512_andnot_ps(sign, a), _mm512_andnot_ps(sign, c)));
+        const float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
+        const __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, vid));
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+        int8_t q[32];
+        _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(qc));
+        for (int s = 0; s < 8; s++) memcpy(&dst->q[s][r], q + 4 * s, 4);
+        dst->d[r] = d;
+        dst->corr[r] = -128 * sum;
+        dst->ds[r] = d * (float)sum;
+    }
+}
+
+/* Quantize X rows [i0 + 32 t, i0 + 32 t + 32) into block row T of c->ixp;
+ * rows past the pass are zero (they contribute nothing). */
+static void mm_ig_pack_x(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const struct mm_ig_job *j = ctx;
+    struct mm_ig_xblk *dst = j->c->ixp + (size_t)task * (size_t)j->n_blk;
+    for (int r = 0; r < MM_IG_NX; r++) {
+        const int64_t i = (int64_t)task * MM_IG_NX + r;
+        if (i < j->mc) {
+            mm_ig_quant_row(j->x + (size_t)(j->i0 + i) * (size_t)j->n_in,
+                            j->n_blk, r, dst);
+            continue;
+        }
+        for (int64_t b = 0; b < j->n_blk; b++) {
+            for (int s = 0; s < 8; s++) dst[b].q[s][r] = 0;
+            dst[b].d[r] = dst[b].ds[r] = 0;
+            dst[b].corr[r] = 0;
+        }
+    }
+}
+
+/* W rows [r, r + MM_IG_NW) unpacked into DST (n_blk blocks); rows past
+ * n_out get code 0 and scale 0. */
+static void mm_ig_pack_w(const struct mm_ig_job *j, int64_t r,
+                         struct mm_ig_wblk *dst)
+{
+    const mm_unpack_fn unpack = mm_unpacker(j->w->type);
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
+    int8_t q[MM_QK_K];
+    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
+    for (int k = 0; k < MM_IG_NW; k++) {
+        if (r + k >= j->n_out) {
+            for (int64_t b = 0; b < j->n_blk; b++) {
+                memset(dst[b].u[k], 0x80, 32);
+                dst[b].d[k] = dst[b].b[k] = 0;
+            }
+            continue;
+        }
+        const uint8_t *row = (const uint8_t *)j->w->data + (size_t)(r + k) * j->row_bytes;
+        const int blck = mm_types[j->w->type].blck, bytes = mm_types[j->w->type].bytes;
+        const int per_chunk = MM_QK_K / blck;
+        const int64_t n_tb = j->n_in / blck;
+        for (int64_t tb = 0; tb < n_tb; tb += per_chunk) {
+            const int nb = (int)KVT_MIN((int64_t)per_chunk, n_tb - tb);
+            const int64_t b = tb * blck / 32;
+            unpack(row + tb * bytes, nb, q, sc, bi);
+            for (int e = 0; e < nb * blck / 32; e++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * e));
+                _mm256_storeu_si256((__m256i *)dst[b + e].u[k], _mm256_xor_si256(v, k80));
+                dst[b + e].d[k] = sc[2 * e];
+                dst[b + e].b[k] = bi[2 * e];
+            }
+        }
+    }
+}
+
+static inline __m512i mm_ig_bcast(const uint8_t *p)
+{
+    int32_t u;
+    memcpy(&u, p, 4);
+    return _mm512_set1_epi32(u);
+}
+
+/* t[k][i] = sum over the n_blk blocks of W rows k (WB) and packed X rows
+ * i (XB); BIAS adds bw * ds per block. */
+static inline __attribute__((always_inline)) void
+mm_ig_kernel_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                  int64_t n_blk, int bias, float t[MM_IG_NW][MM_IG_NX])
+{
+    __m512 f[MM_IG_NW][2];
+#pragma GCC unroll 8
+    for (int k = 0; k < MM_IG_NW; k++) f[k][0] = f[k][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blk; b++, xb++, wb++) {
+        __m512i acc[MM_IG_NW][2];
+        const __m512i c0 = _mm512_loadu_si512(xb->corr);
+        const __m512i c1 = _mm512_loadu_si512(xb->corr + 16);
+#pragma GCC unroll 8
+        for (int k = 0; k < MM_IG_NW; k++) { acc[k][0] = c0; acc[k][1] = c1; }
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            const __m512i x0 = _mm512_loadu_si512(xb->q[s]);
+            const __m512i x1 = _mm512_loadu_si512(xb->q[s] + 16);
+#pragma GCC unroll 8
+            for (int k = 0; k < MM_IG_NW; k++) {
+                const __m512i w = mm_ig_bcast(wb->u[k] + 4 * s);
+                acc[k][0] = _mm512_dpbusd_epi32(acc[k][0], w, x0);
+                acc[k][1] = _mm512_dpbusd_epi32(acc[k][1], w, x1);
+            }
+        }
+        const __m512 d0 = _mm512_loadu_ps(xb->d), d1 = _mm512_loadu_ps(xb->d + 16);
+#pragma GCC unroll 8
+        for (int k = 0; k < MM_IG_NW; k++) {
+            const __m512 dw = _mm512_set1_ps(wb->d[k]);
+            f[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][0]),
+                                      _mm512_mul_ps(d0, dw), f[k][0]);
+            f[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][1]),
+                                      _mm512_mul_ps(d1, dw), f[k][1]);
+        }
+        if (bias) {
+            const __m512 s0 = _mm512_loadu_ps(xb->ds), s1 = _mm512_loadu_ps(xb->ds + 16);
+#pragma GCC unroll 8
+            for (int k = 0; k < MM_IG_NW; k++) {
+                const __m512 bw = _mm512_set1_ps(wb->b[k]);
+                f[k][0] = _mm512_fmadd_ps(bw, s0, f[k][0]);
+                f[k][1] = _mm512_fmadd_ps(bw, s1, f[k][1]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < MM_IG_NW; k++) {
+        _mm512_storeu_ps(t[k], f[k][0]);
+        _mm512_storeu_ps(t[k] + 16, f[k][1]);
+    }
+}
+
+static void mm_ig_kernel(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                         int64_t n_blk, float t[MM_IG_NW][MM_IG_NX])
+{
+    mm_ig_kernel_body(xb, wb, n_blk, 0, t);
+}
+
+static void mm_ig_kernel_bias(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                              int64_t n_blk, float t[MM_IG_NW][MM_IG_NX])
+{
+    mm_ig_kernel_body(xb, wb, n_blk, 1, t);
+}
+
+/* W rows [r0, r0 + rows_per_task) against the packed X of this pass. */
+static void mm_ig_task(void *ctx, int task, int thread)
+{
+    const struct mm_ig_job *j = ctx;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    const int64_t r1 = KVT_MIN(r0 + j->rows_per_task, j->n_out);
+    struct mm_ig_wblk *wb = j->c->iwp + (size_t)thread * (size_t)j->n_blk;
+    float t[MM_IG_NW][MM_IG_NX];
+    for (int64_t r = r0; r < r1; r += MM_IG_NW) {
+        mm_ig_pack_w(j, r, wb);
+        const int nr = (int)KVT_MIN((int64_t)MM_IG_NW, r1 - r);
+        for (int64_t b = 0; b * MM_IG_NX < j->mc; b++) {
+            const struct mm_ig_xblk *xb = j->c->ixp + (size_t)b * (size_t)j->n_blk;
+            if (j->bias) mm_ig_kernel_bias(xb, wb, j->n_blk, t);
+            else mm_ig_kernel(xb, wb, j->n_blk, t);
+            const int ni = (int)KVT_MIN((int64_t)MM_IG_NX, j->mc - b * MM_IG_NX);
+            float *yb = j->y + (size_t)(j->i0 + b * MM_IG_NX) * (size_t)j->n_out + r;
+            for (int i = 0; i < ni; i++, yb += j->n_out)
+                for (int q = 0; q < nr; q++) yb[q] = t[q][i];
+        }
+    }
+}
+
+static void mm_matmul_ig(mm_ctx *c, const gguf_tensor *w, const float *x,
+                         int m, float *y)
+{
+    struct mm_ig_job j = {
+        .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
+        .n_blk = w->ne[0] / 32, .row_bytes = mm_row_bytes(w->type, w->ne[0]),
+        .bias = mm_has_bias(w->type),
+    };
+    const int64_t want = 4 * (int64_t)c->n_threads;
+    int64_t rpt = (j.n_out + want - 1) / want;
+    rpt = (rpt + MM_IG_NW - 1) / MM_IG_NW * MM_IG_NW;
+    j.rows_per_task = KVT_MIN((int64_t)8 * MM_IG_NW, rpt);
+    const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
+    for (int64_t i0 = 0; i0 < m; i0 += MM_IG_XCHUNK) {
+        j.i0 = i0;
+        j.mc = KVT_MIN((int64_t)MM_IG_XCHUNK, (int64_t)m - i0);
+        pool_run(c->p, mm_ig_pack_x, &j, (int)((j.mc + MM_IG_NX - 1) / MM_IG_NX));
+        pool_run(c->p, mm_ig_task, &j, (int)n_tasks);
+    }
+}
+
+#endif /* MM_HAVE_IG */
+
 void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 {
     KVT_ASSERT(mm_type_supported(w->type));
@@ -991,6 +1291,12 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 #if MM_HAVE_BG
     if (mm_bf16_gemm_used(w->type, n_in, m) && c->xp) {
         mm_matmul_bg(c, w, x, m, y);
+        return;
+    }
+#endif
+#if MM_HAVE_IG
+    if (mm_int8_gemm_used(w->type, n_in, m) && c->ixp) {
+        mm_matmul_ig(c, w, x, m, y);
         return;
     }
 #endif

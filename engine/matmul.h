@@ -5,7 +5,8 @@
  *     Y (m, n_out) = X (m, n_in) . W^T
  * Prompt chunks (m > 8): row blocks of W are dequantized into per-thread
  * scratch and multiplied with cblas_sgemm (F32 weights are used in place);
- * F16/BF16 may use a direct SIMD kernel where it beats that.
+ * F16/BF16 may use a direct bf16 kernel, some quantized types an int8
+ * kernel (X quantized to 8 bits), where it beats that.
  * Single tokens and small m (m <= 8): fused dequantize-dot loops
  * (AVX2/AVX-512 when the CPU has them, a portable path otherwise), rows
  * split over threads; OpenBLAS is 5-10x slower per row there.
@@ -44,6 +45,17 @@ void mm_set_bf16_gemm(int enable);
 /* 1 if a product with weight TYPE, N_IN inputs and M rows of X takes the
  * direct bf16 path (compiled in, CPU support, switch on, shape fits). */
 int mm_bf16_gemm_used(int type, int64_t n_in, int m);
+
+/* Int8 GEMM for m > 8 with Q8_0, Q4_0 and Q4_K weights on CPUs with
+ * AVX512-VNNI: X is quantized to int8 per block of 32 (as ggml's q8_0
+ * activations; error bound in matmul.c) and multiplied with the weight
+ * codes by vpdpbusd. 1 = use it where available (the default), 0 =
+ * dequantize + sgemm. A process-wide switch for comparisons; set it while
+ * no product is running. */
+void mm_set_int8_gemm(int enable);
+/* 1 if a product with weight TYPE, N_IN inputs and M rows of X takes the
+ * int8 path (compiled in, CPU support, switch on, type and shape fit). */
+int mm_int8_gemm_used(int type, int64_t n_in, int m);
 
 /* Row R of W dequantized into dst (n_in floats): embedding lookups. */
 void mm_get_row(const gguf_tensor *w, int64_t r, float *dst);

@@ -245,3 +245,18 @@ void ref_random_blocks(int type, void *dst, int64_t n_blocks, float scale,
         }
     }
 }
+
+void ref_quant_x8(const float *x, int64_t n, int8_t *q, float *d, float *amax)
+{
+    for (int64_t b = 0; b < n / 32; b++) {
+        float a = 0;
+        for (int k = 0; k < 32; k++) a = fmaxf(a, fabsf(x[32 * b + k]));
+        const float id = a != 0 ? 127.0f / a : 0.0f;
+        for (int k = 0; k < 32; k++) {
+            const float v = x[32 * b + k] * id; /* one f32 rounding */
+            q[32 * b + k] = (int8_t)nearbyintf(v); /* ties to even */
+        }
+        d[b] = a / 127.0f;
+        amax[b] = a;
+    }
+}

@@ -31,6 +31,12 @@ int ref_dequant(int type, const void *src, float *dst, int64_t n);
 void ref_random_blocks(int type, void *dst, int64_t n_blocks, float scale,
                        uint64_t *seed);
 
+/* Quantize N floats (a multiple of 32) as ggml's q8_0 activations and
+ * kvtile's int8 GEMM do, in f32: per block of 32, amax = max |x|,
+ * d = amax / 127, q = x * (127 / amax) rounded to nearest, ties to even
+ * (q = 0 when amax = 0). Q gets N codes, D and AMAX n / 32 values each. */
+void ref_quant_x8(const float *x, int64_t n, int8_t *q, float *d, float *amax);
+
 uint64_t ref_rand_u64(uint64_t *seed);
 float ref_rand_f32(uint64_t *seed); /* uniform in [-1, 1) */
 

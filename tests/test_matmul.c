@@ -1,8 +1,9 @@
 /* test_matmul.c - engine/matmul against the naive oracles of ref_quant.c:
  * fp16/bf16 conversions, bit-exact dequantization of every type, products
- * against a double-precision triple loop, real GGUF weights, and the
- * direct bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16
- * copy of tiny-kjv against the F32 original). */
+ * against a double-precision triple loop, real GGUF weights, the direct
+ * bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16 copy of
+ * tiny-kjv against the F32 original) and the int8 GEMM (its error bound
+ * against an oracle that quantizes X the same way, its edges). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,25 +235,36 @@ static void test_get_row(void)
  * F16 weights) rounded to bf16 by ref_f32_to_bf16, to the same f32
  * accumulation tolerance, so the rounding must be exactly RNE and every
  * pair in its place; and against the exact product, to the documented
- * bound 2^-8 sum|x w| (2^-7 for F16 weights, rounded once more). */
-static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
-                         int m, uint64_t *seed)
+ * bound 2^-8 sum|x w| (2^-7 for F16 weights, rounded once more). The
+ * int8 path (mm_int8_gemm_used) likewise: against the oracle fed with X
+ * quantized by ref_quant_x8, to the f32 tolerance, and against the exact
+ * product, to its bound sum over blocks of amax(x)/254 * sum |w|. */
+static int check_product_x(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
+                           int m, const float *x, uint64_t *seed)
 {
     rand_w r;
     rand_w_make(&r, type, n_in, n_out, seed);
-    float *x = malloc((size_t)(m * n_in) * sizeof(float));
     float *y = malloc((size_t)(m * n_out) * sizeof(float));
-    for (int64_t i = 0; i < m * n_in; i++) x[i] = ref_rand_f32(seed);
     for (int64_t i = 0; i < m * n_out; i++) y[i] = NAN; /* every y is written */
     mm_matmul(c, &r.t, x, m, y);
     const int bg = mm_bf16_gemm_used(type, n_in, m);
+    const int ig = mm_int8_gemm_used(type, n_in, m);
+    int8_t *xq = NULL;
+    float *xd = NULL, *xa = NULL;
+    if (ig) {
+        xq = malloc((size_t)(m * n_in));
+        xd = malloc((size_t)(m * n_in / 32) * sizeof(float));
+        xa = malloc((size_t)(m * n_in / 32) * sizeof(float));
+        KVT_ASSERT(xq && xd && xa);
+        ref_quant_x8(x, m * n_in, xq, xd, xa);
+    }
     const double tol = 2e-6 * sqrt((double)n_in);
     const double bound = type == GGML_TYPE_F16 ? 0x1p-7 : 0x1p-8;
     int bad = 0;
     double worst = 0;
     for (int i = 0; i < m; i++)
         for (int64_t o = 0; o < n_out; o++) {
-            double s = 0, sa = 0, sb = 0;
+            double s = 0, sa = 0, sb = 0, eb = 0;
             for (int64_t k = 0; k < n_in; k++) {
                 const float xv = x[i * n_in + k], wv = r.deq[o * n_in + k];
                 double p = (double)xv * wv;
@@ -261,6 +273,11 @@ static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
                 if (bg)
                     sb += (double)ref_bf16_to_f32(ref_f32_to_bf16(xv)) *
                           ref_bf16_to_f32(ref_f32_to_bf16(wv));
+                if (ig) {
+                    const int64_t b = (i * n_in + k) / 32;
+                    sb += (double)xd[b] * xq[i * n_in + k] * wv;
+                    eb += (double)xa[b] / 254 * fabs(wv);
+                }
             }
             const double got = y[i * n_out + o];
             double err = fabs(got - s) / (sa + 1e-30);
@@ -268,15 +285,33 @@ static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
                 if (!(err <= bound + tol)) bad++;
                 err = fabs(got - sb) / (sa + 1e-30);
             }
+            if (ig) {
+                if (!(fabs(got - s) <= eb * (1 + 1e-5) + tol * sa)) bad++;
+                err = fabs(got - sb) / (sa + 1e-30);
+            }
             if (!(err <= tol)) bad++;
             if (err > worst || isnan(err)) worst = err;
         }
     if (bad) fprintf(stderr, "  %s n_in %d n_out %d m %d%s: %d bad, worst rel %g\n",
                      ggml_type_name(type), (int)n_in, (int)n_out, m,
-                     bg ? " (bf16 gemm)" : "", bad, worst);
-    free(x);
+                     bg ? " (bf16 gemm)" : ig ? " (int8 gemm)" : "", bad, worst);
+    free(xq);
+    free(xd);
+    free(xa);
     free(y);
     rand_w_free(&r);
+    return bad;
+}
+
+/* check_product_x on X uniform in [-1, 1). */
+static int check_product(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
+                         int m, uint64_t *seed)
+{
+    float *x = malloc((size_t)(m * n_in) * sizeof(float));
+    KVT_ASSERT(x != NULL);
+    for (int64_t i = 0; i < m * n_in; i++) x[i] = ref_rand_f32(seed);
+    const int bad = check_product_x(c, type, n_in, n_out, m, x, seed);
+    free(x);
     return bad;
 }
 
@@ -365,6 +400,69 @@ static void test_bf16_gemm(void)
     mm_ctx_free(c);
     pool_free(p);
     mm_set_bf16_gemm(1);
+}
+
+/* The int8 GEMM at its edges: W row groups of 6 with a tail, X blocks of
+ * 32 and passes of 256 rows with tails, blocks of X that are all zero,
+ * tiny, huge, or hold a single value (ties of the rounding), one and three
+ * threads; then the switch: off gives the f32 path. */
+static void test_int8_gemm(void)
+{
+    if (!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 64))
+        T_SKIP("no AVX512-VNNI (or not compiled in): int8 GEMM unused");
+    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_0, 256, 9));
+    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_K, 256, 9));
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 8));
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 256, 64));
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 256, 64));
+    static const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K};
+    uint64_t seed = 31337;
+    for (int nt = 1; nt <= 3; nt += 2) {
+        pool *p;
+        mm_ctx *c;
+        T_CHECK(pool_create(nt, &p) == 0);
+        T_CHECK(mm_ctx_create(p, 1100, &c) == 0);
+        static const struct { int64_t n_in, n_out; int m; } sh[] = {
+            {32, 1, 9}, {64, 5, 31}, {96, 6, 32}, {256, 13, 33},
+            {672, 37, 300}, {1024, 100, 257}, {1088, 7, 512},
+        };
+        for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+            for (int ti = 0; ti < 3; ti++) {
+                if (sh[i].n_in % ref_block_elems(types[ti])) continue;
+                T_CHECK(check_product(c, types[ti], sh[i].n_in, sh[i].n_out,
+                                      sh[i].m, &seed) == 0);
+            }
+        mm_ctx_free(c);
+        pool_free(p);
+    }
+    /* Special blocks: zeros, 1e-30, 1e30-ish, exact ties (amax 127, so
+     * x * id = x: 2.5 -> 2, -0.5 -> 0, 1.5 -> 2), one outlier. */
+    pool *p;
+    mm_ctx *c;
+    T_CHECK(pool_create(2, &p) == 0);
+    T_CHECK(mm_ctx_create(p, 512, &c) == 0);
+    const int m = 40, n_in = 512;
+    float *x = malloc((size_t)(m * n_in) * sizeof(float));
+    T_CHECK(x != NULL);
+    for (int i = 0; i < m * n_in; i++) {
+        /* kind of block: one kind per row in rows 0-5, mixed after */
+        const int row = i / n_in, b = row < 6 ? row : (row + i / 32) % 6;
+        const float u = ref_rand_f32(&seed);
+        x[i] = b == 0 ? 0.0f : b == 1 ? 1e-30f * u : b == 2 ? 1e30f * u
+             : b == 3 ? (i % 4 == 0 ? 127.0f : i % 4 == 1 ? 2.5f : i % 4 == 2 ? -0.5f : 1.5f)
+             : b == 4 ? (i % 32 ? 0.01f * u : 3.0f)
+             : u;
+    }
+    for (int ti = 0; ti < 3; ti++)
+        T_CHECK(check_product_x(c, types[ti], n_in, 45, m, x, &seed) == 0);
+    free(x);
+    mm_set_int8_gemm(0);
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 64));
+    T_CHECK(check_product(c, GGML_TYPE_Q8_0, 512, 40, 70, &seed) == 0);
+    mm_set_int8_gemm(1);
+    mm_ctx_free(c);
+    pool_free(p);
 }
 
 /* Fill for gguf_w_add_tensor_fn: the F32 tensor CTX rounded to bf16. */
@@ -514,6 +612,7 @@ int main(void)
     T_RUN(test_matmul_types);
     T_RUN(test_matmul_edges);
     T_RUN(test_bf16_gemm);
+    T_RUN(test_int8_gemm);
     T_RUN(test_real_weights);
     T_RUN(test_bf16_ppl);
     return t_done();
