@@ -435,7 +435,12 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         dc->start = ok / b->chunk * b->chunk;
         if (b->task == TASK_SCORE) dc->start = KVT_MIN(dc->start, have_nll / b->chunk * b->chunk);
     }
-    if (have > dc->start && (rc = kvs_truncate(dc->kv, dc->start)) < 0) kv_fatal(dc->path, rc);
+    /* layers fill independently: a run killed inside a batch can leave the
+     * first layers ahead of kvs_n_tokens; cut every layer back to start */
+    int64_t most = 0;
+    for (int il = 0; il < hp->n_layer; il++)
+        most = KVT_MAX(most, kvs_layer_tokens(dc->kv, il));
+    if (most > dc->start && (rc = kvs_truncate(dc->kv, dc->start)) < 0) kv_fatal(dc->path, rc);
 
     dc->sfd = open(dc->side, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (dc->sfd < 0) cli_die("%s: %s", dc->side, strerror(errno));
