@@ -12,7 +12,10 @@
  *                     "K tile" is a tile of T tokens of K alone: its first
  *                     T/2 tokens in the K half, the next T/2 in the V half,
  *                     so each section is measured with the same tile size.
- *   ratio K+V         real tiles (pre-rotation K and V), as kvs writes them.
+ *   ratio K+V         real tiles (pre-rotation K and V), as kvs writes them;
+ *                     for f16 also per layer (a K or V section is T tokens
+ *                     there, T/2 in the section ratios, which matters to
+ *                     dedup-huf: it finds repeated rows within a section).
  *   dec GB/s          tile_decode_raw of every real tile (header, payload
  *                     and raw checksums included), raw bytes out per second,
  *                     1 thread, thread CPU time (CLOCK_THREAD_CPUTIME_ID:
@@ -334,6 +337,7 @@ int main(int argc, char **argv)
     double *tr = xmalloc((size_t)reps * TILE_NCODECS * sizeof *tr);
     double *tf = xmalloc((size_t)reps * TILE_NCODECS * sizeof *tf);
 
+    static double kv_layer[TILE_NCODECS][64]; /* f16 real tiles, per layer */
     static const int types[] = { KVS_F16, KVS_BF16, KVS_F32, KVS_Q8_0 };
     printf("\n| type | codec | K | Krot | V | K+V | dec GB/s | +f32 GB/s |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
@@ -352,6 +356,8 @@ int main(int argc, char **argv)
             enc_all(&sec, &d, 2, d.v, type, c, T);
             rv[c] = sec.raw_bytes / sec.payload_bytes;
             enc_all(&real[c], &d, 0, NULL, type, c, T);
+            for (int l = 0; type == KVS_F16 && l < d.n_layer && l < 64; l++)
+                kv_layer[c][l] = real[c].raw_layer[l] / real[c].payload_layer[l];
         }
         for (int r = 0; r < reps; r++)
             for (int c = 0; c < TILE_NCODECS; c++) {
@@ -380,7 +386,7 @@ int main(int argc, char **argv)
     printf("\n|---|");
     for (int l = 0; l < d.n_layer && l < 64; l++) printf("---|");
     printf("\n");
-    static const int lc[] = { TILE_LZ4, TILE_SHUF_LZ4, TILE_PLANE_HUF };
+    static const int lc[] = { TILE_LZ4, TILE_SHUF_LZ4, TILE_PLANE_HUF, TILE_DEDUP_HUF };
     for (size_t i = 0; i < sizeof lc / sizeof lc[0]; i++) {
         double r[3][64];
         for (int k = 0; k < 3; k++) {
@@ -396,6 +402,22 @@ int main(int argc, char **argv)
             else printf(" %.3f / - / %.3f |", r[0][l], r[2][l]);
         }
         printf("\n");
+    }
+
+    /* real tiles: a K or V section is T tokens, not T/2 as in the section
+     * ratios above, so row repeats within a section count fully */
+    if (only < 0 || only == KVS_F16) {
+        printf("\nf16 ratio per layer, K+V (real tiles):\n| codec |");
+        for (int l = 0; l < d.n_layer && l < 64; l++) printf(" layer %d |", l);
+        printf("\n|---|");
+        for (int l = 0; l < d.n_layer && l < 64; l++) printf("---|");
+        printf("\n");
+        for (size_t i = 0; i < sizeof lc / sizeof lc[0]; i++) {
+            printf("| %s |", tile_codec_name(lc[i]));
+            for (int l = 0; l < d.n_layer && l < 64; l++)
+                printf(" %.3f |", kv_layer[lc[i]][l]);
+            printf("\n");
+        }
     }
 
     printf("\nf16 byte planes, bits per byte (order-0 per tile; high byte per "

@@ -66,6 +66,26 @@
  *                  stream j of sizes[j] bytes, zero padded to a byte.
  *                  Decoding is table-driven, 4 streams interleaved; the
  *                  low mantissa planes, close to random, stay raw.
+ *   TILE_DEDUP_HUF "exact row de-duplication, then plane-huf": K's
+ *                  section, then V's (n rows of rb = tile_row_bytes bytes
+ *                  each). Layer 0's K and V depend on the token id alone,
+ *                  so a repeated token repeats its rows byte for byte.
+ *                  Section:
+ *                    u8 mode
+ *                    mode 0 (no repeats): plane-huf section of the n rows
+ *                    mode 1 (repeats):    bitmap[ceil(n/8)] | refs | plane-
+ *                                         huf section of the u unique rows
+ *                  bitmap: bit i (byte i/8, LSB first) set if row i equals
+ *                  an earlier row; bits past n are zero. u = n - (bits
+ *                  set). refs: one per set bit, in row order, w bytes LE
+ *                  (w = 1 if u <= 256, 2 if u <= 65536, else 3): the
+ *                  ordinal among the unique rows (0 .. u-1, counted in row
+ *                  order) of the first earlier row equal to it, so always
+ *                  below the count of unique rows before it. The unique
+ *                  rows, in row order, form an u-row section coded exactly
+ *                  as TILE_PLANE_HUF codes one (column bias only if u >=
+ *                  16). The encoder picks mode 1 only when the repeated
+ *                  rows' raw bytes exceed the bitmap and refs.
  *   A payload that would not shrink is stored as TILE_NONE (the header says
  *   which codec was actually used).
  *
@@ -116,6 +136,7 @@ enum tile_codec {
     TILE_LZ4HC,
     TILE_XPOSE_LZ4,
     TILE_PLANE_HUF,
+    TILE_DEDUP_HUF,
     TILE_NCODECS
 };
 
@@ -166,7 +187,7 @@ struct tile_hdr {
 _Static_assert(sizeof(struct tile_hdr) == 64, "tile header is 64 bytes on disk");
 
 /* Names for the CLI ("none", "lz4", "shuf-lz4", "lz4hc", "xpose-lz4",
- * "plane-huf");
+ * "plane-huf", "dedup-huf");
  * tile_codec_parse returns the id or KVT_ERANGE. */
 const char *tile_codec_name(int codec);
 int tile_codec_parse(const char *name);
@@ -182,7 +203,8 @@ size_t tile_row_bytes(int type, int kv_dim);
 size_t tile_raw_bytes(int type, int kv_dim, int n);
 /* Largest encoded tile (header + payload) for n tokens, any codec. */
 size_t tile_encode_bound(int type, int kv_dim, int n);
-/* Scratch bytes tile_encode/tile_decode need for n tokens. */
+/* Scratch bytes tile_encode/tile_decode need for n tokens: the raw bytes
+ * plus, for dedup-huf's encoder, a row hash table (about 24 bytes a row). */
 size_t tile_scratch_bound(int type, int kv_dim, int n);
 
 /* Pack n rows (n, kv_dim) f32 -> type; unpack type -> f32. */

@@ -67,7 +67,8 @@ static void test_disk_equals_ram(void)
     const char *variants[] = {
         "--io uring --codec lz4", "--io pread --codec lz4", "--io mmap --codec lz4",
         "--io uring --codec none", "--io uring --codec shuf-lz4", "--io pread --codec xpose-lz4",
-        "--io uring --codec lz4hc",
+        "--io uring --codec lz4hc", "--io uring --codec plane-huf",
+        "--io mmap --codec dedup-huf",
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         snprintf(a, sizeof a, "%s --kv-store disk %s", base, variants[i]);

@@ -365,6 +365,142 @@ static void test_plane_huf_crafted(void)
     }
 }
 
+/* Fill n rows of K and V: pat 0 all distinct (synthetic K/V), 1 drawn from
+ * a pool of 5 rows, 2 all identical, 3 the first half distinct and the
+ * second half copies of random earlier rows. */
+static void dedup_fill(struct bufs *b, int type, int D, int n, int pat)
+{
+    size_t rb = tile_row_bytes(type, D);
+    synth_kv(n, D, b->k, b->v);
+    tile_pack(type, D, b->k, n, b->kr);
+    tile_pack(type, D, b->v, n, b->vr);
+    for (int t = 1; t < n; t++) {
+        int from = -1;
+        if (pat == 1) from = (int)(rng() % 5);
+        else if (pat == 2) from = 0;
+        else if (pat == 3 && t >= n / 2) from = (int)(rng() % (uint64_t)t);
+        if (from < 0 || from >= t) continue;
+        memcpy(b->kr + (size_t)t * rb, b->kr + (size_t)from * rb, rb);
+        memcpy(b->vr + (size_t)t * rb, b->vr + (size_t)from * rb, rb);
+    }
+}
+
+/* dedup-huf, every type: round trip bit for bit over fill patterns, token
+ * counts (1, odd, > 256 unique rows: 2-byte refs) and kv_dim (odd
+ * multiples of 32); repeats shrink the payload; without repeats it costs
+ * one byte per section over plane-huf. */
+static void test_dedup_huf(void)
+{
+    static const int dims[] = { 32, 96, 160 };
+    static const int ns[] = { 1, 3, 17, 256, 600 };
+    for (int type = 0; type < KVS_NTYPES; type++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int pat = 0; pat < 4; pat++) {
+                    int D = dims[di], n = ns[ni];
+                    struct bufs b;
+                    bufs_init(&b, type, D, n);
+                    size_t half = b.raw_cap / 2;
+                    dedup_fill(&b, type, D, n, pat);
+                    int64_t lp = enc_tile(&b, type, TILE_PLANE_HUF, D, n, 0, 0);
+                    struct tile_hdr hp, hd;
+                    memcpy(&hp, b.enc, sizeof hp);
+                    int64_t len = enc_tile(&b, type, TILE_DEDUP_HUF, D, n, 0, 0);
+                    T_CHECK(lp > 64 && len > 64 && (size_t)len <= b.enc_cap);
+                    if (len <= 64) { bufs_free(&b); continue; }
+                    memcpy(&hd, b.enc, sizeof hd);
+                    memset(b.raw, 0xee, b.raw_cap);
+                    T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap,
+                                            b.scratch, b.sc_cap, NULL) == (int64_t)b.raw_cap);
+                    T_CHECK(memcmp(b.raw, b.kr, half) == 0);
+                    T_CHECK(memcmp(b.raw + half, b.vr, half) == 0);
+                    if (pat == 0 && hp.codec == TILE_PLANE_HUF) /* 2 mode bytes */
+                        T_CHECK(hd.codec == TILE_DEDUP_HUF && hd.enc_size == hp.enc_size + 2);
+                    if (pat > 0 && n >= 17) {
+                        T_CHECK(hd.codec == TILE_DEDUP_HUF && b.enc[64] == 1);
+                        T_CHECK(hd.enc_size < hp.enc_size);
+                    }
+                    if (pat == 2 && n >= 17) { /* per section: mode, bitmap, n-1 refs, 1 row */
+                        size_t rb = tile_row_bytes(type, D);
+                        T_CHECK(hd.enc_size <= 2 * (1 + (size_t)(n + 7) / 8 + (size_t)n + 4 + rb));
+                    }
+                    bufs_free(&b);
+                }
+    /* the encoder's hash tables need tile_scratch_bound, not just raw bytes */
+    struct bufs b;
+    bufs_init(&b, KVS_F16, 64, 64);
+    dedup_fill(&b, KVS_F16, 64, 64, 1);
+    struct tile_hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = KVS_F16; h.codec = TILE_DEDUP_HUF; h.n = 64; h.kv_dim = 64;
+    T_CHECK(tile_encode(&h, b.kr, b.vr, b.enc, b.enc_cap, b.scratch, b.raw_cap) ==
+            KVT_ERANGE);
+    bufs_free(&b);
+}
+
+/* Re-seal a tampered payload's checksums and decode it. */
+static int64_t dedup_reseal_decode(struct bufs *b, int64_t len)
+{
+    struct tile_hdr g;
+    memcpy(&g, b->enc, sizeof g);
+    g.enc_xxh = tile_hash(b->enc + 64, g.enc_size);
+    g.hdr_xxh = tile_hash(&g, 56);
+    memcpy(b->enc, &g, sizeof g);
+    return tile_decode_raw(b->enc, (size_t)len, b->raw, b->raw_cap, b->scratch,
+                           b->sc_cap, NULL);
+}
+
+/* dedup-huf reference lists and payloads tampered with, checksums fixed
+ * up: an error code (or, rarely, the right bytes), never a crash or an
+ * out-of-bounds access (run under ASan/UBSan). */
+static void test_dedup_huf_crafted(void)
+{
+    const int D = 64, n = 203;
+    for (int type = 0; type < KVS_NTYPES; type++) {
+        struct bufs b;
+        bufs_init(&b, type, D, n);
+        dedup_fill(&b, type, D, n, 3);
+        int64_t len = enc_tile(&b, type, TILE_DEDUP_HUF, D, n, 0, 0);
+        struct tile_hdr h0;
+        memcpy(&h0, b.enc, sizeof h0);
+        T_CHECK(h0.codec == TILE_DEDUP_HUF && b.enc[64] == 1);
+        uint8_t *orig = malloc((size_t)len);
+        memcpy(orig, b.enc, (size_t)len);
+        size_t nb = (n + 7) / 8;
+        /* targeted: bad mode, row 0 marked a repeat, a bit past n, a ref
+         * to a row not yet seen */
+        b.enc[64] = 7;
+        T_CHECK(dedup_reseal_decode(&b, len) == KVT_EFORMAT);
+        memcpy(b.enc, orig, (size_t)len);
+        b.enc[65] |= 1;
+        T_CHECK(dedup_reseal_decode(&b, len) < 0);
+        memcpy(b.enc, orig, (size_t)len);
+        b.enc[64 + nb] |= 0x80; /* last bitmap byte: rows 200..202, bit 7 past n */
+        T_CHECK(dedup_reseal_decode(&b, len) < 0);
+        memcpy(b.enc, orig, (size_t)len);
+        b.enc[65 + nb] = 0xff; /* first ref (1 byte, u <= 256) */
+        T_CHECK(dedup_reseal_decode(&b, len) == KVT_EFORMAT);
+        int errors = 0, trials = 0;
+        for (int t = 0; t < 3000; t++) {
+            memcpy(b.enc, orig, (size_t)len);
+            int flips = 1 + (int)(rng() % 4);
+            for (int f = 0; f < flips; f++) {
+                size_t span = (size_t)(len - 64);
+                size_t at = 64 + (size_t)(rng() % (rng() % 2 ? KVT_MIN(span, (size_t)400) : span));
+                b.enc[at] ^= (uint8_t)(1u << (rng() % 8));
+                if (rng() % 8 == 0) b.enc[at] = (uint8_t)rng();
+            }
+            int64_t rc = dedup_reseal_decode(&b, len);
+            trials++;
+            if (rc < 0) errors++;
+            else T_CHECK(memcmp(b.raw, b.kr, b.raw_cap / 2) == 0);
+        }
+        T_CHECK(errors > trials * 9 / 10);
+        free(orig);
+        bufs_free(&b);
+    }
+}
+
 /* Ratios and decode speed on synthetic K/V (real tiles: later). The check:
  * the channel-plane filter must beat plain LZ4 and byte shuffle on f16. */
 static void test_ratio_speed(void)
@@ -417,6 +553,8 @@ int main(void)
     T_RUN(test_corrupt);
     T_RUN(test_plane_huf_edges);
     T_RUN(test_plane_huf_crafted);
+    T_RUN(test_dedup_huf);
+    T_RUN(test_dedup_huf_crafted);
     T_RUN(test_ratio_speed);
     return t_done();
 }
