@@ -109,7 +109,7 @@ static void test_grow_positions(void)
 
 /* Kill a run with SIGKILL once its journal has MIN_LINES records, resume,
  * and compare with the uninterrupted nll_sum. */
-static void kill_and_resume(const char *args, long min_lines)
+static void kill_and_resume(const char *args, long min_lines, int drop_cache)
 {
     char dir[64], a[1024], journal[128];
     T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
@@ -132,6 +132,10 @@ static void kill_and_resume(const char *args, long min_lines)
     }
     if (pid > 0) waitpid(pid, NULL, 0);
     T_CHECK(killed);
+    if (drop_cache) { /* the journal survives, the KV cache file does not */
+        snprintf(a, sizeof a, "%s/ppl.kvt", dir);
+        T_CHECK(unlink(a) == 0);
+    }
     snprintf(a, sizeof a, "%s --cache-dir %s --resume", args, dir);
     double resumed = ppl_json(a, "nll_sum");
     double from = t_json_num(out, "resumed_from");
@@ -146,13 +150,15 @@ static void kill_and_resume(const char *args, long min_lines)
 static void test_resume_64k_tokens(void)
 {
     /* 64K tokens in 256 windows of 256 */
-    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 256 --chunks 256", 100);
+    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 256 --chunks 256", 100, 0);
 }
 
 static void test_resume_inside_a_window(void)
 {
     /* one 8192-token window, killed between two of its 16 batches */
-    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 8192 --batch 512 --chunks 1 --score all", 8);
+    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 8192 --batch 512 --chunks 1 --score all", 8, 0);
+    /* without its cache the window starts over, from the sums at its start */
+    kill_and_resume("models/tiny-kjv-f32.gguf -f " NT " -c 2048 --batch 512 --chunks 8", 10, 1);
 }
 
 static void test_resume_refuses_other_run(void)

@@ -200,8 +200,9 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     memset(res, 0, sizeof *res);
     res->resumed_from = -1;
     struct journal jr = { 0 };
+    struct cli_kv ck;
     int64_t w0 = 0, p_start = 0;
-    int reopen = 0;
+    int opened = 0;
     if (o->cache_dir) {
         char key[1024];
         cli_mkdir(o->cache_dir);
@@ -216,6 +217,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 cli_die("%s: journal is from a different run (model, text or options differ); "
                         "run without --resume to start over", path);
         }
+        journal_open(&jr, o->cache_dir, key, nl > 0);
         if (nl > 0) {
             struct jline last = lines[nl - 1];
             res->resumed_from = (int)last.win;
@@ -224,49 +226,34 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 res->s = last.s;
             } else {
                 w0 = last.win;
-                reopen = 1;
-            }
-            journal_open(&jr, o->cache_dir, key, 1);
-            struct cli_kv ck;
-            if (reopen) {
+                int64_t have = 0;              /* tokens the cache still holds */
                 char cpath[8192];
                 snprintf(cpath, sizeof cpath, "%s/ppl.kvt", o->cache_dir);
-                if (access(cpath, F_OK) != 0) reopen = 0;
-            }
-            int64_t have = 0;
-            if (reopen && o->kv_backing == KVS_DISK) {
-                cli_kv_open(o, j->m, "ppl.kvt", 1, &ck);
-                have = kvs_n_tokens(ck.kv);
-                cli_kv_close(&ck);
-            }
-            /* the latest record of window w0 that the cache still covers */
-            struct jline best = { .win = -1 };
-            for (int64_t i = 0; i < nl; i++)
-                if (lines[i].win == w0 && lines[i].pos <= have && lines[i].pos < n_ctx)
-                    best = lines[i];
-            if (reopen && best.win == w0) {
+                if (o->kv_backing == KVS_DISK && access(cpath, F_OK) == 0) {
+                    cli_kv_open(o, j->m, "ppl.kvt", 1, &ck);
+                    opened = 1;
+                    have = kvs_n_tokens(ck.kv);
+                }
+                /* the latest record of window w0 the cache still covers; the
+                 * window's start record (pos 0) is written before any other */
+                struct jline best = { .win = -1 };
+                for (int64_t i = 0; i < nl; i++)
+                    if (lines[i].win == w0 && lines[i].pos <= have) best = lines[i];
+                if (best.win != w0)
+                    cli_die("%s: no start record for window %lld; run without --resume",
+                            jr.path, (long long)w0);
                 p_start = best.pos;
                 res->s = best.s;
-            } else if (reopen) {
-                /* nothing usable of this window: from its start, with the sums
-                 * of the window before */
-                p_start = 0;
-                memset(&res->s, 0, sizeof res->s);
-                for (int64_t i = 0; i < nl; i++)
-                    if (lines[i].win == w0 - 1 && lines[i].pos >= n_ctx) res->s = lines[i].s;
             }
-            if (p_start == 0) reopen = 0;
-        } else {
-            journal_open(&jr, o->cache_dir, key, 0);
         }
         free(lines);
     } else if (j->resume) {
         cli_die("--resume needs --cache-dir DIR (where the journal and the KV cache live)");
     }
 
-    struct cli_kv ck;
-    cli_kv_open(o, j->m, "ppl.kvt", reopen, &ck);
+    if (!opened) cli_kv_open(o, j->m, "ppl.kvt", 0, &ck);
     const char *kvname = ck.path[0] ? ck.path : "KV store";
+    int reopen = p_start > 0; /* continue window w0 from p_start */
     if (reopen && (rc = kvs_truncate(ck.kv, p_start)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
 
     float *logits = malloc((size_t)oo.n_batch * (size_t)n_vocab * sizeof *logits);
