@@ -145,6 +145,14 @@ static int64_t se_query_pos(const attn_ctx *a, int64_t qpos)
     return qpos / g + w - w / g;
 }
 
+/* 1 if SelfExtend is on and a query at q_last is at least W from the key
+ * at k_first: only then does a span need its grouped rotation (span_block
+ * asks the same of each query block, whose last query is <= q_last). */
+static int se_far(const attn_ctx *a, int64_t q_last, int64_t k_first)
+{
+    return a->p.se_group > 1 && q_last - k_first >= a->p.se_window;
+}
+
 /* Rotate n rows of K (n, kv_dim) starting at position pos0 into dst,
  * and into dst_se with grouped positions when SelfExtend is on. */
 static void rotate_k(attn_ctx *a, const struct rope_table *rt, const float *k,
@@ -221,11 +229,10 @@ static void span_block(void *ctx, int task, int thread)
                 j->scale, a->qg + r0 * (size_t)hd, hd, j->k + (size_t)g * hd,
                 ld, 0.0f, S, n_s);
 
-    int se = a->p.se_group > 1;
     int64_t se_w = a->p.se_window;
     int se_mixed = 0;
     float *S2 = NULL;
-    if (se && q_last - k_first >= se_w) { /* some keys are far: grouped */
+    if (se_far(a, q_last, k_first)) { /* some keys are far: grouped */
         S2 = a->S2 + (size_t)thread * a->s_cap;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_s, hd,
                     j->scale, a->qg_se + r0 * (size_t)hd, hd,
@@ -315,7 +322,8 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
             if (a->p.k_rotated) {
                 j.k = sp.k;
             } else {
-                rotate_k(a, rt, sp.k, sp.n, sp.pos0, a->krot, se ? a->krot_se : NULL);
+                rotate_k(a, rt, sp.k, sp.n, sp.pos0, a->krot,
+                         se_far(a, pos0 + n - 1, sp.pos0) ? a->krot_se : NULL);
                 j.k = a->krot;
             }
             j.k_se = a->krot_se;
@@ -334,7 +342,8 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         if (a->p.k_rotated) {
             j.k = k;
         } else {
-            rotate_k(a, rt, k, n_s, pos0 + c0, a->krot, se ? a->krot_se : NULL);
+            rotate_k(a, rt, k, n_s, pos0 + c0, a->krot,
+                     se_far(a, pos0 + n - 1, pos0 + c0) ? a->krot_se : NULL);
             j.k = a->krot;
         }
         j.k_se = a->krot_se;
