@@ -880,6 +880,18 @@ static void mm_task_gemm(void *ctx, int task, int thread)
                 j->y + r0, (int)j->n_out);
 }
 
+#if MM_HAVE_BG || MM_HAVE_IG
+/* Rows of W per pool task for the direct kernels: about 4 tasks per thread
+ * for balance, a multiple of the kernel's row block NW, at most 8 blocks. */
+static int64_t mm_rows_per_task(int64_t n_out, int n_threads, int64_t nw)
+{
+    const int64_t want = 4 * (int64_t)n_threads;
+    int64_t rpt = (n_out + want - 1) / want;
+    rpt = (rpt + nw - 1) / nw * nw;
+    return KVT_MIN((int64_t)8 * nw, rpt);
+}
+#endif
+
 #if MM_HAVE_BG
 
 /* One pass of the direct bf16 product: rows [i0, i0 + mc) of X. */
@@ -1034,10 +1046,7 @@ static void mm_matmul_bg(mm_ctx *c, const gguf_tensor *w, const float *x,
         .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
         .n_kp = w->ne[0] / 2,
     };
-    const int64_t want = 4 * (int64_t)c->n_threads;
-    int64_t rpt = (j.n_out + want - 1) / want;
-    rpt = (rpt + MM_BG_NW - 1) / MM_BG_NW * MM_BG_NW;
-    j.rows_per_task = KVT_MIN((int64_t)8 * MM_BG_NW, rpt);
+    j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_BG_NW);
     const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
     for (int64_t i0 = 0; i0 < m; i0 += MM_BG_XCHUNK) {
         j.i0 = i0;
@@ -1248,10 +1257,7 @@ static void mm_matmul_ig(mm_ctx *c, const gguf_tensor *w, const float *x,
         .n_blk = w->ne[0] / 32, .row_bytes = mm_row_bytes(w->type, w->ne[0]),
         .bias = mm_has_bias(w->type),
     };
-    const int64_t want = 4 * (int64_t)c->n_threads;
-    int64_t rpt = (j.n_out + want - 1) / want;
-    rpt = (rpt + MM_IG_NW - 1) / MM_IG_NW * MM_IG_NW;
-    j.rows_per_task = KVT_MIN((int64_t)8 * MM_IG_NW, rpt);
+    j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_IG_NW);
     const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
     for (int64_t i0 = 0; i0 < m; i0 += MM_IG_XCHUNK) {
         j.i0 = i0;
