@@ -342,6 +342,17 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
     return c;
 }
 
+void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
+                    int batch, const char *kvname)
+{
+    int rc = kvs_truncate(kv, 0);
+    for (int64_t p0 = 0; rc >= 0 && p0 < n; p0 += batch) {
+        int nb = (int)KVT_MIN((int64_t)batch, n - p0);
+        rc = model_eval(mc, kv, ids + p0, nb, p0, NULL, 0);
+    }
+    if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+}
+
 void cli_progress_start(struct cli_progress *p, int quiet, const char *unit)
 {
     p->on = !quiet && isatty(2);

@@ -91,6 +91,12 @@ void cli_mkdir(const char *dir);
 /* A model context for this run. */
 model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m);
 
+/* Empty KV and evaluate ids[0..n) again in batches of `batch`, without
+ * logits: the prefix under a new rotation table (--longrope-exact). Exits
+ * naming KVNAME on a store error. */
+void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
+                    int batch, const char *kvname);
+
 /* Progress on stderr, only when stderr is a terminal and not quiet. */
 struct cli_progress {
     int on;

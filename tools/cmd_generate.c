@@ -134,12 +134,7 @@ int cmd_generate(int argc, char **argv)
             if (changed < 0) cli_die("%s: positions: %s", o.model_path, kvt_strerror(changed));
             if (changed && exact) { /* the prefix again, under the new table */
                 n_reeval++;
-                if ((rc = kvs_truncate(ck.kv, 0)) < 0) cli_die("KV store: %s", kvt_strerror(rc));
-                for (int64_t p0 = 0; p0 < pos; p0 += o.n_batch) {
-                    int n = (int)KVT_MIN((int64_t)o.n_batch, pos - p0);
-                    if ((rc = model_eval(mc, ck.kv, ids + p0, n, p0, logits, 0)) < 0)
-                        cli_die("KV store: %s", kvt_strerror(rc));
-                }
+                cli_reevaluate(mc, ck.kv, ids, pos, o.n_batch, ck.path[0] ? ck.path : "KV store");
             }
         }
         rc = model_eval(mc, ck.kv, ids + pos, 1, pos, logits, 0);

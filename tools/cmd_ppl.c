@@ -281,14 +281,8 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
             if (j->grow) {
                 int changed = model_ctx_set_rope(mc, &j->rp, p0 + n);
                 if (changed < 0) cli_die("%s: positions: %s", o->model_path, kvt_strerror(changed));
-                if (changed && j->exact && p0 > 0) { /* the prefix again, under the new table */
-                    if ((rc = kvs_truncate(ck.kv, 0)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
-                    for (int64_t q0 = 0; q0 < p0; q0 += oo.n_batch) {
-                        int nq = (int)KVT_MIN((int64_t)oo.n_batch, p0 - q0);
-                        if ((rc = model_eval(mc, ck.kv, win + q0, nq, q0, NULL, 0)) < 0)
-                            cli_die("%s: %s", kvname, kvt_strerror(rc));
-                    }
-                }
+                if (changed && j->exact && p0 > 0) /* the prefix again, under the new table */
+                    cli_reevaluate(mc, ck.kv, win, p0, oo.n_batch, kvname);
             }
             rc = model_eval(mc, ck.kv, win + p0, n, p0, logits, 1);
             if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
