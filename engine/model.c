@@ -435,6 +435,12 @@ static void add_bias(float *y, const float *b, int n, int d)
 int model_eval(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
                int64_t pos0, float *logits, int all_logits)
 {
+    return model_eval_rows(c, kv, tokens, n, pos0, logits, all_logits ? 0 : n - 1);
+}
+
+int model_eval_rows(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
+                    int64_t pos0, float *logits, int from)
+{
     const model *m = c->m;
     const struct model_hparams *hp = &m->hp;
     KVT_ASSERT(n > 0 && n <= c->p.n_batch);
@@ -509,9 +515,9 @@ int model_eval(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
         for (size_t i = 0; i < (size_t)n * sE; i++) c->x[i] += c->tmp[i];
     }
     if (!logits) return 0;
-    int first = all_logits ? 0 : n - 1;
-    int rows = n - first;
-    rmsnorm(c->x + (size_t)first * sE, m->out_norm_f, c->xn, rows, E, hp->rms_eps);
+    KVT_ASSERT(from >= 0 && from < n);
+    int rows = n - from;
+    rmsnorm(c->x + (size_t)from * sE, m->out_norm_f, c->xn, rows, E, hp->rms_eps);
     mm_matmul(c->mm, m->output, c->xn, rows, logits);
     return 0;
 }

@@ -93,4 +93,10 @@ int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp,
 int model_eval(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
                int64_t pos0, float *logits, int all_logits);
 
+/* The same, with logits only for tokens [from, n) of the call:
+ * logits (n - from, n_vocab), row 0 = token `from` (0 <= from < n).
+ * model_eval is from = 0 (all) or n - 1 (last). */
+int model_eval_rows(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
+                    int64_t pos0, float *logits, int from);
+
 #endif

@@ -243,12 +243,15 @@ static double evaluate(struct search *S, const int16_t *q)
         if ((rc = kvs_truncate(S->kv, 0)) < 0) cli_die("KV store: %s", kvt_strerror(rc));
         for (int64_t p0 = 0; p0 < L; p0 += S->n_batch) {
             int nb = (int)KVT_MIN((int64_t)S->n_batch, L - p0);
-            rc = model_eval(S->mc, S->kv, S->chunk + p0, nb, p0, S->logits, 1);
+            int from = (int)KVT_MIN((int64_t)nb, KVT_MAX((int64_t)0, first - p0));
+            rc = model_eval_rows(S->mc, S->kv, S->chunk + p0, nb, p0,
+                                 from < nb ? S->logits : NULL, from);
             if (rc < 0) cli_die("KV store: %s", kvt_strerror(rc));
-            for (int t = 0; t < nb; t++) {
+            for (int t = from; t < nb; t++) {
                 int64_t pos = p0 + t;
-                if (pos < first || pos > L - 2) continue;
-                sum += cli_nll(S->logits + (size_t)t * S->n_vocab, S->n_vocab, S->chunk[pos + 1]);
+                if (pos > L - 2) continue;
+                sum += cli_nll(S->logits + (size_t)(t - from) * S->n_vocab, S->n_vocab,
+                               S->chunk[pos + 1]);
                 n++;
             }
         }

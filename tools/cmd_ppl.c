@@ -284,13 +284,15 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 if (changed && j->exact && p0 > 0) /* the prefix again, under the new table */
                     cli_reevaluate(mc, ck.kv, win, p0, oo.n_batch, kvname);
             }
-            rc = model_eval(mc, ck.kv, win + p0, n, p0, logits, 1);
+            /* logits only from the first scored position of this batch */
+            int from = (int)KVT_MIN((int64_t)n, KVT_MAX((int64_t)0, first - p0));
+            rc = model_eval_rows(mc, ck.kv, win + p0, n, p0, from < n ? logits : NULL, from);
             if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
             res->n_eval += n;
-            for (int t = 0; t < n; t++) {
+            for (int t = from; t < n; t++) {
                 int64_t pos = p0 + t;
-                if (pos < first || pos > n_ctx - 2) continue;
-                double v = cli_nll(logits + (size_t)t * n_vocab, n_vocab, win[pos + 1]);
+                if (pos > n_ctx - 2) continue;
+                double v = cli_nll(logits + (size_t)(t - from) * n_vocab, n_vocab, win[pos + 1]);
                 res->s.nll_sum += v;
                 res->s.nll2_sum += v * v;
                 res->s.n_scored++;
