@@ -127,7 +127,7 @@ static int kvs_check_config(const struct kvs_config *c)
         if (!c->path || c->codec < 0 || c->codec >= TILE_NCODECS)
             return KVT_ERANGE;
         if (c->io < 0 || c->io >= IO_NKINDS || c->queue_depth < 0 ||
-            c->queue_depth > 1024)
+            c->queue_depth > KVS_MAX_QUEUE_DEPTH)
             return KVT_ERANGE;
     }
     return 0;
