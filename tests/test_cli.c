@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/gguf.h"
+#include "engine/gguf_write.h"
 #include "t.h"
 #include "tproc.h"
 
@@ -100,8 +102,49 @@ static void test_generate_json(void)
     T_CHECK(rc == 0 && strstr(out, "\"kv_store\": \"ram\"") && strstr(out, "\"io\": \"none\""));
 }
 
+/* A copy of the model with one tokenizer key set to VAL (u32). */
+static int write_hostile(const char *path, const char *key, uint32_t val)
+{
+    gguf *g;
+    if (gguf_open(MODEL, &g, NULL, 0) < 0) return -1;
+    gguf_w *w;
+    int rc = gguf_w_init(&w);
+    if (rc == 0) rc = gguf_w_copy_from(w, g);
+    if (rc == 0) rc = gguf_w_set_u32(w, key, val);
+    if (rc == 0) rc = gguf_w_write(w, path);
+    gguf_w_free(w);
+    gguf_close(g);
+    return rc;
+}
+
+/* A model whose BOS (or padding) id is outside the vocabulary: one line
+ * naming the file and the key, exit 1, for every command that loads it. */
+static void test_hostile_model(void)
+{
+    T_REQUIRE(access(t_kvtile(), X_OK) == 0 && access(MODEL, R_OK) == 0, "no kvtile binary or model");
+    char path[] = "/tmp/kvt-test-cli-XXXXXX";
+    int fd = mkstemp(path);
+    T_CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    static const char *const keys[] = { "tokenizer.ggml.bos_token_id", "tokenizer.ggml.padding_token_id" };
+    for (int i = 0; i < 2; i++) {
+        T_CHECK(write_hostile(path, keys[i], 5000) == 0);
+        char a[256];
+        snprintf(a, sizeof a, "info %s", path);
+        T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 1);
+        T_CHECK(one_line(err) && strstr(err, path) && strstr(err, keys[i]) &&
+                strstr(err, "outside the vocabulary"));
+        snprintf(a, sizeof a, "generate %s -p hello -n 2 --kv-store ram", path);
+        T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 1);
+        T_CHECK(one_line(err) && strstr(err, keys[i]));
+    }
+    unlink(path);
+}
+
 int main(void)
 {
+    T_RUN(test_hostile_model);
     T_RUN(test_unknown_refused);
     T_RUN(test_values);
     T_RUN(test_help);
