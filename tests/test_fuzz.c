@@ -36,6 +36,7 @@ static void test_jsonl(void) { replay("fuzz_jsonl"); }
 static void test_factors(void) { replay("fuzz_factors"); }
 static void test_gguf(void) { replay("fuzz_gguf"); }
 static void test_tok(void) { replay("fuzz_tok"); }
+static void test_sidecar(void) { replay("fuzz_sidecar"); }
 
 int main(void)
 {
@@ -45,5 +46,6 @@ int main(void)
     T_RUN(test_factors);
     T_RUN(test_gguf);
     T_RUN(test_tok);
+    T_RUN(test_sidecar);
     return t_done();
 }
