@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "io/kvt.h"
 
 /* One line on stderr, "kvtile CMD: problem (see kvtile CMD --help)", exit 2. */
 __attribute__((format(printf, 2, 3)))
@@ -145,9 +146,26 @@ static void set_value(const char *cmd, const struct opt *o, const char *v)
     }
 }
 
+/* A name or alias given twice in one table is a programmer error. */
+static void check_table(const struct opt *tab)
+{
+    for (const struct opt *a = tab; a->type != OPT_T_END; a++) {
+        if (a->type == OPT_T_GROUP) continue;
+        KVT_ASSERT(a->name && a->name[0] == '-');
+        for (const struct opt *b = a + 1; b->type != OPT_T_END; b++) {
+            if (b->type == OPT_T_GROUP) continue;
+            KVT_ASSERT(strcmp(a->name, b->name) != 0);
+            KVT_ASSERT(!a->alias || !b->alias || strcmp(a->alias, b->alias) != 0);
+            KVT_ASSERT(!a->alias || strcmp(a->alias, b->name) != 0);
+            KVT_ASSERT(!b->alias || strcmp(b->alias, a->name) != 0);
+        }
+    }
+}
+
 int opt_parse(const char *cmd, const char *usage, const struct opt *tab,
               int argc, char **argv, const char **pos, int max_pos)
 {
+    check_table(tab);
     int n_pos = 0, only_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
