@@ -316,15 +316,35 @@ double cli_nll(const float *logits, int n_vocab, int target)
     return -((double)(logits[target] - mx) - log(sum));
 }
 
+/* Length of the valid UTF-8 sequence at s (strict: no overlongs, no
+ * surrogates, <= U+10FFFF), 0 if the bytes there are not one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
 void cli_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        size_t n = utf8_seq_len(c);
+        if (n == 0) { fputs("\\ufffd", f); c++; continue; } /* not UTF-8: U+FFFD */
         if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
         else if (*c == '\n') fputs("\\n", f);
         else if (*c == '\t') fputs("\\t", f);
         else if (*c < 0x20) fprintf(f, "\\u%04x", *c);
-        else fputc(*c, f);
+        else fwrite(c, 1, n, f);
+        c += n;
     }
     fputc('"', f);
 }
