@@ -18,7 +18,7 @@
 #define JNL_MAGIC "kvtile-journal 1 "
 #define JNL_HASH_HEX 16
 
-struct jnl {
+struct jnl_file {
     int fd;
     char *path;
     uint64_t seed;     /* XXH3-64 of the key: record hash seed */
@@ -94,7 +94,7 @@ int64_t jnl_parse(const char *buf, size_t len, const char *key,
 static int jnl_keep(void *ctx, const char *payload, size_t len)
 {
     (void)len;
-    jnl *j = ctx;
+    jnl_file *j = ctx;
     if (j->n == j->cap) {
         int64_t cap = j->cap ? 2 * j->cap : 64;
         size_t *p = realloc(j->offs, (size_t)cap * sizeof *p);
@@ -107,7 +107,7 @@ static int jnl_keep(void *ctx, const char *payload, size_t len)
 }
 
 /* Write the whole of BUF at the end, fsync; cut a partial write off. */
-static int jnl_put(jnl *j, const char *buf, size_t len)
+static int jnl_put(jnl_file *j, const char *buf, size_t len)
 {
     int rc = io_fd_write(j->fd, buf, len, j->end);
     if (rc == 0) rc = io_fd_fsync(j->fd);
@@ -121,7 +121,7 @@ static int jnl_put(jnl *j, const char *buf, size_t len)
 
 /* Read the existing file and keep its good records. @return 0, 1 (no
  * complete first line: treat as new), or < 0. */
-static int jnl_load(jnl *j, const char *key, uint64_t size)
+static int jnl_load(jnl_file *j, const char *key, uint64_t size)
 {
     if (size > SIZE_MAX - 1) return -EFBIG;
     j->buf = malloc((size_t)size + 1);
@@ -147,11 +147,11 @@ static int jnl_load(jnl *j, const char *key, uint64_t size)
     return 0;
 }
 
-int jnl_open(const char *path, const char *key, int flags, jnl **out)
+int jnl_open(const char *path, const char *key, int flags, jnl_file **out)
 {
     *out = NULL;
     KVT_ASSERT(!strchr(key, '\n'));
-    jnl *j = calloc(1, sizeof *j);
+    jnl_file *j = calloc(1, sizeof *j);
     if (!j) return -ENOMEM;
     j->fd = -1;
     j->seed = XXH3_64bits(key, strlen(key));
@@ -199,7 +199,7 @@ fail:
     return rc;
 }
 
-void jnl_close(jnl *j)
+void jnl_close(jnl_file *j)
 {
     if (!j) return;
     if (j->fd >= 0) close(j->fd); /* releases the flock */
@@ -209,7 +209,7 @@ void jnl_close(jnl *j)
     free(j);
 }
 
-int jnl_remove(jnl *j)
+int jnl_remove(jnl_file *j)
 {
     int rc = unlink(j->path) == 0 ? 0 : -errno;
     if (rc == 0) rc = jnl_fsync_dir(j->path);
@@ -217,10 +217,10 @@ int jnl_remove(jnl *j)
     return rc;
 }
 
-int64_t jnl_count(const jnl *j) { return j->n; }
-uint64_t jnl_cut_bytes(const jnl *j) { return j->cut; }
+int64_t jnl_count(const jnl_file *j) { return j->n; }
+uint64_t jnl_cut_bytes(const jnl_file *j) { return j->cut; }
 
-const char *jnl_record(const jnl *j, int64_t i, size_t *len)
+const char *jnl_record(const jnl_file *j, int64_t i, size_t *len)
 {
     KVT_ASSERT(i >= 0 && i < j->n);
     const char *p = j->buf + j->offs[i];
@@ -228,7 +228,7 @@ const char *jnl_record(const jnl *j, int64_t i, size_t *len)
     return p;
 }
 
-int jnl_append(jnl *j, const char *payload, size_t len)
+int jnl_append(jnl_file *j, const char *payload, size_t len)
 {
     KVT_ASSERT(!memchr(payload, '\n', len) && !memchr(payload, 0, len));
     if (len > SIZE_MAX - JNL_HASH_HEX - 2) return -EOVERFLOW;

@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct jnl jnl;
+typedef struct jnl_file jnl_file; /* (not "jnl": math.h has jnl()) */
 
 enum jnl_flags {
     JNL_RESUME = 1 << 0, /* keep the records of an existing journal of KEY
@@ -44,22 +44,22 @@ enum jnl_flags {
 };
 
 /* Open (create) the journal at PATH for the run KEY. */
-int jnl_open(const char *path, const char *key, int flags, jnl **out);
+int jnl_open(const char *path, const char *key, int flags, jnl_file **out);
 /* Release the lock and close; the file stays. NULL is a no-op. */
-void jnl_close(jnl *j);
+void jnl_close(jnl_file *j);
 /* Close and delete the file (the run is complete), then fsync the
  * directory. @return 0 or -errno. */
-int jnl_remove(jnl *j);
+int jnl_remove(jnl_file *j);
 
 /* Records read at open (in file order), NUL-terminated payloads owned by
  * the journal; *len (may be NULL) gets the payload length. */
-int64_t jnl_count(const jnl *j);
-const char *jnl_record(const jnl *j, int64_t i, size_t *len);
+int64_t jnl_count(const jnl_file *j);
+const char *jnl_record(const jnl_file *j, int64_t i, size_t *len);
 /* Bytes of torn tail cut off at open (0: the file ended cleanly). */
-uint64_t jnl_cut_bytes(const jnl *j);
+uint64_t jnl_cut_bytes(const jnl_file *j);
 
 /* Append one record (LEN bytes, no '\n' or NUL), durable on return. */
-int jnl_append(jnl *j, const char *payload, size_t len);
+int jnl_append(jnl_file *j, const char *payload, size_t len);
 
 /* Parse journal bytes BUF[0, LEN) for KEY, calling FN(CTX, payload,
  * payload_len) for each good record in order (payload not terminated;
