@@ -53,7 +53,7 @@ static void on_signal(int sig)
     _exit(128 + sig);
 }
 
-static void cleanup_init(void)
+void cli_exit_init(void)
 {
     static int done;
     if (done) return;
@@ -74,7 +74,7 @@ static void cleanup_init(void)
 
 void cli_cleanup_add(const char *path, int is_dir)
 {
-    cleanup_init();
+    cli_exit_init();
     int i = 0;
     while (i < n_cleanup && cleanup[i].used) i++;
     if (i == CLI_MAX_CLEANUP) cli_die("%s: too many temporary files", path);

@@ -62,6 +62,8 @@ void cli_warn(const char *fmt, ...);
  * leave them: valid and resumable. cli_cleanup_forget: keep PATH after
  * all (it was committed, or removed by its owner). */
 void cli_cleanup_add(const char *path, int is_dir);
+/* Install the exit and signal handlers (main does, first thing). */
+void cli_exit_init(void);
 void cli_cleanup_forget(const char *path);
 
 /* Open the progress journal PATH of run KEY (kvstore/journal.h), keeping
