@@ -90,14 +90,15 @@ tsan:
 # Fuzz targets (tests/fuzz/*.c): libFuzzer binaries with clang, and plain
 # replay programs (KVT_REPLAY) that run a corpus or crash files.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB := io/kvt.c engine/gguf.c engine/tok.c
+FUZZ_LIB := io/kvt.c io/io.c engine/gguf.c engine/tok.c kvstore/journal.c
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=c11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n -lpcre2-8 -lxxhash -lm || exit 1; \
-	  $(CC) $(CFLAGS) -DKVT_REPLAY $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n-replay -lpcre2-8 -lxxhash -lm || exit 1; \
+	  clang -std=c11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n -luring -lpcre2-8 -lxxhash -lm -pthread || exit 1; \
+	  $(CC) $(CFLAGS) -DKVT_REPLAY $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n-replay -luring -lpcre2-8 -lxxhash -lm || exit 1; \
 	done
 	@echo "run: $(BUILD)/fuzz/fuzz_gguf -max_total_time=60 CORPUS_DIR (seed with models/*.gguf)"
+	@echo "     $(BUILD)/fuzz/fuzz_journal -max_total_time=600 WORK_DIR tests/fuzz/corpus/journal"
 
 bench: all
 	sh bench/run.sh $(BUILD)

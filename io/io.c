@@ -364,6 +364,11 @@ int io_submit(io_file *f, int slot, uint64_t off, size_t len)
     if (f->kind == IO_URING) {
         if (f->broken < 0) return f->broken;
         struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+        if (!sqe) { /* the ring holds no-ops of failed submits: send them */
+            int rc = io_uring_submit(&f->ring);
+            if (rc < 0) return rc;
+            sqe = io_uring_get_sqe(&f->ring);
+        }
         if (!sqe) return -EBUSY;
         void *buf = io_slot(f, slot);
         if (f->fixed)

@@ -807,7 +807,7 @@ int kvs_truncate(kvs *s, int64_t n_tokens)
         if (rc < 0) return rc;
     }
     /* records of other layers' forgotten tiles may lie before the cut */
-    return n_tokens > 0 ? kvs_put_marker(s, TILE_MARK_TRUNC, n_tokens) : 0;
+    return keep > s->tag_end ? kvs_put_marker(s, TILE_MARK_TRUNC, n_tokens) : 0;
 }
 
 int kvs_reset(kvs *s, uint64_t tag)
