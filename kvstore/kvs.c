@@ -163,7 +163,7 @@ static int kvs_put_record(kvs *s, size_t len, struct kvs_rec *rec)
 static int kvs_cut_file(kvs *s, uint64_t end)
 {
     int rc = io_truncate(s->io, end);
-    if (rc == 0) rc = io_fsync(s->io);
+    if (rc == 0 && !s->cfg.ephemeral) rc = io_fsync(s->io);
     if (rc < 0) return rc;
     s->file_end = end;
     s->sync_end = 0;

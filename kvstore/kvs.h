@@ -37,6 +37,8 @@ struct kvs_config {
     size_t ram_budget_bytes; /* prefetch window + decoded pool (disk); 0 = default */
     const char *path;        /* cache file (disk) */
     int reopen;              /* 1: open an existing cache at path */
+    int ephemeral;           /* disk: the file will never be reopened (a
+                                temporary cache): cuts skip their fsync */
     uint8_t model_fp[32];    /* binds the cache to the model */
 };
 

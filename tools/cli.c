@@ -420,6 +420,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         snprintf(ck->path, sizeof ck->path, "%s/%s", ck->dir, name);
         cfg.path = ck->path;
         ck->keep = o->keep_cache || o->cache_dir;
+        cfg.ephemeral = !ck->keep;
         if (!ck->keep) {
             if (ck->tmp_dir) cli_cleanup_add(ck->dir, 1);
             cli_cleanup_add(ck->path, 0);
