@@ -391,7 +391,12 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
 
 void cli_mkdir(const char *dir)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) cli_die("%s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) == 0) {
+        int rc = jnl_fsync_dir(dir); /* its parent: the new entry survives */
+        if (rc < 0) cli_die("%s: %s", dir, kvt_strerror(rc));
+    } else if (errno != EEXIST) {
+        cli_die("%s: %s", dir, strerror(errno));
+    }
 }
 
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,

@@ -769,6 +769,20 @@ static uint64_t run_key(const struct batch *b)
             (long long)b->bucket, b->tmpl, b->temp, b->top_p, (unsigned long long)b->seed,
             b->no_timings, b->pos_key, b->chunk, (long long)b->n_docs);
     for (int k = 0; k < b->n_stops; k++) fprintf(f, "|%s", b->stops[k]);
+    /* the input itself: the JSONL text, or each file's size and mtime
+     * (documents a JSONL line names by "path" are bound by that path) */
+    if (!b->is_dir) {
+        fprintf(f, "|text=%016llx", (unsigned long long)XXH3_64bits(b->in_text, strlen(b->in_text)));
+    } else {
+        for (int64_t i = 0; i < b->n_docs; i++) {
+            char p[8192];
+            struct stat st;
+            snprintf(p, sizeof p, "%s/%s", b->in_dir, b->docs[i].name);
+            if (stat(p, &st) == 0)
+                fprintf(f, "|%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                        st.st_mtim.tv_nsec);
+        }
+    }
     fclose(f);
     uint64_t h = XXH3_64bits(s, n);
     free(s);
@@ -916,8 +930,7 @@ int cmd_batch(int argc, char **argv)
              b->o.se_group, b->o.se_window, b->o.cache_type, b->o.tile_tokens, b->chunk);
     b->mc = cli_model_ctx(&b->o, b->m);
     if (b->o.cache_dir) {
-        if (mkdir(b->o.cache_dir, 0755) != 0 && errno != EEXIST)
-            cli_die("%s: %s", b->o.cache_dir, strerror(errno));
+        cli_mkdir(b->o.cache_dir);
     } else {
         cli_kv_open(&b->o, b->m, "batch.kvt", 0, &b->shared);
     }
