@@ -156,6 +156,14 @@ static void test_resume_never_on_other_window(void)
     fprintf(stderr, "  cache of window 2, journal inside window 1: %.17g vs %.17g\n", resumed,
             whole);
     T_CHECK(t_json_num(out, "resumed_from") == 1 && resumed == whole);
+    /* the same with the cache file cut inside its header (a kill while it
+     * was being made): started over, with a warning */
+    T_CHECK(sh("head -n 9 %s > %s.x && mv %s.x %s && truncate -s 100 %s/ppl.kvt", journal,
+               journal, journal, journal, dir) == 0);
+    T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
+    resumed = t_json_num(out, "nll_sum");
+    fprintf(stderr, "  cache cut to 100 bytes: %.17g; said: %s", resumed, err);
+    T_CHECK(resumed == whole && strstr(err, "starting the cache over"));
     sh("rm -rf %s", dir);
 }
 

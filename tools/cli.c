@@ -432,12 +432,18 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         }
     }
     int rc = kvs_open(&cfg, &ck->kv);
+    if (reopen == 2 && (rc == KVT_ETRUNC || rc == KVT_EFORMAT || rc == KVT_ECHECKSUM ||
+                        rc == KVT_EVERSION || rc == KVT_EMODEL || rc == KVT_EUNSUPP)) {
+        cli_warn("%s: %s; starting the cache over", ck->path, kvt_strerror(rc));
+        cfg.reopen = 0;
+        rc = kvs_open(&cfg, &ck->kv);
+    }
     if (rc == -EBUSY)
         cli_die("%s: in use by another kvtile run (locked); wait for it to finish or use "
                 "another --cache-dir", ck->path);
     if (rc < 0)
         cli_die("%s: %s", o->kv_backing == KVS_DISK ? ck->path : "KV store", kvt_strerror(rc));
-    if (ck->keep && !reopen && (rc = jnl_fsync_dir(ck->path)) < 0) /* the new file survives */
+    if (ck->keep && !cfg.reopen && (rc = jnl_fsync_dir(ck->path)) < 0) /* the new file survives */
         cli_die("%s: %s", ck->dir, kvt_strerror(rc));
     cli_note_io(ck->path, o, ck->kv);
 }

@@ -105,7 +105,11 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
 
 /* A KV store for this run. For the disk backing without --cache-dir, a
  * temporary directory is made and removed by cli_kv_close unless
- * --keep-cache. NAME: file name inside the cache directory. */
+ * --keep-cache. NAME: file name inside the cache directory. REOPEN: 0
+ * create (empty), 1 reopen the existing file, 2 reopen it, or start it
+ * over (with a warning) when it is damaged, cut short or another model's.
+ * Exits with one line on any other error; -EBUSY (another process holds
+ * the file) says so. */
 struct cli_kv {
     kvs *kv;
     char dir[4096], path[8192];

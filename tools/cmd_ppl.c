@@ -227,7 +227,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 char cpath[8192];
                 snprintf(cpath, sizeof cpath, "%s/ppl.kvt", o->cache_dir);
                 if (o->kv_backing == KVS_DISK && access(cpath, F_OK) == 0) {
-                    cli_kv_open(o, j->m, "ppl.kvt", 1, &ck);
+                    cli_kv_open(o, j->m, "ppl.kvt", 2, &ck); /* damaged: start over */
                     opened = 1;
                     /* only keys of window w0 of this run count */
                     if (kvs_tag(ck.kv) == window_tag(&jr, w0)) have = kvs_n_tokens(ck.kv);
