@@ -289,6 +289,21 @@ static void test_two_batches_one_cache_dir(void)
     T_CHECK(sh("cmp -s %s/ref.jsonl %s/s.jsonl", dir, dir) == 0);
     free(rcs);
     free(e);
+    /* a document file changed under an interrupted batch: its journal is
+     * another run's (the key covers each document file's size and mtime) */
+    snprintf(cmd, sizeof cmd, "batch " MODEL " -i %s/docs.jsonl -o %s/k.jsonl --quiet", dir, dir);
+    pid_t kp = t_spawn(cmd);
+    snprintf(p, sizeof p, "%s/k.jsonl.journal", dir);
+    for (int t = 0; t < 2000 && t_count_lines(p) < 3; t++) usleep(5000);
+    kill(kp, SIGKILL);
+    waitpid(kp, NULL, 0);
+    T_CHECK(t_count_lines(p) >= 3 && t_count_lines(p) < 7);
+    T_CHECK(sh("echo ' And more.' >> %s/d6.txt", dir) == 0);
+    snprintf(cmd, sizeof cmd, "batch " MODEL " -i %s/docs.jsonl -o %s/k.jsonl --resume --quiet",
+             dir, dir);
+    rc = t_run(cmd, NULL, 0, err, sizeof err);
+    fprintf(stderr, "  resume after a document changed: exit %d: %s", rc, err);
+    T_CHECK(rc == 1 && strstr(err, "journal of another run (input or options differ)"));
     /* two ppl runs on one --cache-dir: the second refuses at once */
     char a[1024];
     snprintf(a, sizeof a, "ppl " PPL_ARGS " --cache-dir %s/p --quiet", dir);

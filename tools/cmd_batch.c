@@ -757,6 +757,29 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
 
 /* ---- journal ------------------------------------------------------------ */
 
+/* The file document I is read from, if any: a directory's file, or the
+ * "path" of a JSONL line without "text". @return 1 with PATH filled, 0. */
+static int doc_file(const struct batch *b, int64_t i, char *path, size_t cap)
+{
+    const struct doc *dc = &b->docs[i];
+    if (b->is_dir) {
+        snprintf(path, cap, "%s/%s", b->in_dir, dc->name);
+        return 1;
+    }
+    struct json_field f[MAX_FIELDS];
+    char *jb = malloc(json_buf_bound(dc->len));
+    if (!jb) cli_die("out of memory");
+    int nf = json_parse_object(b->in_text + dc->off, dc->len, jb, json_buf_bound(dc->len), f,
+                               MAX_FIELDS, NULL);
+    const struct json_field *t = nf > 0 ? json_get(f, nf, "text") : NULL;
+    const struct json_field *p = nf > 0 ? json_get(f, nf, "path") : NULL;
+    int ok = !t && p && p->type == JSON_STR;
+    if (ok && p->str[0] == '/') snprintf(path, cap, "%s", p->str);
+    else if (ok) snprintf(path, cap, "%s/%s", b->in_dir, p->str);
+    free(jb);
+    return ok;
+}
+
 /* Every option the output lines depend on, hashed. */
 static uint64_t run_key(const struct batch *b)
 {
@@ -769,19 +792,17 @@ static uint64_t run_key(const struct batch *b)
             (long long)b->bucket, b->tmpl, b->temp, b->top_p, (unsigned long long)b->seed,
             b->no_timings, b->pos_key, b->chunk, (long long)b->n_docs);
     for (int k = 0; k < b->n_stops; k++) fprintf(f, "|%s", b->stops[k]);
-    /* the input itself: the JSONL text, or each file's size and mtime
-     * (documents a JSONL line names by "path" are bound by that path) */
-    if (!b->is_dir) {
+    /* the input itself: the JSONL text, and the size and mtime of every
+     * document file (a directory's, or one a JSONL line names by "path") */
+    if (!b->is_dir)
         fprintf(f, "|text=%016llx", (unsigned long long)XXH3_64bits(b->in_text, strlen(b->in_text)));
-    } else {
-        for (int64_t i = 0; i < b->n_docs; i++) {
-            char p[8192];
-            struct stat st;
-            snprintf(p, sizeof p, "%s/%s", b->in_dir, b->docs[i].name);
-            if (stat(p, &st) == 0)
-                fprintf(f, "|%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                        st.st_mtim.tv_nsec);
-        }
+    for (int64_t i = 0; i < b->n_docs; i++) {
+        char p[8192];
+        if (!doc_file(b, i, p, sizeof p)) continue;
+        struct stat st;
+        if (stat(p, &st) == 0)
+            fprintf(f, "|%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                    st.st_mtim.tv_nsec);
     }
     fclose(f);
     uint64_t h = XXH3_64bits(s, n);
