@@ -107,17 +107,21 @@
  *   at pos0 first truncates L to pos0, then adds itself (a tail record
  *   becomes L's tail); a TRUNC marker truncates every layer; a TAG marker
  *   empties every layer and sets the tag. The scan stops
- *   at the first header that is missing, cut short, or not a record; a
- *   header with a good magic but a bad header checksum fails the open with
- *   KVT_ECHECKSUM. Payloads after the last SYNC marker are verified during
- *   the scan (a torn record ends the scan); payloads before it are verified
- *   when read (KVT_ECHECKSUM). The file is cut back to the end of the last
- *   good record, so a crash at any moment reopens to the last complete
- *   tile of each layer (plus the tails of the last sync).
+ *   at the first header that is missing, cut short, not a record or fails
+ *   its checksum, and at a record after the last SYNC marker whose payload
+ *   fails its checksum (payloads before it are verified when read:
+ *   KVT_ECHECKSUM). Where it stops is the end of the log only if no good
+ *   record header starts at a later 4 KiB boundary (a torn last write):
+ *   the file is then cut back to the end of the last good record, so a
+ *   crash at any moment reopens to the last complete tile of each layer
+ *   (plus the tails of the last sync). If a good record follows, the file
+ *   is damaged in the middle: the open fails with KVT_ECHECKSUM and cuts
+ *   nothing.
  *   Space is reused, never left behind: kvs_truncate and kvs_reset cut the
- *   file back (ftruncate, then fsync, before the next write past the cut),
- *   and a sync with nothing sealed since the previous one cuts back over
- *   the previous sync's tails (kvs.h states the bound).
+ *   file back (ftruncate, then fsync, before the next write past the cut,
+ *   so no stale record can follow the log end), and a sync with nothing
+ *   sealed since the previous one cuts back over the previous sync's tails
+ *   (kvs.h states the bound).
  *
  * All functions work in caller buffers; none allocates, none prints.
  */

@@ -1,8 +1,7 @@
 /* test_journal.c - the progress journal (kvstore/journal.h): round trips,
  * a torn last record at every offset, damaged records, other runs' and
- * foreign files, the lock, a full disk during an append, atomic commits;
- * and the fuzz corpus replayed through the fuzz target's properties. */
-#include <dirent.h>
+ * foreign files, the lock, a full disk during an append, atomic commits.
+ * (Its fuzz corpus is replayed by test_fuzz.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,10 +10,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define KVT_REPLAY
-#define KVT_FUZZ_NO_MAIN
-#include "fuzz/fuzz_journal.c"
 
 #include "io/io.h"
 #include "io/kvt.h"
@@ -240,30 +235,6 @@ static void test_commit_and_remove(void)
     T_CHECK(jnl_fsync_dir(out) == 0 && jnl_fsync_dir("/nonexistent/x") == -ENOENT);
 }
 
-/* The fuzz corpus through the fuzz target's properties (asserts). */
-static void test_fuzz_corpus(void)
-{
-    const char *cdir = "tests/fuzz/corpus/journal";
-    DIR *d = opendir(cdir);
-    if (!d) T_SKIP("no corpus (run from the repository root)");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", cdir, e->d_name);
-        size_t len;
-        char *t = t_slurp(p, &len);
-        if (!t) continue;
-        LLVMFuzzerTestOneInput((const uint8_t *)t, len);
-        free(t);
-        n++;
-    }
-    closedir(d);
-    fprintf(stderr, "  %d corpus files replayed\n", n);
-    T_CHECK(n >= 8);
-}
-
 int main(void)
 {
     T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
@@ -275,7 +246,6 @@ int main(void)
     T_RUN(test_lock);
     T_RUN(test_append_faults);
     T_RUN(test_commit_and_remove);
-    T_RUN(test_fuzz_corpus);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -3,8 +3,13 @@
  *   clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
  *     tests/fuzz/fuzz_journal.c kvstore/journal.c io/io.c io/kvt.c -luring -lxxhash
  * With -DKVT_REPLAY it is a plain program: fuzz_journal FILE... replays
- * inputs (the corpus is tests/fuzz/corpus/journal/, replayed by
- * tests/test_journal.c in `make test`).
+ * inputs (the corpus, tests/fuzz/corpus/fuzz_journal/, is replayed by
+ * test_fuzz in `make test`). Seeds: the first lines of a real `kvtile ppl
+ * --cache-dir` journal (whole, with a torn last record, with a record
+ * whose text no longer matches its hash), journals in the batch and
+ * longrope-search formats, edge cases (empty, header only, a torn header,
+ * the pre-journal batch header); the 40-hex-digit names are inputs a
+ * 10-minute libFuzzer run found, merged with -merge=1.
  *
  * Properties, for the input read as a journal under two keys (a fixed one,
  * and the key its first line names, so the header can verify):
@@ -118,7 +123,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KVT_REPLAY
-#ifndef KVT_FUZZ_NO_MAIN
 #include "replay.h"
 
 int main(int argc, char **argv)
@@ -126,5 +130,4 @@ int main(int argc, char **argv)
     replay_files(argc, argv);
     return 0;
 }
-#endif
 #endif
