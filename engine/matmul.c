@@ -16,6 +16,20 @@
  *      sub-block s is bit s of qh[l].)
  *   Q6_K 210 B / 256: u8 ql[128] | u8 qh[64] | i8 scales[16] | half d
  *     (w = (d*scales[e/16])*(q-32), q = 4 bits of ql | 2 bits of qh.)
+ *   Q2_K  84 B / 256: u8 scales[16] | u8 qs[64] | half d, dmin
+ *     (16 sub-blocks of 16, scales[s] = sc | mn << 4 (4 bits each);
+ *      w = (d*sc)*q - dmin*mn, q = 2 bits: element l of 32-run j (0..3)
+ *      of half h is bits 2j..2j+1 of qs[32h + l].)
+ *   Q3_K 110 B / 256: u8 hmask[32] | u8 qs[64] | u8 scales[12] | half d
+ *     (2 low bits as Q2_K; element e's high bit is bit e/32 of
+ *      hmask[e%32], clear = -4: q in -4..3; 16 6-bit scales sc packed in
+ *      12 bytes (low nibbles in bytes 0-7, top 2 bits in bytes 8-11);
+ *      w = (d*(sc-32))*q.)
+ *   IQ4_NL 18 B / 32: half d | u8 qs[16]         w = d*K[q]
+ *   IQ4_XS 136 B / 256: half d | u16 scales_h | u8 scales_l[4] | u8 qs[128]
+ *     (8 sub-blocks of 32 laid out as IQ4_NL's qs, 6-bit scale ls = nibble
+ *      of scales_l | 2 bits of scales_h; w = (d*(ls-32))*K[q].)
+ *     K = the 16 non-linear levels of mm_iq4_levels (ggml's kvalues_iq4nl).
  *
  * mm_dequant follows ggml's arithmetic order exactly, so it is bit-equal
  * to ggml's dequantize_row_*. Builds use -std=c11, which implies
@@ -28,8 +42,9 @@
  * X stays f32 there (more accurate than ggml's q8 activations). Larger m:
  * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
  * except on the direct bf16 path (BF16/F16 weights) and the int8 path
- * (Q8_0, Q4_0, Q4_K weights; X quantized to int8 per block of 32, as
- * ggml does), both described where they are defined.
+ * (types with a scale per 32 elements: Q8_0, Q4_0, Q4_K, IQ4_NL, IQ4_XS;
+ * X quantized to int8 per block of 32, as ggml does), both described
+ * where they are defined.
  */
 #include "matmul.h"
 
@@ -63,7 +78,9 @@ static const struct mm_type_info mm_types[GGML_TYPE_COUNT] = {
     [GGML_TYPE_Q4_0] = {32, 18}, [GGML_TYPE_Q4_1] = {32, 20},
     [GGML_TYPE_Q5_0] = {32, 22}, [GGML_TYPE_Q5_1] = {32, 24},
     [GGML_TYPE_Q4_K] = {256, 144}, [GGML_TYPE_Q5_K] = {256, 176},
-    [GGML_TYPE_Q6_K] = {256, 210},
+    [GGML_TYPE_Q6_K] = {256, 210}, [GGML_TYPE_Q2_K] = {256, 84},
+    [GGML_TYPE_Q3_K] = {256, 110}, [GGML_TYPE_IQ4_NL] = {32, 18},
+    [GGML_TYPE_IQ4_XS] = {256, 136},
 };
 
 typedef struct { uint16_t d; int8_t qs[32]; } blk_q8_0;
@@ -78,6 +95,14 @@ typedef struct {
 typedef struct {
     uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d;
 } blk_q6_K;
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } blk_q2_K;
+typedef struct {
+    uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d;
+} blk_q3_K;
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_iq4_nl;
+typedef struct {
+    uint16_t d, scales_h; uint8_t scales_l[4]; uint8_t qs[128];
+} blk_iq4_xs;
 _Static_assert(sizeof(blk_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(blk_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(blk_q4_1) == 20, "q4_1 block");
@@ -86,6 +111,15 @@ _Static_assert(sizeof(blk_q5_1) == 24, "q5_1 block");
 _Static_assert(sizeof(blk_q4_K) == 144, "q4_K block");
 _Static_assert(sizeof(blk_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(blk_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(blk_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(blk_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(blk_iq4_nl) == 18, "iq4_nl block");
+_Static_assert(sizeof(blk_iq4_xs) == 136, "iq4_xs block");
+
+/* The 16 levels of a 4-bit IQ4_NL / IQ4_XS code (ggml's kvalues_iq4nl). */
+static const int8_t mm_iq4_levels[16] = {
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
 
 int mm_type_supported(int type)
 {
@@ -396,6 +430,108 @@ static void up_q6_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
     }
 }
 
+/* Q2_K / Q3_K: the 2-bit fields of 128 elements from 32 bytes QS into
+ * Q[0..128): element 32j + l is bits 2j..2j+1 of qs[l]. */
+static void up_2bits(const uint8_t *qs, int8_t *q)
+{
+#if defined(__AVX2__)
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    for (int j = 0; j < 4; j++)
+        _mm256_storeu_si256((__m256i *)(q + 32 * j),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3));
+#else
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) q[32 * j + l] = (int8_t)((qs[l] >> (2 * j)) & 3);
+#endif
+}
+
+static void up_q2_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q2_K *x = src;
+    up_2bits(x->qs, q);
+    up_2bits(x->qs + 32, q + 128);
+    const float d = H2F(x->d), dmin = H2F(x->dmin);
+    for (int g = 0; g < 16; g++) {
+        sc[g] = d * (float)(x->scales[g] & 0xF);
+        bi[g] = -(dmin * (float)(x->scales[g] >> 4));
+    }
+}
+
+static void up_q3_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q3_K *x = src;
+    up_2bits(x->qs, q);
+    up_2bits(x->qs + 32, q + 128);
+    /* q -= 4 where bit e/32 of hmask[e%32] is clear */
+#if defined(__AVX2__)
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)x->hmask);
+    const __m256i k4 = _mm256_set1_epi8(4);
+    for (int j = 0; j < 8; j++) {
+        const __m256i bit = _mm256_set1_epi8((char)(1 << j));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+        _mm256_storeu_si256((__m256i *)(q + 32 * j),
+                            _mm256_sub_epi8(v, _mm256_andnot_si256(set, k4)));
+    }
+#else
+    for (int e = 0; e < 256; e++)
+        if (!((x->hmask[e % 32] >> (e / 32)) & 1)) q[e] = (int8_t)(q[e] - 4);
+#endif
+    const float d = H2F(x->d);
+    const uint8_t *s = x->scales;
+    for (int g = 0; g < 16; g++) {
+        const int lo = g < 8 ? (s[g] & 0xF) : (s[g - 8] >> 4);
+        const int hi = (s[8 + g % 4] >> (2 * (g / 4))) & 3;
+        sc[g] = d * (float)((lo | hi << 4) - 32);
+        bi[g] = 0;
+    }
+}
+
+/* IQ4_NL / IQ4_XS: the 32 levels of one 32-block from 16 bytes QS. */
+static void up_iq4_32(const uint8_t *qs, int8_t *q)
+{
+#if defined(__AVX2__)
+    const __m128i tbl = _mm_loadu_si128((const __m128i *)mm_iq4_levels);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    const __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    _mm_storeu_si128((__m128i *)q, _mm_shuffle_epi8(tbl, _mm_and_si128(v, m4)));
+    _mm_storeu_si128((__m128i *)(q + 16),
+                     _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+#else
+    for (int j = 0; j < 16; j++) {
+        q[j] = mm_iq4_levels[qs[j] & 0xF];
+        q[j + 16] = mm_iq4_levels[qs[j] >> 4];
+    }
+#endif
+}
+
+static void up_iq4_nl(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_iq4_nl *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_iq4_32(x[i].qs, q);
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = 0;
+    }
+}
+
+static void up_iq4_xs(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_iq4_xs *x = src;
+    const float d = H2F(x->d);
+    for (int s = 0; s < 8; s++) {
+        up_iq4_32(x->qs + 16 * s, q + 32 * s);
+        const int ls = ((x->scales_l[s / 2] >> (4 * (s % 2))) & 0xF) |
+                       (((x->scales_h >> (2 * s)) & 3) << 4);
+        sc[2 * s] = sc[2 * s + 1] = d * (float)(ls - 32);
+        bi[2 * s] = bi[2 * s + 1] = 0;
+    }
+}
+
 static mm_unpack_fn mm_unpacker(int type)
 {
     switch (type) {
@@ -407,6 +543,10 @@ static mm_unpack_fn mm_unpacker(int type)
     case GGML_TYPE_Q4_K: return up_q4_K;
     case GGML_TYPE_Q5_K: return up_q5_K;
     case GGML_TYPE_Q6_K: return up_q6_K;
+    case GGML_TYPE_Q2_K: return up_q2_K;
+    case GGML_TYPE_Q3_K: return up_q3_K;
+    case GGML_TYPE_IQ4_NL: return up_iq4_nl;
+    case GGML_TYPE_IQ4_XS: return up_iq4_xs;
     default: return NULL;
     }
 }
@@ -415,7 +555,8 @@ static mm_unpack_fn mm_unpacker(int type)
 static int mm_has_bias(int type)
 {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 ||
-           type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
+           type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K ||
+           type == GGML_TYPE_Q2_K;
 }
 
 /* y[i] = q[i] * sc[i/16] (+ bi[i/16]) for N_GROUPS groups of 16, as a
@@ -767,7 +908,8 @@ static int mm_cpu_vnni(void)
  * dequantize + sgemm. */
 static int mm_ig_type(int type)
 {
-    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K;
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K ||
+           type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_IQ4_XS;
 }
 
 void mm_set_int8_gemm(int enable) { mm_ig_enabled = enable != 0; }
