@@ -320,6 +320,57 @@ void ref_random_blocks(int type, void *dst, int64_t n_blocks, float scale,
     }
 }
 
+/* Nearest level of V / D (D != 0); ties to the lower index. */
+static int iq4_nearest(float v, float d)
+{
+    int best = 0;
+    float be = fabsf(v - d * (float)iq4_levels[0]);
+    for (int i = 1; i < 16; i++) {
+        float e = fabsf(v - d * (float)iq4_levels[i]);
+        if (e < be) { be = e; best = i; }
+    }
+    return best;
+}
+
+/* Squared error of block X (32) quantized with the f16 scale H. */
+static float iq4_block_err(const float *x, uint16_t h)
+{
+    float d = ref_f16_to_f32(h), err = 0;
+    for (int k = 0; k < 32; k++) {
+        float e = d != 0 ? x[k] - d * (float)iq4_levels[iq4_nearest(x[k], d)] : x[k];
+        err += e * e;
+    }
+    return err;
+}
+
+void ref_quantize_iq4_nl(const float *x, int64_t n, void *dst)
+{
+    uint8_t *b = dst;
+    for (int64_t blk = 0; blk < n / 32; blk++, x += 32, b += 18) {
+        float vmax = 0; /* the element of largest magnitude, signed */
+        for (int k = 0; k < 32; k++)
+            if (fabsf(x[k]) > fabsf(vmax)) vmax = x[k];
+        uint16_t best = 0;
+        float best_err = iq4_block_err(x, 0);
+        for (int t = -8; t <= 8; t++) {
+            const float f = 1.0f + 0.01f * (float)t;
+            const float cand[2] = {vmax / -127.0f * f, vmax / 113.0f * f};
+            for (int c = 0; c < 2; c++) {
+                uint16_t h = ref_f32_to_f16(cand[c]);
+                float e = iq4_block_err(x, h);
+                if (e < best_err) { best_err = e; best = h; }
+            }
+        }
+        wr16(b, best);
+        float d = ref_f16_to_f32(best);
+        memset(b + 2, 0, 16);
+        for (int k = 0; k < 32 && d != 0; k++) {
+            int q = iq4_nearest(x[k], d);
+            b[2 + k % 16] |= (uint8_t)(k < 16 ? q : q << 4);
+        }
+    }
+}
+
 void ref_quant_x8(const float *x, int64_t n, int8_t *q, float *d, float *amax)
 {
     for (int64_t b = 0; b < n / 32; b++) {

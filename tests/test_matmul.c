@@ -537,6 +537,61 @@ static int fill_bf16(void *ctx, void *dst, size_t size)
     return 0;
 }
 
+/* Fill for gguf_w_add_tensor_fn: the F32 tensor CTX as IQ4_NL blocks. */
+static int fill_iq4_nl(void *ctx, void *dst, size_t size)
+{
+    const gguf_tensor *t = ctx;
+    const int64_t n = t->ne[0] * t->ne[1];
+    KVT_ASSERT(size == (size_t)(n / 32) * 18);
+    ref_quantize_iq4_nl(t->data, n, dst);
+    return 0;
+}
+
+/* Fill: the F32 tensor CTX rounded to f16. */
+static int fill_f16(void *ctx, void *dst, size_t size)
+{
+    const gguf_tensor *t = ctx;
+    const float *f = t->data;
+    uint16_t *h = dst;
+    KVT_ASSERT(size == t->size / 2);
+    for (size_t i = 0; i < size / 2; i++) h[i] = ref_f32_to_f16(f[i]);
+    return 0;
+}
+
+/* models/tiny-kjv-iq4_nl.gguf as it was made: tiny-kjv-f32 with every
+ * 2-D weight whose rows are a multiple of 32 quantized to IQ4_NL by
+ * ref_quantize_iq4_nl, ffn_down (688 columns) rounded to F16, norms F32,
+ * general.file_type 25 (llama.cpp's MOSTLY_IQ4_NL). Written to PATH;
+ * returns the number of IQ4_NL tensors or < 0. */
+static int make_iq4_nl_model(const char *path)
+{
+    char err[256];
+    gguf *g;
+    int rc = gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &g, err, sizeof err);
+    if (rc < 0) return rc;
+    gguf_w *w;
+    if ((rc = gguf_w_init(&w)) < 0) { gguf_close(g); return rc; }
+    int n_nl = 0;
+    if ((rc = gguf_w_copy_from(w, g)) == 0)
+        rc = gguf_w_set_u32(w, "general.file_type", 25);
+    for (int i = 0; rc == 0 && i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        if (t->type != GGML_TYPE_F32 || t->n_dims != 2) continue;
+        if (t->ne[0] % 32 == 0) {
+            rc = gguf_w_add_tensor_fn(w, t->name, GGML_TYPE_IQ4_NL, 2, t->ne,
+                                      t->size / 4 / 32 * 18, fill_iq4_nl, (void *)t);
+            n_nl++;
+        } else {
+            rc = gguf_w_add_tensor_fn(w, t->name, GGML_TYPE_F16, 2, t->ne,
+                                      t->size / 2, fill_f16, (void *)t);
+        }
+    }
+    if (rc == 0) rc = gguf_w_write(w, path);
+    gguf_w_free(w);
+    gguf_close(g);
+    return rc < 0 ? rc : n_nl;
+}
+
 /* Perplexity of kvtile ppl on MODEL over the first 64 windows of 256. */
 static double ppl_of(const char *model)
 {
@@ -590,6 +645,42 @@ static void test_bf16_ppl(void)
     rmdir(dir);
 }
 
+/* The shipped IQ4_NL model is exactly what make_iq4_nl_model writes
+ * (KVT_IQ4NL_OUT=PATH writes it there instead of a temporary file), and
+ * scores within 1% of the F32 model on 64 windows (its whole-text
+ * reference from llama.cpp is checked in test_parity.c). */
+static void test_iq4_nl_model(void)
+{
+    char dir[256], path[300];
+    const char *keep = getenv("KVT_IQ4NL_OUT");
+    if (access(T_MODEL("tiny-kjv-f32.gguf"), R_OK) != 0)
+        T_SKIP("models/tiny-kjv-f32.gguf not readable");
+    dir[0] = 0;
+    if (keep) {
+        snprintf(path, sizeof path, "%s", keep);
+    } else {
+        T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
+        snprintf(path, sizeof path, "%s/tiny-kjv-iq4_nl.gguf", dir);
+    }
+    const int n_nl = make_iq4_nl_model(path);
+    T_CHECK(n_nl == 26); /* 4 x (q, k, v, o, gate, up) + embedding + output */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", path, T_MODEL("tiny-kjv-iq4_nl.gguf"));
+    const int same_bytes = system(cmd) == 0;
+    if (!same_bytes) fprintf(stderr, "  %s differs from the shipped tiny-kjv-iq4_nl.gguf\n", path);
+    T_CHECK(same_bytes);
+    const double p32 = ppl_of(T_MODEL("tiny-kjv-f32.gguf"));
+    const double pnl = ppl_of(T_MODEL("tiny-kjv-iq4_nl.gguf"));
+    fprintf(stderr, "  ppl (64 x 256): f32 %.5f, iq4_nl %.5f (%+.3f%%)%s\n", p32, pnl,
+            100 * (pnl / p32 - 1),
+            mm_int8_gemm_used(GGML_TYPE_IQ4_NL, 256, 256) ? ", int8 GEMM" : "");
+    T_CHECK(fabs(pnl / p32 - 1) < 0.01);
+    if (!keep) {
+        remove(path);
+        rmdir(dir);
+    }
+}
+
 /* Quantized real weights must dequantize close to the F32 original: a
  * wrong block layout gives errors of the order of the weights themselves.
  * Every tensor of every file is checked, against the F32 model and
@@ -600,6 +691,7 @@ static void test_real_weights(void)
         "tiny-kjv-f16.gguf", "tiny-kjv-q8_0.gguf", "tiny-kjv-q6_k.gguf",
         "tiny-kjv-q4_k_m.gguf", "tiny-kjv-q4_0.gguf", "tiny-kjv-q5_k_m.gguf",
         "tiny-kjv-q3_k_m.gguf", "tiny-kjv-q2_k.gguf", "tiny-kjv-iq4_xs.gguf",
+        "tiny-kjv-iq4_nl.gguf",
     };
     char err[256];
     gguf *ref;
@@ -656,7 +748,8 @@ static void test_real_weights(void)
     }
     const int want[] = {GGML_TYPE_F16, GGML_TYPE_Q8_0, GGML_TYPE_Q6_K,
                         GGML_TYPE_Q4_K, GGML_TYPE_Q4_0, GGML_TYPE_Q5_K,
-                        GGML_TYPE_Q3_K, GGML_TYPE_Q2_K, GGML_TYPE_IQ4_XS};
+                        GGML_TYPE_Q3_K, GGML_TYPE_Q2_K, GGML_TYPE_IQ4_XS,
+                        GGML_TYPE_IQ4_NL};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) T_CHECK(seen[want[i]] > 0);
     for (int t = 0; t < GGML_TYPE_COUNT; t++)
         if (seen[t] && getenv("KVT_TEST_VERBOSE"))
@@ -680,5 +773,6 @@ int main(void)
     T_RUN(test_int8_gemm);
     T_RUN(test_real_weights);
     T_RUN(test_bf16_ppl);
+    T_RUN(test_iq4_nl_model);
     return t_done();
 }

@@ -42,6 +42,10 @@ static void test_reference_whole_text(void)
     check_ref("tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 0.005);
     check_ref("tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 0.005);
     check_ref("tiny-kjv-q6_k.gguf", "-c 256", 19.4265, 0.005);
+    check_ref("tiny-kjv-q5_k_m.gguf", "-c 256", 19.4383, 0.0005);
+    check_ref("tiny-kjv-q3_k_m.gguf", "-c 256", 19.6984, 0.0005);
+    check_ref("tiny-kjv-q2_k.gguf", "-c 256", 20.9854, 0.0005);
+    check_ref("tiny-kjv-iq4_xs.gguf", "-c 256", 19.4608, 0.0005);
     check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 256", 20.4417, 0.0005);
 }
 
