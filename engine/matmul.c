@@ -832,6 +832,9 @@ static int mm_bg_enabled = 1; /* mm_set_bf16_gemm */
  *   vpdpbusd sums u * q (u8 x s8) into int32 lanes that start at corr, so
  *   each block ends with the exact sum(code * q); then in f32
  *       acc += float(isum) * (dx * dw)  [+ bw * ds for types with a bias].
+ *   Types with a scale (and bias) per 16 (Q2_K, Q3_K: mm_ig_split) take
+ *   the same steps per half block: corr_h, ds_h and the weight's d[h],
+ *   b[h] of half h = 0, 1 (k 0..15, 16..31), two f32 steps per block.
  * Error: given the int8 X, the product is exact up to f32 accumulation
  *   (about n_in/32 + 3 roundings of 2^-24 per term). X's rounding moves
  *   each x by at most d/2 = amax/254, so
@@ -853,10 +856,12 @@ struct mm_ig_xblk {
     float d[MM_IG_NX];
     int32_t corr[MM_IG_NX];
     float ds[MM_IG_NX];
+    int32_t corr_h[2][MM_IG_NX]; /* corr and ds of each half block */
+    float ds_h[2][MM_IG_NX];
 };
 struct mm_ig_wblk {
     uint8_t u[MM_IG_NW][32];
-    float d[MM_IG_NW], b[MM_IG_NW];
+    float d[2][MM_IG_NW], b[2][MM_IG_NW]; /* per half; equal for per-32 types */
 };
 
 static int mm_ig_enabled = 1; /* mm_set_int8_gemm */
@@ -903,14 +908,23 @@ static int mm_cpu_vnni(void)
 #endif
 }
 
-/* Types on the int8 path (one scale, and bias, per 32 elements; Q6_K has
- * a scale per 16, not supported), where it was measured faster than
- * dequantize + sgemm. */
+/* Types on the int8 path, where it was measured faster than dequantize +
+ * sgemm: one scale (and bias) per 32 elements, or per 16 (mm_ig_split;
+ * Q6_K's codes and scales would fit too, not measured yet). */
 static int mm_ig_type(int type)
 {
     return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K ||
-           type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_IQ4_XS;
+           type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_IQ4_XS ||
+           type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K;
 }
+
+#if MM_HAVE_IG
+/* Int8-path types with a scale (and bias) per 16 elements, not per 32. */
+static int mm_ig_split(int type)
+{
+    return type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K;
+}
+#endif
 
 void mm_set_int8_gemm(int enable) { mm_ig_enabled = enable != 0; }
 
@@ -1202,6 +1216,9 @@ static void mm_matmul_bg(mm_ctx *c, const gguf_tensor *w, const float *x,
 
 #if MM_HAVE_IG
 
+typedef void (*mm_ig_kernel_fn)(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                                int64_t n_blk, float t[MM_IG_NW][MM_IG_NX]);
+
 /* One pass of the int8 product: rows [i0, i0 + mc) of X. */
 struct mm_ig_job {
     const mm_ctx *c;
@@ -1210,7 +1227,7 @@ struct mm_ig_job {
     float *y;        /* (m, n_out) */
     int64_t n_in, n_out, n_blk;
     size_t row_bytes;
-    int bias;        /* the type has w = code * dw + bw */
+    mm_ig_kernel_fn kernel; /* per the type's scales and bias */
     int64_t i0, mc;  /* X rows of this pass */
     int64_t rows_per_task; /* W rows, a multiple of MM_IG_NW */
 };
@@ -1229,7 +1246,8 @@ static void mm_ig_quant_row(const float *xr, int64_t n_blk, int r,
         const __m512 vid = _mm512_set1_ps(id);
         const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
         const __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, vid));
-        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+        const int32_t sa = _mm512_reduce_add_epi32(qa), sc = _mm512_reduce_add_epi32(qc);
+        const int32_t sum = sa + sc;
         int8_t q[32];
         _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(qc));
@@ -1237,6 +1255,10 @@ static void mm_ig_quant_row(const float *xr, int64_t n_blk, int r,
         dst->d[r] = d;
         dst->corr[r] = -128 * sum;
         dst->ds[r] = d * (float)sum;
+        dst->corr_h[0][r] = -128 * sa;
+        dst->corr_h[1][r] = -128 * sc;
+        dst->ds_h[0][r] = d * (float)sa;
+        dst->ds_h[1][r] = d * (float)sc;
     }
 }
 
@@ -1258,6 +1280,10 @@ static void mm_ig_pack_x(void *ctx, int task, int thread)
             for (int s = 0; s < 8; s++) dst[b].q[s][r] = 0;
             dst[b].d[r] = dst[b].ds[r] = 0;
             dst[b].corr[r] = 0;
+            for (int h = 0; h < 2; h++) {
+                dst[b].corr_h[h][r] = 0;
+                dst[b].ds_h[h][r] = 0;
+            }
         }
     }
 }
@@ -1275,7 +1301,7 @@ static void mm_ig_pack_w(const struct mm_ig_job *j, int64_t r,
         if (r + k >= j->n_out) {
             for (int64_t b = 0; b < j->n_blk; b++) {
                 memset(dst[b].u[k], 0x80, 32);
-                dst[b].d[k] = dst[b].b[k] = 0;
+                for (int h = 0; h < 2; h++) dst[b].d[h][k] = dst[b].b[h][k] = 0;
             }
             continue;
         }
@@ -1290,8 +1316,10 @@ static void mm_ig_pack_w(const struct mm_ig_job *j, int64_t r,
             for (int e = 0; e < nb * blck / 32; e++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * e));
                 _mm256_storeu_si256((__m256i *)dst[b + e].u[k], _mm256_xor_si256(v, k80));
-                dst[b + e].d[k] = sc[2 * e];
-                dst[b + e].b[k] = bi[2 * e];
+                for (int h = 0; h < 2; h++) {
+                    dst[b + e].d[h][k] = sc[2 * e + h];
+                    dst[b + e].b[h][k] = bi[2 * e + h];
+                }
             }
         }
     }
@@ -1333,7 +1361,7 @@ mm_ig_kernel_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
         const __m512 d0 = _mm512_loadu_ps(xb->d), d1 = _mm512_loadu_ps(xb->d + 16);
 #pragma GCC unroll 8
         for (int k = 0; k < MM_IG_NW; k++) {
-            const __m512 dw = _mm512_set1_ps(wb->d[k]);
+            const __m512 dw = _mm512_set1_ps(wb->d[0][k]);
             f[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][0]),
                                       _mm512_mul_ps(d0, dw), f[k][0]);
             f[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][1]),
@@ -1343,9 +1371,65 @@ mm_ig_kernel_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
             const __m512 s0 = _mm512_loadu_ps(xb->ds), s1 = _mm512_loadu_ps(xb->ds + 16);
 #pragma GCC unroll 8
             for (int k = 0; k < MM_IG_NW; k++) {
-                const __m512 bw = _mm512_set1_ps(wb->b[k]);
+                const __m512 bw = _mm512_set1_ps(wb->b[0][k]);
                 f[k][0] = _mm512_fmadd_ps(bw, s0, f[k][0]);
                 f[k][1] = _mm512_fmadd_ps(bw, s1, f[k][1]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < MM_IG_NW; k++) {
+        _mm512_storeu_ps(t[k], f[k][0]);
+        _mm512_storeu_ps(t[k] + 16, f[k][1]);
+    }
+}
+
+/* As mm_ig_kernel_body for weights with a scale (BIAS: and bias) per 16:
+ * each half block is summed and scaled on its own. */
+static inline __attribute__((always_inline)) void
+mm_ig_kernel_split_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                        int64_t n_blk, int bias, float t[MM_IG_NW][MM_IG_NX])
+{
+    __m512 f[MM_IG_NW][2];
+#pragma GCC unroll 8
+    for (int k = 0; k < MM_IG_NW; k++) f[k][0] = f[k][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blk; b++, xb++, wb++) {
+        const __m512 d0 = _mm512_loadu_ps(xb->d), d1 = _mm512_loadu_ps(xb->d + 16);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i acc[MM_IG_NW][2];
+            const __m512i c0 = _mm512_loadu_si512(xb->corr_h[h]);
+            const __m512i c1 = _mm512_loadu_si512(xb->corr_h[h] + 16);
+#pragma GCC unroll 8
+            for (int k = 0; k < MM_IG_NW; k++) { acc[k][0] = c0; acc[k][1] = c1; }
+#pragma GCC unroll 4
+            for (int s = 4 * h; s < 4 * h + 4; s++) {
+                const __m512i x0 = _mm512_loadu_si512(xb->q[s]);
+                const __m512i x1 = _mm512_loadu_si512(xb->q[s] + 16);
+#pragma GCC unroll 8
+                for (int k = 0; k < MM_IG_NW; k++) {
+                    const __m512i w = mm_ig_bcast(wb->u[k] + 4 * s);
+                    acc[k][0] = _mm512_dpbusd_epi32(acc[k][0], w, x0);
+                    acc[k][1] = _mm512_dpbusd_epi32(acc[k][1], w, x1);
+                }
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < MM_IG_NW; k++) {
+                const __m512 dw = _mm512_set1_ps(wb->d[h][k]);
+                f[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][0]),
+                                          _mm512_mul_ps(d0, dw), f[k][0]);
+                f[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][1]),
+                                          _mm512_mul_ps(d1, dw), f[k][1]);
+            }
+            if (bias) {
+                const __m512 s0 = _mm512_loadu_ps(xb->ds_h[h]);
+                const __m512 s1 = _mm512_loadu_ps(xb->ds_h[h] + 16);
+#pragma GCC unroll 8
+                for (int k = 0; k < MM_IG_NW; k++) {
+                    const __m512 bw = _mm512_set1_ps(wb->b[h][k]);
+                    f[k][0] = _mm512_fmadd_ps(bw, s0, f[k][0]);
+                    f[k][1] = _mm512_fmadd_ps(bw, s1, f[k][1]);
+                }
             }
         }
     }
@@ -1368,6 +1452,19 @@ static void mm_ig_kernel_bias(const struct mm_ig_xblk *xb, const struct mm_ig_wb
     mm_ig_kernel_body(xb, wb, n_blk, 1, t);
 }
 
+static void mm_ig_kernel_split(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                               int64_t n_blk, float t[MM_IG_NW][MM_IG_NX])
+{
+    mm_ig_kernel_split_body(xb, wb, n_blk, 0, t);
+}
+
+static void mm_ig_kernel_split_bias(const struct mm_ig_xblk *xb,
+                                    const struct mm_ig_wblk *wb, int64_t n_blk,
+                                    float t[MM_IG_NW][MM_IG_NX])
+{
+    mm_ig_kernel_split_body(xb, wb, n_blk, 1, t);
+}
+
 /* W rows [r0, r0 + rows_per_task) against the packed X of this pass. */
 static void mm_ig_task(void *ctx, int task, int thread)
 {
@@ -1381,8 +1478,7 @@ static void mm_ig_task(void *ctx, int task, int thread)
         const int nr = (int)KVT_MIN((int64_t)MM_IG_NW, r1 - r);
         for (int64_t b = 0; b * MM_IG_NX < j->mc; b++) {
             const struct mm_ig_xblk *xb = j->c->ixp + (size_t)b * (size_t)j->n_blk;
-            if (j->bias) mm_ig_kernel_bias(xb, wb, j->n_blk, t);
-            else mm_ig_kernel(xb, wb, j->n_blk, t);
+            j->kernel(xb, wb, j->n_blk, t);
             const int ni = (int)KVT_MIN((int64_t)MM_IG_NX, j->mc - b * MM_IG_NX);
             float *yb = j->y + (size_t)(j->i0 + b * MM_IG_NX) * (size_t)j->n_out + r;
             for (int i = 0; i < ni; i++, yb += j->n_out)
@@ -1397,8 +1493,10 @@ static void mm_matmul_ig(mm_ctx *c, const gguf_tensor *w, const float *x,
     struct mm_ig_job j = {
         .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
         .n_blk = w->ne[0] / 32, .row_bytes = mm_row_bytes(w->type, w->ne[0]),
-        .bias = mm_has_bias(w->type),
     };
+    const int bias = mm_has_bias(w->type);
+    j.kernel = mm_ig_split(w->type) ? (bias ? mm_ig_kernel_split_bias : mm_ig_kernel_split)
+                                    : (bias ? mm_ig_kernel_bias : mm_ig_kernel);
     j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_IG_NW);
     const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
     for (int64_t i0 = 0; i0 < m; i0 += MM_IG_XCHUNK) {
