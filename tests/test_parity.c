@@ -2,8 +2,9 @@
  * llama.cpp's llama-perplexity, 1380 windows of 256 over kjv-nt.txt) for
  * every weight type (Q2_K, Q3_K, IQ4_XS and IQ4_NL held to 0.05%, like
  * F32) and the phi3 LongRoPE file at its short factors.
- * 20-30 s per file on a quiet machine; KVT_TEST_QUICK=1 (sanitizer builds) skips them:
- * they test numerics, which the sanitizers do not change. The shorter
+ * 20-30 s per file on a quiet machine; KVT_TEST_QUICK=1 (sanitizer
+ * builds) skips them: they test numerics, which the sanitizers do not
+ * change. The shorter
  * references run in test_ppl.c in every build.
  */
 #include <math.h>
