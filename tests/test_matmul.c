@@ -473,13 +473,15 @@ static void test_int8_gemm(void)
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_IQ4_XS, 256, 9));
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q2_K, 256, 9));
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q3_K, 256, 9));
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
+    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
+    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q5_K, 256, 64));
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q5_0, 256, 64));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 8));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 256, 64));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 256, 64));
     static const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
                                 GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K,
-                                GGML_TYPE_Q3_K};
+                                GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
     const int n_types = (int)(sizeof types / sizeof types[0]);
     uint64_t seed = 31337;
     for (int nt = 1; nt <= 3; nt += 2) {
