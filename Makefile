@@ -1,6 +1,7 @@
 # kvtile - build, test, demo, sanitizers, benchmarks.
 # Dependencies (Debian 12): liburing-dev liblz4-dev libopenblas-dev
-# libpcre2-dev libxxhash-dev pkg-config (scripts/deps.sh installs them).
+# libpcre2-dev libxxhash-dev libjansson-dev (JSON reading and string encoding,
+# tools/json.c and cli_json_str) pkg-config (scripts/deps.sh installs them).
 
 CC      ?= cc
 BUILD   ?= build
@@ -11,7 +12,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wundef \
 ifdef CI
 override CFLAGS += -Werror
 endif
-LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -lm -pthread
+LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
 LIB_SRC   := $(wildcard io/*.c) $(wildcard kvstore/*.c) $(wildcard engine/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)

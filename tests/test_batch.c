@@ -54,30 +54,29 @@ static int read_lines(const char *path, char **lines, int max)
 
 static void free_lines(char **l, int n) { for (int i = 0; i < n; i++) free(l[i]); }
 
-/* Parse LINE into f (buffer *buf, caller frees). */
-static int parse(const char *line, struct json_field *f, char **buf)
+/* Parse LINE into f (*root owns the strings: jrec_free it). */
+static int parse(const char *line, struct jrec_field *f, struct json_t **root)
 {
     size_t l = strlen(line);
-    *buf = malloc(json_buf_bound(l));
-    return json_parse_object(line, l, *buf, json_buf_bound(l), f, 32, NULL);
+    return jrec_parse(line, l, f, 32, root, NULL);
 }
 
-static double num(const struct json_field *f, int n, const char *k)
+static double num(const struct jrec_field *f, int n, const char *k)
 {
-    const struct json_field *x = json_get(f, n, k);
-    return x && x->type == JSON_NUM ? x->num : -1;
+    const struct jrec_field *x = jrec_get(f, n, k);
+    return x && x->type == JREC_NUM ? x->num : -1;
 }
 
-static int boolean(const struct json_field *f, int n, const char *k)
+static int boolean(const struct jrec_field *f, int n, const char *k)
 {
-    const struct json_field *x = json_get(f, n, k);
-    return x && x->type == JSON_BOOL ? x->b : -1;
+    const struct jrec_field *x = jrec_get(f, n, k);
+    return x && x->type == JREC_BOOL ? x->b : -1;
 }
 
-static const char *str(const struct json_field *f, int n, const char *k)
+static const char *str(const struct jrec_field *f, int n, const char *k)
 {
-    const struct json_field *x = json_get(f, n, k);
-    return x && x->type == JSON_STR ? x->str : "";
+    const struct jrec_field *x = jrec_get(f, n, k);
+    return x && x->type == JREC_STR ? x->str : "";
 }
 
 /* The source text of a number member (exact digits). */
@@ -140,8 +139,8 @@ static void test_score_cache(void)
     T_CHECK(n1 == NDOC && n2 == NDOC);
     int hits = 0;
     for (int i = 0; i < n1 && i < n2; i++) {
-        struct json_field f1[32], f2[32];
-        char *b1, *b2;
+        struct jrec_field f1[32], f2[32];
+        struct json_t *b1, *b2;
         int m1 = parse(l1[i], f1, &b1), m2 = parse(l2[i], f2, &b2);
         T_CHECK(m1 > 0 && m2 > 0);
         T_CHECK(num(f1, m1, "index") == i && num(f2, m2, "index") == i);
@@ -155,8 +154,8 @@ static void test_score_cache(void)
         T_CHECK(a[0] && !strcmp(a, b)); /* identical, digit for digit */
         double ppl = num(f1, m1, "perplexity"), nll = num(f1, m1, "nll_sum");
         T_NEAR(ppl, exp(nll / num(f1, m1, "scored")), 1e-5 * ppl);
-        free(b1);
-        free(b2);
+        jrec_free(b1);
+        jrec_free(b2);
     }
     T_CHECK(hits == NDOC);
     /* independent reference: kvtile ppl scoring every token of the same
@@ -221,8 +220,8 @@ static void test_generate_cache(void)
     int na = read_lines(pa, la, 4), nb = read_lines(pb, lb, 4), nc = read_lines(pc, lc, 4);
     T_CHECK(na == 3 && nb == 3 && nc == 3);
     for (int i = 0; i < 3 && i < na && i < nb && i < nc; i++) {
-        struct json_field fa[32], fb[32], fc[32];
-        char *ba, *bb, *bc;
+        struct jrec_field fa[32], fb[32], fc[32];
+        struct json_t *ba, *bb, *bc;
         int ma = parse(la[i], fa, &ba), mb = parse(lb[i], fb, &bb), mc = parse(lc[i], fc, &bc);
         T_CHECK(ma > 0 && mb > 0 && mc > 0);
         T_CHECK(boolean(fa, ma, "cache_hit") == 0);
@@ -234,7 +233,7 @@ static void test_generate_cache(void)
         T_CHECK(num(fb, mb, "answer_tokens") == 10);
         T_CHECK(!strcmp(str(fb, mb, "answer"), str(fc, mc, "answer")));
         T_CHECK(strlen(str(fb, mb, "answer")) > 0);
-        free(ba); free(bb); free(bc);
+        jrec_free(ba); jrec_free(bb); jrec_free(bc);
     }
     /* a stop string cuts the answer before it */
     T_CHECK(sh("%s batch %s -i %s/g2.jsonl -o %s/gd.jsonl --task generate -n 10 --stop ' ' --quiet",
@@ -244,13 +243,13 @@ static void test_generate_cache(void)
     int nd = read_lines(pd, ld, 4);
     T_CHECK(nd == 3);
     for (int i = 0; i < nd; i++) {
-        struct json_field f[32];
-        char *b;
+        struct jrec_field f[32];
+        struct json_t *b;
         int m = parse(ld[i], f, &b);
         T_CHECK(m > 0 && strchr(str(f, m, "answer"), ' ') == NULL);
         T_CHECK(!strcmp(str(f, m, "finish"), "stop") || !strcmp(str(f, m, "finish"), "eos") ||
                 num(f, m, "answer_tokens") == 10);
-        free(b);
+        jrec_free(b);
     }
     free_lines(la, na > 0 ? na : 0); free_lines(lb, nb > 0 ? nb : 0);
     free_lines(lc, nc > 0 ? nc : 0); free_lines(ld, nd > 0 ? nd : 0);
@@ -282,13 +281,13 @@ static void test_bad_input(void)
     T_CHECK(n == 16);
     int errors = 0, ok = 0;
     for (int i = 0; i < n; i++) {
-        struct json_field f[32];
-        char *b;
+        struct jrec_field f[32];
+        struct json_t *b;
         int m = parse(l[i], f, &b);
         T_CHECK(m > 0 && num(f, m, "index") == i);
-        if (json_get(f, m, "error")) errors++;
+        if (jrec_get(f, m, "error")) errors++;
         else ok += num(f, m, "nll_sum") > 0;
-        free(b);
+        jrec_free(b);
     }
     T_CHECK(errors == 4 && ok == 12);
     T_CHECK(l[2] && strstr(l[2], "\"id\":null") && strstr(l[2], "malformed JSON"));
@@ -406,8 +405,8 @@ static void test_resume(void)
         /* the long document continued from its partial cache */
         char *l[16];
         int n = read_lines(out, l, 16);
-        struct json_field f[32];
-        char *buf;
+        struct jrec_field f[32];
+        struct json_t *buf;
         int m = n > 5 ? parse(l[5], f, &buf) : -1;
         T_CHECK(m > 0);
         if (m > 0) {
@@ -415,7 +414,7 @@ static void test_resume(void)
             fprintf(stderr, "  long document: %g tokens, %g evaluated after the resume\n", tokens, pre);
             T_CHECK(boolean(f, m, "cache_hit") == 0);
             T_CHECK(pre > 0 && pre < tokens && tokens > 1000);
-            free(buf);
+            jrec_free(buf);
         }
         free_lines(l, n > 0 ? n : 0);
     }
@@ -447,12 +446,12 @@ static void test_disk_full(void)
     int n = read_lines(p, l, NDOC + 2);
     T_CHECK(n >= 2 && n < NDOC + 1);
     for (int i = 1; i < n; i++) { /* records: 16 hex digits of checksum, ' ', the line */
-        struct json_field f[32];
-        char *b = NULL;
+        struct jrec_field f[32];
+        struct json_t *b = NULL;
         T_CHECK(strlen(l[i]) > 17 && l[i][16] == ' ');
         int m = strlen(l[i]) > 17 ? parse(l[i] + 17, f, &b) : -1;
         T_CHECK(m > 0 && num(f, m, "index") == i - 1 && num(f, m, "nll_sum") > 0);
-        free(b);
+        jrec_free(b);
     }
     free_lines(l, n > 0 ? n : 0);
     snprintf(p, sizeof p, "%s/full.jsonl", dir);

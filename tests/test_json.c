@@ -1,5 +1,5 @@
-/* test_json.c - the JSONL record reader (tools/json.c, compiled in here:
- * the tools are not part of libkvt). Expected values are written by hand. */
+/* test_json.c - the JSONL record reader (tools/json.c on jansson) and the
+ * JSON string writer (cli_json_str). Expected values are written by hand. */
 #include <errno.h>
 #include <string.h>
 
@@ -7,52 +7,53 @@
 #include "io/kvt.h"
 #include "tools/json.h"
 
+#include <jansson.h>
+
 #define MAXF 16
 
-/* Parse S with a buffer of exactly json_buf_bound bytes (ASan sees any
- * overrun). */
-static int parse(const char *s, struct json_field *f, char **buf)
+/* Parse S; *root owns the strings (jrec_free it). */
+static int parse(const char *s, struct jrec_field *f, struct json_t **root)
 {
-    size_t len = strlen(s);
-    *buf = malloc(json_buf_bound(len));
-    return json_parse_object(s, len, *buf, json_buf_bound(len), f, MAXF, NULL);
+    return jrec_parse(s, strlen(s), f, MAXF, root, NULL);
 }
 
 static void test_types(void)
 {
-    struct json_field f[MAXF];
-    char *buf;
+    struct jrec_field f[MAXF];
+    struct json_t *buf;
     int n = parse(" {\"id\": \"doc-1\", \"n\": -12.5e1, \"z\": 0, \"ok\": true, \"no\": false,"
                   " \"x\": null, \"nest\": {\"a\": [1, {\"b\": \"c\"}, []], \"d\": {}},"
                   " \"arr\": [ \"s\" , 2 ] }\n", f, &buf);
     T_CHECK(n == 8);
     if (n == 8) {
-        T_CHECK(!strcmp(f[0].key, "id") && f[0].type == JSON_STR && !strcmp(f[0].str, "doc-1"));
+        T_CHECK(!strcmp(f[0].key, "id") && f[0].type == JREC_STR && !strcmp(f[0].str, "doc-1"));
         T_CHECK(f[0].str_len == 5);
-        T_CHECK(f[1].type == JSON_NUM);
+        T_CHECK(f[1].type == JREC_NUM);
         T_NEAR(f[1].num, -125.0, 0);
-        T_CHECK(f[1].str_len == 7 && !memcmp(f[1].str, "-12.5e1", 7));
-        T_CHECK(f[2].type == JSON_NUM && f[2].num == 0);
-        T_CHECK(f[3].type == JSON_BOOL && f[3].b == 1);
-        T_CHECK(f[4].type == JSON_BOOL && f[4].b == 0);
-        T_CHECK(f[5].type == JSON_NULL);
-        T_CHECK(f[6].type == JSON_SKIPPED);
-        T_CHECK(f[6].str_len == strlen("{\"a\": [1, {\"b\": \"c\"}, []], \"d\": {}}"));
-        T_CHECK(f[7].type == JSON_SKIPPED && !memcmp(f[7].str, "[ \"s\" , 2 ]", 11));
-        T_CHECK(json_get(f, n, "ok") == &f[3]);
-        T_CHECK(json_get(f, n, "missing") == NULL);
+        T_CHECK(!strcmp(f[1].str, "-125")); /* canonical text, not the source's */
+        T_CHECK(f[2].type == JREC_NUM && f[2].num == 0);
+        T_CHECK(f[3].type == JREC_BOOL && f[3].b == 1);
+        T_CHECK(f[4].type == JREC_BOOL && f[4].b == 0);
+        T_CHECK(f[5].type == JREC_NULL);
+        T_CHECK(f[6].type == JREC_NEST && json_is_object(f[6].val) && f[6].str == NULL);
+        T_CHECK(json_object_size(f[6].val) == 2);
+        T_CHECK(f[7].type == JREC_NEST && json_array_size(f[7].val) == 2);
+        T_CHECK(!strcmp(json_string_value(json_array_get(f[7].val, 0)), "s"));
+        T_CHECK(json_integer_value(json_array_get(f[7].val, 1)) == 2);
+        T_CHECK(jrec_get(f, n, "ok") == &f[3]);
+        T_CHECK(jrec_get(f, n, "missing") == NULL);
     }
-    free(buf);
+    jrec_free(buf);
     T_CHECK(parse("{}", f, &buf) == 0);
-    free(buf);
+    jrec_free(buf);
     T_CHECK(parse("  { }  ", f, &buf) == 0);
-    free(buf);
+    jrec_free(buf);
 }
 
 static void test_escapes(void)
 {
-    struct json_field f[MAXF];
-    char *buf;
+    struct jrec_field f[MAXF];
+    struct json_t *buf;
     /* \u00e9 = C3 A9; \u20ac = E2 82 AC; \ud83d\ude00 = U+1F600 = F0 9F 98 80;
      * a raw UTF-8 e-acute passes through. */
     int n = parse("{\"t\": \"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t|\\u00e9\\u20AC\\ud83d\\ude00|\xc3\xa9\"}",
@@ -63,15 +64,32 @@ static void test_escapes(void)
         T_CHECK(f[0].str_len == sizeof want - 1);
         T_CHECK(!memcmp(f[0].str, want, sizeof want));
     }
-    free(buf);
-    /* duplicate keys: the first wins */
-    n = parse("{\"k\": \"1\", \"k\": \"2\"}", f, &buf);
-    T_CHECK(n == 2 && !strcmp(json_get(f, n, "k")->str, "1"));
-    free(buf);
+    jrec_free(buf);
+    /* duplicate keys are refused (JSON_REJECT_DUPLICATES), also when the
+     * second spelling is escaped */
+    T_CHECK(parse("{\"k\": \"1\", \"k\": \"2\"}", f, &buf) == KVT_EFORMAT && !buf);
+    T_CHECK(parse("{\"k\": 1, \"\\u006b\": 1}", f, &buf) == KVT_EFORMAT && !buf);
+    /* numbers: integers exact to 2^63-1, reals as doubles; overflow refused */
+    n = parse("{\"i\": 9007199254740993, \"m\": -9223372036854775808, \"r\": 0.1,"
+              " \"e\": 1E-2, \"z\": -0}", f, &buf);
+    T_CHECK(n == 5);
+    if (n == 5) {
+        T_CHECK(!strcmp(f[0].str, "9007199254740993")); /* the text keeps every digit */
+        T_CHECK(json_integer_value(f[0].val) == 9007199254740993LL);
+        T_CHECK(!strcmp(f[1].str, "-9223372036854775808"));
+        T_CHECK(f[2].num == 0.1 && !strcmp(f[2].str, "0.10000000000000001"));
+        T_CHECK(f[3].num == 0.01 && f[4].num == 0);
+    }
+    jrec_free(buf);
+    T_CHECK(parse("{\"a\": 9223372036854775808}", f, &buf) == KVT_EFORMAT);
+    T_CHECK(parse("{\"a\": 1e400}", f, &buf) == KVT_EFORMAT);
+    n = parse("{\"a\": 1e-400}", f, &buf); /* underflow is fine: 0 */
+    T_CHECK(n == 1 && f[0].num == 0);
+    jrec_free(buf);
     /* escaped key */
     n = parse("{\"\\u0069d\": 7}", f, &buf);
     T_CHECK(n == 1 && !strcmp(f[0].key, "id") && f[0].num == 7);
-    free(buf);
+    jrec_free(buf);
 }
 
 static void test_malformed(void)
@@ -88,12 +106,12 @@ static void test_malformed(void)
         "{\"a\":[}", "{\"a\":\"x\"", "{\"a\":\"x\\",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct json_field f[MAXF];
-        char *buf;
+        struct jrec_field f[MAXF];
+        struct json_t *buf;
         int rc = parse(bad[i], f, &buf);
         if (rc != KVT_EFORMAT) fprintf(stderr, "  case %zu: '%s' -> %d\n", i, bad[i], rc);
         T_CHECK(rc == KVT_EFORMAT);
-        free(buf);
+        jrec_free(buf);
     }
     /* not UTF-8: a stray continuation byte, a truncated sequence, an
      * overlong '/', an encoded surrogate, a byte above F4 */
@@ -102,41 +120,51 @@ static void test_malformed(void)
         "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf5\x80\x80\x80\"}", "{\"\xff\":1}",
     };
     for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
-        struct json_field f[MAXF];
-        char *buf;
+        struct jrec_field f[MAXF];
+        struct json_t *buf;
         T_CHECK(parse(bad_utf8[i], f, &buf) == KVT_EUTF8);
-        free(buf);
+        jrec_free(buf);
     }
 }
 
 static void test_limits(void)
 {
-    struct json_field f[2];
-    char buf[64];
-    size_t off = 0;
+    struct jrec_field f[2];
+    struct json_t *root = NULL;
+    struct jrec_err e;
     const char *s = "{\"a\":1,\"b\":2,\"c\":3}";
-    T_CHECK(json_parse_object(s, strlen(s), buf, sizeof buf, f, 2, NULL) == -ENOSPC);
-    T_CHECK(json_parse_object(s, strlen(s), buf, 4, f, 2, NULL) == -ENOSPC);
+    T_CHECK(jrec_parse(s, strlen(s), f, 2, &root, NULL) == -ENOSPC && !root);
+    T_CHECK(jrec_parse(s, strlen(s), f, 3, &root, NULL) == 3);
+    jrec_free(root);
+    /* the error position: jansson counts the bytes it consumed, so the 'x'
+     * at offset 12 gives 13 */
     s = "{\"a\":1, \"b\":x}";
-    T_CHECK(json_parse_object(s, strlen(s), buf, sizeof buf, f, 2, &off) == KVT_EFORMAT);
-    T_CHECK(off == 12); /* at the 'x' */
-    /* nesting: JSON_MAX_DEPTH levels are fine, one more is refused */
-    char deep[2 * JSON_MAX_DEPTH + 32];
-    for (int extra = 0; extra <= 1; extra++) {
-        int d = JSON_MAX_DEPTH + extra;
-        size_t k = 0;
-        k += (size_t)sprintf(deep, "{\"a\":");
-        for (int i = 0; i < d; i++) deep[k++] = '[';
-        for (int i = 0; i < d; i++) deep[k++] = ']';
-        deep[k++] = '}';
-        char *b = malloc(json_buf_bound(k));
-        int rc = json_parse_object(deep, k, b, json_buf_bound(k), f, 2, NULL);
-        T_CHECK(extra ? rc == KVT_EFORMAT : rc == 1);
-        free(b);
-    }
+    T_CHECK(jrec_parse(s, strlen(s), f, 2, &root, &e) == KVT_EFORMAT);
+    T_CHECK(e.off == 13 && strstr(e.text, "invalid token") != NULL);
+    s = "{\"a\":\"\xc3(\"}";
+    T_CHECK(jrec_parse(s, strlen(s), f, 2, &root, &e) == KVT_EUTF8);
+    T_CHECK(e.off == 6 && strstr(e.text, "0xc3") != NULL); /* the byte's own offset */
+    /* nesting: JREC_MAX_DEPTH levels below the record are fine, one more is
+     * refused, in arrays and in objects */
+    char deep[8 * JREC_MAX_DEPTH + 32];
+    for (int obj = 0; obj <= 1; obj++)
+        for (int extra = 0; extra <= 1; extra++) {
+            int d = JREC_MAX_DEPTH + extra;
+            size_t k = 0;
+            k += (size_t)sprintf(deep, "{\"a\":");
+            for (int i = 0; i < d; i++) k += (size_t)sprintf(deep + k, obj ? "{\"k\":" : "[");
+            deep[k++] = '1';
+            for (int i = 0; i < d; i++) deep[k++] = obj ? '}' : ']';
+            deep[k++] = '}';
+            int rc = jrec_parse(deep, k, f, 2, &root, NULL);
+            T_CHECK(extra ? rc == KVT_EFORMAT : rc == 1);
+            jrec_free(root);
+        }
     /* not NUL-terminated input: only [0, len) is read */
     const char raw[] = "{\"a\":\"b\"}GARBAGE";
-    T_CHECK(json_parse_object(raw, 9, buf, sizeof buf, f, 2, NULL) == 1);
+    T_CHECK(jrec_parse(raw, 9, f, 2, &root, NULL) == 1 && !strcmp(f[0].str, "b"));
+    jrec_free(root);
+    T_CHECK(jrec_parse(raw, 10, f, 2, &root, NULL) == KVT_EFORMAT);
 }
 
 int main(void)

@@ -202,14 +202,14 @@ struct doc_in {
     char *text;
     size_t text_len;
     char *id, *question, *tmpl;
-    char *jbuf;
+    struct json_t *jroot; /* owns question and tmpl */
     char src[8300];     /* where the text came from, for messages */
 };
 
 static void doc_in_free(struct doc_in *d)
 {
     free(d->text);
-    free(d->jbuf);
+    jrec_free(d->jroot);
     free(d->id);
     memset(d, 0, sizeof *d);
 }
@@ -249,40 +249,38 @@ static int load_doc(struct batch *b, int64_t i, struct doc_in *d, char *err, siz
         return read_doc_file(path, d, err, cap);
     }
     const char *s = b->in_text + dc->off;
-    struct json_field f[MAX_FIELDS];
-    d->jbuf = malloc(json_buf_bound(dc->len));
-    if (!d->jbuf) cli_die("out of memory");
-    size_t at = 0;
-    int n = json_parse_object(s, dc->len, d->jbuf, json_buf_bound(dc->len), f, MAX_FIELDS, &at);
+    struct jrec_field f[MAX_FIELDS];
+    struct jrec_err je;
+    int n = jrec_parse(s, dc->len, f, MAX_FIELDS, &d->jroot, &je);
     if (n == KVT_EUTF8) {
-        snprintf(err, cap, "%s:%lld: text is not valid UTF-8 (byte %zu)", b->input,
-                 (long long)dc->line, at + 1);
+        snprintf(err, cap, "%s:%lld: text is not valid UTF-8 (near byte %zu)", b->input,
+                 (long long)dc->line, je.off);
         return -1;
     }
     if (n < 0) {
-        snprintf(err, cap, "%s:%lld: malformed JSON at byte %zu%s", b->input,
-                 (long long)dc->line, at + 1, n == -ENOSPC ? " (too many members)" : "");
+        snprintf(err, cap, "%s:%lld: malformed JSON near byte %zu: %s", b->input,
+                 (long long)dc->line, je.off, je.text);
         return -1;
     }
-    const struct json_field *id = json_get(f, n, "id"), *text = json_get(f, n, "text"),
-                            *p = json_get(f, n, "path"), *q = json_get(f, n, "question"),
-                            *pr = json_get(f, n, "prompt");
-    if (id && id->type == JSON_STR) d->id = xstrdup(id->str);
-    else if (id && id->type == JSON_NUM) {
+    const struct jrec_field *id = jrec_get(f, n, "id"), *text = jrec_get(f, n, "text"),
+                            *p = jrec_get(f, n, "path"), *q = jrec_get(f, n, "question"),
+                            *pr = jrec_get(f, n, "prompt");
+    if (id && id->type == JREC_STR) d->id = xstrdup(id->str);
+    else if (id && id->type == JREC_NUM) {
         d->id = malloc(id->str_len + 1);
         if (!d->id) cli_die("out of memory");
         memcpy(d->id, id->str, id->str_len);
         d->id[id->str_len] = 0;
     }
-    if (q && q->type == JSON_STR) d->question = (char *)q->str;
-    if (pr && pr->type == JSON_STR) d->tmpl = (char *)pr->str;
-    if ((q && q->type != JSON_STR) || (pr && pr->type != JSON_STR) ||
-        (id && id->type != JSON_STR && id->type != JSON_NUM)) {
+    if (q && q->type == JREC_STR) d->question = (char *)q->str;
+    if (pr && pr->type == JREC_STR) d->tmpl = (char *)pr->str;
+    if ((q && q->type != JREC_STR) || (pr && pr->type != JREC_STR) ||
+        (id && id->type != JREC_STR && id->type != JREC_NUM)) {
         snprintf(err, cap, "%s:%lld: \"id\", \"question\", \"prompt\" must be strings",
                  b->input, (long long)dc->line);
         return -1;
     }
-    if (text && text->type == JSON_STR) {
+    if (text && text->type == JREC_STR) {
         snprintf(d->src, sizeof d->src, "%s:%lld", b->input, (long long)dc->line);
         d->text = malloc(text->str_len + 1);
         if (!d->text) cli_die("out of memory");
@@ -290,7 +288,7 @@ static int load_doc(struct batch *b, int64_t i, struct doc_in *d, char *err, siz
         d->text_len = text->str_len;
         return 0;
     }
-    if (p && p->type == JSON_STR) {
+    if (p && p->type == JREC_STR) {
         if (p->str[0] == '/') snprintf(path, sizeof path, "%s", p->str);
         else snprintf(path, sizeof path, "%s/%s", b->in_dir, p->str);
         return read_doc_file(path, d, err, cap);
@@ -744,17 +742,15 @@ static int doc_file(const struct batch *b, int64_t i, char *path, size_t cap)
         snprintf(path, cap, "%s/%s", b->in_dir, dc->name);
         return 1;
     }
-    struct json_field f[MAX_FIELDS];
-    char *jb = malloc(json_buf_bound(dc->len));
-    if (!jb) cli_die("out of memory");
-    int nf = json_parse_object(b->in_text + dc->off, dc->len, jb, json_buf_bound(dc->len), f,
-                               MAX_FIELDS, NULL);
-    const struct json_field *t = nf > 0 ? json_get(f, nf, "text") : NULL;
-    const struct json_field *p = nf > 0 ? json_get(f, nf, "path") : NULL;
-    int ok = !t && p && p->type == JSON_STR;
+    struct jrec_field f[MAX_FIELDS];
+    struct json_t *jb;
+    int nf = jrec_parse(b->in_text + dc->off, dc->len, f, MAX_FIELDS, &jb, NULL);
+    const struct jrec_field *t = nf > 0 ? jrec_get(f, nf, "text") : NULL;
+    const struct jrec_field *p = nf > 0 ? jrec_get(f, nf, "path") : NULL;
+    int ok = !t && p && p->type == JREC_STR;
     if (ok && p->str[0] == '/') snprintf(path, cap, "%s", p->str);
     else if (ok) snprintf(path, cap, "%s/%s", b->in_dir, p->str);
-    free(jb);
+    jrec_free(jb);
     return ok;
 }
 
@@ -800,13 +796,12 @@ static void journal_open(struct batch *b)
     for (int64_t r = 0; r < jnl_count(b->jnl); r++) {
         size_t l;
         const char *rec = jnl_record(b->jnl, r, &l);
-        struct json_field f[MAX_FIELDS];
-        char *jb = malloc(json_buf_bound(l));
-        if (!jb) cli_die("out of memory");
-        int nf = json_parse_object(rec, l, jb, json_buf_bound(l), f, MAX_FIELDS, NULL);
-        const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
-        free(jb);
-        if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num >= (double)b->n_docs ||
+        struct jrec_field f[MAX_FIELDS];
+        struct json_t *jb;
+        int nf = jrec_parse(rec, l, f, MAX_FIELDS, &jb, NULL);
+        const struct jrec_field *ix = nf > 0 ? jrec_get(f, nf, "index") : NULL;
+        jrec_free(jb);
+        if (!ix || ix->type != JREC_NUM || ix->num < 0 || ix->num >= (double)b->n_docs ||
             ix->num != floor(ix->num))
             cli_die("%s: record %lld is not a document line; remove the journal or drop --resume",
                     b->journal, (long long)r + 1);

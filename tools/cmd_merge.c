@@ -35,16 +35,15 @@ int cmd_merge(int argc, char **argv)
             size_t l = nl ? (size_t)(nl - (text + pos)) : len - pos;
             ln++;
             if (l == 0) { pos += 1; continue; }
-            struct json_field f[MAX_FIELDS];
-            char *jb = malloc(json_buf_bound(l));
-            if (!jb) cli_die("out of memory");
-            int nf = json_parse_object(text + pos, l, jb, json_buf_bound(l), f, MAX_FIELDS, NULL);
-            const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
-            if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num > 1e12 ||
+            struct jrec_field f[MAX_FIELDS];
+            struct json_t *jb;
+            int nf = jrec_parse(text + pos, l, f, MAX_FIELDS, &jb, NULL);
+            const struct jrec_field *ix = nf > 0 ? jrec_get(f, nf, "index") : NULL;
+            if (!ix || ix->type != JREC_NUM || ix->num < 0 || ix->num > 1e12 ||
                 ix->num != (double)(int64_t)ix->num)
                 cli_die("%s:%lld: not a batch output line (no \"index\")", files[a], (long long)ln);
             int64_t k = (int64_t)ix->num;
-            free(jb);
+            jrec_free(jb);
             if (k >= cap) {
                 int64_t nc = cap;
                 while (nc <= k) nc *= 2;

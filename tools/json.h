@@ -1,62 +1,69 @@
-/* json.h - a reader for one JSON object per line (JSONL records).
+/* json.h - a reader for one JSON object per line (JSONL records), on top of
+ * jansson (Debian libjansson-dev; see README "JSON").
  *
- * json_parse_object() reads exactly one object from TEXT[0..len): its
- * members become json_field entries; leading/trailing whitespace is allowed,
- * anything else after the object is an error. Member values of type
- * string, number, true/false and null are decoded; nested objects and arrays
- * are validated and skipped (JSON_SKIPPED, nesting depth <= JSON_MAX_DEPTH).
+ * jrec_parse() reads exactly one object from TEXT[0..len) (TEXT need not be
+ * NUL-terminated): its members become jrec_field entries, in input order.
+ * Leading/trailing whitespace is allowed, anything else after the object is
+ * an error. Values of type string, number, true/false and null are decoded;
+ * nested objects and arrays are JREC_NEST (their jansson value in `val`),
+ * nesting depth <= JREC_MAX_DEPTH counting the record itself as 0.
  *
- * Strings: escapes \" \\ \/ \b \f \n \r \t and \uXXXX, surrogate pairs
- * combined into one code point and written as UTF-8. Refused: raw control
- * characters (< 0x20), lone or reversed surrogates, \u0000 (strings are
- * handed out NUL-terminated, so an embedded NUL could not be seen), and raw
- * bytes that are not valid UTF-8 (KVT_EUTF8: no overlongs, no surrogates,
- * <= U+10FFFF).
+ * jansson enforces RFC 8259: strings are strict UTF-8 (no overlongs,
+ * surrogates, > U+10FFFF), \uXXXX surrogate pairs are combined, lone
+ * surrogates and raw control characters are refused, and so is \u0000
+ * (JSON_ALLOW_NUL is not set: strings are handed out NUL-terminated).
+ * Duplicate keys are refused (JSON_REJECT_DUPLICATES): a record whose
+ * meaning depends on which copy wins is an error, not a guess.
+ * Numbers follow the JSON grammar; integers must fit in a long long and
+ * reals in a double (jansson refuses 1e400 and 2^63 as overflow).
  *
- * Numbers: the JSON grammar exactly (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?
- * [0-9]+)?), converted with strtod; the source text is kept too.
- *
- * Ownership: the caller owns every buffer. Decoded keys and strings are
- * written NUL-terminated into BUF, which needs json_buf_bound(len) bytes
- * (decoding never grows a string, and its two quotes pay for the NUL);
- * field pointers point into BUF or TEXT and live as long as they do.
- * Duplicate keys are kept in order; json_get returns the first.
+ * Ownership: *ROOT owns every string the fields point to; release it with
+ * jrec_free(). For JREC_NUM, `str` is a canonical text of the number (an
+ * integer in decimal, a real as %.17g) kept in the field itself.
  */
 #ifndef KVT_JSON_H
 #define KVT_JSON_H
 
 #include <stddef.h>
 
-#define JSON_MAX_DEPTH 64
+#define JREC_MAX_DEPTH 64
 
-enum json_type { JSON_NULL, JSON_BOOL, JSON_NUM, JSON_STR, JSON_SKIPPED };
+struct json_t; /* jansson's value type */
 
-struct json_field {
-    const char *key;     /* NUL-terminated, in BUF */
+enum jrec_type { JREC_NULL, JREC_BOOL, JREC_NUM, JREC_STR, JREC_NEST };
+
+struct jrec_field {
+    const char *key;     /* NUL-terminated, owned by ROOT */
     size_t key_len;      /* bytes, without the NUL */
-    int type;            /* enum json_type */
-    const char *str;     /* JSON_STR: decoded, NUL-terminated, in BUF;
-                            JSON_NUM / JSON_SKIPPED: the source text in TEXT
-                            (not NUL-terminated, str_len bytes) */
+    int type;            /* enum jrec_type */
+    const char *str;     /* JREC_STR: decoded, NUL-terminated, owned by ROOT;
+                            JREC_NUM: num_text; JREC_NEST/NULL/BOOL: NULL */
     size_t str_len;
-    double num;          /* JSON_NUM */
-    int b;               /* JSON_BOOL: 0 or 1 */
+    double num;          /* JREC_NUM */
+    int b;               /* JREC_BOOL: 0 or 1 */
+    const struct json_t *val; /* the jansson value (owned by ROOT) */
+    char num_text[32];
 };
 
-/* Bytes BUF needs to decode an object of LEN bytes. */
-size_t json_buf_bound(size_t len);
+/* Where and why a parse failed: OFF is jansson's byte position (the bytes
+ * it had consumed: 1 + the offset of the offending byte for a bad token,
+ * the offset itself for a byte that is not UTF-8), TEXT its message. */
+struct jrec_err {
+    size_t off;
+    char text[160];
+};
 
 /* Parse one object. @return the number of members (>= 0) with fields[0..n)
- * filled; KVT_EFORMAT for malformed JSON, KVT_EUTF8 for a string that is
- * not valid UTF-8, -ENOSPC if there are more than fields_cap members or
- * BUF is smaller than json_buf_bound(len). On error *err_off (if not NULL)
- * is the byte offset in TEXT where parsing stopped. */
-int json_parse_object(const char *text, size_t len, char *buf, size_t buf_cap,
-                      struct json_field *fields, int fields_cap,
-                      size_t *err_off);
+ * filled and *ROOT set; KVT_EFORMAT for malformed JSON, KVT_EUTF8 for bytes
+ * that are not valid UTF-8, -ENOSPC for more than fields_cap members,
+ * -ENOMEM. On error *ROOT is NULL and ERR (if not NULL) is filled. */
+int jrec_parse(const char *text, size_t len, struct jrec_field *fields, int fields_cap,
+               struct json_t **root, struct jrec_err *err);
 
-/* The first member named KEY, or NULL. */
-const struct json_field *json_get(const struct json_field *fields, int n,
-                                  const char *key);
+/* Release what jrec_parse returned in *ROOT (NULL is fine). */
+void jrec_free(struct json_t *root);
+
+/* The member named KEY, or NULL. */
+const struct jrec_field *jrec_get(const struct jrec_field *fields, int n, const char *key);
 
 #endif

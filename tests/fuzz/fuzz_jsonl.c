@@ -1,10 +1,15 @@
 /* fuzz_jsonl.c - libFuzzer target for the JSONL record reader of batch
- * input and merge (json_parse_object, tools/json.h).
- * Property: on success every field's key and string are NUL-terminated
- * inside BUF, strings are valid UTF-8 without NUL, and json_get finds the
- * first member of each key; on failure err_off <= len. The input is copied
- * to an exact-size buffer so ASan sees any overread.
+ * input and merge (jrec_parse, tools/json.h, on jansson).
+ * Properties: on success there are at most FJ_FIELDS members, every key and
+ * string is NUL-terminated with no NUL inside and is strict UTF-8 (an
+ * independent oracle), keys are unique (jrec_get finds each member itself),
+ * a number's text reads back as the same double, and the record survives a
+ * round trip (json_dumps, parse again: same members, json_equal values).
+ * On failure no root is returned and the error position is within the input.
+ * The input is copied to an exact-size buffer so ASan sees any overread.
  * With -DKVT_REPLAY it replays files. */
+#include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,31 +46,42 @@ static int utf8_ok(const unsigned char *s, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text = malloc(size ? size : 1);
-    size_t cap = json_buf_bound(size);
-    char *buf = malloc(cap);
-    KVT_ASSERT(text && buf);
+    KVT_ASSERT(text);
     memcpy(text, data, size);
-    struct json_field f[FJ_FIELDS];
-    size_t at = 0;
-    int n = json_parse_object(text, size, buf, cap, f, FJ_FIELDS, &at);
+    struct jrec_field f[FJ_FIELDS];
+    struct json_t *root = (struct json_t *)text; /* must be overwritten */
+    struct jrec_err err;
+    int n = jrec_parse(text, size, f, FJ_FIELDS, &root, &err);
     if (n >= 0) {
-        KVT_ASSERT(n <= FJ_FIELDS);
+        KVT_ASSERT(n <= FJ_FIELDS && root && json_is_object(root));
+        KVT_ASSERT(json_object_size(root) == (size_t)n);
         for (int i = 0; i < n; i++) {
-            KVT_ASSERT(f[i].key >= buf && f[i].key + f[i].key_len < buf + cap);
-            KVT_ASSERT(f[i].key[f[i].key_len] == 0 && strlen(f[i].key) == f[i].key_len);
-            if (f[i].type == JSON_STR) {
-                KVT_ASSERT(f[i].str >= buf && f[i].str + f[i].str_len < buf + cap);
+            KVT_ASSERT(strlen(f[i].key) == f[i].key_len);
+            KVT_ASSERT(utf8_ok((const unsigned char *)f[i].key, f[i].key_len));
+            KVT_ASSERT(jrec_get(f, n, f[i].key) == &f[i]);
+            KVT_ASSERT(f[i].val == json_object_get(root, f[i].key));
+            if (f[i].type == JREC_STR) {
                 KVT_ASSERT(strlen(f[i].str) == f[i].str_len);
                 KVT_ASSERT(utf8_ok((const unsigned char *)f[i].str, f[i].str_len));
             }
-            const struct json_field *g = json_get(f, n, f[i].key);
-            KVT_ASSERT(g && g <= &f[i]);
+            if (f[i].type == JREC_NUM) KVT_ASSERT(strtod(f[i].str, NULL) == f[i].num);
         }
+        char *dump = json_dumps(root, 0);
+        KVT_ASSERT(dump);
+        struct jrec_field g[FJ_FIELDS];
+        struct json_t *again;
+        KVT_ASSERT(jrec_parse(dump, strlen(dump), g, FJ_FIELDS, &again, NULL) == n);
+        KVT_ASSERT(json_equal(root, again));
+        for (int i = 0; i < n; i++) KVT_ASSERT(!strcmp(f[i].key, g[i].key)); /* order kept */
+        jrec_free(again);
+        free(dump);
+        jrec_free(root);
     } else {
-        KVT_ASSERT(at <= size);
+        KVT_ASSERT(root == NULL);
+        KVT_ASSERT(n == KVT_EFORMAT || n == KVT_EUTF8 || n == -ENOSPC);
+        KVT_ASSERT(err.off <= size + 1);
     }
     free(text);
-    free(buf);
     return 0;
 }
 
