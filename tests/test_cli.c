@@ -160,8 +160,12 @@ static void test_json_str(void)
 {
     check_json_str("a\"b\\c\nd\te\x01", "\"a\\\"b\\\\c\\nd\\te\\u0001\"");
     check_json_str("caf\xc3\xa9 \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"");
-    check_json_str("cut \xe2\x80", "\"cut \\ufffd\\ufffd\"");            /* ends inside a character */
-    check_json_str("\xc0\xaf \xed\xa0\x80 \xff", "\"\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd \\ufffd\"");
+    check_json_str("\r\x1f\x7f/\xe2\x80\xa8", "\"\\r\\u001F\x7f/\xe2\x80\xa8\""); /* jansson's escapes */
+    /* not UTF-8: each byte becomes U+FFFD (EF BF BD), written raw */
+#define FFFD "\xef\xbf\xbd"
+    check_json_str("cut \xe2\x80", "\"cut " FFFD FFFD "\"");            /* ends inside a character */
+    check_json_str("\xc0\xaf \xed\xa0\x80 \xff", "\"" FFFD FFFD " " FFFD FFFD FFFD " " FFFD "\"");
+#undef FFFD
 }
 
 int main(void)

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -485,16 +486,27 @@ static size_t utf8_seq_len(const unsigned char *s)
 
 void cli_json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
+    /* jansson refuses a string that is not UTF-8: replace each stray byte
+     * by U+FFFD (EF BF BD) first, then let it quote and escape */
+    size_t n = strlen(s), k = 0;
+    char *clean = malloc(3 * n + 1);
+    if (!clean) cli_die("out of memory");
     for (const unsigned char *c = (const unsigned char *)s; *c;) {
-        size_t n = utf8_seq_len(c);
-        if (n == 0) { fputs("\\ufffd", f); c++; continue; } /* not UTF-8: U+FFFD */
-        if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
-        else if (*c == '\n') fputs("\\n", f);
-        else if (*c == '\t') fputs("\\t", f);
-        else if (*c < 0x20) fprintf(f, "\\u%04x", *c);
-        else fwrite(c, 1, n, f);
-        c += n;
+        size_t m = utf8_seq_len(c);
+        if (m == 0) {
+            memcpy(clean + k, "\xef\xbf\xbd", 3);
+            k += 3;
+            c++;
+            continue;
+        }
+        memcpy(clean + k, c, m);
+        k += m;
+        c += m;
     }
-    fputc('"', f);
+    json_t *j = json_stringn(clean, k);
+    if (!j) cli_die("out of memory");
+    /* a write error shows on F's ferror/fclose, as for the printf around it */
+    (void)json_dumpf(j, f, JSON_ENCODE_ANY);
+    json_decref(j);
+    free(clean);
 }

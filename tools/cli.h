@@ -209,9 +209,10 @@ void cli_progress_end(struct cli_progress *p);
 /* -log softmax(logits)[target], in double: the scored loss of one token. */
 double cli_nll(const float *logits, int n_vocab, int target);
 
-/* JSON string to F (quoted, escaped). Bytes that are not strict UTF-8 (a
- * generated text can end inside a character) become U+FFFD, so the output
- * is always valid JSON. */
+/* JSON string to F, quoted and escaped by jansson (json_dumpf): \" \\ \b
+ * \f \n \r \t, other controls as \u00XX, everything else raw UTF-8. Bytes
+ * that are not strict UTF-8 (a generated text can end inside a character)
+ * become U+FFFD first, one per byte, so the output is always valid JSON. */
 void cli_json_str(FILE *f, const char *s);
 
 int cmd_info(int argc, char **argv);
