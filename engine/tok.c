@@ -24,9 +24,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
+#include "engine/pretok.h"
 #include "io/kvt.h"
 
 enum { TOK_SPM = 0, TOK_BPE = 1 };
@@ -39,10 +37,6 @@ enum {
 
 /* Longest text tok_encode accepts (symbol indices are int32). */
 #define TOK_TEXT_MAX ((size_t)1 << 28)
-
-static const char tok_gpt2_re[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+"
-    "|\\s+(?!\\S)|\\s+";
 
 /* ---- string table: strings in one arena + open-addressing hash ---------- */
 
@@ -150,10 +144,14 @@ struct tok {
     float *score;          /* (n_vocab) SPM merge scores */
     uint8_t *type;         /* (n_vocab) TOK_T_* */
     tok_strtab merges;     /* BPE: "left right"; rank = index */
-    int bos, eos, unk, add_bos, add_space_prefix;
+    int bos, eos, unk, add_bos, add_eos, add_space_prefix;
+    int32_t *special;      /* (n_special) control/user/unknown ids, longest
+                              text first: matched inside text */
+    int n_special;
     int32_t byte_tok[256]; /* id for a raw byte (fallback), -1 if none */
     uint8_t isolated[128]; /* SPM: ASCII char in no multi-char piece */
-    pcre2_code *re;        /* BPE pre-tokenizer */
+    pretok *pre;           /* BPE pre-tokenizer */
+    int ignore_merges;     /* BPE: a word that is a piece is not merged */
     char b2u[256][2];      /* BPE: byte -> UTF-8 of its code point */
     uint8_t b2u_len[256];
     int16_t u2b[324];      /* BPE: code point -> byte, -1 if none */
@@ -181,35 +179,46 @@ static size_t tok_utf8_len(unsigned char c)
     return lens[c >> 4];
 }
 
-/* 1 if S[0..n) is well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF). */
-static int tok_utf8_valid(const unsigned char *s, size_t n)
+/* Length of the well-formed UTF-8 sequence at S[0..n) (no overlongs,
+ * surrogates or code points > U+10FFFF), or 0 if S does not start one. */
+static size_t tok_char_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t k;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) k = 1;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        k = 2;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 3;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (n <= k) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t j = 2; j <= k; j++)
+        if ((s[j] & 0xC0) != 0x80) return 0;
+    return k + 1;
+}
+
+/* Offset of the first byte of S[0..n) that starts no well-formed UTF-8
+ * sequence, or n if S is well-formed. */
+static size_t tok_utf8_bad(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
+        if (s[i] < 0x80) {
             i++;
             continue;
         }
-        size_t k;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return 0;
-        if (n - i <= k) return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-        i += k + 1;
+        size_t k = tok_char_len(s + i, n - i);
+        if (k == 0) return i;
+        i += k;
     }
-    return 1;
+    return n;
 }
 
 /* ---- open ---------------------------------------------------------------- */
@@ -344,24 +353,145 @@ static int tok_load_arrays(tok *t, const gguf *g, char *err, size_t cap)
     return 0;
 }
 
+/* Defaults when the file has no key, as llama.cpp: SPM BOS 1, EOS 2, unk 0,
+ * BOS added; byte-level BPE BOS = EOS = 11 (none for chatglm-bpe), no unk,
+ * BOS added for the pre-tokenizers that say so (llama-bpe, tekken,
+ * chameleon); EOS never added by default. */
 static int tok_load_specials(tok *t, const gguf *g)
 {
     int n = t->vocab.n, spm = t->model == TOK_SPM, rc;
-    if ((rc = tok_opt_id(g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, n,
+    unsigned pf = t->pre ? pretok_flags(t->pre) : 0;
+    int def_bos = spm ? 1 : (pf & PRETOK_NO_BOS) ? -1 : 11;
+    int def_add_bos = spm || (pf & PRETOK_ADD_BOS);
+    if ((rc = tok_opt_id(g, "tokenizer.ggml.bos_token_id", def_bos, n,
                          &t->bos)) < 0 ||
-        (rc = tok_opt_id(g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, n,
+        (rc = tok_opt_id(g, "tokenizer.ggml.eos_token_id", spm ? 2 : 11, n,
                          &t->eos)) < 0 ||
         (rc = tok_opt_id(g, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1,
                          n, &t->unk)) < 0 ||
-        (rc = tok_opt_bool(g, "tokenizer.ggml.add_bos_token", spm,
+        (rc = tok_opt_bool(g, "tokenizer.ggml.add_bos_token", def_add_bos,
                            &t->add_bos)) < 0 ||
+        (rc = tok_opt_bool(g, "tokenizer.ggml.add_eos_token", 0,
+                           &t->add_eos)) < 0 ||
         (rc = tok_opt_bool(g, "tokenizer.ggml.add_space_prefix", spm,
                            &t->add_space_prefix)) < 0)
         return rc;
     return 0;
 }
 
-static int tok_open_impl(tok *t, const gguf *g, char *err, size_t cap)
+/* Pieces llama.cpp treats as control tokens whatever their token_type:
+ * the end-of-generation texts always, the others (fill-in-the-middle,
+ * DeepSeek's end of sentence) when the file names no id for their role. */
+static void tok_mark_control(tok *t, const gguf *g)
+{
+    static const struct {
+        const char *key; /* NULL: always */
+        const char *key2;
+        const char *text[4];
+    } roles[] = {
+        {NULL, NULL, {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"}},
+        {NULL, NULL, {"<|endoftext|>", "<|eom_id|>", "<EOT>", NULL}},
+        {"tokenizer.ggml.eot_token_id", NULL,
+         {"<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", NULL}},
+        {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id",
+         {"<|fim_prefix|>", "<fim-prefix>",
+          "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>", "<PRE>"}},
+        {"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id",
+         {"<|fim_suffix|>", "<fim-suffix>",
+          "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>", "<SUF>"}},
+        {"tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id",
+         {"<|fim_middle|>", "<fim-middle>",
+          "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>", "<MID>"}},
+        {"tokenizer.ggml.fim_pad_token_id", NULL,
+         {"<|fim_pad|>", "<fim-pad>", "<PAD>", NULL}},
+        {"tokenizer.ggml.fim_rep_token_id", NULL,
+         {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"}},
+        {"tokenizer.ggml.fim_sep_token_id", NULL, {"<|file_sep|>", NULL}},
+    };
+    for (size_t r = 0; r < sizeof roles / sizeof roles[0]; r++) {
+        int64_t v;
+        if (roles[r].key && (gguf_get_int(g, roles[r].key, &v) == 0 ||
+                             (roles[r].key2 &&
+                              gguf_get_int(g, roles[r].key2, &v) == 0)))
+            continue;
+        for (int k = 0; k < 4 && roles[r].text[k]; k++) {
+            int id = tok_id(t, roles[r].text[k], strlen(roles[r].text[k]));
+            if (id >= 0) t->type[id] = TOK_T_CONTROL;
+        }
+    }
+}
+
+typedef struct tok_lenid {
+    uint32_t len;
+    int32_t id;
+} tok_lenid;
+
+static int tok_cmp_lenid(const void *a, const void *b)
+{
+    const tok_lenid *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int tok_is_special(const tok *t, int id)
+{
+    int ty = t->type[id];
+    return (ty == TOK_T_CONTROL || ty == TOK_T_USER || ty == TOK_T_UNKNOWN) &&
+           t->vocab.len[id] > 0;
+}
+
+/* The pieces matched inside text before the split (llama.cpp's special
+ * token cache): control, user-defined and unknown, longest first (ties:
+ * lower id first). */
+static int tok_init_special(tok *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->vocab.n; i++) n += tok_is_special(t, i);
+    tok_lenid *v = malloc(sizeof *v * (size_t)(n ? n : 1));
+    t->special = malloc(sizeof *t->special * (size_t)(n ? n : 1));
+    if (!v || !t->special) {
+        free(v);
+        return -ENOMEM;
+    }
+    n = 0;
+    for (int i = 0; i < t->vocab.n; i++)
+        if (tok_is_special(t, i))
+            v[n++] = (tok_lenid){.len = t->vocab.len[i], .id = i};
+    qsort(v, (size_t)n, sizeof *v, tok_cmp_lenid);
+    for (int i = 0; i < n; i++) t->special[i] = v[i].id;
+    t->n_special = n;
+    free(v);
+    return 0;
+}
+
+/* BPE: the pre-tokenizer PRE, else tokenizer.ggml.pre, else "default"
+ * (as llama.cpp, for files converted before the key existed). */
+static int tok_open_pre(tok *t, const gguf *g, const char *pre, char *err,
+                        size_t cap)
+{
+    const char *name = "default";
+    size_t len = 7;
+    if (pre) {
+        name = pre;
+        len = strlen(pre);
+    } else {
+        int rc = gguf_get_str(g, "tokenizer.ggml.pre", &name, &len);
+        if (rc == KVT_EMISSING) {
+            name = "default";
+            len = 7;
+        } else if (rc < 0) {
+            return tok_fail(err, cap, rc, "tokenizer.ggml.pre is not a "
+                            "string");
+        }
+    }
+    int rc = pretok_open(name, len, &t->pre, err, cap);
+    if (rc == 0)
+        t->ignore_merges = !!(pretok_flags(t->pre) & PRETOK_IGNORE_MERGES);
+    return rc;
+}
+
+static int tok_open_impl(tok *t, const gguf *g, const struct tok_params *p,
+                         char *err, size_t cap)
 {
     const char *model;
     size_t mlen;
@@ -379,28 +509,30 @@ static int tok_open_impl(tok *t, const gguf *g, char *err, size_t cap)
         return tok_fail(err, cap, rc, "tokenizer.ggml.tokens: %s",
                         kvt_strerror(rc));
     if ((rc = tok_load_arrays(t, g, err, cap)) < 0) return rc;
-    if ((rc = tok_load_specials(t, g)) < 0)
-        return tok_fail(err, cap, rc, "bad special token metadata");
-    tok_init_byte_map(t);
     if (t->model == TOK_BPE) {
+        if ((rc = tok_open_pre(t, g, p ? p->pre : NULL, err, cap)) < 0)
+            return rc;
         rc = tok_tab_load(&t->merges, g, "tokenizer.ggml.merges", 0);
         if (rc < 0)
             return tok_fail(err, cap, rc, "tokenizer.ggml.merges: %s",
                             kvt_strerror(rc));
-        int ecode;
-        PCRE2_SIZE eoff;
-        t->re = pcre2_compile((PCRE2_SPTR)tok_gpt2_re, PCRE2_ZERO_TERMINATED,
-                              PCRE2_UTF | PCRE2_UCP, &ecode, &eoff, NULL);
-        if (!t->re)
-            return tok_fail(err, cap, KVT_EUNSUPP, "PCRE2 cannot compile "
-                            "the GPT-2 pre-tokenizer regex");
-        pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional speed-up */
     }
+    if ((rc = tok_load_specials(t, g)) < 0)
+        return tok_fail(err, cap, rc, "bad special token metadata");
+    tok_mark_control(t, g);
+    if ((rc = tok_init_special(t)) < 0) return rc;
+    tok_init_byte_map(t);
     tok_init_bytes(t);
     return 0;
 }
 
 int tok_open(const gguf *g, tok **out, char *err, size_t err_cap)
+{
+    return tok_open_with(g, NULL, out, err, err_cap);
+}
+
+int tok_open_with(const gguf *g, const struct tok_params *p, tok **out,
+                  char *err, size_t err_cap)
 {
     KVT_ASSERT(g != NULL);
     KVT_ASSERT(out != NULL);
@@ -408,7 +540,7 @@ int tok_open(const gguf *g, tok **out, char *err, size_t err_cap)
     if (err && err_cap) err[0] = '\0';
     tok *t = calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
-    int rc = tok_open_impl(t, g, err, err_cap);
+    int rc = tok_open_impl(t, g, p, err, err_cap);
     if (rc < 0) {
         if (rc == -ENOMEM) tok_fail(err, err_cap, rc, "out of memory");
         tok_free(t);
@@ -425,7 +557,8 @@ void tok_free(tok *t)
     tok_tab_free(&t->merges);
     free(t->score);
     free(t->type);
-    if (t->re) pcre2_code_free(t->re);
+    pretok_free(t->pre);
+    free(t->special);
     free(t);
 }
 
@@ -433,13 +566,18 @@ int tok_n_vocab(const tok *t) { return t->vocab.n; }
 int tok_bos(const tok *t) { return t->bos; }
 int tok_eos(const tok *t) { return t->eos; }
 int tok_add_bos(const tok *t) { return t->add_bos; }
+int tok_add_eos(const tok *t) { return t->add_eos; }
+const char *tok_pre_name(const tok *t)
+{
+    return t->pre ? pretok_name(t->pre) : NULL;
+}
 
 /* SPM: every byte can become up to 3 byte tokens (a space is U+2581, 3
  * bytes), plus the 3-byte dummy prefix, plus BOS. BPE needs at most len+1. */
 size_t tok_encode_bound(size_t len)
 {
-    if (len > (SIZE_MAX - 8) / 3) return SIZE_MAX;
-    return 3 * len + 4;
+    if (len > (SIZE_MAX - 16) / 4) return SIZE_MAX;
+    return 4 * len + 8;
 }
 
 const char *tok_piece(const tok *t, int id)
@@ -545,7 +683,8 @@ static int tok_symbols(tok_scratch *s, size_t len, size_t *n_out)
         return rc;
     size_t n = 0, i = 0;
     while (i < len) {
-        size_t k = KVT_MIN(len - i, tok_utf8_len((unsigned char)s->buf[i]));
+        size_t k = tok_char_len((const unsigned char *)s->buf + i, len - i);
+        if (k == 0) k = 1; /* a byte of invalid UTF-8 (--utf8 replace) */
         s->sym[n] = (tok_sym){.off = (int32_t)i, .n = (int32_t)k,
                               .prev = (int32_t)n - 1,
                               .next = i + k < len ? (int32_t)n + 1 : -1,
@@ -670,22 +809,21 @@ static int tok_spm_segment(const tok *t, tok_scratch *s, tok_out *o,
     return 0;
 }
 
+/* SPM over one piece of text; PREFIX: add the dummy prefix (U+2581). */
 static int tok_encode_spm(const tok *t, tok_scratch *s, tok_out *o,
-                          const char *text, size_t len)
+                          const char *text, size_t len, int prefix)
 {
     size_t pos = 0;
-    int first = 1;
     while (pos < len) {
         size_t end = pos;
         while (end < len && !((unsigned char)text[end] < 0x80 &&
                               t->isolated[(unsigned char)text[end]]))
             end++;
-        int prefix = first && t->add_space_prefix;
         if (end > pos || prefix) {
             int rc = tok_spm_segment(t, s, o, text + pos, end - pos, prefix);
             if (rc < 0) return rc;
         }
-        first = 0;
+        prefix = 0;
         if (end < len) { /* an isolated ASCII char: never merged */
             int rc = tok_spm_emit_text(t, o, text + end, 1,
                                        tok_id(t, text + end, 1));
@@ -711,6 +849,10 @@ static int tok_bpe_word(const tok *t, tok_scratch *s, tok_out *o,
         memcpy(s->buf + m, t->b2u[b], t->b2u_len[b]);
         m += t->b2u_len[b];
     }
+    if (t->ignore_merges) { /* a word that is a piece is emitted whole */
+        int id = tok_id(t, s->buf, m);
+        if (id >= 0) return tok_emit(o, id);
+    }
     size_t n;
     if ((rc = tok_symbols(s, m, &n)) < 0) return rc;
     tok_merge_all(t, s, n);
@@ -730,52 +872,187 @@ static int tok_bpe_word(const tok *t, tok_scratch *s, tok_out *o,
     return 0;
 }
 
-static int tok_encode_bpe(const tok *t, tok_scratch *s, tok_out *o,
-                          const char *text, size_t len)
+typedef struct tok_bpe_ctx {
+    const tok *t;
+    tok_scratch *s;
+    tok_out *o;
+} tok_bpe_ctx;
+
+static int tok_bpe_word_cb(void *ctx, const char *w, size_t n)
 {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    if (!md) return -ENOMEM;
-    size_t pos = 0;
-    int rc = 0;
-    while (pos < len && rc == 0) {
-        int m = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos,
-                            PCRE2_NO_UTF_CHECK, md, NULL);
-        size_t a = len, b = len;
-        if (m >= 0) {
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            a = ov[0];
-            b = ov[1];
-        } else if (m != PCRE2_ERROR_NOMATCH) {
-            rc = KVT_EUNSUPP; /* e.g. PCRE2 match limit */
-            break;
+    tok_bpe_ctx *c = ctx;
+    return tok_bpe_word(c->t, c->s, c->o, w, n);
+}
+
+/* ---- special pieces inside text, then the tokenizer per fragment -------- */
+
+/* A fragment of the text: raw text [off, off + len), or piece ID. */
+typedef struct tok_frag {
+    size_t off, len;
+    int32_t id; /* -1: text */
+} tok_frag;
+
+typedef struct tok_frags {
+    tok_frag *v, *w;  /* current list and the one being built */
+    size_t n, nw, vcap, wcap;
+} tok_frags;
+
+static int tok_frag_push(tok_frags *f, tok_frag x)
+{
+    int rc = tok_grow((void **)&f->w, &f->wcap, f->nw + 1, sizeof *f->w);
+    if (rc < 0) return rc;
+    f->w[f->nw++] = x;
+    return 0;
+}
+
+/* Cut every text fragment at each occurrence of piece ID (left to right,
+ * not overlapping), as llama.cpp's tokenizer_st_partition does for one
+ * special token. */
+static int tok_partition_one(const tok *t, const char *text, tok_frags *f,
+                             int32_t id)
+{
+    const char *p = t->vocab.arena + t->vocab.off[id];
+    size_t k = t->vocab.len[id];
+    f->nw = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        tok_frag x = f->v[i];
+        int rc;
+        if (x.id >= 0 || x.len < k) {
+            if ((rc = tok_frag_push(f, x)) < 0) return rc;
+            continue;
         }
-        if (a > pos) rc = tok_bpe_word(t, s, o, text + pos, a - pos);
-        if (rc == 0 && b > a) rc = tok_bpe_word(t, s, o, text + a, b - a);
-        if (b == a && a < len) /* empty match: step one character */
-            b = a + KVT_MIN(len - a, tok_utf8_len((unsigned char)text[a]));
-        pos = b;
+        size_t pos = x.off, end = x.off + x.len;
+        for (;;) {
+            const char *m = memmem(text + pos, end - pos, p, k);
+            if (!m) break;
+            size_t at = (size_t)(m - text);
+            if (at > pos &&
+                (rc = tok_frag_push(f, (tok_frag){pos, at - pos, -1})) < 0)
+                return rc;
+            if ((rc = tok_frag_push(f, (tok_frag){at, k, id})) < 0)
+                return rc;
+            pos = at + k;
+        }
+        if (pos < end &&
+            (rc = tok_frag_push(f, (tok_frag){pos, end - pos, -1})) < 0)
+            return rc;
     }
-    pcre2_match_data_free(md);
+    tok_frag *tv = f->v; /* the new list becomes the current one */
+    size_t tc = f->vcap;
+    f->v = f->w;
+    f->vcap = f->wcap;
+    f->n = f->nw;
+    f->w = tv;
+    f->wcap = tc;
+    return 0;
+}
+
+/* Split TEXT into fragments at the special pieces that apply: user-defined
+ * always, control and unknown only with TOK_PARSE_SPECIAL. */
+static int tok_partition(const tok *t, const char *text, size_t len,
+                         unsigned flags, tok_frags *f)
+{
+    int rc = tok_grow((void **)&f->v, &f->vcap, 1, sizeof *f->v);
+    if (rc < 0) return rc;
+    f->v[0] = (tok_frag){0, len, -1};
+    f->n = 1;
+    for (int i = 0; i < t->n_special; i++) {
+        int32_t id = t->special[i];
+        if (!(flags & TOK_PARSE_SPECIAL) && t->type[id] != TOK_T_USER) continue;
+        if ((rc = tok_partition_one(t, text, f, id)) < 0) return rc;
+    }
+    return 0;
+}
+
+/* TEXT with every byte that starts no well-formed sequence replaced by
+ * U+FFFD (malloc'ed; *out_len its length). */
+static char *tok_utf8_replace(const char *text, size_t len, size_t *out_len)
+{
+    if (len > (SIZE_MAX - 1) / 3) return NULL;
+    char *r = malloc(3 * len + 1);
+    if (!r) return NULL;
+    size_t m = 0, i = 0;
+    while (i < len) {
+        size_t k = tok_char_len((const unsigned char *)text + i, len - i);
+        if (k == 0) {
+            memcpy(r + m, "\xef\xbf\xbd", 3);
+            m += 3;
+            i++;
+        } else {
+            memcpy(r + m, text + i, k);
+            m += k;
+            i += k;
+        }
+    }
+    *out_len = m;
+    return r;
+}
+
+static int tok_encode_frags(const tok *t, tok_out *o, const char *text,
+                            const tok_frags *f)
+{
+    tok_scratch s = {0};
+    tok_bpe_ctx bc = {t, &s, o};
+    int rc = 0, prev_special = 1;
+    for (size_t i = 0; i < f->n && rc == 0; i++) {
+        const tok_frag *x = &f->v[i];
+        if (x->id >= 0) {
+            rc = tok_emit(o, x->id);
+            prev_special = 1;
+        } else if (t->model == TOK_SPM) {
+            rc = tok_encode_spm(t, &s, o, text + x->off, x->len,
+                                prev_special && t->add_space_prefix);
+            prev_special = 0;
+        } else {
+            rc = pretok_split(t->pre, text + x->off, x->len, tok_bpe_word_cb,
+                              &bc);
+        }
+    }
+    tok_scratch_free(&s);
     return rc;
+}
+
+int64_t tok_encode_ex(const tok *t, const char *text, size_t len,
+                      unsigned flags, int32_t *ids, size_t cap,
+                      size_t *bad_off)
+{
+    KVT_ASSERT(t != NULL);
+    KVT_ASSERT(text != NULL || len == 0);
+    KVT_ASSERT(ids != NULL || cap == 0);
+    if (len > TOK_TEXT_MAX) return KVT_ERANGE;
+    if (t->model == TOK_BPE && t->merges.n >= (1 << 24)) return KVT_ERANGE;
+    size_t bad = tok_utf8_bad((const unsigned char *)text, len);
+    char *fixed = NULL;
+    if (bad < len) {
+        if (!(flags & TOK_UTF8_REPLACE)) {
+            if (bad_off) *bad_off = bad;
+            return KVT_EUTF8;
+        }
+        if (t->model == TOK_BPE) { /* SPM: bad bytes become byte pieces */
+            fixed = tok_utf8_replace(text, len, &len);
+            if (!fixed) return -ENOMEM;
+            text = fixed;
+        }
+    }
+    tok_out o = {.ids = ids, .cap = cap};
+    int rc = 0;
+    if ((flags & TOK_ADD_BOS) && t->bos >= 0) rc = tok_emit(&o, t->bos);
+    tok_frags f = {0};
+    if (rc == 0 && len > 0) rc = tok_partition(t, text, len, flags, &f);
+    if (rc == 0 && len > 0) rc = tok_encode_frags(t, &o, text, &f);
+    if (rc == 0 && (flags & TOK_ADD_EOS) && t->eos >= 0)
+        rc = tok_emit(&o, t->eos);
+    free(f.v);
+    free(f.w);
+    free(fixed);
+    return rc < 0 ? rc : (int64_t)o.n;
 }
 
 int64_t tok_encode(const tok *t, const char *text, size_t len, int add_bos,
                    int32_t *ids, size_t cap)
 {
-    KVT_ASSERT(t != NULL);
-    KVT_ASSERT(text != NULL || len == 0);
-    KVT_ASSERT(ids != NULL || cap == 0);
-    if (!tok_utf8_valid((const unsigned char *)text, len)) return KVT_EUTF8;
-    if (len > TOK_TEXT_MAX) return KVT_ERANGE;
-    if (t->model == TOK_BPE && t->merges.n >= (1 << 24)) return KVT_ERANGE;
-    tok_out o = {.ids = ids, .cap = cap};
-    if (add_bos && t->bos >= 0 && tok_emit(&o, t->bos) < 0) return -ENOSPC;
-    if (len == 0) return (int64_t)o.n;
-    tok_scratch s = {0};
-    int rc = t->model == TOK_SPM ? tok_encode_spm(t, &s, &o, text, len)
-                                 : tok_encode_bpe(t, &s, &o, text, len);
-    tok_scratch_free(&s);
-    return rc < 0 ? rc : (int64_t)o.n;
+    return tok_encode_ex(t, text, len, add_bos ? TOK_ADD_BOS : 0, ids, cap,
+                         NULL);
 }
 
 /* ---- decode -------------------------------------------------------------- */

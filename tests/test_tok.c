@@ -118,6 +118,9 @@ static void check_vectors(const char *name)
 static void test_vectors_llama_spm(void) { check_vectors("ggml-vocab-llama-spm.gguf"); }
 static void test_vectors_phi3(void) { check_vectors("ggml-vocab-phi-3.gguf"); }
 static void test_vectors_gpt2(void) { check_vectors("ggml-vocab-gpt-2.gguf"); }
+static void test_vectors_llama_bpe(void) { check_vectors("ggml-vocab-llama-bpe.gguf"); }
+static void test_vectors_deepseek_llm(void) { check_vectors("ggml-vocab-deepseek-llm.gguf"); }
+static void test_vectors_deepseek_coder(void) { check_vectors("ggml-vocab-deepseek-coder.gguf"); }
 
 
 /* ---- naive SPM oracle: O(n^2) scans, sorted-array piece lookup ---------- */
@@ -509,6 +512,9 @@ int main(void)
     T_RUN(test_vectors_llama_spm);
     T_RUN(test_vectors_phi3);
     T_RUN(test_vectors_gpt2);
+    T_RUN(test_vectors_llama_bpe);
+    T_RUN(test_vectors_deepseek_llm);
+    T_RUN(test_vectors_deepseek_coder);
     T_RUN(test_spm_pieces);
     T_RUN(test_spm_oracle);
     T_RUN(test_roundtrip);
