@@ -17,6 +17,7 @@
  */
 #include "engine/tok.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <xxhash.h>
 
 #include "engine/pretok.h"
+#include "engine/tok_special.h"
 #include "io/kvt.h"
 
 enum { TOK_SPM = 0, TOK_BPE = 1 };
@@ -145,9 +147,7 @@ struct tok {
     uint8_t *type;         /* (n_vocab) TOK_T_* */
     tok_strtab merges;     /* BPE: "left right"; rank = index */
     int bos, eos, unk, add_bos, add_eos, add_space_prefix;
-    int32_t *special;      /* (n_special) control/user/unknown ids, longest
-                              text first: matched inside text */
-    int n_special;
+    toksp *special;        /* control/user/unknown pieces, matched in text */
     int32_t byte_tok[256]; /* id for a raw byte (fallback), -1 if none */
     uint8_t isolated[128]; /* SPM: ASCII char in no multi-char piece */
     pretok *pre;           /* BPE pre-tokenizer */
@@ -421,47 +421,58 @@ static void tok_mark_control(tok *t, const gguf *g)
     }
 }
 
-typedef struct tok_lenid {
-    uint32_t len;
-    int32_t id;
-} tok_lenid;
-
-static int tok_cmp_lenid(const void *a, const void *b)
+/* 1 if general.name names a Phi-3 model (llama.cpp strips the spaces
+ * after its special pieces). */
+static int tok_is_phi3(const gguf *g)
 {
-    const tok_lenid *x = a, *y = b;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-static int tok_is_special(const tok *t, int id)
-{
-    int ty = t->type[id];
-    return (ty == TOK_T_CONTROL || ty == TOK_T_USER || ty == TOK_T_UNKNOWN) &&
-           t->vocab.len[id] > 0;
+    const char *s;
+    size_t n;
+    if (gguf_get_str(g, "general.name", &s, &n) < 0) return 0;
+    for (size_t i = 0; i + 4 <= n; i++) {
+        char c[5];
+        for (int k = 0; k < 5 && i + (size_t)k < n; k++)
+            c[k] = (char)tolower((unsigned char)s[i + (size_t)k]);
+        if (memcmp(c, "phi3", 4) == 0 ||
+            (i + 5 <= n && memcmp(c, "phi-3", 5) == 0))
+            return 1;
+    }
+    return 0;
 }
 
 /* The pieces matched inside text before the split (llama.cpp's special
- * token cache): control, user-defined and unknown, longest first (ties:
- * lower id first). */
-static int tok_init_special(tok *t)
+ * token cache): control, user-defined and unknown. */
+static int tok_init_special(tok *t, const gguf *g)
 {
-    int n = 0;
-    for (int i = 0; i < t->vocab.n; i++) n += tok_is_special(t, i);
-    tok_lenid *v = malloc(sizeof *v * (size_t)(n ? n : 1));
-    t->special = malloc(sizeof *t->special * (size_t)(n ? n : 1));
-    if (!v || !t->special) {
-        free(v);
-        return -ENOMEM;
+    int n = t->vocab.n, m = 0, phi3 = tok_is_phi3(g);
+    int32_t *id = malloc(sizeof *id * (size_t)n);
+    const char **text = malloc(sizeof *text * (size_t)n);
+    uint32_t *len = malloc(sizeof *len * (size_t)n);
+    uint8_t *fl = malloc((size_t)n);
+    int rc = -ENOMEM;
+    if (id && text && len && fl) {
+        for (int i = 0; i < n; i++) {
+            int ty = t->type[i];
+            if (t->vocab.len[i] == 0 || (ty != TOK_T_USER &&
+                                         ty != TOK_T_CONTROL &&
+                                         ty != TOK_T_UNKNOWN))
+                continue;
+            const char *p = t->vocab.arena + t->vocab.off[i];
+            id[m] = i;
+            text[m] = p;
+            len[m] = t->vocab.len[i];
+            fl[m] = ty == TOK_T_USER ? TOKSP_USER : TOKSP_CONTROL;
+            if (phi3 && strcmp(p, "<unk>") != 0 && strcmp(p, "<s>") != 0 &&
+                strcmp(p, "<|endoftext|>") != 0)
+                fl[m] |= TOKSP_RSTRIP;
+            m++;
+        }
+        rc = toksp_build(m, id, text, len, fl, &t->special);
     }
-    n = 0;
-    for (int i = 0; i < t->vocab.n; i++)
-        if (tok_is_special(t, i))
-            v[n++] = (tok_lenid){.len = t->vocab.len[i], .id = i};
-    qsort(v, (size_t)n, sizeof *v, tok_cmp_lenid);
-    for (int i = 0; i < n; i++) t->special[i] = v[i].id;
-    t->n_special = n;
-    free(v);
-    return 0;
+    free(id);
+    free(text);
+    free(len);
+    free(fl);
+    return rc;
 }
 
 /* BPE: the pre-tokenizer PRE, else tokenizer.ggml.pre, else "default"
@@ -520,7 +531,7 @@ static int tok_open_impl(tok *t, const gguf *g, const struct tok_params *p,
     if ((rc = tok_load_specials(t, g)) < 0)
         return tok_fail(err, cap, rc, "bad special token metadata");
     tok_mark_control(t, g);
-    if ((rc = tok_init_special(t)) < 0) return rc;
+    if ((rc = tok_init_special(t, g)) < 0) return rc;
     tok_init_byte_map(t);
     tok_init_bytes(t);
     return 0;
@@ -558,7 +569,7 @@ void tok_free(tok *t)
     free(t->score);
     free(t->type);
     pretok_free(t->pre);
-    free(t->special);
+    toksp_free(t->special);
     free(t);
 }
 
@@ -886,84 +897,6 @@ static int tok_bpe_word_cb(void *ctx, const char *w, size_t n)
 
 /* ---- special pieces inside text, then the tokenizer per fragment -------- */
 
-/* A fragment of the text: raw text [off, off + len), or piece ID. */
-typedef struct tok_frag {
-    size_t off, len;
-    int32_t id; /* -1: text */
-} tok_frag;
-
-typedef struct tok_frags {
-    tok_frag *v, *w;  /* current list and the one being built */
-    size_t n, nw, vcap, wcap;
-} tok_frags;
-
-static int tok_frag_push(tok_frags *f, tok_frag x)
-{
-    int rc = tok_grow((void **)&f->w, &f->wcap, f->nw + 1, sizeof *f->w);
-    if (rc < 0) return rc;
-    f->w[f->nw++] = x;
-    return 0;
-}
-
-/* Cut every text fragment at each occurrence of piece ID (left to right,
- * not overlapping), as llama.cpp's tokenizer_st_partition does for one
- * special token. */
-static int tok_partition_one(const tok *t, const char *text, tok_frags *f,
-                             int32_t id)
-{
-    const char *p = t->vocab.arena + t->vocab.off[id];
-    size_t k = t->vocab.len[id];
-    f->nw = 0;
-    for (size_t i = 0; i < f->n; i++) {
-        tok_frag x = f->v[i];
-        int rc;
-        if (x.id >= 0 || x.len < k) {
-            if ((rc = tok_frag_push(f, x)) < 0) return rc;
-            continue;
-        }
-        size_t pos = x.off, end = x.off + x.len;
-        for (;;) {
-            const char *m = memmem(text + pos, end - pos, p, k);
-            if (!m) break;
-            size_t at = (size_t)(m - text);
-            if (at > pos &&
-                (rc = tok_frag_push(f, (tok_frag){pos, at - pos, -1})) < 0)
-                return rc;
-            if ((rc = tok_frag_push(f, (tok_frag){at, k, id})) < 0)
-                return rc;
-            pos = at + k;
-        }
-        if (pos < end &&
-            (rc = tok_frag_push(f, (tok_frag){pos, end - pos, -1})) < 0)
-            return rc;
-    }
-    tok_frag *tv = f->v; /* the new list becomes the current one */
-    size_t tc = f->vcap;
-    f->v = f->w;
-    f->vcap = f->wcap;
-    f->n = f->nw;
-    f->w = tv;
-    f->wcap = tc;
-    return 0;
-}
-
-/* Split TEXT into fragments at the special pieces that apply: user-defined
- * always, control and unknown only with TOK_PARSE_SPECIAL. */
-static int tok_partition(const tok *t, const char *text, size_t len,
-                         unsigned flags, tok_frags *f)
-{
-    int rc = tok_grow((void **)&f->v, &f->vcap, 1, sizeof *f->v);
-    if (rc < 0) return rc;
-    f->v[0] = (tok_frag){0, len, -1};
-    f->n = 1;
-    for (int i = 0; i < t->n_special; i++) {
-        int32_t id = t->special[i];
-        if (!(flags & TOK_PARSE_SPECIAL) && t->type[id] != TOK_T_USER) continue;
-        if ((rc = tok_partition_one(t, text, f, id)) < 0) return rc;
-    }
-    return 0;
-}
-
 /* TEXT with every byte that starts no well-formed sequence replaced by
  * U+FFFD (malloc'ed; *out_len its length). */
 static char *tok_utf8_replace(const char *text, size_t len, size_t *out_len)
@@ -989,13 +922,13 @@ static char *tok_utf8_replace(const char *text, size_t len, size_t *out_len)
 }
 
 static int tok_encode_frags(const tok *t, tok_out *o, const char *text,
-                            const tok_frags *f)
+                            const toksp_frag *f, size_t n)
 {
     tok_scratch s = {0};
     tok_bpe_ctx bc = {t, &s, o};
     int rc = 0, prev_special = 1;
-    for (size_t i = 0; i < f->n && rc == 0; i++) {
-        const tok_frag *x = &f->v[i];
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const toksp_frag *x = &f[i];
         if (x->id >= 0) {
             rc = tok_emit(o, x->id);
             prev_special = 1;
@@ -1037,13 +970,15 @@ int64_t tok_encode_ex(const tok *t, const char *text, size_t len,
     tok_out o = {.ids = ids, .cap = cap};
     int rc = 0;
     if ((flags & TOK_ADD_BOS) && t->bos >= 0) rc = tok_emit(&o, t->bos);
-    tok_frags f = {0};
-    if (rc == 0 && len > 0) rc = tok_partition(t, text, len, flags, &f);
-    if (rc == 0 && len > 0) rc = tok_encode_frags(t, &o, text, &f);
+    toksp_frag *f = NULL;
+    size_t nf = 0;
+    unsigned classes = TOKSP_USER |
+                       ((flags & TOK_PARSE_SPECIAL) ? TOKSP_CONTROL : 0);
+    if (rc == 0) rc = toksp_partition(t->special, text, len, classes, &f, &nf);
+    if (rc == 0) rc = tok_encode_frags(t, &o, text, f, nf);
     if (rc == 0 && (flags & TOK_ADD_EOS) && t->eos >= 0)
         rc = tok_emit(&o, t->eos);
-    free(f.v);
-    free(f.w);
+    free(f);
     free(fixed);
     return rc < 0 ? rc : (int64_t)o.n;
 }

@@ -13,6 +13,14 @@
 #include "kvstore/tile.h"
 
 static const char *const io_names[] = { "uring", "pread", "mmap" };
+
+/* Tokenizer options: one tokenizer per process, so they are process-wide
+ * (cli_load and cli_encode read them). */
+static struct {
+    int utf8_replace;   /* --utf8 replace */
+    int parse_special;  /* --parse-special */
+    const char *pre;    /* --pre-tokenizer NAME */
+} tok_opts;
 static const char *const type_names[] = { "f32", "f16", "bf16", "q8_0" };
 _Static_assert(sizeof type_names / sizeof type_names[0] == KVS_NTYPES, "kv types");
 
@@ -78,6 +86,13 @@ const char cli_common_help[] =
     "  --queue-depth N      reads in flight (default 8)\n"
     "  --tile-tokens N      tokens per tile (default 256)\n"
     "  --ram-budget BYTES   prefetch window + decoded tiles (e.g. 64M)\n"
+    "Text:\n"
+    "  --utf8 error|replace invalid UTF-8 in the text: stop with its byte offset\n"
+    "                       (default), or replace each bad byte (U+FFFD; byte\n"
+    "                       pieces <0xNN> in SentencePiece vocabularies)\n"
+    "  --parse-special      match control pieces (\"<|eot_id|>\", ...) in the text\n"
+    "  --pre-tokenizer NAME split byte-level BPE text as NAME, not as the file's\n"
+    "                       tokenizer.ggml.pre says (warns)\n"
     "Positions:\n"
     "  --rope-scaling S     none | linear | ntk | dynamic-ntk | yarn | longrope\n"
     "  --rope-scale S       scale factor s\n"
@@ -133,10 +148,30 @@ static const char *val(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+int cli_tok_opt(int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--utf8")) {
+        const char *v = val(argc, argv, i);
+        if (!strcmp(v, "error")) tok_opts.utf8_replace = 0;
+        else if (!strcmp(v, "replace")) tok_opts.utf8_replace = 1;
+        else cli_die("--utf8: '%s' (expected error or replace)", v);
+    } else if (!strcmp(a, "--parse-special")) {
+        tok_opts.parse_special = 1;
+    } else if (!strcmp(a, "--pre-tokenizer")) {
+        tok_opts.pre = val(argc, argv, i);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
-    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+    if (cli_tok_opt(argc, argv, i)) {
+        return 1;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         o->n_threads = (int)cli_parse_count(a, val(argc, argv, i));
         if (o->n_threads < 1 || o->n_threads > 1024) cli_die("%s: 1..1024", a);
     } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
@@ -226,15 +261,31 @@ char *cli_read_file(const char *path, size_t *len)
     return buf;
 }
 
+tok *cli_open_tok(const gguf *g, const char *path)
+{
+    char err[512] = "";
+    struct tok_params p = {.pre = tok_opts.pre};
+    tok *t;
+    int rc = tok_open_with(g, &p, &t, err, sizeof err);
+    if (rc < 0) cli_die("%s: tokenizer: %s", path, err[0] ? err : kvt_strerror(rc));
+    const char *file_pre = NULL;
+    size_t n = 0;
+    if (tok_pre_name(t) && gguf_get_str(g, "tokenizer.ggml.pre", &file_pre, &n) < 0)
+        file_pre = NULL;
+    if (tok_opts.pre && tok_pre_name(t))
+        cli_warn("%s: --pre-tokenizer: splitting as '%s' (the file says '%.*s')", path,
+                 tok_pre_name(t), file_pre ? (int)KVT_MIN(n, 64) : 4, file_pre ? file_pre : "none");
+    else if (tok_pre_name(t) && !file_pre)
+        cli_warn("%s: no tokenizer.ggml.pre; splitting as 'default' (as llama.cpp)", path);
+    return t;
+}
+
 void cli_load(const char *path, model **m, tok **t)
 {
     char err[512] = "";
     int rc = model_open(path, m, err, sizeof err);
     if (rc < 0) cli_die("%s: %s", path, err[0] ? err : kvt_strerror(rc));
-    if (t) {
-        rc = tok_open(model_gguf(*m), t, err, sizeof err);
-        if (rc < 0) cli_die("%s: tokenizer: %s", path, err[0] ? err : kvt_strerror(rc));
-    }
+    if (t) *t = cli_open_tok(model_gguf(*m), path);
 }
 
 void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_params *rp)
@@ -267,14 +318,26 @@ void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_param
     }
 }
 
+int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
+                   int32_t *ids, size_t cap, size_t *bad_off)
+{
+    unsigned fl = (add_special ? TOK_ADD_BOS : 0) |
+                  (add_special && tok_add_eos(t) ? TOK_ADD_EOS : 0) |
+                  (tok_opts.parse_special ? TOK_PARSE_SPECIAL : 0) |
+                  (tok_opts.utf8_replace ? TOK_UTF8_REPLACE : 0);
+    return tok_encode_ex(t, text, len, fl, ids, cap, bad_off);
+}
+
 int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
                       int add_bos, int64_t *n_out)
 {
     size_t cap = tok_encode_bound(len);
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) cli_die("%s: out of memory", src);
-    int64_t n = tok_encode(t, text, len, add_bos, ids, cap);
-    if (n == KVT_EUTF8) cli_die("%s: text is not valid UTF-8", src);
+    size_t bad = 0;
+    int64_t n = cli_encode(t, text, len, add_bos, ids, cap, &bad);
+    if (n == KVT_EUTF8)
+        cli_die("%s: invalid UTF-8 at byte %zu (--utf8 replace to substitute it)", src, bad);
     if (n < 0) cli_die("%s: tokenizer: %s", src, kvt_strerror((int)n));
     *n_out = n;
     return ids;

@@ -63,13 +63,25 @@ char *cli_read_file(const char *path, size_t *len);
 
 /* Open model + tokenizer; exits with "kvtile: PATH: reason". */
 void cli_load(const char *path, model **m, tok **t);
+/* The tokenizer of G (from PATH) with the tokenizer options; warns when
+ * the pre-tokenizer is forced or the file names none; exits on error. */
+tok *cli_open_tok(const gguf *g, const char *path);
+
+/* If argv[*i] is a tokenizer option (--utf8, --parse-special,
+ * --pre-tokenizer; part of cli_common_opt), consume it and return 1. */
+int cli_tok_opt(int argc, char **argv, int *i);
 
 /* Positions for this run: the file's scheme with the overrides applied. */
 void cli_rope_params(const struct cli_opts *o, const model *m,
                      struct rope_params *rp);
 
-/* Tokenize text (with BOS if add_bos); exits naming SRC on invalid UTF-8.
- * Returns a malloc'ed array. */
+/* tok_encode_ex with the tokenizer options: ADD_SPECIAL adds BOS (if the
+ * vocabulary has one) and EOS when the model asks for it. */
+int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
+                   int32_t *ids, size_t cap, size_t *bad_off);
+
+/* Tokenize text (cli_encode); exits naming SRC and the byte offset on
+ * invalid UTF-8. Returns a malloc'ed array. */
 int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
                       int add_bos, int64_t *n_out);
 

@@ -1,8 +1,15 @@
-/* cmd_tokenize.c - `kvtile tokenize MODEL TEXT|-f FILE`. */
+/* cmd_tokenize.c - `kvtile tokenize MODEL TEXT|-f FILE`: token ids of a
+ * text. Reads only the tokenizer's metadata, so vocabulary-only GGUF files
+ * (no tensors, any architecture) work. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "io/kvt.h"
+
+static const char usage[] =
+    "usage: kvtile tokenize MODEL TEXT|-f FILE [--no-bos] [--pieces] [--count]\n"
+    "       [--utf8 error|replace] [--parse-special] [--pre-tokenizer NAME]\n";
 
 int cmd_tokenize(int argc, char **argv)
 {
@@ -10,24 +17,27 @@ int cmd_tokenize(int argc, char **argv)
     int add_bos = 1, pieces = 0, count = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_tok_opt(argc, argv, &i)) continue;
         if (!strcmp(a, "-f") && i + 1 < argc) file = argv[++i];
         else if (!strcmp(a, "--no-bos")) add_bos = 0;
         else if (!strcmp(a, "--pieces")) pieces = 1;
         else if (!strcmp(a, "--count")) count = 1;
         else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "usage: kvtile tokenize MODEL TEXT|-f FILE [--no-bos] [--pieces] [--count]\n");
+            fputs(usage, stderr);
             return 2;
         } else if (!model_path) model_path = a;
         else if (!text_arg) text_arg = a;
         else cli_die("tokenize: unexpected argument '%s'", a);
     }
     if (!model_path || (!text_arg && !file)) {
-        fprintf(stderr, "usage: kvtile tokenize MODEL TEXT|-f FILE [--no-bos] [--pieces] [--count]\n");
+        fputs(usage, stderr);
         return 2;
     }
-    model *m;
-    tok *tk;
-    cli_load(model_path, &m, &tk);
+    gguf *g;
+    char err[512] = "";
+    int rc = gguf_open(model_path, &g, err, sizeof err);
+    if (rc < 0) cli_die("%s: %s", model_path, err[0] ? err : kvt_strerror(rc));
+    tok *tk = cli_open_tok(g, model_path);
     size_t len;
     char *text;
     const char *src = file ? file : "TEXT";
@@ -52,6 +62,6 @@ int cmd_tokenize(int argc, char **argv)
     free(ids);
     free(text);
     tok_free(tk);
-    model_close(m);
+    gguf_close(g);
     return 0;
 }
