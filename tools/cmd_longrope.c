@@ -732,7 +732,7 @@ int cmd_longrope(int argc, char **argv)
     char *text = cli_read_file(file, &len);
     if (before) len = cut_before(text, len, before);
     int64_t n_tok;
-    int32_t *ids = cli_tokenize(tk, file, text, len, 1, &n_tok);
+    int32_t *ids = cli_tokenize(tk, file, text, len, tok_add_bos(tk), &n_tok);
     free(text);
     int64_t lo = skip, hi = n_tok;
     if (ra >= 0) { lo = KVT_MAX(lo, ra); hi = KVT_MIN(hi, rb); }
@@ -786,7 +786,7 @@ int cmd_longrope(int argc, char **argv)
     S.win = win;
     S.n_batch = o.n_batch;
     S.n_vocab = hp->n_vocab;
-    S.bos = tok_bos(tk);
+    S.bos = tok_add_bos(tk) ? tok_bos(tk) : -1;
     S.score_all = score_all;
     S.P = P;
     S.T = T;
