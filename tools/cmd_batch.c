@@ -589,7 +589,7 @@ static char *do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_p
     char err[8400];
     if (n == KVT_EUTF8) {
         free(ids);
-        snprintf(err, sizeof err, "%s: invalid UTF-8 at byte %zu", d->src, bad);
+        snprintf(err, sizeof err, "%s: text is not valid UTF-8 (byte %zu)", d->src, bad);
         return error_line(b, i, d->id, err);
     }
     if (n < 2) {
@@ -663,7 +663,7 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
         free(prompt);
         free(ids);
         if (n >= 0) free(dids);
-        snprintf(err, sizeof err, "%s: invalid UTF-8 at byte %zu of the prompt", d->src, bad);
+        snprintf(err, sizeof err, "%s: text is not valid UTF-8 (byte %zu of the prompt)", d->src, bad);
         return error_line(b, i, d->id, err);
     }
     if (n < 1) {
