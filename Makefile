@@ -90,7 +90,7 @@ tsan:
 # Fuzz targets (tests/fuzz/*.c): libFuzzer binaries with clang, and plain
 # replay programs (KVT_REPLAY) that run a corpus or crash files.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB := io/kvt.c engine/gguf.c engine/tok.c
+FUZZ_LIB := io/kvt.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
