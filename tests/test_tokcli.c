@@ -185,7 +185,8 @@ static void test_bos_special_utf8(void)
     T_CHECK(run_tok(VOCAB("llama-bpe"), fixed, sizeof fixed - 1, "--no-bos") == 0);
     int nw = parse_ids(g_out, want, 32);
     T_CHECK(ng == nw && memcmp(want, got, sizeof *got * (size_t)nw) == 0);
-    T_CHECK(run_tok(VOCAB("llama-bpe"), badtxt, sizeof badtxt - 1, "--utf8 ignore") == 1);
+    T_CHECK(run_tok(VOCAB("llama-bpe"), badtxt, sizeof badtxt - 1, "--utf8 ignore") == 2);
+    T_CHECK(strstr(g_err, "--utf8") != NULL && lines(g_err) == 1); /* a usage error */
     /* SentencePiece: byte pieces <0xE2> <0x82> */
     T_CHECK(run_tok(VOCAB("llama-spm"), "\xe2\x82", 2, "--no-bos --utf8 replace") == 0);
     T_CHECK(parse_ids(g_out, ids, 16) == 3 && ids[0] == 29871 && ids[1] == 0xE2 + 3 &&
