@@ -180,7 +180,7 @@ static void test_resume_refuses_other_run(void)
     T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
     snprintf(a, sizeof a, "ppl models/tiny-kjv-f16.gguf -f " NT " -c 256 --chunks 2 --cache-dir %s --resume", dir);
     T_CHECK(t_run(a, out, sizeof out, err, sizeof err) != 0);
-    T_CHECK(strstr(err, "different run") != NULL);
+    T_CHECK(strstr(err, "journal of another run (model, text or options differ)") != NULL);
     snprintf(a, sizeof a, "rm -rf %s", dir);
     T_CHECK(system(a) == 0);
 }
