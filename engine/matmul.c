@@ -42,9 +42,8 @@
  * X stays f32 there (more accurate than ggml's q8 activations). Larger m:
  * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
  * except on the direct bf16 path (BF16/F16 weights) and the int8 path
- * (types with a scale per 32 elements: Q8_0, Q4_0, Q4_K, IQ4_NL, IQ4_XS;
- * X quantized to int8 per block of 32, as ggml does), both described
- * where they are defined.
+ * (the types of mm_ig_type; X quantized to int8 per block of 32, as ggml
+ * does), both described where they are defined.
  */
 #include "matmul.h"
 
