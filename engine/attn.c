@@ -73,6 +73,14 @@ struct attn_ctx {
     int64_t *posbuf;     /* (max(tile, max_q)) */
     float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits */
     size_t s_cap;
+    /* decode-step selection (p.sel.on); grown with the cache, by doubling */
+    int64_t sel_cap;     /* full tiles the arrays below hold */
+    float *sel_bound;    /* (n_kv, sel_cap) */
+    uint8_t *sel_chosen; /* (sel_cap, n_kv) */
+    int64_t *sel_list;   /* (sel_cap) tiles to read */
+    float *sel_scratch;  /* (sel_cap) */
+    float *sel_w;        /* (n_head, head_dim/2) bound weights */
+    struct attn_stats st;
 };
 
 void attn_ctx_free(attn_ctx *a)
@@ -81,6 +89,8 @@ void attn_ctx_free(attn_ctx *a)
     free(a->qg); free(a->qg_se); free(a->acc); free(a->m); free(a->l);
     free(a->krot); free(a->krot_se); free(a->cs); free(a->sn);
     free(a->posbuf); free(a->S); free(a->S2);
+    free(a->sel_bound); free(a->sel_chosen); free(a->sel_list);
+    free(a->sel_scratch); free(a->sel_w);
     free(a);
 }
 
@@ -125,7 +135,8 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     a->posbuf = malloc(tmax * sizeof *a->posbuf);
     a->S = falloc(a->s_cap * (size_t)a->n_threads);
     a->S2 = se ? falloc(a->s_cap * (size_t)a->n_threads) : NULL;
-    if (!a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
+    a->sel_w = falloc((size_t)ap->n_head * (size_t)a->half);
+    if (!a->sel_w || !a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
         !a->posbuf || !a->S || (se && (!a->qg_se || !a->krot_se || !a->S2))) {
         attn_ctx_free(a);
         return -ENOMEM;
@@ -202,6 +213,7 @@ static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
 struct span_job {
     attn_ctx *a;
     const float *k, *k_se, *v; /* (n_s, kv_dim) */
+    const uint8_t *use;        /* (n_kv) 0: KV head g skips the span; NULL: all */
     int64_t kpos0;
     int n_s;
     int n;                     /* queries */
@@ -214,6 +226,7 @@ static void span_block(void *ctx, int task, int thread)
     const struct span_job *j = ctx;
     attn_ctx *a = j->a;
     int g = task % a->n_kv, b = task / a->n_kv;
+    if (j->use && !j->use[g]) return;                /* not chosen for g */
     int t0 = b * ATTN_QB, t1 = KVT_MIN(j->n, t0 + ATTN_QB);
     int64_t q_first = j->qpos0 + t0, q_last = j->qpos0 + t1 - 1;
     int64_t k_first = j->kpos0, k_last = j->kpos0 + j->n_s - 1;
@@ -284,6 +297,66 @@ static void run_span(attn_ctx *a, struct span_job *j)
     pool_run(a->pool, span_block, j, n_blocks * a->n_kv);
 }
 
+static int sel_reserve(attn_ctx *a, int64_t n_full)
+{
+    if (n_full <= a->sel_cap) return 0;
+    int64_t cap = a->sel_cap ? a->sel_cap : 256;
+    while (cap < n_full) cap *= 2;
+    size_t c = (size_t)cap, nkv = (size_t)a->n_kv;
+    float *b = realloc(a->sel_bound, c * nkv * sizeof *b);
+    if (b) a->sel_bound = b;
+    uint8_t *ch = realloc(a->sel_chosen, c * nkv);
+    if (ch) a->sel_chosen = ch;
+    int64_t *l = realloc(a->sel_list, c * sizeof *l);
+    if (l) a->sel_list = l;
+    float *sc = realloc(a->sel_scratch, c * sizeof *sc);
+    if (sc) a->sel_scratch = sc;
+    if (!b || !ch || !l || !sc) return -ENOMEM;
+    a->sel_cap = cap;
+    return 0;
+}
+
+/* Decode step (one query, rotated in a->qg): bound every full tile of
+ * [0, pos0) per KV head, choose per KV head (a->sel_chosen) and list the
+ * union in a->sel_list. @return entries of the list, or -ENOMEM. */
+static int64_t select_tiles(attn_ctx *a, kvs *kv, int layer,
+                            const struct rope_table *rt, int64_t pos0)
+{
+    const int T = a->p.tile_tokens, half = a->half, grp = a->grp;
+    int64_t n_full = pos0 / T;
+    int rc = sel_reserve(a, n_full);
+    if (rc < 0) return rc;
+    struct tile_pairing pr;
+    kvs_summary_pairing(kv, &pr.head_dim, &pr.neox_rot);
+    KVT_ASSERT(pr.head_dim == a->hd);
+    /* the summaries must pair channels as the rotation does */
+    KVT_ASSERT(a->p.k_rotated || pr.neox_rot == (rt->neox ? rt->n_rot : 0));
+    for (int g = 0; g < a->n_kv; g++)
+        sel_weights(a->qg + (size_t)g * a->rows_max * (size_t)a->hd, grp, &pr,
+                    a->p.k_rotated ? 0 : rt->n_rot, a->p.k_rotated ? 1.0f : rt->mscale,
+                    a->sel_w + (size_t)g * grp * half);
+    size_t cap = (size_t)a->sel_cap;
+    for (int64_t t = 0; t < n_full; t++) {
+        const float *sum = kvs_summary(kv, layer, t);
+        for (int g = 0; g < a->n_kv; g++)
+            a->sel_bound[(size_t)g * cap + (size_t)t] =
+                sel_bound(a->sel_w + (size_t)g * grp * half, grp, half,
+                          sum ? sum + (size_t)g * half : NULL);
+    }
+    for (int g = 0; g < a->n_kv; g++)
+        sel_choose(&a->p.sel, a->sel_bound + (size_t)g * cap, n_full, T, pos0,
+                   a->sel_chosen + g, a->n_kv, a->sel_scratch);
+    int64_t n = 0;
+    for (int64_t t = 0; t < n_full; t++) {
+        int any = 0;
+        for (int g = 0; g < a->n_kv; g++) any |= a->sel_chosen[(size_t)t * a->n_kv + g];
+        if (any) a->sel_list[n++] = t;
+    }
+    return n;
+}
+
+void attn_get_stats(const attn_ctx *a, struct attn_stats *st) { *st = a->st; }
+
 int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
                  float *q, const float *k_new, const float *v_new, int n,
                  int64_t pos0, float *out)
@@ -314,11 +387,21 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
                           .scale = 1.0f / sqrtf((float)hd) };
     /* 1. the cached past, span by span */
     if (pos0 > 0) {
-        int rc = kvs_read_begin(kv, layer, pos0);
+        const int T = a->p.tile_tokens;
+        int select = a->p.sel.on && n == 1 && pos0 >= T;
+        int64_t n_sel = select ? select_tiles(a, kv, layer, rt, pos0) : 0;
+        if (n_sel < 0) return (int)n_sel;
+        uint64_t bytes0 = kvs_bytes_read(kv);
+        int rc = select ? kvs_read_begin_tiles(kv, layer, pos0, a->sel_list, n_sel)
+                        : kvs_read_begin(kv, layer, pos0);
         if (rc < 0) return rc;
         struct kvs_span sp;
+        int64_t spans = 0;
         while ((rc = kvs_read_next(kv, &sp)) > 0) {
-            KVT_ASSERT(sp.n <= a->p.tile_tokens);
+            KVT_ASSERT(sp.n <= T);
+            spans++;
+            j.use = select && sp.pos0 / T < pos0 / T
+                        ? a->sel_chosen + (size_t)(sp.pos0 / T) * a->n_kv : NULL;
             if (a->p.k_rotated) {
                 j.k = sp.k;
             } else {
@@ -334,6 +417,13 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         }
         kvs_read_end(kv);
         if (rc < 0) return rc;
+        j.use = NULL;
+        if (n == 1) {
+            a->st.steps++;
+            a->st.tiles += (pos0 + T - 1) / T;
+            a->st.tiles_read += spans;
+            a->st.bytes_read += kvs_bytes_read(kv) - bytes0;
+        }
     }
     /* 2. the chunk's own keys, causally masked */
     for (int c0 = 0; c0 < n; c0 += a->p.tile_tokens) {

@@ -1068,6 +1068,12 @@ const float *kvs_summary(const kvs *s, int layer, int64_t tile)
     return ly->sum_ok[tile] ? ly->sum + (size_t)tile * s->sum_n : NULL;
 }
 
+void kvs_summary_pairing(const kvs *s, int *head_dim, int *neox_rot)
+{
+    *head_dim = s->pair.head_dim;
+    *neox_rot = s->pair.neox_rot;
+}
+
 int64_t kvs_summary_missing(const kvs *s)
 {
     int64_t n = 0;

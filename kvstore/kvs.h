@@ -103,6 +103,9 @@ uint64_t kvs_bytes_read(const kvs *s);
  * NULL if it has none (a cache written before summaries, or a record that
  * failed its checksum; kvs_summary_rebuild makes them). */
 const float *kvs_summary(const kvs *s, int layer, int64_t tile);
+/* The summaries' pairing: channels per KV head, NeoX rotated channels
+ * (0: adjacent pairs). */
+void kvs_summary_pairing(const kvs *s, int *head_dim, int *neox_rot);
 /* Full tiles without a summary, all layers. */
 int64_t kvs_summary_missing(const kvs *s);
 /* Read every full tile without a summary, summarize it and (disk) append

@@ -87,7 +87,12 @@ const char cli_common_help[] =
     "  --self-extend G:W    SelfExtend group size G, neighbour window W\n"
     "  --k-rotation read|write  rotate cached K as tiles are read (default), or\n"
     "                       before they are written, as llama.cpp does (for\n"
-    "                       comparisons: cached keys then keep their old positions)\n";
+    "                       comparisons: cached keys then keep their old positions)\n"
+    "Decode steps:\n"
+    "  --attend all | sink:S,recent:R,top:K   every tile (default, exact), or per\n"
+    "                       KV head the tiles of the first S and last R tokens and\n"
+    "                       the K tiles (or K%% of them, top:5%%) of highest score\n"
+    "                       bound from the tiles' key summaries\n";
 
 static int lookup(const char *const *names, int n, const char *s)
 {
@@ -196,6 +201,10 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
         if (!strcmp(v, "read")) o->rotate_k_on_write = 0;
         else if (!strcmp(v, "write")) o->rotate_k_on_write = 1;
         else cli_die("--k-rotation: '%s' (expected read or write)", v);
+    } else if (!strcmp(a, "--attend")) {
+        const char *v = val(argc, argv, i);
+        if (sel_parse(v, &o->sel) < 0)
+            cli_die("--attend: '%s' (expected all, or sink:S,recent:R,top:K or top:P%%)", v);
     } else if (!strcmp(a, "--self-extend")) {
         const char *v = val(argc, argv, i);
         if (sscanf(v, "%d:%d", &o->se_group, &o->se_window) != 2 ||
@@ -297,6 +306,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         .queue_depth = o->queue_depth, .ram_budget_bytes = o->ram_budget,
         .reopen = reopen,
     };
+    model_kv_pairing(m, &cfg.head_dim, &cfg.neox_rot);
     model_fingerprint(m, cfg.model_fp);
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
@@ -317,6 +327,27 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         if (ck->tmp_dir) rmdir(ck->dir);
         cli_die("%s: %s", o->kv_backing == KVS_DISK ? ck->path : "KV store", kvt_strerror(rc));
     }
+    /* a cache written before summaries (or with damaged ones): rebuild */
+    if (reopen && o->sel.on && kvs_summary_missing(ck->kv) > 0) {
+        int64_t n = kvs_summary_rebuild(ck->kv);
+        if (n < 0) cli_die("%s: rebuilding tile summaries: %s", ck->path, kvt_strerror((int)n));
+    }
+}
+
+void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
+                     const struct attn_stats *s)
+{
+    char spec[128];
+    sel_format(&o->sel, spec, sizeof spec);
+    struct attn_stats st = *s;
+    double steps = (double)st.steps / model_hparams(m)->n_layer; /* tokens */
+    double d = steps > 0 ? steps : 1;
+    fprintf(f, ", \"attend\": \"%s\", \"decode_steps\": %.0f, \"tiles_per_token\": %.2f, "
+               "\"tiles_read_per_token\": %.2f, \"bytes_read_per_token\": %.0f, "
+               "\"cache_fraction\": %.6f",
+            spec, steps, (double)st.tiles / d, (double)st.tiles_read / d,
+            (double)st.bytes_read / d,
+            st.tiles > 0 ? (double)st.tiles_read / (double)st.tiles : 0.0);
 }
 
 void cli_kv_close(struct cli_kv *ck)
@@ -333,6 +364,7 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
         .n_batch = o->n_batch, .n_threads = o->n_threads,
         .tile_tokens = o->tile_tokens, .se_group = o->se_group,
         .se_window = o->se_window, .rotate_k_on_write = o->rotate_k_on_write,
+        .sel = o->sel,
     };
     if (o->rotate_k_on_write && o->se_group)
         cli_die("--k-rotation write cannot serve SelfExtend (it needs two rotations of each key)");

@@ -40,6 +40,7 @@ struct cli_opts {
     const char *longrope_factors;
     int se_group, se_window;
     int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
+    struct sel_policy sel;  /* --attend all | sink:S,recent:R,top:K|P% */
 };
 
 void cli_opts_default(struct cli_opts *o);
@@ -110,6 +111,12 @@ void cli_progress_end(struct cli_progress *p);
 
 /* -log softmax(logits)[target], in double: the scored loss of one token. */
 double cli_nll(const float *logits, int n_vocab, int target);
+
+/* The decode-step read counters as JSON members (each preceded by ", "):
+ * "attend", "decode_steps" (tokens), "tiles_per_token", "tiles_read_per_token",
+ * "bytes_read_per_token", "cache_fraction" (tiles read / tiles held). */
+void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
+                     const struct attn_stats *st);
 
 /* JSON string to F (quoted, escaped). */
 void cli_json_str(FILE *f, const char *s);

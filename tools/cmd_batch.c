@@ -412,9 +412,14 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         .queue_depth = b->o.queue_depth, .ram_budget_bytes = b->o.ram_budget,
         .path = dc->path, .reopen = 1,
     };
+    model_kv_pairing(b->m, &cfg.head_dim, &cfg.neox_rot);
     memcpy(cfg.model_fp, b->fp, 32);
     int64_t have = 0;
     rc = durable > 0 ? kvs_open(&cfg, &dc->kv) : -ENOENT;
+    if (rc == 0 && b->o.sel.on && kvs_summary_missing(dc->kv) > 0) {
+        int64_t nb = kvs_summary_rebuild(dc->kv); /* a cache from before summaries */
+        if (nb < 0) kv_fatal(dc->path, (int)nb);
+    }
     if (rc == 0) {
         have = kvs_n_tokens(dc->kv);
     } else if (rc == -EIO || rc == -ENOSPC || rc == -EACCES || rc == -ENOMEM) {
@@ -975,6 +980,16 @@ int cmd_batch(int argc, char **argv)
                  "in %.1f s (%.0f tok/s)", (long long)mine, (long long)b->n_errors,
                  (long long)b->n_hits, (long long)b->tok_eval, secs,
                  secs > 0 ? (double)b->tok_eval / secs : 0.0);
+    if (b->o.json) {
+        printf("{\"documents\": %lld, \"errors\": %lld, \"cache_hits\": %lld, "
+               "\"tokens_evaluated\": %lld, \"seconds\": %.3f",
+               (long long)mine, (long long)b->n_errors, (long long)b->n_hits,
+               (long long)b->tok_eval, secs);
+        struct attn_stats st;
+        model_ctx_attn_stats(b->mc, &st);
+        cli_json_attend(stdout, &b->o, b->m, &st);
+        printf("}\n");
+    }
 
     for (int64_t i = 0; i < b->n_docs; i++) { free(b->lines[i]); free(b->docs[i].name); }
     free(b->lines);

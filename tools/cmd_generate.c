@@ -119,15 +119,30 @@ int cmd_generate(int argc, char **argv)
         if (rc < 0) cli_die("KV store: %s", kvt_strerror(rc));
     }
     double t1 = kvt_now_s();
-    fwrite(text, 1, len, stdout);
+    /* --json: the generated text is kept for the JSON object at the end */
+    char *gen = NULL;
+    size_t gen_len = 0, gen_cap = 0;
+    if (!o.json) fwrite(text, 1, len, stdout);
     char piece[256];
     int64_t pos = n_prompt, n_out = 0, n_reeval = 0;
     for (; n_out < n_gen; n_out++) {
         int id = sample(logits, hp->n_vocab, temp, top_p, &rng, cands);
         if (id == tok_eos(tk)) break;
         int w = tok_decode_piece(tk, id, piece, sizeof piece);
-        if (w > 0) fwrite(piece, 1, (size_t)w, stdout);
-        fflush(stdout);
+        if (w > 0 && o.json) {
+            if (gen_len + (size_t)w + 1 > gen_cap) {
+                gen_cap = 2 * (gen_len + (size_t)w + 1);
+                char *g = realloc(gen, gen_cap);
+                if (!g) cli_die("out of memory");
+                gen = g;
+            }
+            memcpy(gen + gen_len, piece, (size_t)w);
+            gen_len += (size_t)w;
+            gen[gen_len] = 0;
+        } else if (w > 0) {
+            fwrite(piece, 1, (size_t)w, stdout);
+            fflush(stdout);
+        }
         ids[pos] = id;
         if (grow) {
             int changed = model_ctx_set_rope(mc, &rp, pos + 1);
@@ -142,6 +157,18 @@ int cmd_generate(int argc, char **argv)
         pos++;
     }
     double t2 = kvt_now_s();
+    if (o.json) {
+        printf("{\"text\": ");
+        cli_json_str(stdout, gen ? gen : "");
+        printf(", \"prompt_tokens\": %lld, \"generated_tokens\": %lld, "
+               "\"prompt_seconds\": %.3f, \"generate_seconds\": %.3f",
+               (long long)n_prompt, (long long)n_out, t1 - t0, t2 - t1);
+        struct attn_stats st;
+        model_ctx_attn_stats(mc, &st);
+        cli_json_attend(stdout, &o, m, &st);
+        printf("}");
+    }
+    free(gen);
     printf("\n");
     if (!o.quiet)
         fprintf(stderr, "kvtile: prompt %lld tokens at %.1f tok/s, generated %lld at %.1f tok/s%s\n",

@@ -258,9 +258,13 @@ int cmd_passkey(int argc, char **argv)
         printf("{\"model\": ");
         cli_json_str(stdout, o.model_path);
         printf(", \"n_ctx_train\": %lld, \"rope\": \"%s\", \"trials\": %d, \"seed\": %llu, "
-               "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f, \"cells\": [",
+               "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f",
                (long long)hp->n_ctx_train, rope_scheme_name(rp.scheme), trials,
                (unsigned long long)seed, n_gen, 1.0 / 90000, secs);
+        struct attn_stats st;
+        model_ctx_attn_stats(mc, &st);
+        cli_json_attend(stdout, &o, m, &st);
+        printf(", \"cells\": [");
         for (int l = 0; l < n_len; l++)
             for (int d = 0; d < n_dep; d++) {
                 const struct cell *c = &cells[l * n_dep + d];

@@ -41,6 +41,9 @@ static void usage(void)
             "                       as llama-perplexity) or every token after the first\n"
             "  --stride S           sliding windows every S tokens (scores the last S)\n"
             "  --score-from P       score only positions >= P of each window\n"
+            "  --decode             teacher-forced decode: the unscored prefix in batches,\n"
+            "                       every scored position one token at a time (the steps\n"
+            "                       --attend selects tiles for)\n"
             "  --grow-positions     positions follow the length evaluated so far (batch by\n"
             "                       batch; --batch 1 is token by token) instead of the\n"
             "                       window's length: LongRoPE switches to long factors\n"
@@ -73,6 +76,7 @@ struct ppl_job {
     int score_all;
     int64_t score_from;     /* > 0: score positions >= score_from only */
     int grow, exact;        /* positions follow the length evaluated so far */
+    int decode;             /* scored positions one token at a time */
     struct rope_params rp;
     int resume;
     const char *text_path;
@@ -85,6 +89,7 @@ struct ppl_job {
 
 struct ppl_result {
     struct ppl_sums s;
+    struct attn_stats att;  /* decode-step reads (--decode) */
     int64_t n_eval;
     double secs;
     int resumed_from;       /* window index a resumed run started in, -1 */
@@ -113,6 +118,12 @@ static void journal_key(const struct ppl_job *j, char *key, size_t cap)
              (long long)j->stride, j->score_all, o->n_batch, o->tile_tokens,
              o->cache_type, o->codec, j->rp.scheme, j->rp.scale, j->rp.freq_base,
              o->se_group, o->se_window, (long long)j->score_from, o->rotate_k_on_write);
+    if (j->decode) { /* only then: older journals keep their keys */
+        char spec[128];
+        sel_format(&o->sel, spec, sizeof spec);
+        size_t at = strlen(key);
+        snprintf(key + at, cap - at, " decode=1 attend=%s", spec);
+    }
 }
 
 struct jline { int64_t win, pos; struct ppl_sums s; };
@@ -276,8 +287,10 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 journal_put(&jr, w, 0, &res->s);
             }
         }
-        for (int64_t p0 = p_begin; p0 < n_ctx; p0 += oo.n_batch) {
-            int n = (int)KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
+        for (int64_t p0 = p_begin, n; p0 < n_ctx; p0 += n) {
+            n = KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
+            if (j->decode) /* the prefix in batches, then decode steps */
+                n = p0 >= first ? 1 : KVT_MIN(n, first - p0);
             if (j->grow) {
                 int changed = model_ctx_set_rope(mc, &j->rp, p0 + n);
                 if (changed < 0) cli_die("%s: positions: %s", o->model_path, kvt_strerror(changed));
@@ -285,8 +298,8 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                     cli_reevaluate(mc, ck.kv, win, p0, oo.n_batch, kvname);
             }
             /* logits only from the first scored position of this batch */
-            int from = (int)KVT_MIN((int64_t)n, KVT_MAX((int64_t)0, first - p0));
-            rc = model_eval_rows(mc, ck.kv, win + p0, n, p0, from < n ? logits : NULL, from);
+            int from = (int)KVT_MIN(n, KVT_MAX((int64_t)0, first - p0));
+            rc = model_eval_rows(mc, ck.kv, win + p0, (int)n, p0, from < n ? logits : NULL, from);
             if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
             res->n_eval += n;
             for (int t = from; t < n; t++) {
@@ -318,6 +331,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     free(logits);
     free(win);
     cli_kv_close(&ck);
+    model_ctx_attn_stats(mc, &res->att);
     model_ctx_free(mc);
 }
 
@@ -496,7 +510,7 @@ int cmd_ppl(int argc, char **argv)
     cli_opts_default(&o);
     const char *file = NULL, *sweep = NULL, *schemes = NULL, *plot = NULL, *curve = NULL;
     int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
-    int score_all = 0, resume = 0, grow = 0, exact = 0;
+    int score_all = 0, resume = 0, grow = 0, exact = 0, decode = 0;
     int64_t score_from = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -514,6 +528,7 @@ int cmd_ppl(int argc, char **argv)
         else if (!strcmp(a, "--plot") && has) plot = argv[++i];
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "--grow-positions")) grow = 1;
+        else if (!strcmp(a, "--decode")) decode = 1;
         else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
         else if (!strcmp(a, "--score-from") && has) score_from = cli_parse_count(a, argv[++i]);
         else if (!strcmp(a, "--score") && has) {
@@ -530,6 +545,9 @@ int cmd_ppl(int argc, char **argv)
     if (bucket < 1) cli_die("--bucket must be >= 1");
     if (sweep && (resume || curve || stride || grow)) cli_die("--sweep runs without --resume, --curve, --stride or --grow-positions");
     if (grow && resume) cli_die("--grow-positions runs without --resume");
+    if (o.sel.on && !decode)
+        cli_die("ppl: --attend selects tiles for decode steps; add --decode (scored tokens one at a time)");
+    if (sweep && decode) cli_die("--sweep runs without --decode");
 
     model *m;
     tok *tk;
@@ -548,7 +566,7 @@ int cmd_ppl(int argc, char **argv)
     struct ppl_job j = { .o = &o, .m = m, .tk = tk, .ids = ids, .n_tok = n_tok,
                          .score_all = score_all, .resume = resume, .text_path = file,
                          .stride = stride, .bucket = bucket, .grow = grow, .exact = exact,
-                         .score_from = score_from,
+                         .score_from = score_from, .decode = decode,
                          .sweep_tokens = sweep_tokens };
     j.n_ctx = o.n_ctx > n_tok ? n_tok : o.n_ctx; /* one window: the whole text */
     if (stride && (stride >= j.n_ctx || stride < 1)) cli_die("--stride must be in 1 .. n_ctx-1");
@@ -594,11 +612,13 @@ int cmd_ppl(int argc, char **argv)
                "\"n_scored\": %lld, \"n_ctx\": %lld, \"n_chunks\": %lld, "
                "\"n_tokens\": %lld, \"tokens_per_s\": %.1f, \"seconds\": %.3f, "
                "\"peak_rss_bytes\": %lld, \"kv_store\": \"%s\", \"rope\": \"%s\", "
-               "\"resumed_from\": %d}\n",
+               "\"resumed_from\": %d",
                ppl, err, r.s.nll_sum, (long long)r.s.n_scored, (long long)j.n_ctx,
                (long long)j.n_windows, (long long)n_tok, tps, r.secs, (long long)rss,
                o.kv_backing == KVS_DISK ? "disk" : "ram", rope_scheme_name(j.rp.scheme),
                r.resumed_from);
+        cli_json_attend(stdout, &o, m, &r.att);
+        printf("}\n");
     } else {
         printf("%lld tokens, %lld windows of %lld, %lld scored, %.1f tokens/s, peak RSS %.1f MiB\n",
                (long long)n_tok, (long long)j.n_windows, (long long)j.n_ctx,
