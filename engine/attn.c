@@ -76,9 +76,9 @@ struct attn_ctx {
     /* decode-step selection (p.sel.on); grown with the cache, by doubling */
     int64_t sel_cap;     /* full tiles the arrays below hold */
     float *sel_bound;    /* (n_kv, sel_cap) */
-    uint8_t *sel_chosen; /* (sel_cap, n_kv) */
+    uint8_t *sel_chosen; /* (sel_cap) */
     int64_t *sel_list;   /* (sel_cap) tiles to read */
-    float *sel_scratch;  /* (sel_cap) */
+    int64_t *sel_rank;   /* (n_kv, sel_cap) the heads' rankings */
     float *sel_w;        /* (n_head, head_dim/2) bound weights */
     struct attn_stats st;
 };
@@ -90,7 +90,7 @@ void attn_ctx_free(attn_ctx *a)
     free(a->krot); free(a->krot_se); free(a->cs); free(a->sn);
     free(a->posbuf); free(a->S); free(a->S2);
     free(a->sel_bound); free(a->sel_chosen); free(a->sel_list);
-    free(a->sel_scratch); free(a->sel_w);
+    free(a->sel_rank); free(a->sel_w);
     free(a);
 }
 
@@ -213,7 +213,6 @@ static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
 struct span_job {
     attn_ctx *a;
     const float *k, *k_se, *v; /* (n_s, kv_dim) */
-    const uint8_t *use;        /* (n_kv) 0: KV head g skips the span; NULL: all */
     int64_t kpos0;
     int n_s;
     int n;                     /* queries */
@@ -226,7 +225,6 @@ static void span_block(void *ctx, int task, int thread)
     const struct span_job *j = ctx;
     attn_ctx *a = j->a;
     int g = task % a->n_kv, b = task / a->n_kv;
-    if (j->use && !j->use[g]) return;                /* not chosen for g */
     int t0 = b * ATTN_QB, t1 = KVT_MIN(j->n, t0 + ATTN_QB);
     int64_t q_first = j->qpos0 + t0, q_last = j->qpos0 + t1 - 1;
     int64_t k_first = j->kpos0, k_last = j->kpos0 + j->n_s - 1;
@@ -305,20 +303,20 @@ static int sel_reserve(attn_ctx *a, int64_t n_full)
     size_t c = (size_t)cap, nkv = (size_t)a->n_kv;
     float *b = realloc(a->sel_bound, c * nkv * sizeof *b);
     if (b) a->sel_bound = b;
-    uint8_t *ch = realloc(a->sel_chosen, c * nkv);
+    uint8_t *ch = realloc(a->sel_chosen, c);
     if (ch) a->sel_chosen = ch;
     int64_t *l = realloc(a->sel_list, c * sizeof *l);
     if (l) a->sel_list = l;
-    float *sc = realloc(a->sel_scratch, c * sizeof *sc);
-    if (sc) a->sel_scratch = sc;
-    if (!b || !ch || !l || !sc) return -ENOMEM;
+    int64_t *rk = realloc(a->sel_rank, c * nkv * sizeof *rk);
+    if (rk) a->sel_rank = rk;
+    if (!b || !ch || !l || !rk) return -ENOMEM;
     a->sel_cap = cap;
     return 0;
 }
 
 /* Decode step (one query, rotated in a->qg): bound every full tile of
- * [0, pos0) per KV head, choose per KV head (a->sel_chosen) and list the
- * union in a->sel_list. @return entries of the list, or -ENOMEM. */
+ * [0, pos0) per KV head, choose (select.h) and list the chosen tiles in
+ * a->sel_list. @return entries of the list, or -ENOMEM. */
 static int64_t select_tiles(attn_ctx *a, kvs *kv, int layer,
                             const struct rope_table *rt, int64_t pos0)
 {
@@ -343,15 +341,11 @@ static int64_t select_tiles(attn_ctx *a, kvs *kv, int layer,
                 sel_bound(a->sel_w + (size_t)g * grp * half, grp, half,
                           sum ? sum + (size_t)g * half : NULL);
     }
-    for (int g = 0; g < a->n_kv; g++)
-        sel_choose(&a->p.sel, a->sel_bound + (size_t)g * cap, n_full, T, pos0,
-                   a->sel_chosen + g, a->n_kv, a->sel_scratch);
+    sel_choose(&a->p.sel, a->sel_bound, a->n_kv, cap, n_full, T, pos0,
+               a->sel_chosen, a->sel_rank);
     int64_t n = 0;
-    for (int64_t t = 0; t < n_full; t++) {
-        int any = 0;
-        for (int g = 0; g < a->n_kv; g++) any |= a->sel_chosen[(size_t)t * a->n_kv + g];
-        if (any) a->sel_list[n++] = t;
-    }
+    for (int64_t t = 0; t < n_full; t++)
+        if (a->sel_chosen[t]) a->sel_list[n++] = t;
     return n;
 }
 
@@ -400,8 +394,6 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         while ((rc = kvs_read_next(kv, &sp)) > 0) {
             KVT_ASSERT(sp.n <= T);
             spans++;
-            j.use = select && sp.pos0 / T < pos0 / T
-                        ? a->sel_chosen + (size_t)(sp.pos0 / T) * a->n_kv : NULL;
             if (a->p.k_rotated) {
                 j.k = sp.k;
             } else {
@@ -417,7 +409,6 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         }
         kvs_read_end(kv);
         if (rc < 0) return rc;
-        j.use = NULL;
         if (n == 1) {
             a->st.steps++;
             a->st.tiles += (pos0 + T - 1) / T;

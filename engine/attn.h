@@ -18,10 +18,10 @@
  * with the query at floor(q / G) + W - floor(W / G); both logit sets are
  * merged before one softmax).
  * Decode steps (n == 1) with a selection policy (select.h, sel.on): per
- * KV head, the full tiles are bounded from the store's key summaries and
- * chosen; the union of the chosen tiles is read (kvs_read_begin_tiles)
- * and each KV head attends, with the same online softmax, over its own
- * chosen tiles, the tokens past the last full tile and the chunk itself.
+ * KV head, the full tiles are bounded from the store's key summaries; the
+ * tiles chosen from the heads' rankings are read (kvs_read_begin_tiles)
+ * and every head attends, with the same online softmax, over them, the
+ * tokens past the last full tile and the chunk itself.
  * Prompt chunks (n > 1) and sel.on == 0 attend over everything, exactly
  * as without selection.
  * Deterministic: every (head, query block) is computed by one thread in a

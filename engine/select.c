@@ -52,6 +52,7 @@ int sel_parse(const char *spec, struct sel_policy *out)
             return KVT_ERANGE;
         }
         if (rc < 0) return rc;
+        if (*end == ',' && end[1] == 0) return KVT_ERANGE; /* "top:2," */
         p = *end ? end + 1 : end;
     }
     if (!have_top) return KVT_ERANGE;
@@ -109,55 +110,77 @@ float sel_bound(const float *w, int rows, int half, const float *sum)
     return best;
 }
 
-/* The k-th largest (k >= 1, 0-based rank k-1) of x[0..n) (reordered). */
-static float kth_largest(float *x, int64_t n, int64_t k)
+/* Tile a ranks below tile b: a lower bound, or the same and later. */
+static int worse(const float *b, int64_t x, int64_t y)
 {
-    int64_t lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        float pivot = x[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (x[i] > pivot) i++;
-            while (x[j] < pivot) j--;
-            if (i <= j) {
-                float t = x[i]; x[i] = x[j]; x[j] = t;
-                i++; j--;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else return x[want];
-    }
-    return x[lo];
+    return b[x] < b[y] || (b[x] == b[y] && x > y);
 }
 
-int64_t sel_choose(const struct sel_policy *p, const float *bound, int64_t n_full,
-                   int T, int64_t n_tokens, uint8_t *chosen, int stride,
-                   float *scratch)
+static void sift_down(const float *b, int64_t *h, int64_t n, int64_t i)
+{
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && worse(b, h[l], h[m])) m = l;
+        if (r < n && worse(b, h[r], h[m])) m = r;
+        if (m == i) return;
+        int64_t t = h[i]; h[i] = h[m]; h[m] = t;
+        i = m;
+    }
+}
+
+/* The k best tiles of one head among those not chosen[], best first, into
+ * out (a heap of the k best so far, the worst at its root, then sorted).
+ * @return how many (< k if fewer candidates). */
+static int64_t head_ranking(const float *b, const uint8_t *chosen, int64_t n_full,
+                            int64_t k, int64_t *out)
+{
+    int64_t n = 0;
+    for (int64_t t = 0; t < n_full; t++) {
+        if (chosen[t]) continue;
+        if (n < k) {
+            out[n++] = t;
+            for (int64_t i = n / 2 - 1; n == k && i >= 0; i--) sift_down(b, out, n, i);
+        } else if (worse(b, out[0], t)) {
+            out[0] = t;
+            sift_down(b, out, n, 0);
+        }
+    }
+    if (n < k) /* never became a heap */
+        for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down(b, out, n, i);
+    for (int64_t m = n; m > 1; m--) { /* worst to the back: best first */
+        int64_t t = out[0]; out[0] = out[m - 1]; out[m - 1] = t;
+        sift_down(b, out, m - 1, 0);
+    }
+    return n;
+}
+
+int64_t sel_choose(const struct sel_policy *p, const float *bound, int n_heads,
+                   size_t ld, int64_t n_full, int T, int64_t n_tokens,
+                   uint8_t *chosen, int64_t *rank)
 {
     int64_t sink_end = KVT_MIN(n_full, (p->sink + T - 1) / T);
     int64_t recent_from = p->recent > 0 ? KVT_MAX((int64_t)0, (n_tokens - p->recent) / T)
                                         : n_full;
-    int64_t n = 0, m = 0;
+    int64_t n = 0;
     for (int64_t t = 0; t < n_full; t++) {
-        int forced = t < sink_end || t >= recent_from;
-        chosen[t * stride] = (uint8_t)forced;
-        n += forced;
-        if (!forced) scratch[m++] = bound[t];
+        chosen[t] = (uint8_t)(t < sink_end || t >= recent_from);
+        n += chosen[t];
     }
-    int64_t k = KVT_MIN(sel_top_count(p, n_full), m);
+    int64_t k = KVT_MIN(sel_top_count(p, n_full), n_full - n);
     if (k <= 0) return n;
-    float thr = kth_largest(scratch, m, k);
-    int64_t above = 0;
-    for (int64_t t = 0; t < n_full; t++)
-        above += !chosen[t * stride] && bound[t] > thr;
-    int64_t ties = k - above; /* tiles at the threshold still to take */
-    for (int64_t t = 0; t < n_full; t++) {
-        if (chosen[t * stride]) continue;
-        if (bound[t] > thr || (bound[t] == thr && ties-- > 0)) {
-            chosen[t * stride] = 1;
-            n++;
+    int64_t got = 0, len = 0;
+    for (int h = 0; h < n_heads; h++)
+        len = KVT_MAX(len, head_ranking(bound + (size_t)h * ld, chosen, n_full, k,
+                                        rank + (size_t)h * (size_t)k));
+    /* all rankings drawn against the same forced set, so each has the same
+     * length: min(k, candidates) */
+    for (int64_t r = 0; r < len && got < k; r++)
+        for (int h = 0; h < n_heads && got < k; h++) {
+            int64_t t = rank[(size_t)h * (size_t)k + (size_t)r];
+            if (!chosen[t]) {
+                chosen[t] = 1;
+                got++;
+            }
         }
-    }
-    return n;
+    return n + got;
 }

@@ -18,9 +18,13 @@
  *
  * Policy ("--attend"): every tile (exact), or the tiles holding the first
  * `sink` tokens, the tiles holding the last `recent` tokens, the tokens
- * past the last full tile (always), and the `top` tiles with the highest
- * bounds among the rest (top = a count, or a fraction of the full tiles,
- * rounded up). Chosen per KV head; the union is read.
+ * past the last full tile (always), and `top` more tiles (a count, or a
+ * fraction of the full tiles, rounded up). Each KV head ranks the other
+ * tiles by its bound (ties: earlier tile first); the top tiles are taken
+ * from the heads' rankings in turn (head 0's best, head 1's best, ...,
+ * then the second best of each, skipping tiles already taken) until `top`
+ * distinct tiles are chosen. A tile is the unit of I/O and holds every KV
+ * head, so the budget is what is read; every head attends over all of it.
  */
 #ifndef KVT_SELECT_H
 #define KVT_SELECT_H
@@ -60,12 +64,12 @@ void sel_weights(const float *q, int rows, const struct tile_pairing *pr,
 float sel_bound(const float *w, int rows, int half, const float *sum);
 
 /* Choose among n_full full tiles of T tokens, the query at position
- * n_tokens (the cache holds [0, n_tokens)): chosen[t * stride] = 1 for
- * the sink and recent tiles and the top-count others with the highest
- * bound[t] (ties: lower t first), 0 otherwise. scratch: n_full floats.
- * @return tiles chosen. */
-int64_t sel_choose(const struct sel_policy *p, const float *bound, int64_t n_full,
-                   int T, int64_t n_tokens, uint8_t *chosen, int stride,
-                   float *scratch);
+ * n_tokens (the cache holds [0, n_tokens)), from the bounds of n_heads KV
+ * heads (head h's bound of tile t at bound[h * ld + t]): chosen[t] = 1 for
+ * the chosen tiles, 0 otherwise. rank: scratch of n_heads * n_full
+ * entries. @return tiles chosen. */
+int64_t sel_choose(const struct sel_policy *p, const float *bound, int n_heads,
+                   size_t ld, int64_t n_full, int T, int64_t n_tokens,
+                   uint8_t *chosen, int64_t *rank);
 
 #endif
