@@ -44,6 +44,9 @@ static void usage(void)
             "  --decode             teacher-forced decode: the unscored prefix in batches,\n"
             "                       every scored position one token at a time (the steps\n"
             "                       --attend selects tiles for)\n"
+            "  --attend-sweep 'P1;P2;..'  --decode of the first window for each --attend\n"
+            "                       policy from one evaluation of its prefix: a table,\n"
+            "                       --json, --plot FILE.svg (perplexity by tiles read)\n"
             "  --grow-positions     positions follow the length evaluated so far (batch by\n"
             "                       batch; --batch 1 is token by token) instead of the\n"
             "                       window's length: LongRoPE switches to long factors\n"
@@ -502,6 +505,113 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
     free(ppl);
 }
 
+/* ---- --attend-sweep: one prefix, teacher-forced decode per policy ------- */
+
+/* Window 0 only: its unscored prefix is evaluated once (batches, exact);
+ * then for each policy the scored positions are decoded one token at a
+ * time from that prefix (the store cut back to it between policies), as
+ * --decode --attend P would, with the same operations in the same order. */
+static void run_attend_sweep(struct ppl_job *j, const char *list, const char *plot)
+{
+    const struct cli_opts *o = j->o;
+    const struct model_hparams *hp = model_hparams(j->m);
+    int n_vocab = hp->n_vocab, rc;
+    int64_t n_ctx = j->n_ctx, first = window_first(j, 0);
+    if (first < 1 || first > n_ctx - 2) cli_die("--attend-sweep: nothing to decode (see --score-from)");
+    struct sel_policy pol[16];
+    int n_pol = 0;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *sv = NULL, *t = strtok_r(buf, ";", &sv); t; t = strtok_r(NULL, ";", &sv)) {
+        if (n_pol == 16) cli_die("--attend-sweep: at most 16 policies");
+        if (sel_parse(t, &pol[n_pol++]) < 0) cli_die("--attend-sweep: bad policy '%s'", t);
+    }
+    if (n_pol == 0) cli_die("--attend-sweep: empty list");
+    struct cli_opts oo = *o;
+    if (oo.n_batch > n_ctx) oo.n_batch = (int)n_ctx;
+    struct cli_kv ck;
+    cli_kv_open(o, j->m, "ppl.kvt", 0, &ck);
+    const char *kvname = ck.path[0] ? ck.path : "KV store";
+    int32_t *win = malloc((size_t)n_ctx * sizeof *win);
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    if (!win || !logits) cli_die("out of memory");
+    memcpy(win, j->ids, (size_t)n_ctx * sizeof *win);
+    if (tok_bos(j->tk) >= 0) win[0] = tok_bos(j->tk);
+    oo.sel.on = 0;
+    model_ctx *mc = cli_model_ctx(&oo, j->m);
+    if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
+        cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
+    double t0 = kvt_now_s();
+    for (int64_t p0 = 0, n; p0 < first; p0 += n) {
+        n = KVT_MIN((int64_t)oo.n_batch, first - p0);
+        if ((rc = model_eval_rows(mc, ck.kv, win + p0, (int)n, p0, NULL, 0)) < 0)
+            cli_die("%s: %s", kvname, kvt_strerror(rc));
+    }
+    model_ctx_free(mc);
+    double t_prefix = kvt_now_s() - t0;
+    double ppl_v[16], frac[16], x[16], exact = NAN;
+    if (o->json) printf("{\"n_ctx\": %lld, \"first\": %lld, \"prefix_seconds\": %.3f, \"runs\": [",
+                        (long long)n_ctx, (long long)first, t_prefix);
+    else printf("prefix of %lld tokens in %.1f s; %lld decode steps per policy\n%-36s %10s %9s %12s %10s %8s\n",
+                (long long)first, t_prefix, (long long)(n_ctx - 1 - first), "attend",
+                "PPL", "vs exact", "tiles/token", "fraction", "s");
+    for (int pi = 0; pi < n_pol; pi++) {
+        if ((rc = kvs_truncate(ck.kv, first)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+        oo.sel = pol[pi];
+        mc = cli_model_ctx(&oo, j->m);
+        if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
+            cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
+        struct ppl_sums sm = { 0 };
+        double t1 = kvt_now_s();
+        for (int64_t pos = first; pos <= n_ctx - 2; pos++) {
+            if ((rc = model_eval_rows(mc, ck.kv, win + pos, 1, pos, logits, 0)) < 0)
+                cli_die("%s: %s", kvname, kvt_strerror(rc));
+            double v = cli_nll(logits, n_vocab, win[pos + 1]);
+            sm.nll_sum += v;
+            sm.nll2_sum += v * v;
+            sm.n_scored++;
+        }
+        double secs = kvt_now_s() - t1, err;
+        ppl_stats(&sm, &ppl_v[pi], &err);
+        struct attn_stats st;
+        model_ctx_attn_stats(mc, &st);
+        model_ctx_free(mc);
+        frac[pi] = st.tiles ? (double)st.tiles_read / (double)st.tiles : 0.0;
+        x[pi] = pol[pi].on ? 100.0 * frac[pi] : 100.0;
+        if (!pol[pi].on && isnan(exact)) exact = ppl_v[pi];
+        char spec[128];
+        sel_format(&pol[pi], spec, sizeof spec);
+        double steps = (double)st.steps / hp->n_layer;
+        if (o->json) {
+            printf("%s{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, \"n_scored\": %lld, "
+                   "\"seconds\": %.3f", pi ? ", " : "", ppl_v[pi], err, sm.nll_sum,
+                   (long long)sm.n_scored, secs);
+            cli_json_attend(stdout, &oo, j->m, &st);
+            printf("}");
+        } else {
+            printf("%-36s %10.4f %+8.2f%% %12.1f %10.4f %8.1f\n", spec, ppl_v[pi],
+                   isnan(exact) ? 0.0 : 100.0 * (ppl_v[pi] / exact - 1), (double)st.tiles_read / (steps > 0 ? steps : 1),
+                   frac[pi], secs);
+        }
+        fflush(stdout);
+    }
+    if (o->json) printf("]}\n");
+    if (plot) {
+        double ex[16];
+        for (int i = 0; i < n_pol; i++) ex[i] = exact;
+        struct svg_series ser[2] = { { "selected tiles", ppl_v }, { "exact (every tile)", ex } };
+        char title[256];
+        snprintf(title, sizeof title, "Teacher-forced decode after %lld tokens (%s)",
+                 (long long)first, j->text_path);
+        rc = svg_line_plot(plot, title, "tiles read (% of the cache)", "perplexity", x, n_pol,
+                           ser, isnan(exact) ? 1 : 2, 1);
+        if (rc < 0) cli_die("%s: %s", plot, kvt_strerror(rc));
+    }
+    free(win);
+    free(logits);
+    cli_kv_close(&ck);
+}
+
 /* ---- command ------------------------------------------------------------ */
 
 int cmd_ppl(int argc, char **argv)
@@ -509,6 +619,7 @@ int cmd_ppl(int argc, char **argv)
     struct cli_opts o;
     cli_opts_default(&o);
     const char *file = NULL, *sweep = NULL, *schemes = NULL, *plot = NULL, *curve = NULL;
+    const char *attend_sweep = NULL;
     int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
     int score_all = 0, resume = 0, grow = 0, exact = 0, decode = 0;
     int64_t score_from = 0;
@@ -529,6 +640,7 @@ int cmd_ppl(int argc, char **argv)
         else if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "--grow-positions")) grow = 1;
         else if (!strcmp(a, "--decode")) decode = 1;
+        else if (!strcmp(a, "--attend-sweep") && has) attend_sweep = argv[++i];
         else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
         else if (!strcmp(a, "--score-from") && has) score_from = cli_parse_count(a, argv[++i]);
         else if (!strcmp(a, "--score") && has) {
@@ -583,6 +695,15 @@ int cmd_ppl(int argc, char **argv)
         return 0;
     }
     cli_rope_params(&o, m, &j.rp);
+    if (attend_sweep) {
+        if (resume || curve || stride || grow || o.sel.on)
+            cli_die("--attend-sweep runs without --resume, --curve, --stride, --grow-positions or --attend");
+        run_attend_sweep(&j, attend_sweep, plot);
+        free(ids);
+        tok_free(tk);
+        model_close(m);
+        return 0;
+    }
     if (curve) {
         int64_t nb = (j.n_ctx + bucket - 1) / bucket;
         j.curve_nll = calloc((size_t)nb, sizeof *j.curve_nll);
