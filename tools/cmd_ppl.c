@@ -510,7 +510,22 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
 /* Window 0 only: its unscored prefix is evaluated once (batches, exact);
  * then for each policy the scored positions are decoded one token at a
  * time from that prefix (the store cut back to it between policies), as
- * --decode --attend P would, with the same operations in the same order. */
+ * --decode --attend P would, with the same operations in the same order.
+ * If the first policy is "all", every later one is also compared with it
+ * token by token: the mean KL divergence KL(exact || policy) of the next-
+ * token distributions (nats) and how often both rank the same token first. */
+
+/* log softmax of logits into lp (n); @return the argmax. */
+static int log_softmax(const float *logits, int n, float *lp)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++) best = logits[i] > logits[best] ? i : best;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - logits[best]);
+    double lse = logits[best] + log(sum);
+    for (int i = 0; i < n; i++) lp[i] = (float)(logits[i] - lse);
+    return best;
+}
 static void run_attend_sweep(struct ppl_job *j, const char *list, const char *plot)
 {
     const struct cli_opts *o = j->o;
@@ -534,7 +549,12 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
     const char *kvname = ck.path[0] ? ck.path : "KV store";
     int32_t *win = malloc((size_t)n_ctx * sizeof *win);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
-    if (!win || !logits) cli_die("out of memory");
+    float *lp = malloc((size_t)n_vocab * sizeof *lp);
+    int64_t n_steps = n_ctx - 1 - first;
+    int compare = !pol[0].on;
+    float *ref = compare ? malloc((size_t)n_steps * (size_t)n_vocab * sizeof *ref) : NULL;
+    int *ref_top = compare ? malloc((size_t)n_steps * sizeof *ref_top) : NULL;
+    if (!win || !logits || !lp || (compare && (!ref || !ref_top))) cli_die("out of memory");
     memcpy(win, j->ids, (size_t)n_ctx * sizeof *win);
     if (tok_bos(j->tk) >= 0) win[0] = tok_bos(j->tk);
     oo.sel.on = 0;
@@ -552,9 +572,10 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
     double ppl_v[16], frac[16], x[16], exact = NAN;
     if (o->json) printf("{\"n_ctx\": %lld, \"first\": %lld, \"prefix_seconds\": %.3f, \"runs\": [",
                         (long long)n_ctx, (long long)first, t_prefix);
-    else printf("prefix of %lld tokens in %.1f s; %lld decode steps per policy\n%-36s %10s %9s %12s %10s %8s\n",
+    else printf("prefix of %lld tokens in %.1f s; %lld decode steps per policy\n%-36s %10s %9s %12s %10s %8s%s\n",
                 (long long)first, t_prefix, (long long)(n_ctx - 1 - first), "attend",
-                "PPL", "vs exact", "tiles/token", "fraction", "s");
+                "PPL", "vs exact", "tiles/token", "fraction", "s",
+                compare ? "  KL nats    top1=" : "");
     for (int pi = 0; pi < n_pol; pi++) {
         if ((rc = kvs_truncate(ck.kv, first)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
         oo.sel = pol[pi];
@@ -562,10 +583,23 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
         if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
             cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
         struct ppl_sums sm = { 0 };
+        double kl = 0;
+        int64_t same_top = 0;
         double t1 = kvt_now_s();
         for (int64_t pos = first; pos <= n_ctx - 2; pos++) {
             if ((rc = model_eval_rows(mc, ck.kv, win + pos, 1, pos, logits, 0)) < 0)
                 cli_die("%s: %s", kvname, kvt_strerror(rc));
+            if (compare) {
+                size_t at = (size_t)(pos - first);
+                float *r = ref + at * (size_t)n_vocab;
+                int top = log_softmax(logits, n_vocab, pi == 0 ? r : lp);
+                if (pi == 0) {
+                    ref_top[at] = top;
+                } else {
+                    for (int i = 0; i < n_vocab; i++) kl += exp((double)r[i]) * ((double)r[i] - lp[i]);
+                    same_top += top == ref_top[at];
+                }
+            }
             double v = cli_nll(logits, n_vocab, win[pos + 1]);
             sm.nll_sum += v;
             sm.nll2_sum += v * v;
@@ -586,12 +620,18 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
             printf("%s{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, \"n_scored\": %lld, "
                    "\"seconds\": %.3f", pi ? ", " : "", ppl_v[pi], err, sm.nll_sum,
                    (long long)sm.n_scored, secs);
+            if (compare && pi > 0)
+                printf(", \"kl_vs_exact\": %.6f, \"same_top1\": %.4f", kl / (double)n_steps,
+                       (double)same_top / (double)n_steps);
             cli_json_attend(stdout, &oo, j->m, &st);
             printf("}");
         } else {
-            printf("%-36s %10.4f %+8.2f%% %12.1f %10.4f %8.1f\n", spec, ppl_v[pi],
-                   isnan(exact) ? 0.0 : 100.0 * (ppl_v[pi] / exact - 1), (double)st.tiles_read / (steps > 0 ? steps : 1),
-                   frac[pi], secs);
+            printf("%-36s %10.4f %+8.2f%% %12.1f %10.4f %8.1f", spec, ppl_v[pi],
+                   isnan(exact) ? 0.0 : 100.0 * (ppl_v[pi] / exact - 1),
+                   (double)st.tiles_read / (steps > 0 ? steps : 1), frac[pi], secs);
+            if (compare && pi > 0)
+                printf(" %8.4f %7.1f%%", kl / (double)n_steps, 100.0 * (double)same_top / (double)n_steps);
+            printf("\n");
         }
         fflush(stdout);
     }
@@ -609,6 +649,9 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
     }
     free(win);
     free(logits);
+    free(lp);
+    free(ref);
+    free(ref_top);
     cli_kv_close(&ck);
 }
 
