@@ -700,6 +700,7 @@ int cmd_longrope(int argc, char **argv)
     if (K < 1 || K > 1024) cli_die("--samples: %d (1..1024)", K);
     if (P < 2 || P > 4096) cli_die("--population: %d (2..4096)", P);
     if (T < 0 || T > 100000) cli_die("--iterations: %d (0..100000)", T);
+    if (o.sel.on) cli_die("longrope-search: --attend applies to decode steps; the search scores prompt chunks");
     o.kv_backing = KVS_RAM;
 
     model *m;
