@@ -380,7 +380,7 @@ int io_submit(io_file *f, int slot, uint64_t off, size_t len)
 static int uring_finish(io_file *f, const struct io_req *r, int res)
 {
     int flt = fault_take(IO_OP_READ);
-    if (flt < 0) return flt;
+    if (flt < 0) res = flt; /* as if the completion carried it */
     if (flt == 1 && res > 1) res = (int)short_len((size_t)res);
     if (res == -EINTR || res == -EAGAIN) res = 0; /* redo synchronously */
     if (res < 0) return res;

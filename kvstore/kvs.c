@@ -144,7 +144,7 @@ static int kvs_check_config(const struct kvs_config *c)
         if (!c->path || c->codec < 0 || c->codec >= TILE_NCODECS)
             return KVT_ERANGE;
         if (c->io < 0 || c->io >= IO_NKINDS || c->queue_depth < 0 ||
-            c->queue_depth > 1024)
+            c->queue_depth > KVS_MAX_QUEUE_DEPTH)
             return KVT_ERANGE;
     }
     return 0;
@@ -532,8 +532,27 @@ static void kvs_replay_cut(kvs *s, struct kvs_layer *ly, int64_t n)
     ly->n_tokens = n;
 }
 
+/* The log ends before OFF - IO_ALIGN: @return 0 if no good record header
+ * starts at a 4 KiB boundary in [off, size), KVT_ECHECKSUM if one does
+ * (records after a damaged one: not a torn tail), or < 0 on a read error. */
+static int kvs_good_after(kvs *s, uint64_t off, uint64_t size)
+{
+    for (; off + sizeof(struct tile_hdr) <= size; off += IO_ALIGN) {
+        int64_t got = io_read(s->io, s->wbuf, IO_ALIGN, off);
+        if (got < 0) return (int)got;
+        struct tile_hdr h;
+        if ((size_t)got < sizeof h) return 0;
+        memcpy(&h, s->wbuf, sizeof h);
+        if (tile_hdr_check(&h) == 0) return KVT_ECHECKSUM;
+    }
+    return 0;
+}
+
 /* Read the header block at off into wbuf. @return 1 (a record header:
- * *h filled), 0 (end of log here), or < 0. */
+ * *h filled), 0 (end of log here), or < 0. A header that is not a record
+ * or fails its checksum is the end of the log only if no good record
+ * header follows it (a torn last write); otherwise the file is damaged in
+ * the middle and the open fails with KVT_ECHECKSUM, cutting nothing. */
 static int kvs_replay_hdr(kvs *s, uint64_t off, uint64_t size,
                           struct tile_hdr *h)
 {
@@ -543,8 +562,7 @@ static int kvs_replay_hdr(kvs *s, uint64_t off, uint64_t size,
     if ((size_t)got < sizeof *h) return 0;
     memcpy(h, s->wbuf, sizeof *h);
     int rc = tile_hdr_check(h);
-    if (rc == KVT_ECHECKSUM) return rc; /* a record, damaged */
-    if (rc < 0) return 0;
+    if (rc < 0) return kvs_good_after(s, off + IO_ALIGN, size);
     if (off + sizeof *h + h->enc_size > size) return 0; /* cut short */
     return 1;
 }
@@ -634,7 +652,12 @@ static int kvs_replay(kvs *s)
             if (got < 0) return (int)got;
             good = (size_t)got >= sizeof h + h.enc_size &&
                    tile_payload_check(&h, s->wbuf + sizeof h) == 0;
-            if (!good && off >= synced) break; /* torn record: the log ends before it */
+            if (!good && off >= synced) {
+                /* torn record: the log ends before it, unless good
+                 * records follow (damage in the middle: refuse) */
+                rc = kvs_good_after(s, off + len, size);
+                break;
+            }
         }
         rc = kvs_replay_one(s, &h, off, sum && good ? s->wbuf + sizeof h : NULL);
         if (rc < 0) return rc;

@@ -115,13 +115,16 @@
  *   fails its checksum, or whose pairing differs from the store's, is
  *   ignored: the tile is then "missing" one); a TRUNC marker truncates
  *   every layer. The scan stops
- *   at the first header that is missing, cut short, or not a record; a
- *   header with a good magic but a bad header checksum fails the open with
- *   KVT_ECHECKSUM. Payloads after the last SYNC marker are verified during
- *   the scan (a torn record ends the scan); payloads before it are verified
- *   when read (KVT_ECHECKSUM). The file is cut back to the end of the last
- *   good record, so a crash at any moment reopens to the last complete
- *   tile of each layer (plus the tails of the last sync).
+ *   at the first header that is missing, cut short, not a record or fails
+ *   its checksum, and at a record after the last SYNC marker whose payload
+ *   fails its checksum (payloads before it are verified when read:
+ *   KVT_ECHECKSUM). Where it stops is the end of the log only if no good
+ *   record header starts at a later 4 KiB boundary (a torn last write):
+ *   the file is then cut back to the end of the last good record, so a
+ *   crash at any moment reopens to the last complete tile of each layer
+ *   (plus the tails of the last sync). If a good record follows, the file
+ *   is damaged in the middle: the open fails with KVT_ECHECKSUM and cuts
+ *   nothing.
  *
  * Key summary of a tile (query-aware tile selection, attn.h): for each KV
  * head h and each rotation pair p of the head (head_dim/2 pairs), the

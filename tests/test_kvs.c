@@ -497,6 +497,188 @@ static void test_enospc(void)
     unlink(path2);
 }
 
+/* ---- the fault matrix (README "Faults") ---------------------------------- */
+
+/* Layout of build_file(): header block, L0 tiles 0-2, L1 tiles 0-2 (12288
+ * bytes each, each followed by its 4096-byte summary record), tail L0, tail
+ * L1 (4096 each), sync marker. */
+#define FM_REC(i) (4096 + (int64_t)(i) * FULLREC)
+#define FM_TAIL1 (FM_REC(6) + 4096)
+#define FM_TAIL_BYTES (64 + 2 * CTAIL * CD * 4)
+#define FM_TOTAL (CFULL * CT + CTAIL)
+
+static void flip_bit(const char *p, int64_t bit)
+{
+    int fd = open(p, O_RDWR);
+    uint8_t b = 0;
+    T_CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)(bit / 8)) == 1);
+    b ^= (uint8_t)(1u << (bit % 8));
+    T_CHECK(pwrite(fd, &b, 1, (off_t)(bit / 8)) == 1);
+    close(fd);
+}
+
+static void zero_from(const char *p, int64_t from, int64_t to)
+{
+    int fd = open(p, O_RDWR);
+    static const uint8_t z[4096];
+    for (int64_t o = from; fd >= 0 && o < to;) {
+        size_t n = (size_t)KVT_MIN((int64_t)sizeof z, to - o);
+        T_CHECK(pwrite(fd, z, n, (off_t)o) == (ssize_t)n);
+        o += (int64_t)n;
+    }
+    if (fd >= 0) close(fd);
+}
+
+/* Open PATH2; @return 0 and the layer counts, or the open's error. */
+static int open_counts(int io, int64_t n[CL], int check)
+{
+    struct kvs_config c = disk_cfg(CL, CD, CT, KVS_F32, TILE_NONE, io);
+    c.path = path2;
+    c.reopen = 1;
+    kvs *s = NULL;
+    int rc = kvs_open(&c, &s);
+    if (rc < 0) return rc;
+    for (int l = 0; l < CL; l++) {
+        n[l] = kvs_layer_tokens(s, l);
+        if (check && check_layer(s, l, n[l], CD, CT, 0.0) < 0) n[l] = -1;
+    }
+    kvs_close(s);
+    return 0;
+}
+
+/* A write torn at every byte of the last data record (tail of L1) and at
+ * every 64 bytes of the sync marker after it: the file cut there, or kept
+ * at full size with zeros from there on (what a power cut can leave).
+ * Every reopen succeeds with all earlier records and their values. */
+static void test_torn_last_record(void)
+{
+    build_file();
+    int64_t size = file_size(path);
+    T_CHECK(size == FM_TAIL1 + 2 * 4096);
+    int bad = 0, n_cuts = 0;
+    for (int64_t x = FM_TAIL1; x <= size; x += x < FM_TAIL1 + FM_TAIL_BYTES + 1 ? 1 : 64)
+        for (int zero = 0; zero < 2; zero++) {
+            copy_prefix(path, path2, zero ? size : x);
+            if (zero) zero_from(path2, x, size);
+            int64_t n[CL];
+            int check = x % 97 == 0 || x >= FM_TAIL1 + FM_TAIL_BYTES - 1; /* values: sampled */
+            int rc = open_counts(IO_MMAP, n, check);
+            int64_t want1 = x >= FM_TAIL1 + FM_TAIL_BYTES ? FM_TOTAL : CFULL * CT;
+            if (rc != 0 || n[0] != FM_TOTAL || n[1] != want1) {
+                if (bad++ < 5)
+                    fprintf(stderr, "  torn at %lld (%s): rc %d, L0 %lld, L1 %lld (want %lld)\n",
+                            (long long)x, zero ? "zeros" : "cut", rc, (long long)n[0],
+                            (long long)n[1], (long long)want1);
+            }
+            n_cuts++;
+        }
+    fprintf(stderr, "  %d torn files reopened\n", n_cuts);
+    T_CHECK(bad == 0);
+    unlink(path2);
+    unlink(path);
+}
+
+/* A flipped bit anywhere in the file header (the cache's shape and model
+ * binding) or in a record header before others: the open fails, and the
+ * file is left as it was (nothing cut). A flipped bit in a payload: that
+ * tile reads back as KVT_ECHECKSUM, every other tile intact. A flipped bit
+ * in the last record (the sync marker): a torn tail, all data kept. */
+static void test_flipped_bits(void)
+{
+    build_file();
+    int64_t size = file_size(path), n[CL];
+    int bad = 0;
+    for (int64_t bit = 0; bit < 64 * 8; bit++) { /* file header */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, bit);
+        bad += open_counts(IO_PREAD, n, 0) == 0;
+        bad += file_size(path2) != size;
+    }
+    T_CHECK(bad == 0);
+    bad = 0;
+    for (int64_t bit = 0; bit < 64 * 8; bit++) { /* header of L0 tile 1 */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, FM_REC(1) * 8 + bit);
+        int rc = open_counts(IO_PREAD, n, 0);
+        bad += rc != KVT_ECHECKSUM;
+        bad += file_size(path2) != size;
+    }
+    T_CHECK(bad == 0);
+    bad = 0;
+    for (int64_t bit = 0; bit < 8192 * 8; bit += 509) { /* payload of L0 tile 1 */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, (FM_REC(1) + 64) * 8 + bit);
+        struct kvs_config c = disk_cfg(CL, CD, CT, KVS_F32, TILE_NONE, IO_PREAD);
+        c.path = path2;
+        c.reopen = 1;
+        kvs *s = NULL;
+        if (kvs_open(&c, &s) != 0) { bad++; continue; }
+        struct kvs_span sp;
+        T_CHECK(kvs_read_begin(s, 0, FM_TOTAL) == 0);
+        bad += kvs_read_next(s, &sp) != 1;
+        bad += kvs_read_next(s, &sp) != KVT_ECHECKSUM;
+        kvs_read_end(s);
+        bad += check_layer(s, 1, FM_TOTAL, CD, CT, 0.0) != CFULL + 1;
+        kvs_close(s);
+    }
+    T_CHECK(bad == 0);
+    bad = 0;
+    for (int64_t bit = 0; bit < 64 * 8; bit += 7) { /* the sync marker, last */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, (FM_TAIL1 + 4096) * 8 + bit);
+        bad += open_counts(IO_PREAD, n, 1) != 0 || n[0] != FM_TOTAL || n[1] != FM_TOTAL;
+    }
+    T_CHECK(bad == 0);
+    unlink(path2);
+    unlink(path);
+}
+
+/* EINTR on every call kind is retried; EIO on a write and ENOSPC / EIO on
+ * fsync are returned, the store goes on, and what was written before stays
+ * readable (also after a reopen). */
+static void test_syscall_faults(void)
+{
+    const int D = 64, T = 16;
+    for (int io = 0; io < IO_NKINDS; io++) {
+        struct kvs_config c = disk_cfg(1, D, T, KVS_F32, TILE_LZ4, io);
+        kvs *s = NULL;
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (!s) continue;
+        float k[100 * 64], v[100 * 64];
+        fill(0, 0, 100, D, k, v);
+        io_sys_set_fault(IO_OP_WRITE, 1, EINTR);
+        T_CHECK(kvs_append(s, 0, k, v, 40) == 0);
+        io_sys_set_fault(IO_OP_WRITE, 1, 0); /* short write */
+        T_CHECK(kvs_append(s, 0, k + 40 * D, v + 40 * D, 10) == 0);
+        io_sys_set_fault(IO_OP_FSYNC, 1, EINTR);
+        T_CHECK(kvs_sync(s) == 0);
+        if (io != IO_MMAP) io_sys_set_fault(IO_OP_READ, 1, EINTR); /* mmap: no syscall */
+        T_CHECK(check_layer(s, 0, 50, D, T, 0.0) == 4);
+        io_sys_set_fault(IO_OP_WRITE, 1, EIO); /* the next tile */
+        /* the append stops at the failed tile, which stays in the tail */
+        T_CHECK(kvs_append(s, 0, k + 50 * D, v + 50 * D, 20) == -EIO);
+        T_CHECK(kvs_layer_tokens(s, 0) == 64);
+        T_CHECK(check_layer(s, 0, 64, D, T, 0.0) == 4);
+        io_sys_set_fault(IO_OP_FSYNC, 1, ENOSPC);
+        T_CHECK(kvs_sync(s) == -ENOSPC);
+        io_sys_set_fault(IO_OP_FSYNC, 1, EIO);
+        T_CHECK(kvs_sync(s) == -EIO);
+        T_CHECK(check_layer(s, 0, 64, D, T, 0.0) == 4);
+        T_CHECK(kvs_append(s, 0, k + 64 * D, v + 64 * D, 36) == 0);
+        T_CHECK(kvs_sync(s) == 0);
+        T_CHECK(check_layer(s, 0, 100, D, T, 0.0) == 7);
+        kvs_close(s);
+        c.reopen = 1;
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (s) T_CHECK(check_layer(s, 0, 100, D, T, 0.0) == 7);
+        kvs_close(s);
+        io_sys_set_fault(IO_OP_READ, 0, 0);
+        io_sys_set_fault(IO_OP_WRITE, 0, 0);
+        io_sys_set_fault(IO_OP_FSYNC, 0, 0);
+        unlink(path);
+    }
+}
+
 /* The decode-ahead helper: reads stopped early (the helper is ahead and
  * must be cancelled), appends while a read is in progress (the index
  * grows under the helper), a new read right after, every io backend and a
@@ -557,6 +739,10 @@ int main(void)
 {
     snprintf(path, sizeof path, "/tmp/kvt-test-kvs-%d.cache", (int)getpid());
     snprintf(path2, sizeof path2, "/tmp/kvt-test-kvs-%d-b.cache", (int)getpid());
+    /* the fault matrix reopens thousands of copies: on tmpfs when there is one
+     * (fsync free), the same code paths (O_DIRECT falls back to buffered) */
+    if (access("/dev/shm", W_OK) == 0)
+        snprintf(path2, sizeof path2, "/dev/shm/kvt-test-kvs-%d-b.cache", (int)getpid());
     T_RUN(test_ram_f32);
     T_RUN(test_ram_types);
     T_RUN(test_bad_config);
@@ -568,6 +754,9 @@ int main(void)
     T_RUN(test_bad_files);
     T_RUN(test_enospc);
     T_RUN(test_read_ahead);
+    T_RUN(test_torn_last_record);
+    T_RUN(test_flipped_bits);
+    T_RUN(test_syscall_faults);
     unlink(path);
     return t_done();
 }

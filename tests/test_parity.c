@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "t.h"
 #include "tproc.h"
@@ -26,6 +27,7 @@ static void check_ref(const char *model, const char *args, double ref, double to
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "ppl models/%s -f " NT " %s --kv-store ram --json --quiet", model, args);
+    T_REQUIRE(access(t_kvtile(), X_OK) == 0, "no kvtile binary");
     int rc = t_run(cmd, out, sizeof out, err, sizeof err);
     if (rc != 0) fprintf(stderr, "  kvtile %s: exit %d: %s\n", cmd, rc, err);
     double p = rc == 0 ? t_json_num(out, "ppl") : NAN;
@@ -37,12 +39,16 @@ static void check_ref(const char *model, const char *args, double ref, double to
 static void test_reference_whole_text(void)
 {
     if (quick()) T_SKIP("KVT_TEST_QUICK: whole-text references skipped");
-    check_ref("tiny-kjv-f32.gguf", "-c 256", 19.4157, 0.0005);
-    check_ref("tiny-kjv-q8_0.gguf", "-c 256", 19.4157, 0.005);
-    check_ref("tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 0.005);
-    check_ref("tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 0.005);
-    check_ref("tiny-kjv-q6_k.gguf", "-c 256", 19.4265, 0.005);
-    check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 256", 20.4417, 0.0005);
+    /* Per-model tolerances, a few times the error observed against the
+     * reference (README "Perplexity parity"): f32 0.0005%, q8_0 0.0005%,
+     * q4_0 0.002%, q4_k_m 0.0005%, q6_k 0.0067%, phi3 0.0005%. A uniform
+     * 0.5% could not tell q4_k_m (19.4515) from f32 (19.4157, 0.18% apart). */
+    check_ref("tiny-kjv-f32.gguf", "-c 256", 19.4157, 3e-5);
+    check_ref("tiny-kjv-q8_0.gguf", "-c 256", 19.4157, 3e-5);
+    check_ref("tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 1e-4);
+    check_ref("tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 3e-5);
+    check_ref("tiny-kjv-q6_k.gguf", "-c 256", 19.4265, 2.5e-4);
+    check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 256", 20.4417, 3e-5);
 }
 
 int main(void)

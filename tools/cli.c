@@ -6,15 +6,21 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/kvt.h"
 #include "kvstore/tile.h"
 
-static const char *const io_names[] = { "uring", "pread", "mmap" };
-static const char *const type_names[] = { "f32", "f16", "bf16", "q8_0" };
-_Static_assert(sizeof type_names / sizeof type_names[0] == KVS_NTYPES, "kv types");
+#include "io/io.h"
+
+const char *const cli_type_names[] = { "f32", "f16", "bf16", "q8_0", NULL };
+_Static_assert(sizeof cli_type_names / sizeof cli_type_names[0] == KVS_NTYPES + 1, "kv types");
+const char *const cli_io_names[] = { "uring", "pread", "mmap", NULL };
+_Static_assert(sizeof cli_io_names / sizeof cli_io_names[0] == IO_NKINDS + 1, "io kinds");
+const char *const cli_backing_names[] = { [KVS_RAM] = "ram", [KVS_DISK] = "disk", NULL };
+const char *const cli_krot_names[] = { "read", "write", NULL };
 
 static void vwarn(const char *fmt, va_list ap)
 {
@@ -60,47 +66,6 @@ void cli_opts_default(struct cli_opts *o)
     o->yarn_beta_slow = -1;
 }
 
-const char cli_common_help[] =
-    "  -t N                 threads (default: all cores)\n"
-    "  --batch N            tokens per forward pass (default 512)\n"
-    "  --json               machine-readable output on stdout\n"
-    "  --quiet              no progress on stderr\n"
-    "KV store:\n"
-    "  --kv-store disk|ram  where K/V tiles live (default disk)\n"
-    "  --cache-dir DIR      directory of the cache file (default: a temporary\n"
-    "                       directory removed at exit)\n"
-    "  --keep-cache         keep the cache file at exit\n"
-    "  --cache-type T       f32 | f16 | bf16 | q8_0 (default f32)\n"
-    "  --codec C            none | lz4 | shuf-lz4 | lz4hc | xpose-lz4 | plane-huf |\n"
-    "                       dedup-huf\n"
-    "                       (default lz4)\n"
-    "  --io B               uring | pread | mmap (default uring)\n"
-    "  --queue-depth N      reads in flight (default 8)\n"
-    "  --tile-tokens N      tokens per tile (default 256)\n"
-    "  --ram-budget BYTES   prefetch window + decoded tiles (e.g. 64M)\n"
-    "Positions:\n"
-    "  --rope-scaling S     none | linear | ntk | dynamic-ntk | yarn | longrope\n"
-    "  --rope-scale S       scale factor s\n"
-    "  --rope-freq-base B   RoPE base frequency\n"
-    "  --yarn-beta-fast F, --yarn-beta-slow F\n"
-    "  --longrope-factors FILE   per-pair factors (one per line or a list)\n"
-    "  --self-extend G:W    SelfExtend group size G, neighbour window W\n"
-    "  --k-rotation read|write  rotate cached K as tiles are read (default), or\n"
-    "                       before they are written, as llama.cpp does (for\n"
-    "                       comparisons: cached keys then keep their old positions)\n"
-    "Decode steps:\n"
-    "  --attend all | sink:S,recent:R,top:K   every tile (default, exact), or per\n"
-    "                       KV head the tiles of the first S and last R tokens and\n"
-    "                       the K tiles (or K%% of them, top:5%%) of highest score\n"
-    "                       bound from the tiles' key summaries\n";
-
-static int lookup(const char *const *names, int n, const char *s)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], s)) return i;
-    return -1;
-}
-
 int64_t cli_parse_count(const char *what, const char *s)
 {
     char *end;
@@ -132,88 +97,32 @@ size_t cli_parse_bytes(const char *what, const char *s)
     return (size_t)v;
 }
 
-static const char *val(int argc, char **argv, int *i)
+void cli_opt_codec(void *field, const char *name, const char *v)
 {
-    if (*i + 1 >= argc) cli_die("option %s needs a value", argv[*i]);
-    return argv[++*i];
+    int c = tile_codec_parse(v);
+    if (c < 0) cli_die("%s: unknown codec '%s'", name, v);
+    *(int *)field = c;
 }
 
-int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
+void cli_opt_rope_scaling(void *field, const char *name, const char *v)
 {
-    const char *a = argv[*i];
-    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-        o->n_threads = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->n_threads < 1 || o->n_threads > 1024) cli_die("%s: 1..1024", a);
-    } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
-        o->n_batch = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->n_batch < 1 || o->n_batch > 65536) cli_die("%s: 1..65536", a);
-    } else if (!strcmp(a, "--json")) {
-        o->json = 1;
-    } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-        o->quiet = 1;
-    } else if (!strcmp(a, "--kv-store")) {
-        const char *v = val(argc, argv, i);
-        if (!strcmp(v, "disk")) o->kv_backing = KVS_DISK;
-        else if (!strcmp(v, "ram")) o->kv_backing = KVS_RAM;
-        else cli_die("--kv-store: '%s' (expected disk or ram)", v);
-    } else if (!strcmp(a, "--cache-dir")) {
-        o->cache_dir = val(argc, argv, i);
-    } else if (!strcmp(a, "--keep-cache")) {
-        o->keep_cache = 1;
-    } else if (!strcmp(a, "--cache-type")) {
-        const char *v = val(argc, argv, i);
-        o->cache_type = lookup(type_names, KVS_NTYPES, v);
-        if (o->cache_type < 0) cli_die("--cache-type: '%s' (expected f32, f16, bf16, q8_0)", v);
-    } else if (!strcmp(a, "--codec")) {
-        const char *v = val(argc, argv, i);
-        o->codec = tile_codec_parse(v);
-        if (o->codec < 0) cli_die("--codec: unknown codec '%s'", v);
-    } else if (!strcmp(a, "--io")) {
-        const char *v = val(argc, argv, i);
-        o->io = lookup(io_names, 3, v);
-        if (o->io < 0) cli_die("--io: '%s' (expected uring, pread, mmap)", v);
-    } else if (!strcmp(a, "--queue-depth")) {
-        o->queue_depth = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->queue_depth < 1 || o->queue_depth > 4096) cli_die("%s: 1..4096", a);
-    } else if (!strcmp(a, "--tile-tokens")) {
-        o->tile_tokens = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->tile_tokens < 1 || o->tile_tokens > 65536) cli_die("%s: 1..65536", a);
-    } else if (!strcmp(a, "--ram-budget")) {
-        o->ram_budget = cli_parse_bytes(a, val(argc, argv, i));
-    } else if (!strcmp(a, "--rope-scaling")) {
-        o->rope_scaling = val(argc, argv, i);
-        if (rope_scheme_parse(o->rope_scaling) < 0)
-            cli_die("--rope-scaling: unknown scheme '%s'", o->rope_scaling);
-    } else if (!strcmp(a, "--rope-scale")) {
-        o->rope_scale = atof(val(argc, argv, i));
-        if (!(o->rope_scale >= 1.0)) cli_die("--rope-scale must be >= 1");
-    } else if (!strcmp(a, "--rope-freq-base")) {
-        o->rope_freq_base = atof(val(argc, argv, i));
-        if (!(o->rope_freq_base > 1.0)) cli_die("--rope-freq-base must be > 1");
-    } else if (!strcmp(a, "--yarn-beta-fast")) {
-        o->yarn_beta_fast = atof(val(argc, argv, i));
-    } else if (!strcmp(a, "--yarn-beta-slow")) {
-        o->yarn_beta_slow = atof(val(argc, argv, i));
-    } else if (!strcmp(a, "--longrope-factors")) {
-        o->longrope_factors = val(argc, argv, i);
-    } else if (!strcmp(a, "--k-rotation")) {
-        const char *v = val(argc, argv, i);
-        if (!strcmp(v, "read")) o->rotate_k_on_write = 0;
-        else if (!strcmp(v, "write")) o->rotate_k_on_write = 1;
-        else cli_die("--k-rotation: '%s' (expected read or write)", v);
-    } else if (!strcmp(a, "--attend")) {
-        const char *v = val(argc, argv, i);
-        if (sel_parse(v, &o->sel) < 0)
-            cli_die("--attend: '%s' (expected all, or sink:S,recent:R,top:K or top:P%%)", v);
-    } else if (!strcmp(a, "--self-extend")) {
-        const char *v = val(argc, argv, i);
-        if (sscanf(v, "%d:%d", &o->se_group, &o->se_window) != 2 ||
-            o->se_group < 2 || o->se_window < 1)
-            cli_die("--self-extend: '%s' (expected G:W, G >= 2, W >= 1)", v);
-    } else {
-        return 0;
-    }
-    return 1;
+    if (rope_scheme_parse(v) < 0) cli_die("%s: unknown scheme '%s'", name, v);
+    *(const char **)field = v;
+}
+
+void cli_opt_attend(void *field, const char *name, const char *v)
+{
+    if (sel_parse(v, field) < 0)
+        cli_die("%s: '%s' (expected all, or sink:S,recent:R,top:K or top:P%%)", name, v);
+}
+
+void cli_opt_self_extend(void *field, const char *name, const char *v)
+{
+    struct cli_opts *o = field;
+    char extra;
+    if (sscanf(v, "%d:%d%c", &o->se_group, &o->se_window, &extra) != 2 ||
+        o->se_group < 2 || o->se_window < 1)
+        cli_die("%s: '%s' (expected G:W, G >= 2, W >= 1)", name, v);
 }
 
 char *cli_read_file(const char *path, size_t *len)
@@ -308,6 +217,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
     };
     model_kv_pairing(m, &cfg.head_dim, &cfg.neox_rot);
     model_fingerprint(m, cfg.model_fp);
+    ck->io = o->kv_backing == KVS_DISK ? o->io : -1;
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
             snprintf(ck->dir, sizeof ck->dir, "%s", o->cache_dir);
@@ -356,6 +266,20 @@ void cli_kv_close(struct cli_kv *ck)
     ck->kv = NULL;
     if (ck->path[0] && !ck->keep) unlink(ck->path);
     if (ck->tmp_dir && !ck->keep) rmdir(ck->dir);
+}
+
+const char *cli_kv_io_name(const struct cli_kv *ck)
+{
+    if (ck->io < 0 || !ck->kv) return "none";
+    if (ck->io == IO_URING && (kvs_io_info(ck->kv) & IO_INFO_NO_URING)) return cli_io_names[IO_PREAD];
+    return cli_io_names[ck->io];
+}
+
+int64_t cli_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return (int64_t)ru.ru_maxrss * 1024;
 }
 
 model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)

@@ -16,6 +16,7 @@
 #include "engine/rope.h"
 #include "engine/tok.h"
 #include "kvstore/kvs.h"
+#include "tools/opt.h"
 
 /* Options common to the subcommands that run the model. */
 struct cli_opts {
@@ -43,13 +44,74 @@ struct cli_opts {
     struct sel_policy sel;  /* --attend all | sink:S,recent:R,top:K|P% */
 };
 
+/* The same defaults for every command (kv-store disk, f32 tiles, lz4, ...). */
 void cli_opts_default(struct cli_opts *o);
 
-/* If argv[*i] is a common option, consume it (and its value) and return 1;
- * return 0 if it is not one. Exits with a message on a bad value. */
-int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i);
-/* Help text for the common options. */
-extern const char cli_common_help[];
+/* Option-table rows (opt.h) of the common options, in groups, so each
+ * command takes exactly the groups it uses:
+ *   CLI_OPTS_RUN     -t, --batch, --quiet
+ *   CLI_OPT_JSON     --json
+ *   CLI_OPTS_TILES   --cache-type, --tile-tokens (how K/V are kept, any backing)
+ *   CLI_OPTS_DISK    --kv-store, --cache-dir, --keep-cache, --codec, --io,
+ *                    --queue-depth, --ram-budget (the disk store)
+ *   CLI_OPTS_POS     positions (--rope-*, --yarn-*, --longrope-factors,
+ *                    --self-extend, --k-rotation)
+ *   CLI_OPT_ATTEND   --attend (decode-step tile selection, select.h) */
+extern const char *const cli_backing_names[], *const cli_type_names[],
+                  *const cli_io_names[], *const cli_krot_names[];
+void cli_opt_codec(void *field, const char *name, const char *v);
+void cli_opt_rope_scaling(void *field, const char *name, const char *v);
+void cli_opt_self_extend(void *field, const char *name, const char *v);
+void cli_opt_attend(void *field, const char *name, const char *v);
+
+#define CLI_OPT_ATTEND(o) \
+    OPT_FN("--attend", NULL, "P", &(o)->sel, cli_opt_attend, \
+           "decode steps: every tile (exact), or sink:S,recent:R,top:K|top:P%:\n" \
+           "the tiles of the first S and last R tokens and K more (or P% of them)\n" \
+           "taken in turn from each KV head's ranking by a score bound from the\n" \
+           "tiles' key summaries", .def = "all")
+#define CLI_OPTS_RUN(o) \
+    OPT_INT("--threads", "-t", "N", &(o)->n_threads, 1, 1024, "threads", .def = "all cores"), \
+    OPT_INT("--batch", "-b", "N", &(o)->n_batch, 1, 65536, "tokens per forward pass"), \
+    OPT_FLAG("--quiet", "-q", &(o)->quiet, "no progress on stderr")
+#define CLI_OPT_JSON(o) \
+    OPT_FLAG("--json", NULL, &(o)->json, "one JSON object on stdout instead of text")
+#define CLI_OPTS_TILES(o) \
+    OPT_GROUP("KV cache:"), \
+    OPT_CHOICE("--cache-type", NULL, &(o)->cache_type, cli_type_names, "element type of K/V"), \
+    OPT_INT("--tile-tokens", NULL, "N", &(o)->tile_tokens, 1, 65536, "tokens per tile")
+#define CLI_OPTS_DISK(o) \
+    OPT_CHOICE("--kv-store", NULL, &(o)->kv_backing, cli_backing_names, "where K/V tiles live"), \
+    OPT_STR("--cache-dir", NULL, "DIR", &(o)->cache_dir, "directory of the cache file", \
+            .def = "a temporary directory removed at exit"), \
+    OPT_FLAG("--keep-cache", NULL, &(o)->keep_cache, "keep the cache file at exit"), \
+    OPT_FN("--codec", NULL, "C", &(o)->codec, cli_opt_codec, \
+           "none|lz4|shuf-lz4|lz4hc|xpose-lz4|plane-huf|dedup-huf", .def = "lz4"), \
+    OPT_CHOICE("--io", NULL, &(o)->io, cli_io_names, "I/O backend of the disk store"), \
+    OPT_INT("--queue-depth", NULL, "N", &(o)->queue_depth, 1, KVS_MAX_QUEUE_DEPTH, \
+            "tile reads in flight"), \
+    OPT_BYTES("--ram-budget", NULL, "BYTES", &(o)->ram_budget, \
+              "prefetch window + decoded tiles (e.g. 64M)", .def = "queue depth x one record")
+#define CLI_OPTS_POS(o) \
+    OPT_GROUP("Positions:"), \
+    OPT_FN("--rope-scaling", NULL, "S", &(o)->rope_scaling, cli_opt_rope_scaling, \
+           "none|linear|ntk|dynamic-ntk|yarn|longrope", .def = "from the file"), \
+    OPT_DOUBLE("--rope-scale", NULL, "S", &(o)->rope_scale, 1, 1e9, "scale factor s", \
+               .def = "from the file"), \
+    OPT_DOUBLE("--rope-freq-base", NULL, "B", &(o)->rope_freq_base, 1.0000001, 1e30, \
+               "RoPE base frequency", .def = "from the file"), \
+    OPT_DOUBLE("--yarn-beta-fast", NULL, "F", &(o)->yarn_beta_fast, 0, 1e9, "YaRN beta_fast", \
+               .def = "from the file"), \
+    OPT_DOUBLE("--yarn-beta-slow", NULL, "F", &(o)->yarn_beta_slow, 0, 1e9, "YaRN beta_slow", \
+               .def = "from the file"), \
+    OPT_STR("--longrope-factors", NULL, "FILE", &(o)->longrope_factors, \
+            "per-pair LongRoPE factors (one per line or a list)"), \
+    OPT_FN("--self-extend", NULL, "G:W", (o), cli_opt_self_extend, \
+           "SelfExtend group size G, neighbour window W"), \
+    OPT_CHOICE("--k-rotation", NULL, &(o)->rotate_k_on_write, cli_krot_names, \
+               "rotate cached K as tiles are read, or before they are\n" \
+               "written as llama.cpp does (comparisons: cached keys then\n" \
+               "keep their old positions)")
 
 _Noreturn void cli_die(const char *fmt, ...);
 void cli_warn(const char *fmt, ...);
@@ -81,10 +143,17 @@ struct cli_kv {
     kvs *kv;
     char dir[4096], path[8192];
     int tmp_dir, keep;
+    int io;               /* enum io_kind asked for; -1: RAM store */
 };
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
                  int reopen, struct cli_kv *ck);
 void cli_kv_close(struct cli_kv *ck);
+/* The I/O backend the store really uses ("uring", "pread", "mmap"; "none"
+ * for a RAM store): the one asked for, unless io_open fell back. */
+const char *cli_kv_io_name(const struct cli_kv *ck);
+
+/* Peak resident set of this process so far, bytes. */
+int64_t cli_peak_rss_bytes(void);
 
 /* Make directory DIR if it does not exist; exits naming it on failure. */
 void cli_mkdir(const char *dir);

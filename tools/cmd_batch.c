@@ -115,28 +115,6 @@ struct batch {
     int64_t n_done, n_hits, n_errors, tok_eval;
 };
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile batch MODEL -i INPUT -o OUT.jsonl [options]\n"
-            "  -i INPUT             JSONL file or directory of .txt files\n"
-            "  -o OUT               output JSONL (written at the end; OUT.journal meanwhile)\n"
-            "  --task score|generate   (default score)\n"
-            "  --cache-dir DIR      persist document caches in DIR\n"
-            "  --resume             keep the documents OUT.journal says are finished\n"
-            "  --shard i/N          only documents with index %% N == i\n"
-            "  --bucket N           score: perplexity per N positions (default 256)\n"
-            "  --checkpoint N       cache checkpoint every N tokens (default 8192)\n"
-            "  -n N                 generate: max tokens (default 32)\n"
-            "  --template T         generate: {doc}, {question}, \\n (default\n"
-            "                       \"{doc}\\n\\nQuestion: {question}\\nAnswer:\")\n"
-            "  --temp T --top-p P --seed S   sampling (default greedy)\n"
-            "  --stop STR           stop string (repeatable)\n"
-            "  --no-timings         leave out cache_hit, prefill_tokens, *_s\n"
-            "%s", cli_common_help);
-    exit(2);
-}
-
 /* ---- small helpers ------------------------------------------------------ */
 
 static char *xstrdup(const char *s)
@@ -701,6 +679,8 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
     ans[0] = 0;
     const char *why = "length";
     int64_t n_out = 0;
+    struct attn_stats st0, st1;
+    model_ctx_attn_stats(b->mc, &st0);
     for (; n_out < b->n_gen; n_out++) {
         int id = sample(b, b->logits, &rng);
         if (id == tok_eos(b->tk)) { why = "eos"; break; }
@@ -732,6 +712,7 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
         }
     }
     double t2 = kvt_now_s();
+    model_ctx_attn_stats(b->mc, &st1);
     if (dc.own && (rc = kvs_truncate(dc.kv, D)) < 0) kv_fatal(dc.path, rc);
     /* a decoded piece may end inside a UTF-8 sequence; the JSON string
      * carries the bytes as they are */
@@ -745,6 +726,12 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
     fprintf(f, ",\"answer_tokens\":%lld,\"finish\":\"%s\",\"tokens\":%lld,\"doc_tokens\":%lld,"
                "\"question_tokens\":%lld",
             (long long)n_out, why, (long long)n, (long long)D, (long long)(n - D));
+    if (b->o.sel.on) { /* what the decode steps of this answer read */
+        struct attn_stats d_st = { st1.steps - st0.steps, st1.tiles - st0.tiles,
+                                   st1.tiles_read - st0.tiles_read,
+                                   st1.bytes_read - st0.bytes_read };
+        cli_json_attend(f, &b->o, b->m, &d_st);
+    }
     timings(b, f, &dc, dc.hit ? 0 : D - start, t1 - t0, t2 - t1);
     fputc('}', f);
     fclose(f);
@@ -769,6 +756,11 @@ static uint64_t run_key(const struct batch *b)
             (long long)b->bucket, b->tmpl, b->temp, b->top_p, (unsigned long long)b->seed,
             b->no_timings, b->pos_key, b->chunk, (long long)b->n_docs);
     for (int k = 0; k < b->n_stops; k++) fprintf(f, "|%s", b->stops[k]);
+    if (b->o.sel.on) { /* only then: journals of exact runs keep their keys */
+        char spec[128];
+        sel_format(&b->o.sel, spec, sizeof spec);
+        fprintf(f, "|attend=%s", spec);
+    }
     fclose(f);
     uint64_t h = XXH3_64bits(s, n);
     free(s);
@@ -858,62 +850,63 @@ static char *unescape_nl(const char *s)
     return d;
 }
 
+static const char *const task_names[] = { [TASK_SCORE] = "score", [TASK_GENERATE] = "generate", NULL };
+
+static void parse_shard(void *field, const char *name, const char *v)
+{
+    struct batch *b = field;
+    char extra;
+    if (sscanf(v, "%d/%d%c", &b->shard_i, &b->shard_n, &extra) != 2 || b->shard_n < 1 ||
+        b->shard_i < 0 || b->shard_i >= b->shard_n)
+        cli_die("%s: '%s' (expected i/N with 0 <= i < N)", name, v);
+}
+
+static void parse_stop(void *field, const char *name, const char *v)
+{
+    struct batch *b = field;
+    if (b->n_stops == MAX_STOPS) cli_die("%s: at most %d", name, MAX_STOPS);
+    if (!*v) cli_die("%s: empty string", name);
+    b->stops[b->n_stops++] = v;
+}
+
 static void parse_args(struct batch *b, int argc, char **argv)
 {
     cli_opts_default(&b->o);
-    b->o.kv_backing = KVS_RAM;
     b->n_gen = 32;
     b->bucket = 256;
     b->checkpoint = 8192;
     b->top_p = 0.95;
     b->seed = 42;
     b->shard_n = 1;
+    const char *tmpl = NULL;
+    struct opt tab[] = {
+        OPT_STR("--input", "-i", "INPUT", &b->input, "JSONL file or directory of .txt files"),
+        OPT_STR("--output", "-o", "OUT", &b->out, "output JSONL (written at the end; OUT.journal meanwhile)"),
+        OPT_CHOICE("--task", NULL, &b->task, task_names, "what to do with each document"),
+        OPT_FLAG("--resume", NULL, &b->resume, "keep the documents OUT.journal says are finished"),
+        OPT_FN("--shard", NULL, "i/N", b, parse_shard, "only documents with index % N == i"),
+        OPT_I64("--bucket", NULL, "N", &b->bucket, 1, 1e12, "score: perplexity per N positions"),
+        OPT_I64("--checkpoint", NULL, "N", &b->checkpoint, 1, 1e12, "cache checkpoint every N tokens"),
+        OPT_I64("--n-predict", "-n", "N", &b->n_gen, 1, 1 << 20, "generate: max tokens"),
+        OPT_STR("--template", NULL, "T", &tmpl, "generate: {doc}, {question}, \\n",
+                .def = "\"{doc}\\n\\nQuestion: {question}\\nAnswer:\""),
+        OPT_DOUBLE("--temp", NULL, "T", &b->temp, 0, 1e3, "temperature (0: greedy)"),
+        OPT_DOUBLE("--top-p", NULL, "P", &b->top_p, 1e-9, 1, "nucleus sampling mass"),
+        OPT_U64("--seed", NULL, "S", &b->seed, "sampler seed"),
+        OPT_FN("--stop", NULL, "STR", b, parse_stop, "stop string (repeatable)"),
+        OPT_FLAG("--no-timings", NULL, &b->no_timings, "leave out cache_hit, prefill_tokens, *_s"),
+        CLI_OPTS_RUN(&b->o),
+        CLI_OPTS_TILES(&b->o),
+        CLI_OPTS_DISK(&b->o),
+        CLI_OPTS_POS(&b->o),
+        CLI_OPT_ATTEND(&b->o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -i INPUT -o OUT.jsonl [options]";
+    if (opt_parse("batch", usage, tab, argc, argv, &b->o.model_path, 1) < 1 || !b->input || !b->out)
+        opt_usage("batch", usage);
     b->tmpl = DEFAULT_TEMPLATE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&b->o, argc, argv, &i)) continue;
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] != '-') {
-            if (b->o.model_path) cli_die("batch: unexpected argument '%s'", a);
-            b->o.model_path = a;
-            continue;
-        } else if (!strcmp(a, "--resume")) { b->resume = 1; continue; }
-        else if (!strcmp(a, "--no-timings")) { b->no_timings = 1; continue; }
-        if (!v) cli_die("batch: option %s needs a value (see kvtile batch --help)", a);
-        i++;
-        if (!strcmp(a, "-i")) b->input = v;
-        else if (!strcmp(a, "-o")) b->out = v;
-        else if (!strcmp(a, "--task")) {
-            if (!strcmp(v, "score")) b->task = TASK_SCORE;
-            else if (!strcmp(v, "generate")) b->task = TASK_GENERATE;
-            else cli_die("--task: '%s' (expected score or generate)", v);
-        } else if (!strcmp(a, "--shard")) {
-            char extra;
-            if (sscanf(v, "%d/%d%c", &b->shard_i, &b->shard_n, &extra) != 2 || b->shard_n < 1 ||
-                b->shard_i < 0 || b->shard_i >= b->shard_n)
-                cli_die("--shard: '%s' (expected i/N with 0 <= i < N)", v);
-        } else if (!strcmp(a, "-n")) b->n_gen = cli_parse_count(a, v);
-        else if (!strcmp(a, "--bucket")) b->bucket = cli_parse_count(a, v);
-        else if (!strcmp(a, "--checkpoint")) b->checkpoint = cli_parse_count(a, v);
-        else if (!strcmp(a, "--template")) {
-            free(b->tmpl_owned);
-            b->tmpl = b->tmpl_owned = unescape_nl(v);
-        }
-        else if (!strcmp(a, "--temp")) b->temp = atof(v);
-        else if (!strcmp(a, "--top-p")) b->top_p = atof(v);
-        else if (!strcmp(a, "--seed")) b->seed = (uint64_t)cli_parse_count(a, v);
-        else if (!strcmp(a, "--stop")) {
-            if (b->n_stops == MAX_STOPS) cli_die("--stop: at most %d", MAX_STOPS);
-            if (!*v) cli_die("--stop: empty string");
-            b->stops[b->n_stops++] = v;
-        } else cli_die("batch: unknown option '%s' (see kvtile batch --help)", a);
-    }
-    if (!b->o.model_path || !b->input || !b->out) usage();
-    if (b->bucket < 1) cli_die("--bucket: at least 1");
-    if (b->checkpoint < 1) cli_die("--checkpoint: at least 1");
-    if (!(b->top_p > 0 && b->top_p <= 1)) cli_die("--top-p must be in (0, 1]");
-    if (b->n_gen < 1 || b->n_gen > 1 << 20) cli_die("-n: 1..%d", 1 << 20);
+    if (tmpl) b->tmpl = b->tmpl_owned = unescape_nl(tmpl);
 }
 
 int cmd_batch(int argc, char **argv)
@@ -980,16 +973,6 @@ int cmd_batch(int argc, char **argv)
                  "in %.1f s (%.0f tok/s)", (long long)mine, (long long)b->n_errors,
                  (long long)b->n_hits, (long long)b->tok_eval, secs,
                  secs > 0 ? (double)b->tok_eval / secs : 0.0);
-    if (b->o.json) {
-        printf("{\"documents\": %lld, \"errors\": %lld, \"cache_hits\": %lld, "
-               "\"tokens_evaluated\": %lld, \"seconds\": %.3f",
-               (long long)mine, (long long)b->n_errors, (long long)b->n_hits,
-               (long long)b->tok_eval, secs);
-        struct attn_stats st;
-        model_ctx_attn_stats(b->mc, &st);
-        cli_json_attend(stdout, &b->o, b->m, &st);
-        printf("}\n");
-    }
 
     for (int64_t i = 0; i < b->n_docs; i++) { free(b->lines[i]); free(b->docs[i].name); }
     free(b->lines);

@@ -66,30 +66,6 @@
 #define LR_MUT_PROB 0.3
 #define LR_MAX_TRIES 2000
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile longrope-search MODEL -f TEXT --target-ctx L -o OUT [options]\n"
-            "  -f FILE              text the windows are taken from\n"
-            "  --target-ctx L       length to search factors for\n"
-            "  -o OUT               writes OUT.factors.txt, OUT.log.json, OUT.gguf\n"
-            "  --samples K          windows of L tokens per evaluation (default 4)\n"
-            "  --population P       candidates per iteration (default 16)\n"
-            "  --iterations T       iterations after the initial one (default 10)\n"
-            "  --seed S             random seed (default 1)\n"
-            "  --n-hat N            first N positions not interpolated (default 0)\n"
-            "  --short              also search short factors at the original\n"
-            "                       context (phi3 files only)\n"
-            "  --score half|all     NLL of the second half (default) or of all tokens\n"
-            "  --skip N             ignore the first N tokens of the text\n"
-            "  --text-range A:B     use tokens [A, B) only\n"
-            "  --text-before S      use the text before the first line starting with S\n"
-            "  --journal FILE       journal (default OUT.journal)\n"
-            "  --resume             continue the search recorded in the journal\n"
-            "%s", cli_common_help);
-    exit(2);
-}
-
 /* ---- PRNG: xoshiro256**, seeded by splitmix64 --------------------------- */
 
 struct rng { uint64_t s[4]; };
@@ -653,6 +629,21 @@ static void write_gguf(const char *path, const model *m, const char *model_path,
 
 /* ---- the command -------------------------------------------------------------- */
 
+static const char *const lr_score_names[] = { "half", "all", NULL };
+
+/* --text-range A:B into int64_t[2]. */
+static void parse_range(void *field, const char *name, const char *v)
+{
+    int64_t *r = field;
+    const char *c = strchr(v, ':');
+    if (!c) cli_die("%s: '%s' (expected A:B)", name, v);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*s", (int)(c - v), v);
+    r[0] = cli_parse_count(name, buf);
+    r[1] = cli_parse_count(name, c + 1);
+    if (r[1] <= r[0]) cli_die("%s: empty range '%s'", name, v);
+}
+
 int cmd_longrope(int argc, char **argv)
 {
     struct cli_opts o;
@@ -661,46 +652,38 @@ int cmd_longrope(int argc, char **argv)
     int64_t L = 0, n_hat = 0, skip = 0, ra = -1, rb = -1;
     int K = 4, P = 16, T = 10, do_short = 0, resume = 0, score_all = 0;
     uint64_t seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        int more = i + 1 < argc;
-        if (!strcmp(a, "-f") && more) file = argv[++i];
-        else if (!strcmp(a, "-o") && more) out = argv[++i];
-        else if (!strcmp(a, "--target-ctx") && more) L = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--samples") && more) K = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--population") && more) P = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--iterations") && more) T = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--seed") && more) seed = (uint64_t)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--n-hat") && more) n_hat = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--skip") && more) skip = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--text-before") && more) before = argv[++i];
-        else if (!strcmp(a, "--journal") && more) journal_path = argv[++i];
-        else if (!strcmp(a, "--short")) do_short = 1;
-        else if (!strcmp(a, "--resume")) resume = 1;
-        else if (!strcmp(a, "--text-range") && more) {
-            const char *v = argv[++i], *c = strchr(v, ':');
-            if (!c) cli_die("--text-range: '%s' (expected A:B)", v);
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)(c - v), v);
-            ra = cli_parse_count(a, buf);
-            rb = cli_parse_count(a, c + 1);
-            if (rb <= ra) cli_die("--text-range: empty range '%s'", v);
-        } else if (!strcmp(a, "--score") && more) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "all")) score_all = 1;
-            else if (!strcmp(v, "half")) score_all = 0;
-            else cli_die("--score: '%s' (expected half or all)", v);
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] == '-' && a[1]) cli_die("longrope-search: unknown option '%s' (see kvtile longrope-search --help)", a);
-        else if (!o.model_path) o.model_path = a;
-        else cli_die("longrope-search: unexpected argument '%s'", a);
-    }
-    if (!o.model_path || !file || !out || L <= 0) usage();
-    if (K < 1 || K > 1024) cli_die("--samples: %d (1..1024)", K);
-    if (P < 2 || P > 4096) cli_die("--population: %d (2..4096)", P);
-    if (T < 0 || T > 100000) cli_die("--iterations: %d (0..100000)", T);
-    if (o.sel.on) cli_die("longrope-search: --attend applies to decode steps; the search scores prompt chunks");
+    int64_t range[2] = { -1, -1 };
+    struct opt tab[] = {
+        OPT_STR("--file", "-f", "FILE", &file, "text the windows are taken from"),
+        OPT_I64("--target-ctx", NULL, "L", &L, 1, 1e9, "length to search factors for"),
+        OPT_STR("--out", "-o", "OUT", &out, "writes OUT.factors.txt, OUT.log.json, OUT.gguf"),
+        OPT_INT("--samples", NULL, "K", &K, 1, 1024, "windows of L tokens per evaluation"),
+        OPT_INT("--population", NULL, "P", &P, 2, 4096, "candidates per iteration"),
+        OPT_INT("--iterations", NULL, "T", &T, 0, 100000, "iterations after the initial one"),
+        OPT_U64("--seed", NULL, "S", &seed, "random seed"),
+        OPT_I64("--n-hat", NULL, "N", &n_hat, 0, 1e12, "first N positions not interpolated"),
+        OPT_FLAG("--short", NULL, &do_short,
+                 "also search short factors at the original context\n(phi3 files only)"),
+        OPT_CHOICE("--score", NULL, &score_all, lr_score_names,
+                   "NLL of the second half of each window or of all tokens"),
+        OPT_I64("--skip", NULL, "N", &skip, 0, 1e12, "ignore the first N tokens of the text"),
+        OPT_FN("--text-range", NULL, "A:B", range, parse_range, "use tokens [A, B) only"),
+        OPT_STR("--text-before", NULL, "S", &before, "use the text before the first line starting with S"),
+        OPT_STR("--journal", NULL, "FILE", &journal_path, "journal", .def = "OUT.journal"),
+        OPT_FLAG("--resume", NULL, &resume, "continue the search recorded in the journal"),
+        CLI_OPTS_RUN(&o),
+        CLI_OPT_JSON(&o),
+        /* candidates are scored with a RAM store: the disk options do not apply */
+        CLI_OPTS_TILES(&o),
+        CLI_OPTS_POS(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -f TEXT --target-ctx L -o OUT [options]";
+    if (opt_parse("longrope-search", usage, tab, argc, argv, &o.model_path, 1) < 1 ||
+        !file || !out || L <= 0)
+        opt_usage("longrope-search", usage);
+    ra = range[0];
+    rb = range[1];
     o.kv_backing = KVS_RAM;
 
     model *m;

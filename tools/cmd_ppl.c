@@ -30,39 +30,6 @@
 #include "io/kvt.h"
 #include "svg.h"
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile ppl MODEL -f FILE [options]\n"
-            "  -f FILE              text to score (UTF-8)\n"
-            "  -c, --ctx N          tokens per window (default: the model's context)\n"
-            "  --chunks K           score only the first K windows\n"
-            "  --score half|all     score the second half of each window (default,\n"
-            "                       as llama-perplexity) or every token after the first\n"
-            "  --stride S           sliding windows every S tokens (scores the last S)\n"
-            "  --score-from P       score only positions >= P of each window\n"
-            "  --decode             teacher-forced decode: the unscored prefix in batches,\n"
-            "                       every scored position one token at a time (the steps\n"
-            "                       --attend selects tiles for)\n"
-            "  --attend-sweep 'P1;P2;..'  --decode of the first window for each --attend\n"
-            "                       policy from one evaluation of its prefix: a table,\n"
-            "                       --json, --plot FILE.svg (perplexity by tiles read)\n"
-            "  --grow-positions     positions follow the length evaluated so far (batch by\n"
-            "                       batch; --batch 1 is token by token) instead of the\n"
-            "                       window's length: LongRoPE switches to long factors\n"
-            "                       when the window passes the original context\n"
-            "  --longrope-exact     with --grow-positions: re-evaluate the prefix at a switch\n"
-            "  --curve FILE         per-position NLL curve (TSV: position bucket, tokens, ppl)\n"
-            "  --bucket N           curve bucket size in positions (default 256)\n"
-            "  --resume             continue an interrupted run (needs --cache-dir)\n"
-            "  --sweep L1,L2,...    context lengths to sweep\n"
-            "  --schemes S1,S2,...  position schemes for the sweep: none, linear, ntk,\n"
-            "                       dynamic-ntk, yarn, longrope, self-extend\n"
-            "  --sweep-tokens N     with --sweep: about N tokens per length (whole windows)\n"
-            "  --plot FILE.svg      with --sweep: perplexity vs context length\n"
-            "%s", cli_common_help);
-    exit(2);
-}
 
 
 struct ppl_sums {
@@ -657,6 +624,8 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
 
 /* ---- command ------------------------------------------------------------ */
 
+static const char *const ppl_score_names[] = { "half", "all", NULL };
+
 int cmd_ppl(int argc, char **argv)
 {
     struct cli_opts o;
@@ -666,38 +635,56 @@ int cmd_ppl(int argc, char **argv)
     int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
     int score_all = 0, resume = 0, grow = 0, exact = 0, decode = 0;
     int64_t score_from = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        int has = i + 1 < argc;
-        if (!strcmp(a, "-f") && has) file = argv[++i];
-        else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && has) o.n_ctx = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--chunks") && has) max_chunks = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--stride") && has) stride = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--bucket") && has) bucket = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--curve") && has) curve = argv[++i];
-        else if (!strcmp(a, "--sweep") && has) sweep = argv[++i];
-        else if (!strcmp(a, "--schemes") && has) schemes = argv[++i];
-        else if (!strcmp(a, "--sweep-tokens") && has) sweep_tokens = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--plot") && has) plot = argv[++i];
-        else if (!strcmp(a, "--resume")) resume = 1;
-        else if (!strcmp(a, "--grow-positions")) grow = 1;
-        else if (!strcmp(a, "--decode")) decode = 1;
-        else if (!strcmp(a, "--attend-sweep") && has) attend_sweep = argv[++i];
-        else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
-        else if (!strcmp(a, "--score-from") && has) score_from = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--score") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "all")) score_all = 1;
-            else if (!strcmp(v, "half")) score_all = 0;
-            else cli_die("--score: '%s' (expected half or all)", v);
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] == '-' && a[1]) cli_die("ppl: unknown option '%s' (see kvtile ppl --help)", a);
-        else if (!o.model_path) o.model_path = a;
-        else cli_die("ppl: unexpected argument '%s'", a);
-    }
-    if (!o.model_path || !file) usage();
-    if (bucket < 1) cli_die("--bucket must be >= 1");
+    struct opt tab[] = {
+        OPT_STR("--file", "-f", "FILE", &file, "text to score (UTF-8)"),
+        OPT_I64("--ctx", "-c", "N", &o.n_ctx, 2, 1e12, "tokens per window", .def = "the model's context"),
+        OPT_I64("--chunks", NULL, "K", &max_chunks, 0, 1e12, "score only the first K windows",
+                .def = "all"),
+        OPT_CHOICE("--score", NULL, &score_all, ppl_score_names,
+                   "score the second half of each window (as llama-perplexity)\n"
+                   "or every token after the first"),
+        OPT_I64("--stride", NULL, "S", &stride, 0, 1e12, "sliding windows every S tokens (scores the last S)",
+                .def = "none"),
+        OPT_I64("--score-from", NULL, "P", &score_from, 0, 1e12, "score only positions >= P of each window"),
+        OPT_FLAG("--grow-positions", NULL, &grow,
+                 "positions follow the length evaluated so far (batch by\n"
+                 "batch; --batch 1 is token by token) instead of the\n"
+                 "window's length: LongRoPE switches to long factors\n"
+                 "when the window passes the original context"),
+        OPT_FLAG("--longrope-exact", NULL, &exact,
+                 "re-evaluate the prefix at a switch (implies --grow-positions)"),
+        OPT_STR("--curve", NULL, "FILE", &curve, "per-position NLL curve (TSV: position bucket, tokens, ppl)"),
+        OPT_I64("--bucket", NULL, "N", &bucket, 1, 1e12, "curve bucket size in positions"),
+        OPT_FLAG("--resume", NULL, &resume, "continue an interrupted run (needs --cache-dir)"),
+        OPT_STR("--sweep", NULL, "L1,L2,...", &sweep, "context lengths to sweep"),
+        OPT_STR("--schemes", NULL, "S1,S2,...", &schemes,
+                "position schemes for the sweep: none, linear, ntk,\n"
+                "dynamic-ntk, yarn, longrope, self-extend"),
+        OPT_I64("--sweep-tokens", NULL, "N", &sweep_tokens, 0, 1e12,
+                "with --sweep: about N tokens per length (whole windows)", .def = "all"),
+        OPT_FLAG("--decode", NULL, &decode,
+                 "teacher-forced decode: the unscored prefix in batches,\n"
+                 "every scored position one token at a time (the steps\n"
+                 "--attend selects tiles for)"),
+        OPT_STR("--attend-sweep", NULL, "'P1;P2;..'", &attend_sweep,
+                "--decode of the first window for each --attend policy\n"
+                "from one evaluation of its prefix: a table, --json,\n"
+                "--plot FILE.svg (perplexity by tiles read)"),
+        OPT_STR("--plot", NULL, "FILE.svg", &plot,
+                "with --sweep: perplexity vs context length; with\n"
+                "--attend-sweep: perplexity vs tiles read"),
+        CLI_OPTS_RUN(&o),
+        CLI_OPT_JSON(&o),
+        CLI_OPTS_TILES(&o),
+        CLI_OPTS_DISK(&o),
+        CLI_OPTS_POS(&o),
+        CLI_OPT_ATTEND(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -f FILE [options]";
+    if (opt_parse("ppl", usage, tab, argc, argv, &o.model_path, 1) < 1 || !file)
+        opt_usage("ppl", usage);
+    if (exact) grow = 1;
     if (sweep && (resume || curve || stride || grow)) cli_die("--sweep runs without --resume, --curve, --stride or --grow-positions");
     if (grow && resume) cli_die("--grow-positions runs without --resume");
     if (o.sel.on && !decode)
