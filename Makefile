@@ -93,7 +93,7 @@ tsan:
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
 FUZZ_LIB := io/kvt.c io/io.c engine/gguf.c engine/tok.c engine/rope.c kvstore/tile.c \
-            kvstore/kvs.c tools/json.c tools/batch_cache.c
+            kvstore/kvs.c kvstore/journal.c tools/json.c tools/batch_cache.c
 all: $(FUZZ_REPLAY)
 $(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.h $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a
 	@mkdir -p $(dir $@)

@@ -56,6 +56,16 @@ static const ggml_type_info ggml_types[GGML_TYPE_COUNT] = {
     [GGML_TYPE_Q3_K] = {"q3_K", 256, 110}, [GGML_TYPE_Q4_K] = {"q4_K", 256, 144},
     [GGML_TYPE_Q5_K] = {"q5_K", 256, 176}, [GGML_TYPE_Q6_K] = {"q6_K", 256, 210},
     [GGML_TYPE_Q8_K] = {"q8_K", 256, 292},
+    /* Known to the reader (so files load and errors name the type), not
+     * all supported by the products (matmul.h lists those). */
+    [GGML_TYPE_IQ2_XXS] = {"iq2_xxs", 256, 66}, [GGML_TYPE_IQ2_XS] = {"iq2_xs", 256, 74},
+    [GGML_TYPE_IQ3_XXS] = {"iq3_xxs", 256, 98}, [GGML_TYPE_IQ1_S] = {"iq1_s", 256, 50},
+    [GGML_TYPE_IQ4_NL] = {"iq4_nl", 32, 18},    [GGML_TYPE_IQ3_S] = {"iq3_s", 256, 110},
+    [GGML_TYPE_IQ2_S] = {"iq2_s", 256, 82},     [GGML_TYPE_IQ4_XS] = {"iq4_xs", 256, 136},
+    [GGML_TYPE_I8] = {"i8", 1, 1},   [GGML_TYPE_I16] = {"i16", 1, 2},
+    [GGML_TYPE_I32] = {"i32", 1, 4}, [GGML_TYPE_I64] = {"i64", 1, 8},
+    [GGML_TYPE_F64] = {"f64", 1, 8}, [GGML_TYPE_IQ1_M] = {"iq1_m", 256, 56},
+    [GGML_TYPE_TQ1_0] = {"tq1_0", 256, 54}, [GGML_TYPE_TQ2_0] = {"tq2_0", 256, 66},
 };
 
 int ggml_block_size(int type)

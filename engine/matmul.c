@@ -16,6 +16,20 @@
  *      sub-block s is bit s of qh[l].)
  *   Q6_K 210 B / 256: u8 ql[128] | u8 qh[64] | i8 scales[16] | half d
  *     (w = (d*scales[e/16])*(q-32), q = 4 bits of ql | 2 bits of qh.)
+ *   Q2_K  84 B / 256: u8 scales[16] | u8 qs[64] | half d, dmin
+ *     (16 sub-blocks of 16, scales[s] = sc | mn << 4 (4 bits each);
+ *      w = (d*sc)*q - dmin*mn, q = 2 bits: element l of 32-run j (0..3)
+ *      of half h is bits 2j..2j+1 of qs[32h + l].)
+ *   Q3_K 110 B / 256: u8 hmask[32] | u8 qs[64] | u8 scales[12] | half d
+ *     (2 low bits as Q2_K; element e's high bit is bit e/32 of
+ *      hmask[e%32], clear = -4: q in -4..3; 16 6-bit scales sc packed in
+ *      12 bytes (low nibbles in bytes 0-7, top 2 bits in bytes 8-11);
+ *      w = (d*(sc-32))*q.)
+ *   IQ4_NL 18 B / 32: half d | u8 qs[16]         w = d*K[q]
+ *   IQ4_XS 136 B / 256: half d | u16 scales_h | u8 scales_l[4] | u8 qs[128]
+ *     (8 sub-blocks of 32 laid out as IQ4_NL's qs, 6-bit scale ls = nibble
+ *      of scales_l | 2 bits of scales_h; w = (d*(ls-32))*K[q].)
+ *     K = the 16 non-linear levels of mm_iq4_levels (ggml's kvalues_iq4nl).
  *
  * mm_dequant follows ggml's arithmetic order exactly, so it is bit-equal
  * to ggml's dequantize_row_*. Builds use -std=c11, which implies
@@ -28,8 +42,9 @@
  * X stays f32 there (more accurate than ggml's q8 activations). Larger m:
  * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
  * except on the direct bf16 path (BF16/F16 weights) and the int8 path
- * (Q8_0, Q4_0, Q4_K weights; X quantized to int8 per block of 32, as
- * ggml does), both described where they are defined.
+ * (types with a scale per 32 elements: Q8_0, Q4_0, Q4_K, IQ4_NL, IQ4_XS;
+ * X quantized to int8 per block of 32, as ggml does), both described
+ * where they are defined.
  */
 #include "matmul.h"
 
@@ -63,7 +78,9 @@ static const struct mm_type_info mm_types[GGML_TYPE_COUNT] = {
     [GGML_TYPE_Q4_0] = {32, 18}, [GGML_TYPE_Q4_1] = {32, 20},
     [GGML_TYPE_Q5_0] = {32, 22}, [GGML_TYPE_Q5_1] = {32, 24},
     [GGML_TYPE_Q4_K] = {256, 144}, [GGML_TYPE_Q5_K] = {256, 176},
-    [GGML_TYPE_Q6_K] = {256, 210},
+    [GGML_TYPE_Q6_K] = {256, 210}, [GGML_TYPE_Q2_K] = {256, 84},
+    [GGML_TYPE_Q3_K] = {256, 110}, [GGML_TYPE_IQ4_NL] = {32, 18},
+    [GGML_TYPE_IQ4_XS] = {256, 136},
 };
 
 typedef struct { uint16_t d; int8_t qs[32]; } blk_q8_0;
@@ -78,6 +95,14 @@ typedef struct {
 typedef struct {
     uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d;
 } blk_q6_K;
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } blk_q2_K;
+typedef struct {
+    uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d;
+} blk_q3_K;
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_iq4_nl;
+typedef struct {
+    uint16_t d, scales_h; uint8_t scales_l[4]; uint8_t qs[128];
+} blk_iq4_xs;
 _Static_assert(sizeof(blk_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(blk_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(blk_q4_1) == 20, "q4_1 block");
@@ -86,6 +111,15 @@ _Static_assert(sizeof(blk_q5_1) == 24, "q5_1 block");
 _Static_assert(sizeof(blk_q4_K) == 144, "q4_K block");
 _Static_assert(sizeof(blk_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(blk_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(blk_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(blk_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(blk_iq4_nl) == 18, "iq4_nl block");
+_Static_assert(sizeof(blk_iq4_xs) == 136, "iq4_xs block");
+
+/* The 16 levels of a 4-bit IQ4_NL / IQ4_XS code (ggml's kvalues_iq4nl). */
+static const int8_t mm_iq4_levels[16] = {
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
 
 int mm_type_supported(int type)
 {
@@ -396,6 +430,108 @@ static void up_q6_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
     }
 }
 
+/* Q2_K / Q3_K: the 2-bit fields of 128 elements from 32 bytes QS into
+ * Q[0..128): element 32j + l is bits 2j..2j+1 of qs[l]. */
+static void up_2bits(const uint8_t *qs, int8_t *q)
+{
+#if defined(__AVX2__)
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    for (int j = 0; j < 4; j++)
+        _mm256_storeu_si256((__m256i *)(q + 32 * j),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3));
+#else
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) q[32 * j + l] = (int8_t)((qs[l] >> (2 * j)) & 3);
+#endif
+}
+
+static void up_q2_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q2_K *x = src;
+    up_2bits(x->qs, q);
+    up_2bits(x->qs + 32, q + 128);
+    const float d = H2F(x->d), dmin = H2F(x->dmin);
+    for (int g = 0; g < 16; g++) {
+        sc[g] = d * (float)(x->scales[g] & 0xF);
+        bi[g] = -(dmin * (float)(x->scales[g] >> 4));
+    }
+}
+
+static void up_q3_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_q3_K *x = src;
+    up_2bits(x->qs, q);
+    up_2bits(x->qs + 32, q + 128);
+    /* q -= 4 where bit e/32 of hmask[e%32] is clear */
+#if defined(__AVX2__)
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)x->hmask);
+    const __m256i k4 = _mm256_set1_epi8(4);
+    for (int j = 0; j < 8; j++) {
+        const __m256i bit = _mm256_set1_epi8((char)(1 << j));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+        _mm256_storeu_si256((__m256i *)(q + 32 * j),
+                            _mm256_sub_epi8(v, _mm256_andnot_si256(set, k4)));
+    }
+#else
+    for (int e = 0; e < 256; e++)
+        if (!((x->hmask[e % 32] >> (e / 32)) & 1)) q[e] = (int8_t)(q[e] - 4);
+#endif
+    const float d = H2F(x->d);
+    const uint8_t *s = x->scales;
+    for (int g = 0; g < 16; g++) {
+        const int lo = g < 8 ? (s[g] & 0xF) : (s[g - 8] >> 4);
+        const int hi = (s[8 + g % 4] >> (2 * (g / 4))) & 3;
+        sc[g] = d * (float)((lo | hi << 4) - 32);
+        bi[g] = 0;
+    }
+}
+
+/* IQ4_NL / IQ4_XS: the 32 levels of one 32-block from 16 bytes QS. */
+static void up_iq4_32(const uint8_t *qs, int8_t *q)
+{
+#if defined(__AVX2__)
+    const __m128i tbl = _mm_loadu_si128((const __m128i *)mm_iq4_levels);
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    const __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    _mm_storeu_si128((__m128i *)q, _mm_shuffle_epi8(tbl, _mm_and_si128(v, m4)));
+    _mm_storeu_si128((__m128i *)(q + 16),
+                     _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+#else
+    for (int j = 0; j < 16; j++) {
+        q[j] = mm_iq4_levels[qs[j] & 0xF];
+        q[j + 16] = mm_iq4_levels[qs[j] >> 4];
+    }
+#endif
+}
+
+static void up_iq4_nl(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_iq4_nl *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_iq4_32(x[i].qs, q);
+        sc[2 * i] = sc[2 * i + 1] = H2F(x[i].d);
+        bi[2 * i] = bi[2 * i + 1] = 0;
+    }
+}
+
+static void up_iq4_xs(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    KVT_ASSERT(nb == 1);
+    const blk_iq4_xs *x = src;
+    const float d = H2F(x->d);
+    for (int s = 0; s < 8; s++) {
+        up_iq4_32(x->qs + 16 * s, q + 32 * s);
+        const int ls = ((x->scales_l[s / 2] >> (4 * (s % 2))) & 0xF) |
+                       (((x->scales_h >> (2 * s)) & 3) << 4);
+        sc[2 * s] = sc[2 * s + 1] = d * (float)(ls - 32);
+        bi[2 * s] = bi[2 * s + 1] = 0;
+    }
+}
+
 static mm_unpack_fn mm_unpacker(int type)
 {
     switch (type) {
@@ -407,6 +543,10 @@ static mm_unpack_fn mm_unpacker(int type)
     case GGML_TYPE_Q4_K: return up_q4_K;
     case GGML_TYPE_Q5_K: return up_q5_K;
     case GGML_TYPE_Q6_K: return up_q6_K;
+    case GGML_TYPE_Q2_K: return up_q2_K;
+    case GGML_TYPE_Q3_K: return up_q3_K;
+    case GGML_TYPE_IQ4_NL: return up_iq4_nl;
+    case GGML_TYPE_IQ4_XS: return up_iq4_xs;
     default: return NULL;
     }
 }
@@ -415,7 +555,8 @@ static mm_unpack_fn mm_unpacker(int type)
 static int mm_has_bias(int type)
 {
     return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 ||
-           type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K;
+           type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K ||
+           type == GGML_TYPE_Q2_K;
 }
 
 /* y[i] = q[i] * sc[i/16] (+ bi[i/16]) for N_GROUPS groups of 16, as a
@@ -691,6 +832,9 @@ static int mm_bg_enabled = 1; /* mm_set_bf16_gemm */
  *   vpdpbusd sums u * q (u8 x s8) into int32 lanes that start at corr, so
  *   each block ends with the exact sum(code * q); then in f32
  *       acc += float(isum) * (dx * dw)  [+ bw * ds for types with a bias].
+ *   Types with a scale (and bias) per 16 (Q2_K, Q3_K: mm_ig_split) take
+ *   the same steps per half block: corr_h, ds_h and the weight's d[h],
+ *   b[h] of half h = 0, 1 (k 0..15, 16..31), two f32 steps per block.
  * Error: given the int8 X, the product is exact up to f32 accumulation
  *   (about n_in/32 + 3 roundings of 2^-24 per term). X's rounding moves
  *   each x by at most d/2 = amax/254, so
@@ -712,10 +856,12 @@ struct mm_ig_xblk {
     float d[MM_IG_NX];
     int32_t corr[MM_IG_NX];
     float ds[MM_IG_NX];
+    int32_t corr_h[2][MM_IG_NX]; /* corr and ds of each half block */
+    float ds_h[2][MM_IG_NX];
 };
 struct mm_ig_wblk {
     uint8_t u[MM_IG_NW][32];
-    float d[MM_IG_NW], b[MM_IG_NW];
+    float d[2][MM_IG_NW], b[2][MM_IG_NW]; /* per half; equal for per-32 types */
 };
 
 static int mm_ig_enabled = 1; /* mm_set_int8_gemm */
@@ -762,13 +908,22 @@ static int mm_cpu_vnni(void)
 #endif
 }
 
-/* Types on the int8 path (one scale, and bias, per 32 elements; Q6_K has
- * a scale per 16, not supported), where it was measured faster than
- * dequantize + sgemm. */
+/* Types on the int8 path, where it was measured faster than dequantize +
+ * sgemm: one scale (and bias) per 32 elements, or per 16 (mm_ig_split). */
 static int mm_ig_type(int type)
 {
-    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K;
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K ||
+           type == GGML_TYPE_Q5_K || type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_IQ4_XS ||
+           type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
 }
+
+#if MM_HAVE_IG
+/* Int8-path types with a scale (and bias) per 16 elements, not per 32. */
+static int mm_ig_split(int type)
+{
+    return type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
+}
+#endif
 
 void mm_set_int8_gemm(int enable) { mm_ig_enabled = enable != 0; }
 
@@ -1060,6 +1215,9 @@ static void mm_matmul_bg(mm_ctx *c, const gguf_tensor *w, const float *x,
 
 #if MM_HAVE_IG
 
+typedef void (*mm_ig_kernel_fn)(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                                int64_t n_blk, float t[MM_IG_NW][MM_IG_NX]);
+
 /* One pass of the int8 product: rows [i0, i0 + mc) of X. */
 struct mm_ig_job {
     const mm_ctx *c;
@@ -1068,7 +1226,7 @@ struct mm_ig_job {
     float *y;        /* (m, n_out) */
     int64_t n_in, n_out, n_blk;
     size_t row_bytes;
-    int bias;        /* the type has w = code * dw + bw */
+    mm_ig_kernel_fn kernel; /* per the type's scales and bias */
     int64_t i0, mc;  /* X rows of this pass */
     int64_t rows_per_task; /* W rows, a multiple of MM_IG_NW */
 };
@@ -1087,7 +1245,8 @@ static void mm_ig_quant_row(const float *xr, int64_t n_blk, int r,
         const __m512 vid = _mm512_set1_ps(id);
         const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
         const __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, vid));
-        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+        const int32_t sa = _mm512_reduce_add_epi32(qa), sc = _mm512_reduce_add_epi32(qc);
+        const int32_t sum = sa + sc;
         int8_t q[32];
         _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(qc));
@@ -1095,6 +1254,10 @@ static void mm_ig_quant_row(const float *xr, int64_t n_blk, int r,
         dst->d[r] = d;
         dst->corr[r] = -128 * sum;
         dst->ds[r] = d * (float)sum;
+        dst->corr_h[0][r] = -128 * sa;
+        dst->corr_h[1][r] = -128 * sc;
+        dst->ds_h[0][r] = d * (float)sa;
+        dst->ds_h[1][r] = d * (float)sc;
     }
 }
 
@@ -1116,6 +1279,10 @@ static void mm_ig_pack_x(void *ctx, int task, int thread)
             for (int s = 0; s < 8; s++) dst[b].q[s][r] = 0;
             dst[b].d[r] = dst[b].ds[r] = 0;
             dst[b].corr[r] = 0;
+            for (int h = 0; h < 2; h++) {
+                dst[b].corr_h[h][r] = 0;
+                dst[b].ds_h[h][r] = 0;
+            }
         }
     }
 }
@@ -1133,7 +1300,7 @@ static void mm_ig_pack_w(const struct mm_ig_job *j, int64_t r,
         if (r + k >= j->n_out) {
             for (int64_t b = 0; b < j->n_blk; b++) {
                 memset(dst[b].u[k], 0x80, 32);
-                dst[b].d[k] = dst[b].b[k] = 0;
+                for (int h = 0; h < 2; h++) dst[b].d[h][k] = dst[b].b[h][k] = 0;
             }
             continue;
         }
@@ -1148,8 +1315,10 @@ static void mm_ig_pack_w(const struct mm_ig_job *j, int64_t r,
             for (int e = 0; e < nb * blck / 32; e++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * e));
                 _mm256_storeu_si256((__m256i *)dst[b + e].u[k], _mm256_xor_si256(v, k80));
-                dst[b + e].d[k] = sc[2 * e];
-                dst[b + e].b[k] = bi[2 * e];
+                for (int h = 0; h < 2; h++) {
+                    dst[b + e].d[h][k] = sc[2 * e + h];
+                    dst[b + e].b[h][k] = bi[2 * e + h];
+                }
             }
         }
     }
@@ -1191,7 +1360,7 @@ mm_ig_kernel_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
         const __m512 d0 = _mm512_loadu_ps(xb->d), d1 = _mm512_loadu_ps(xb->d + 16);
 #pragma GCC unroll 8
         for (int k = 0; k < MM_IG_NW; k++) {
-            const __m512 dw = _mm512_set1_ps(wb->d[k]);
+            const __m512 dw = _mm512_set1_ps(wb->d[0][k]);
             f[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][0]),
                                       _mm512_mul_ps(d0, dw), f[k][0]);
             f[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][1]),
@@ -1201,9 +1370,65 @@ mm_ig_kernel_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
             const __m512 s0 = _mm512_loadu_ps(xb->ds), s1 = _mm512_loadu_ps(xb->ds + 16);
 #pragma GCC unroll 8
             for (int k = 0; k < MM_IG_NW; k++) {
-                const __m512 bw = _mm512_set1_ps(wb->b[k]);
+                const __m512 bw = _mm512_set1_ps(wb->b[0][k]);
                 f[k][0] = _mm512_fmadd_ps(bw, s0, f[k][0]);
                 f[k][1] = _mm512_fmadd_ps(bw, s1, f[k][1]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < MM_IG_NW; k++) {
+        _mm512_storeu_ps(t[k], f[k][0]);
+        _mm512_storeu_ps(t[k] + 16, f[k][1]);
+    }
+}
+
+/* As mm_ig_kernel_body for weights with a scale (BIAS: and bias) per 16:
+ * each half block is summed and scaled on its own. */
+static inline __attribute__((always_inline)) void
+mm_ig_kernel_split_body(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                        int64_t n_blk, int bias, float t[MM_IG_NW][MM_IG_NX])
+{
+    __m512 f[MM_IG_NW][2];
+#pragma GCC unroll 8
+    for (int k = 0; k < MM_IG_NW; k++) f[k][0] = f[k][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blk; b++, xb++, wb++) {
+        const __m512 d0 = _mm512_loadu_ps(xb->d), d1 = _mm512_loadu_ps(xb->d + 16);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i acc[MM_IG_NW][2];
+            const __m512i c0 = _mm512_loadu_si512(xb->corr_h[h]);
+            const __m512i c1 = _mm512_loadu_si512(xb->corr_h[h] + 16);
+#pragma GCC unroll 8
+            for (int k = 0; k < MM_IG_NW; k++) { acc[k][0] = c0; acc[k][1] = c1; }
+#pragma GCC unroll 4
+            for (int s = 4 * h; s < 4 * h + 4; s++) {
+                const __m512i x0 = _mm512_loadu_si512(xb->q[s]);
+                const __m512i x1 = _mm512_loadu_si512(xb->q[s] + 16);
+#pragma GCC unroll 8
+                for (int k = 0; k < MM_IG_NW; k++) {
+                    const __m512i w = mm_ig_bcast(wb->u[k] + 4 * s);
+                    acc[k][0] = _mm512_dpbusd_epi32(acc[k][0], w, x0);
+                    acc[k][1] = _mm512_dpbusd_epi32(acc[k][1], w, x1);
+                }
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < MM_IG_NW; k++) {
+                const __m512 dw = _mm512_set1_ps(wb->d[h][k]);
+                f[k][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][0]),
+                                          _mm512_mul_ps(d0, dw), f[k][0]);
+                f[k][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k][1]),
+                                          _mm512_mul_ps(d1, dw), f[k][1]);
+            }
+            if (bias) {
+                const __m512 s0 = _mm512_loadu_ps(xb->ds_h[h]);
+                const __m512 s1 = _mm512_loadu_ps(xb->ds_h[h] + 16);
+#pragma GCC unroll 8
+                for (int k = 0; k < MM_IG_NW; k++) {
+                    const __m512 bw = _mm512_set1_ps(wb->b[h][k]);
+                    f[k][0] = _mm512_fmadd_ps(bw, s0, f[k][0]);
+                    f[k][1] = _mm512_fmadd_ps(bw, s1, f[k][1]);
+                }
             }
         }
     }
@@ -1226,6 +1451,19 @@ static void mm_ig_kernel_bias(const struct mm_ig_xblk *xb, const struct mm_ig_wb
     mm_ig_kernel_body(xb, wb, n_blk, 1, t);
 }
 
+static void mm_ig_kernel_split(const struct mm_ig_xblk *xb, const struct mm_ig_wblk *wb,
+                               int64_t n_blk, float t[MM_IG_NW][MM_IG_NX])
+{
+    mm_ig_kernel_split_body(xb, wb, n_blk, 0, t);
+}
+
+static void mm_ig_kernel_split_bias(const struct mm_ig_xblk *xb,
+                                    const struct mm_ig_wblk *wb, int64_t n_blk,
+                                    float t[MM_IG_NW][MM_IG_NX])
+{
+    mm_ig_kernel_split_body(xb, wb, n_blk, 1, t);
+}
+
 /* W rows [r0, r0 + rows_per_task) against the packed X of this pass. */
 static void mm_ig_task(void *ctx, int task, int thread)
 {
@@ -1239,8 +1477,7 @@ static void mm_ig_task(void *ctx, int task, int thread)
         const int nr = (int)KVT_MIN((int64_t)MM_IG_NW, r1 - r);
         for (int64_t b = 0; b * MM_IG_NX < j->mc; b++) {
             const struct mm_ig_xblk *xb = j->c->ixp + (size_t)b * (size_t)j->n_blk;
-            if (j->bias) mm_ig_kernel_bias(xb, wb, j->n_blk, t);
-            else mm_ig_kernel(xb, wb, j->n_blk, t);
+            j->kernel(xb, wb, j->n_blk, t);
             const int ni = (int)KVT_MIN((int64_t)MM_IG_NX, j->mc - b * MM_IG_NX);
             float *yb = j->y + (size_t)(j->i0 + b * MM_IG_NX) * (size_t)j->n_out + r;
             for (int i = 0; i < ni; i++, yb += j->n_out)
@@ -1255,8 +1492,10 @@ static void mm_matmul_ig(mm_ctx *c, const gguf_tensor *w, const float *x,
     struct mm_ig_job j = {
         .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
         .n_blk = w->ne[0] / 32, .row_bytes = mm_row_bytes(w->type, w->ne[0]),
-        .bias = mm_has_bias(w->type),
     };
+    const int bias = mm_has_bias(w->type);
+    j.kernel = mm_ig_split(w->type) ? (bias ? mm_ig_kernel_split_bias : mm_ig_kernel_split)
+                                    : (bias ? mm_ig_kernel_bias : mm_ig_kernel);
     j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_IG_NW);
     const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
     for (int64_t i0 = 0; i0 < m; i0 += MM_IG_XCHUNK) {

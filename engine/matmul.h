@@ -11,8 +11,8 @@
  * (AVX2/AVX-512 when the CPU has them, a portable path otherwise), rows
  * split over threads; OpenBLAS is 5-10x slower per row there.
  *
- * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
- * Q5_K, Q6_K.
+ * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,
+ * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
  */
 #ifndef KVT_MATMUL_H
 #define KVT_MATMUL_H
@@ -46,7 +46,7 @@ void mm_set_bf16_gemm(int enable);
  * direct bf16 path (compiled in, CPU support, switch on, shape fits). */
 int mm_bf16_gemm_used(int type, int64_t n_in, int m);
 
-/* Int8 GEMM for m > 8 with Q8_0, Q4_0 and Q4_K weights on CPUs with
+/* Int8 GEMM for m > 8 with Q8_0, Q4_0, Q4_K, IQ4_NL and IQ4_XS weights on CPUs with
  * AVX512-VNNI: X is quantized to int8 per block of 32 (as ggml's q8_0
  * activations; error bound in matmul.c) and multiplied with the weight
  * codes by vpdpbusd. 1 = use it where available (the default), 0 =

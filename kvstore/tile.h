@@ -98,7 +98,7 @@
  *                    multiple of tile_tokens, flags 0
  *     tail record    same, flags TILE_F_TAIL, 0 < n < tile_tokens: the
  *                    partial tail at kvs_sync/kvs_close
- *     summary record header + payload, flags TILE_F_SUM (file version 2):
+ *     summary record header + payload, flags TILE_F_SUM (file version 3):
  *                    the key summary (below) of layer L's full tile at
  *                    pos0, written right after that tile's record; type
  *                    KVS_F32, codec TILE_NONE, n = tile_tokens, raw_size
@@ -106,15 +106,17 @@
  *                    enc_xxh
  *     marker         header only, flags TILE_F_MARK, n = sizes = 0,
  *                    layer = TILE_MARK_TRUNC (pos0 = token count the store
- *                    was truncated to) or TILE_MARK_SYNC (everything
- *                    before it was fsynced)
+ *                    was truncated to), TILE_MARK_SYNC (everything
+ *                    before it was fsynced) or TILE_MARK_TAG (pos0 = the
+ *                    caller's tag; empties every layer: kvs_reset)
  *   Replay rule on reopen, in file order: a tile or tail record of layer L
  *   at pos0 first truncates L to pos0, then adds itself (a tail record
  *   becomes L's tail) without a summary; a summary record gives the full
  *   tile of L at pos0, if L has it, its summary (a summary whose payload
  *   fails its checksum, or whose pairing differs from the store's, is
  *   ignored: the tile is then "missing" one); a TRUNC marker truncates
- *   every layer. The scan stops
+ *   every layer; a TAG marker empties every layer and sets the tag. The
+ *   scan stops
  *   at the first header that is missing, cut short, not a record or fails
  *   its checksum, and at a record after the last SYNC marker whose payload
  *   fails its checksum (payloads before it are verified when read:
@@ -125,6 +127,11 @@
  *   (plus the tails of the last sync). If a good record follows, the file
  *   is damaged in the middle: the open fails with KVT_ECHECKSUM and cuts
  *   nothing.
+ *   Space is reused, never left behind: kvs_truncate and kvs_reset cut the
+ *   file back (ftruncate, then fsync, before the next write past the cut,
+ *   so no stale record can follow the log end), and a sync with nothing
+ *   sealed since the previous one cuts back over the previous sync's tails
+ *   (kvs.h states the bound).
  *
  * Key summary of a tile (query-aware tile selection, attn.h): for each KV
  * head h and each rotation pair p of the head (head_dim/2 pairs), the
@@ -175,10 +182,12 @@ enum {
 
 #define TILE_MARK_TRUNC 0xffffffffu /* marker layer ids */
 #define TILE_MARK_SYNC 0xfffffffeu
+#define TILE_MARK_TAG 0xfffffffdu
 
 /* Cache file header (first 64 bytes of the file; all integers LE). */
 #define KVS_FILE_MAGIC 0x4353564bu /* "KVSC" */
-#define KVS_FILE_VERSION 2     /* 2: may hold summary records; 1 is read */
+#define KVS_FILE_VERSION 3 /* 2: TAG markers, cut-back truncation; 3: summary
+                                records (2 is read, its summaries rebuilt) */
 #define KVS_FILE_HDR_BYTES 4096   /* header block; records start here */
 struct kvs_file_hdr {
     uint32_t magic;       /*  0 KVS_FILE_MAGIC */

@@ -73,8 +73,9 @@ int ref_block_elems(int type)
     switch (type) {
     case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return 1;
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1:
-    case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: return 32;
-    case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: return 256;
+    case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_IQ4_NL: return 32;
+    case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: case GGML_TYPE_IQ4_XS: return 256;
     default: return 0;
     }
 }
@@ -92,6 +93,10 @@ int ref_block_bytes(int type)
     case GGML_TYPE_Q4_K: return 2 + 2 + 12 + 128;
     case GGML_TYPE_Q5_K: return 2 + 2 + 12 + 32 + 128;
     case GGML_TYPE_Q6_K: return 128 + 64 + 16 + 2;
+    case GGML_TYPE_Q2_K: return 16 + 64 + 2 + 2;
+    case GGML_TYPE_Q3_K: return 32 + 64 + 12 + 2;
+    case GGML_TYPE_IQ4_NL: return 2 + 16;
+    case GGML_TYPE_IQ4_XS: return 2 + 2 + 4 + 128;
     default: return 0;
     }
 }
@@ -120,6 +125,28 @@ static void k_scale_min(const uint8_t *s, int sub, int *sc, int *mn)
         *mn = (s[sub + 4] >> 4) | ((s[sub] >> 6) << 4);
     }
 }
+
+/* Q2_K / Q3_K: element E (0..255) takes 2 bits of qs: byte
+ * 32 * (E / 128) + E % 32, bits 2 * ((E % 128) / 32) and up. */
+static int two_bits(const uint8_t *qs, int e)
+{
+    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+
+/* Q3_K: 6-bit scale K (0..15) from its 12 packed bytes: low nibble of
+ * byte K (K < 8) or high nibble of byte K - 8; top 2 bits from byte
+ * 8 + K % 4 at bit 2 * (K / 4). */
+static int q3_scale(const uint8_t *s, int k)
+{
+    int lo = k < 8 ? (s[k] & 15) : (s[k - 8] >> 4);
+    int hi = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
+    return lo | hi << 4;
+}
+
+/* The 16 non-linear levels of IQ4_NL / IQ4_XS (ggml's kvalues_iq4nl). */
+static const int iq4_levels[16] = {
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
 
 static void ref_block(int type, const uint8_t *b, float *y)
 {
@@ -190,6 +217,47 @@ static void ref_block(int type, const uint8_t *b, float *y)
         }
         break;
     }
+    case GGML_TYPE_Q2_K: { /* scales[16] | qs[64] | half d | half dmin */
+        const uint8_t *scales = b, *qs = b + 16;
+        float d = ref_f16_to_f32(rd16(b + 80)), dmin = ref_f16_to_f32(rd16(b + 82));
+        for (int e = 0; e < 256; e++) {
+            int sc = scales[e / 16] & 15, mn = scales[e / 16] >> 4;
+            float dsc = d * (float)sc, mmn = dmin * (float)mn;
+            y[e] = dsc * (float)two_bits(qs, e) - mmn;
+        }
+        break;
+    }
+    case GGML_TYPE_Q3_K: { /* hmask[32] | qs[64] | scales[12] | half d */
+        const uint8_t *hmask = b, *qs = b + 32, *scales = b + 96;
+        float d = ref_f16_to_f32(rd16(b + 108));
+        for (int e = 0; e < 256; e++) {
+            /* the high bit of E is bit (E / 32) of hmask[E % 32]; a clear
+             * bit subtracts 4 */
+            int high = (hmask[e % 32] >> (e / 32)) & 1;
+            int q = two_bits(qs, e) - (high ? 0 : 4);
+            float dsc = d * (float)(q3_scale(scales, e / 16) - 32);
+            y[e] = dsc * (float)q;
+        }
+        break;
+    }
+    case GGML_TYPE_IQ4_NL: { /* half d | qs[16] */
+        float d = ref_f16_to_f32(rd16(b));
+        for (int e = 0; e < 32; e++) y[e] = d * (float)iq4_levels[nib32(b + 2, e)];
+        break;
+    }
+    case GGML_TYPE_IQ4_XS: { /* half d | u16 scales_h | scales_l[4] | qs[128] */
+        float d = ref_f16_to_f32(rd16(b));
+        int scales_h = rd16(b + 2);
+        const uint8_t *scales_l = b + 4, *qs = b + 8;
+        for (int e = 0; e < 256; e++) {
+            int sub = e / 32; /* 32-element sub-block, 16 bytes of qs each */
+            int ls = ((scales_l[sub / 2] >> (4 * (sub % 2))) & 15) |
+                     (((scales_h >> (2 * sub)) & 3) << 4);
+            float dsc = d * (float)(ls - 32);
+            y[e] = dsc * (float)iq4_levels[nib32(qs + 16 * sub, e % 32)];
+        }
+        break;
+    }
     }
 }
 
@@ -234,6 +302,7 @@ void ref_random_blocks(int type, void *dst, int64_t n_blocks, float scale,
         case GGML_TYPE_F16: wr16(p, ref_f32_to_f16(r1)); break;
         case GGML_TYPE_BF16: wr16(p, ref_f32_to_bf16(r1)); break;
         case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0:
+        case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
             wr16(p, ref_f32_to_f16(r1));
             break;
         case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1:
@@ -242,6 +311,62 @@ void ref_random_blocks(int type, void *dst, int64_t n_blocks, float scale,
             wr16(p + 2, ref_f32_to_f16(r2));
             break;
         case GGML_TYPE_Q6_K: wr16(p + 208, ref_f32_to_f16(r1)); break;
+        case GGML_TYPE_Q2_K:
+            wr16(p + 80, ref_f32_to_f16(r1));
+            wr16(p + 82, ref_f32_to_f16(r2));
+            break;
+        case GGML_TYPE_Q3_K: wr16(p + 108, ref_f32_to_f16(r1)); break;
+        }
+    }
+}
+
+/* Nearest level of V / D (D != 0); ties to the lower index. */
+static int iq4_nearest(float v, float d)
+{
+    int best = 0;
+    float be = fabsf(v - d * (float)iq4_levels[0]);
+    for (int i = 1; i < 16; i++) {
+        float e = fabsf(v - d * (float)iq4_levels[i]);
+        if (e < be) { be = e; best = i; }
+    }
+    return best;
+}
+
+/* Squared error of block X (32) quantized with the f16 scale H. */
+static float iq4_block_err(const float *x, uint16_t h)
+{
+    float d = ref_f16_to_f32(h), err = 0;
+    for (int k = 0; k < 32; k++) {
+        float e = d != 0 ? x[k] - d * (float)iq4_levels[iq4_nearest(x[k], d)] : x[k];
+        err += e * e;
+    }
+    return err;
+}
+
+void ref_quantize_iq4_nl(const float *x, int64_t n, void *dst)
+{
+    uint8_t *b = dst;
+    for (int64_t blk = 0; blk < n / 32; blk++, x += 32, b += 18) {
+        float vmax = 0; /* the element of largest magnitude, signed */
+        for (int k = 0; k < 32; k++)
+            if (fabsf(x[k]) > fabsf(vmax)) vmax = x[k];
+        uint16_t best = 0;
+        float best_err = iq4_block_err(x, 0);
+        for (int t = -8; t <= 8; t++) {
+            const float f = 1.0f + 0.01f * (float)t;
+            const float cand[2] = {vmax / -127.0f * f, vmax / 113.0f * f};
+            for (int c = 0; c < 2; c++) {
+                uint16_t h = ref_f32_to_f16(cand[c]);
+                float e = iq4_block_err(x, h);
+                if (e < best_err) { best_err = e; best = h; }
+            }
+        }
+        wr16(b, best);
+        float d = ref_f16_to_f32(best);
+        memset(b + 2, 0, 16);
+        for (int k = 0; k < 32 && d != 0; k++) {
+            int q = iq4_nearest(x[k], d);
+            b[2 + k % 16] |= (uint8_t)(k < 16 ? q : q << 4);
         }
     }
 }

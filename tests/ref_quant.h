@@ -37,6 +37,13 @@ void ref_random_blocks(int type, void *dst, int64_t n_blocks, float scale,
  * (q = 0 when amax = 0). Q gets N codes, D and AMAX n / 32 values each. */
 void ref_quant_x8(const float *x, int64_t n, int8_t *q, float *d, float *amax);
 
+/* Quantize N floats (a multiple of 32) to IQ4_NL blocks at DST (18 bytes
+ * per 32): per block, the scale d (rounded to f16) is the best of a
+ * small search around max|x| / 127 and max|x| / 113 (either sign), each
+ * element taking its nearest level d * K[q]; best = least squared error.
+ * Deterministic (f32 arithmetic): the same floats give the same bytes. */
+void ref_quantize_iq4_nl(const float *x, int64_t n, void *dst);
+
 uint64_t ref_rand_u64(uint64_t *seed);
 float ref_rand_f32(uint64_t *seed); /* uniform in [-1, 1) */
 

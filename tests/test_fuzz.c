@@ -37,6 +37,7 @@ static void test_factors(void) { replay("fuzz_factors"); }
 static void test_gguf(void) { replay("fuzz_gguf"); }
 static void test_tok(void) { replay("fuzz_tok"); }
 static void test_sidecar(void) { replay("fuzz_sidecar"); }
+static void test_journal(void) { replay("fuzz_journal"); }
 
 int main(void)
 {
@@ -47,5 +48,6 @@ int main(void)
     T_RUN(test_gguf);
     T_RUN(test_tok);
     T_RUN(test_sidecar);
+    T_RUN(test_journal);
     return t_done();
 }

@@ -735,6 +735,146 @@ static void test_read_ahead(void)
     unlink(path);
 }
 
+/* Windows one after another (reset with a tag, small batches, a sync
+ * after each): the file never grows past what one window needs, every
+ * window reads back exactly, and a reopen finds the last window and its
+ * tag. A crash copy taken after any sync reopens to a prefix of that
+ * window's tokens with the right values. */
+static void test_space_reused(void)
+{
+    const int L = 3, D = 64, T = 16, N = 40, B = 7;
+    struct kvs_config c = disk_cfg(L, D, T, KVS_F32, TILE_NONE, IO_PREAD);
+    kvs *s = NULL;
+    T_CHECK(kvs_open(&c, &s) == 0);
+    if (!s) return;
+    float k[N * 64], v[N * 64];
+    int64_t peak5 = 0, peak50 = 0;
+    int bad = 0;
+    for (int w = 0; w < 50; w++) {
+        T_CHECK(kvs_reset(s, 1000 + (uint64_t)w) == 0);
+        for (int p0 = 0; p0 < N; p0 += B) {
+            int n = KVT_MIN(B, N - p0);
+            for (int l = 0; l < L; l++) {
+                fill(l, p0, n, D, k, v);
+                bad += kvs_append(s, l, k, v, n) != 0;
+            }
+            bad += kvs_sync(s) != 0;
+            if (w == 7 && p0 == 21) { /* a crash copy after this sync */
+                copy_prefix(path, path2, file_size(path));
+                struct kvs_config c2 = c;
+                c2.path = path2;
+                c2.reopen = 1;
+                kvs *s2 = NULL;
+                T_CHECK(kvs_open(&c2, &s2) == 0);
+                if (s2) {
+                    T_CHECK(kvs_tag(s2) == 1007 && kvs_n_tokens(s2) == 28);
+                    for (int l = 0; l < L; l++) T_CHECK(check_layer(s2, l, 28, D, T, 0.0) == 2);
+                    kvs_close(s2);
+                }
+                unlink(path2);
+            }
+        }
+        for (int l = 0; l < L; l++) bad += check_layer(s, l, N, D, T, 0.0) != 3;
+        int64_t peak;
+        kvs_file_bytes(s, &peak);
+        if (w == 4) peak5 = peak;
+        peak50 = peak;
+    }
+    T_CHECK(bad == 0);
+    /* live: 2 tiles x 3 layers (12 KiB records) + 3 tails; the rest is
+     * the header, the tag, markers and at most one superseded tail group
+     * per tile sealed */
+    int64_t live = 6 * 12288 + 3 * 12288;
+    fprintf(stderr, "  peak after 5 windows %lld B, after 50 %lld B (live records %lld B)\n",
+            (long long)peak5, (long long)peak50, (long long)live);
+    T_CHECK(peak50 == peak5 && peak50 <= 2 * live + 8 * 4096);
+    kvs_close(s);
+    c.reopen = 1;
+    T_CHECK(kvs_open(&c, &s) == 0);
+    if (s) {
+        T_CHECK(kvs_tag(s) == 1049 && kvs_n_tokens(s) == N);
+        for (int l = 0; l < L; l++) T_CHECK(check_layer(s, l, N, D, T, 0.0) == 3);
+        /* a truncate gives the space back */
+        int64_t before = kvs_file_bytes(s, NULL);
+        T_CHECK(kvs_truncate(s, 5) == 0 && kvs_sync(s) == 0);
+        T_CHECK(kvs_file_bytes(s, NULL) < before);
+        kvs_close(s);
+        /* header, tag, 3 tail records of 5 tokens, sync marker */
+        T_CHECK(file_size(path) == 4096 * 2 + 3 * 4096 + 4096);
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (s) {
+            T_CHECK(kvs_n_tokens(s) == 5 && kvs_tag(s) == 1049);
+            for (int l = 0; l < L; l++) T_CHECK(check_layer(s, l, 5, D, T, 0.0) == 1);
+            kvs_close(s);
+        }
+    }
+    unlink(path);
+}
+
+/* A cache file has one writer: a second open fails at once with -EBUSY,
+ * and creating over a locked file does not truncate it. */
+static void test_lock(void)
+{
+    struct kvs_config c = disk_cfg(1, 64, 16, KVS_F32, TILE_NONE, IO_PREAD);
+    kvs *a = NULL, *b = NULL;
+    T_CHECK(kvs_open(&c, &a) == 0);
+    float k[32 * 64], v[32 * 64];
+    fill(0, 0, 32, 64, k, v);
+    if (a) T_CHECK(kvs_append(a, 0, k, v, 32) == 0 && kvs_sync(a) == 0);
+    int64_t size = file_size(path);
+    T_CHECK(kvs_open(&c, &b) == -EBUSY && b == NULL);
+    T_CHECK(file_size(path) == size);
+    c.reopen = 1;
+    T_CHECK(kvs_open(&c, &b) == -EBUSY);
+    kvs_close(a);
+    T_CHECK(kvs_open(&c, &b) == 0);
+    if (b) T_CHECK(kvs_n_tokens(b) == 32);
+    kvs_close(b);
+    unlink(path);
+}
+
+/* io_uring: a failed submit leaves no SQE behind (the next reads complete
+ * normally, slot for slot); a failed wait ends the read with the error
+ * instead of spinning, and the store closes. */
+static void test_uring_faults(void)
+{
+    const int D = 64, T = 16, N = 400;
+    struct kvs_config c = disk_cfg(1, D, T, KVS_F32, TILE_NONE, IO_URING);
+    c.queue_depth = 4;
+    kvs *s = NULL;
+    T_CHECK(kvs_open(&c, &s) == 0);
+    if (!s) return;
+    if (kvs_io_info(s) & IO_INFO_NO_URING) {
+        kvs_close(s);
+        unlink(path);
+        T_SKIP("no io_uring");
+    }
+    float *k = malloc((size_t)N * D * 4), *v = malloc((size_t)N * D * 4);
+    fill(0, 0, N, D, k, v);
+    T_CHECK(kvs_append(s, 0, k, v, N) == 0 && kvs_sync(s) == 0);
+    T_CHECK(check_layer(s, 0, N, D, T, 0.0) == 25);
+    for (int nth = 1; nth <= 6; nth++) {
+        io_sys_set_fault(IO_OP_SUBMIT, nth, EIO);
+        T_CHECK(check_layer(s, 0, N, D, T, 0.0) == -1); /* the error reached the reader */
+        io_sys_set_fault(IO_OP_SUBMIT, 0, 0);
+        T_CHECK(check_layer(s, 0, N, D, T, 0.0) == 25);
+        T_CHECK(check_layer(s, 0, N, D, T, 0.0) == 25);
+    }
+    alarm(60); /* a spinning drain would hang here */
+    io_sys_set_fault(IO_OP_WAIT, 3, EIO);
+    struct kvs_span sp;
+    int rc = kvs_read_begin(s, 0, N), got = 0;
+    while (rc >= 0 && (rc = kvs_read_next(s, &sp)) == 1) got++;
+    kvs_read_end(s);
+    T_CHECK(rc == -EIO && got < 25);
+    kvs_close(s);
+    alarm(0);
+    io_sys_set_fault(IO_OP_WAIT, 0, 0);
+    free(k);
+    free(v);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(path, sizeof path, "/tmp/kvt-test-kvs-%d.cache", (int)getpid());
@@ -757,6 +897,9 @@ int main(void)
     T_RUN(test_torn_last_record);
     T_RUN(test_flipped_bits);
     T_RUN(test_syscall_faults);
+    T_RUN(test_space_reused);
+    T_RUN(test_lock);
+    T_RUN(test_uring_faults);
     unlink(path);
     return t_done();
 }

@@ -1,9 +1,9 @@
 /* test_parity.c - whole-text perplexity references (models/README.md:
  * llama.cpp's llama-perplexity, 1380 windows of 256 over kjv-nt.txt) for
  * every weight type and the phi3 LongRoPE file at its short factors.
- * About a minute per file; KVT_TEST_QUICK=1 (sanitizer builds) skips them:
- * they test numerics, which the sanitizers do not change. The shorter
- * references run in test_ppl.c in every build.
+ * 20-30 s per file on a quiet machine; KVT_TEST_QUICK=1 (sanitizer
+ * builds) skips them: they test numerics, which the sanitizers do not
+ * change. The shorter references run in test_ppl.c in every build.
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,13 +41,21 @@ static void test_reference_whole_text(void)
     if (quick()) T_SKIP("KVT_TEST_QUICK: whole-text references skipped");
     /* Per-model tolerances, a few times the error observed against the
      * reference (README "Perplexity parity"): f32 0.0005%, q8_0 0.0005%,
-     * q4_0 0.002%, q4_k_m 0.0005%, q6_k 0.0067%, phi3 0.0005%. A uniform
-     * 0.5% could not tell q4_k_m (19.4515) from f32 (19.4157, 0.18% apart). */
+     * q4_0 0.002%, q4_k_m 0.0013%, q6_k 0.0040%, phi3 0.0005%, q5_k_m
+     * 0.0056%, q3_k_m 0.0008%, q2_k 0.018%, iq4_xs 0.0058%, iq4_nl 0.0014%
+     * (with the int8 path; without VNNI up to 0.025%). A uniform 0.5%
+     * could not tell q4_k_m (19.4515) from f32 (19.4157, 0.18% apart), nor
+     * 0.05% iq4_xs (19.4608) from iq4_nl (19.4531). */
     check_ref("tiny-kjv-f32.gguf", "-c 256", 19.4157, 3e-5);
     check_ref("tiny-kjv-q8_0.gguf", "-c 256", 19.4157, 3e-5);
     check_ref("tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 1e-4);
     check_ref("tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 3e-5);
     check_ref("tiny-kjv-q6_k.gguf", "-c 256", 19.4265, 2.5e-4);
+    check_ref("tiny-kjv-q5_k_m.gguf", "-c 256", 19.4383, 2e-4);
+    check_ref("tiny-kjv-q3_k_m.gguf", "-c 256", 19.6984, 2e-4);
+    check_ref("tiny-kjv-q2_k.gguf", "-c 256", 20.9854, 5e-4);
+    check_ref("tiny-kjv-iq4_xs.gguf", "-c 256", 19.4608, 3e-4);
+    check_ref("tiny-kjv-iq4_nl.gguf", "-c 256", 19.4531, 2e-4);
     check_ref("tiny-kjv-phi3-longrope-x8-f32.gguf", "-c 256", 20.4417, 3e-5);
 }
 

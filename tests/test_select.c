@@ -2,7 +2,7 @@
  * choice (hand-computed cases), the bound against the true scores under
  * several position schemes and pairings, a planted needle in a synthetic
  * 2M-token cache (with an invalid bound shown to miss it), the key
- * summaries of the store (RAM = disk, reopen, rebuild, version 1 files),
+ * summaries of the store (RAM = disk, reopen, rebuild, version 2 files),
  * and selective decode attention against a naive oracle. */
 #include <math.h>
 #include <stddef.h>
@@ -433,7 +433,7 @@ static void test_store_summaries(void)
         kvs_close(d);
     }
     /* damage every summary payload (records: tile 12288-aligned? find
-     * them by their headers) and mark the file version 1 */
+     * them by their headers) and mark the file version 2 (before summaries) */
     FILE *f = fopen(path, "rb");
     uint8_t blk[4096];
     long off = 4096;
@@ -455,7 +455,7 @@ static void test_store_summaries(void)
     f = fopen(path, "rb");
     T_CHECK(f && fread(&fh, 1, sizeof fh, f) == sizeof fh);
     if (f) fclose(f);
-    fh.version = 1;
+    fh.version = 2; /* before summaries */
     fh.hdr_xxh = tile_hash(&fh, offsetof(struct kvs_file_hdr, hdr_xxh));
     patch_at(path, 0, &fh, sizeof fh);
     T_CHECK(kvs_open(&dc, &d) == 0);

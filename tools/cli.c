@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/io.h"
 #include "io/kvt.h"
+#include "kvstore/journal.h"
 #include "kvstore/tile.h"
 
 #include "io/io.h"
@@ -29,13 +32,119 @@ static void vwarn(const char *fmt, va_list ap)
     fputc('\n', stderr);
 }
 
+/* ---- cleanup at exit, on errors and on signals ---------------------------- */
+
+#define CLI_MAX_CLEANUP 32
+static struct cli_cleanup {
+    char path[8192];
+    volatile sig_atomic_t used, is_dir;
+} cleanup[CLI_MAX_CLEANUP];
+static volatile sig_atomic_t n_cleanup;
+
+/* Async-signal-safe: unlink and rmdir only. */
+static void cleanup_run(void)
+{
+    for (int i = n_cleanup - 1; i >= 0; i--) {
+        struct cli_cleanup *c = &cleanup[i];
+        if (!c->used) continue;
+        c->used = 0;
+        if (c->is_dir) rmdir(c->path);
+        else unlink(c->path);
+    }
+}
+
+static void on_signal(int sig)
+{
+    cleanup_run();
+    _exit(128 + sig);
+}
+
+void cli_exit_init(void)
+{
+    static int done;
+    if (done) return;
+    done = 1;
+    atexit(cleanup_run);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigfillset(&sa.sa_mask); /* one handler at a time */
+    const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        /* keep an inherited "ignore" (nohup) */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+void cli_cleanup_add(const char *path, int is_dir)
+{
+    cli_exit_init();
+    int i = 0;
+    while (i < n_cleanup && cleanup[i].used) i++;
+    if (i == CLI_MAX_CLEANUP) cli_die("%s: too many temporary files", path);
+    struct cli_cleanup *c = &cleanup[i];
+    c->used = 0; /* a signal now skips the entry being filled */
+    snprintf(c->path, sizeof c->path, "%s", path);
+    c->is_dir = is_dir;
+    c->used = 1;
+    if (i == n_cleanup) n_cleanup = i + 1;
+}
+
+void cli_cleanup_forget(const char *path)
+{
+    for (int i = 0; i < n_cleanup; i++)
+        if (cleanup[i].used && !strcmp(cleanup[i].path, path)) cleanup[i].used = 0;
+}
+
 void cli_die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vwarn(fmt, ap);
     va_end(ap);
-    exit(1);
+    exit(1); /* atexit: cleanup_run */
+}
+
+struct jnl_file *cli_journal_open(const char *path, const char *key, int resume,
+                                  const char *what)
+{
+    jnl_file *j;
+    int rc = jnl_open(path, key, resume ? JNL_RESUME : 0, &j);
+    if (rc == KVT_EOTHERRUN)
+        cli_die("%s: journal of another run (%s differ); remove it or run without --resume",
+                path, what);
+    if (rc == KVT_EFORMAT)
+        cli_die("%s: not a kvtile journal; remove it or run without --resume", path);
+    if (rc == -EBUSY)
+        cli_die("%s: in use by another kvtile run (locked); wait for it to finish or use "
+                "another output or --cache-dir", path);
+    if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
+    if (jnl_cut_bytes(j) > 0)
+        cli_warn("%s: dropped a torn last record (%llu bytes); continuing from the one before",
+                 path, (unsigned long long)jnl_cut_bytes(j));
+    return j;
+}
+
+FILE *cli_out_open(struct cli_out *out, const char *path)
+{
+    snprintf(out->path, sizeof out->path, "%s", path);
+    snprintf(out->tmp, sizeof out->tmp, "%s.tmp", path);
+    cli_cleanup_add(out->tmp, 0);
+    out->f = fopen(out->tmp, "w");
+    if (!out->f) cli_die("%s: %s", out->tmp, strerror(errno));
+    return out->f;
+}
+
+void cli_out_commit(struct cli_out *out)
+{
+    if (fflush(out->f) != 0 || ferror(out->f)) cli_die("%s: %s", out->tmp, strerror(errno));
+    if (fclose(out->f) != 0) cli_die("%s: %s", out->tmp, strerror(errno));
+    out->f = NULL;
+    int rc = jnl_commit(out->tmp, out->path);
+    if (rc < 0) cli_die("%s: %s", out->path, kvt_strerror(rc));
+    cli_cleanup_forget(out->tmp);
 }
 
 void cli_warn(const char *fmt, ...)
@@ -200,7 +309,12 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
 
 void cli_mkdir(const char *dir)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) cli_die("%s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) == 0) {
+        int rc = jnl_fsync_dir(dir); /* its parent: the new entry survives */
+        if (rc < 0) cli_die("%s: %s", dir, kvt_strerror(rc));
+    } else if (errno != EEXIST) {
+        cli_die("%s: %s", dir, strerror(errno));
+    }
 }
 
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
@@ -217,7 +331,6 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
     };
     model_kv_pairing(m, &cfg.head_dim, &cfg.neox_rot);
     model_fingerprint(m, cfg.model_fp);
-    ck->io = o->kv_backing == KVS_DISK ? o->io : -1;
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
             snprintf(ck->dir, sizeof ck->dir, "%s", o->cache_dir);
@@ -231,14 +344,29 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         snprintf(ck->path, sizeof ck->path, "%s/%s", ck->dir, name);
         cfg.path = ck->path;
         ck->keep = o->keep_cache || o->cache_dir;
+        cfg.ephemeral = !ck->keep;
+        if (!ck->keep) {
+            if (ck->tmp_dir) cli_cleanup_add(ck->dir, 1);
+            cli_cleanup_add(ck->path, 0);
+        }
     }
     int rc = kvs_open(&cfg, &ck->kv);
-    if (rc < 0) {
-        if (ck->tmp_dir) rmdir(ck->dir);
-        cli_die("%s: %s", o->kv_backing == KVS_DISK ? ck->path : "KV store", kvt_strerror(rc));
+    if (reopen == 2 && (rc == KVT_ETRUNC || rc == KVT_EFORMAT || rc == KVT_ECHECKSUM ||
+                        rc == KVT_EVERSION || rc == KVT_EMODEL || rc == KVT_EUNSUPP)) {
+        cli_warn("%s: %s; starting the cache over", ck->path, kvt_strerror(rc));
+        cfg.reopen = 0;
+        rc = kvs_open(&cfg, &ck->kv);
     }
+    if (rc == -EBUSY)
+        cli_die("%s: in use by another kvtile run (locked); wait for it to finish or use "
+                "another --cache-dir", ck->path);
+    if (rc < 0)
+        cli_die("%s: %s", o->kv_backing == KVS_DISK ? ck->path : "KV store", kvt_strerror(rc));
+    if (ck->keep && !cfg.reopen && (rc = jnl_fsync_dir(ck->path)) < 0) /* the new file survives */
+        cli_die("%s: %s", ck->dir, kvt_strerror(rc));
+    cli_note_io(ck->path, o, ck->kv);
     /* a cache written before summaries (or with damaged ones): rebuild */
-    if (reopen && o->sel.on && kvs_summary_missing(ck->kv) > 0) {
+    if (cfg.reopen && o->sel.on && kvs_summary_missing(ck->kv) > 0) {
         int64_t n = kvs_summary_rebuild(ck->kv);
         if (n < 0) cli_die("%s: rebuilding tile summaries: %s", ck->path, kvt_strerror((int)n));
     }
@@ -266,13 +394,35 @@ void cli_kv_close(struct cli_kv *ck)
     ck->kv = NULL;
     if (ck->path[0] && !ck->keep) unlink(ck->path);
     if (ck->tmp_dir && !ck->keep) rmdir(ck->dir);
+    cli_cleanup_forget(ck->path);
+    cli_cleanup_forget(ck->dir);
 }
 
-const char *cli_kv_io_name(const struct cli_kv *ck)
+static struct { int set, disk, backend, direct; } io_used;
+
+void cli_note_io(const char *path, const struct cli_opts *o, const kvs *kv)
 {
-    if (ck->io < 0 || !ck->kv) return "none";
-    if (ck->io == IO_URING && (kvs_io_info(ck->kv) & IO_INFO_NO_URING)) return cli_io_names[IO_PREAD];
-    return cli_io_names[ck->io];
+    static int warned;
+    int disk = o->kv_backing == KVS_DISK, info = disk ? kvs_io_info(kv) : 0;
+    io_used.set = 1;
+    io_used.disk = disk;
+    io_used.backend = o->io == IO_URING && (info & IO_INFO_NO_URING) ? IO_PREAD : o->io;
+    io_used.direct = disk && o->io != IO_MMAP && !(info & IO_INFO_NO_DIRECT);
+    int fresh = info & ~warned;
+    warned |= info;
+    if (fresh & IO_INFO_NO_URING)
+        cli_warn("%s: io_uring is not available here (kernel, permissions or KVT_NO_URING=1); "
+                 "reading tiles with pread instead", path);
+    if (fresh & IO_INFO_NO_DIRECT)
+        cli_warn("%s: the filesystem refuses O_DIRECT; tile I/O goes through the page cache", path);
+}
+
+void cli_json_io(FILE *f)
+{
+    fprintf(f, "\"kv_store\": \"%s\", \"io_backend\": \"%s\", \"o_direct\": %s",
+            !io_used.set ? "none" : io_used.disk ? "disk" : "ram",
+            io_used.set && io_used.disk ? io_kind_name(io_used.backend) : "none",
+            io_used.direct ? "true" : "false");
 }
 
 int64_t cli_peak_rss_bytes(void)

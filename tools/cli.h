@@ -113,8 +113,38 @@ void cli_opt_attend(void *field, const char *name, const char *v);
                "written as llama.cpp does (comparisons: cached keys then\n" \
                "keep their old positions)")
 
+/* Error exit (status 1) after removing what cli_cleanup_add registered. */
 _Noreturn void cli_die(const char *fmt, ...);
 void cli_warn(const char *fmt, ...);
+
+/* Files and directories that must not outlive the process: a temporary
+ * cache directory and its file, an output's temporary file. They are
+ * removed (files first, newest first) at exit, in cli_die, and on SIGINT,
+ * SIGTERM and SIGHUP, which then exit with status 128 + the signal
+ * number. Kept caches are never registered, so they stay as a crash would
+ * leave them: valid and resumable. cli_cleanup_forget: keep PATH after
+ * all (it was committed, or removed by its owner). */
+void cli_cleanup_add(const char *path, int is_dir);
+/* Install the exit and signal handlers (main does, first thing). */
+void cli_exit_init(void);
+void cli_cleanup_forget(const char *path);
+
+/* Open the progress journal PATH of run KEY (kvstore/journal.h), keeping
+ * its records with RESUME; exits with one line when it belongs to another
+ * run (WHAT: what differs), is not a journal, or is locked by another
+ * process; says so on stderr when a torn last record was cut off. */
+struct jnl_file *cli_journal_open(const char *path, const char *key, int resume,
+                                  const char *what);
+
+/* An output written whole or not at all: cli_out_open returns a stream
+ * on PATH.tmp (registered for cleanup); cli_out_commit flushes, fsyncs and
+ * renames it over PATH and fsyncs the directory. Both exit on errors. */
+struct cli_out {
+    FILE *f;
+    char path[4096], tmp[4200];
+};
+FILE *cli_out_open(struct cli_out *out, const char *path);
+void cli_out_commit(struct cli_out *out);
 
 /* Parse "123", "4k", "2M" (k = 1024). Exits on junk. */
 int64_t cli_parse_count(const char *what, const char *s);
@@ -138,19 +168,26 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
 
 /* A KV store for this run. For the disk backing without --cache-dir, a
  * temporary directory is made and removed by cli_kv_close unless
- * --keep-cache. NAME: file name inside the cache directory. */
+ * --keep-cache. NAME: file name inside the cache directory. REOPEN: 0
+ * create (empty), 1 reopen the existing file, 2 reopen it, or start it
+ * over (with a warning) when it is damaged, cut short or another model's.
+ * Exits with one line on any other error; -EBUSY (another process holds
+ * the file) says so. */
 struct cli_kv {
     kvs *kv;
     char dir[4096], path[8192];
     int tmp_dir, keep;
-    int io;               /* enum io_kind asked for; -1: RAM store */
 };
+/* Note the I/O a freshly opened store got (one stderr line per process the
+ * first time io_uring or O_DIRECT was not available; KVT_NO_URING=1
+ * simulates it) and remember it for cli_json_io. */
+void cli_note_io(const char *path, const struct cli_opts *o, const kvs *kv);
+/* JSON fields (no braces, no leading comma) of the KV store in use:
+ * "kv_store", "io_backend" (uring | pread | mmap | none), "o_direct". */
+void cli_json_io(FILE *f);
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
                  int reopen, struct cli_kv *ck);
 void cli_kv_close(struct cli_kv *ck);
-/* The I/O backend the store really uses ("uring", "pread", "mmap"; "none"
- * for a RAM store): the one asked for, unless io_open fell back. */
-const char *cli_kv_io_name(const struct cli_kv *ck);
 
 /* Peak resident set of this process so far, bytes. */
 int64_t cli_peak_rss_bytes(void);

@@ -56,12 +56,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "cli.h"
 #include "io/kvt.h"
+#include "kvstore/journal.h"
 #include "tools/batch_cache.h"
 #include "tools/batch_prompt.h"
 #include "tools/json.h"
@@ -108,7 +110,7 @@ struct batch {
 
     /* journal and outputs */
     char journal[8192];
-    int jfd;
+    jnl_file *jnl;
     char **lines;              /* (n_docs) finished output lines, or NULL */
 
     /* totals */
@@ -129,23 +131,11 @@ static void hex(const uint8_t *b, int n, char *out)
     for (int i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
 }
 
-/* One line to the journal, fsynced; a failure is fatal (disk full). */
+/* One record to the journal, fsynced; a failure is fatal (disk full). */
 static void journal_append(struct batch *b, const char *line)
 {
-    size_t len = strlen(line);
-    char *buf = malloc(len + 1);
-    if (!buf) cli_die("out of memory");
-    memcpy(buf, line, len);
-    buf[len] = '\n';
-    size_t put = 0;
-    while (put < len + 1) {
-        ssize_t r = write(b->jfd, buf + put, len + 1 - put);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) cli_die("%s: %s", b->journal, strerror(errno));
-        put += (size_t)r;
-    }
-    free(buf);
-    if (fsync(b->jfd) != 0) cli_die("%s: %s", b->journal, strerror(errno));
+    int rc = jnl_append(b->jnl, line, strlen(line));
+    if (rc < 0) cli_die("%s: %s", b->journal, kvt_strerror(rc));
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -369,6 +359,17 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
     snprintf(dc->side, sizeof dc->side, "%s/%s-%016llx.kvm", b->o.cache_dir, b->fp_hex,
              (unsigned long long)hash);
 
+    /* one run at a time per document cache: the sidecar's flock (other
+     * runs on the same --cache-dir wait here, then find the cache) */
+    dc->sfd = open(dc->side, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (dc->sfd < 0) cli_die("%s: %s", dc->side, strerror(errno));
+    if (flock(dc->sfd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) cli_die("%s: %s", dc->side, strerror(errno));
+        if (!b->o.quiet) cli_warn("%s: in use by another kvtile run; waiting for it", dc->side);
+        while (flock(dc->sfd, LOCK_EX) != 0)
+            if (errno != EINTR) cli_die("%s: %s", dc->side, strerror(errno));
+    }
+
     /* what the sidecar says is durable */
     struct bc_hdr h;
     double *nll = NULL;
@@ -402,12 +403,16 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         have = kvs_n_tokens(dc->kv);
     } else if (rc == -EIO || rc == -ENOSPC || rc == -EACCES || rc == -ENOMEM) {
         kv_fatal(dc->path, rc);
+    } else if (rc == -EBUSY) {
+        cli_die("%s: in use by another kvtile run (locked)", dc->path);
     } else { /* missing, damaged or another model's: start over */
         cfg.reopen = 0;
         rc = kvs_open(&cfg, &dc->kv);
         if (rc < 0) kv_fatal(dc->path, rc);
+        if ((rc = jnl_fsync_dir(dc->path)) < 0) kv_fatal(b->o.cache_dir, rc);
         durable = 0;
     }
+    cli_note_io(dc->path, &b->o, dc->kv);
     dc->own = 1;
     int64_t ok = KVT_MIN(have, durable);
     int complete = ok >= n && (b->task != TASK_SCORE || have_nll >= n - 1);
@@ -425,8 +430,6 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         most = KVT_MAX(most, kvs_layer_tokens(dc->kv, il));
     if (most > dc->start && (rc = kvs_truncate(dc->kv, dc->start)) < 0) kv_fatal(dc->path, rc);
 
-    dc->sfd = open(dc->side, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (dc->sfd < 0) cli_die("%s: %s", dc->side, strerror(errno));
     memcpy(dc->h.model_fp, b->fp, 32);
     dc->h.doc_hash = hash;
     dc->h.doc_tokens = n;
@@ -561,6 +564,8 @@ static void timings(struct batch *b, FILE *f, const struct dcache *dc, int64_t p
     if (b->no_timings) return;
     fprintf(f, ",\"cache_hit\":%s,\"prefill_tokens\":%lld,\"prefill_s\":%.3f,\"decode_s\":%.3f",
             dc->hit ? "true" : "false", (long long)prefill, prefill_s, decode_s);
+    fputc(',', f);
+    cli_json_io(f);
 }
 
 static char *do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_progress *pr)
@@ -744,6 +749,29 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
 
 /* ---- journal ------------------------------------------------------------ */
 
+/* The file document I is read from, if any: a directory's file, or the
+ * "path" of a JSONL line without "text". @return 1 with PATH filled, 0. */
+static int doc_file(const struct batch *b, int64_t i, char *path, size_t cap)
+{
+    const struct doc *dc = &b->docs[i];
+    if (b->is_dir) {
+        snprintf(path, cap, "%s/%s", b->in_dir, dc->name);
+        return 1;
+    }
+    struct json_field f[MAX_FIELDS];
+    char *jb = malloc(json_buf_bound(dc->len));
+    if (!jb) cli_die("out of memory");
+    int nf = json_parse_object(b->in_text + dc->off, dc->len, jb, json_buf_bound(dc->len), f,
+                               MAX_FIELDS, NULL);
+    const struct json_field *t = nf > 0 ? json_get(f, nf, "text") : NULL;
+    const struct json_field *p = nf > 0 ? json_get(f, nf, "path") : NULL;
+    int ok = !t && p && p->type == JSON_STR;
+    if (ok && p->str[0] == '/') snprintf(path, cap, "%s", p->str);
+    else if (ok) snprintf(path, cap, "%s/%s", b->in_dir, p->str);
+    free(jb);
+    return ok;
+}
+
 /* Every option the output lines depend on, hashed. */
 static uint64_t run_key(const struct batch *b)
 {
@@ -756,6 +784,18 @@ static uint64_t run_key(const struct batch *b)
             (long long)b->bucket, b->tmpl, b->temp, b->top_p, (unsigned long long)b->seed,
             b->no_timings, b->pos_key, b->chunk, (long long)b->n_docs);
     for (int k = 0; k < b->n_stops; k++) fprintf(f, "|%s", b->stops[k]);
+    /* the input itself: the JSONL text, and the size and mtime of every
+     * document file (a directory's, or one a JSONL line names by "path") */
+    if (!b->is_dir)
+        fprintf(f, "|text=%016llx", (unsigned long long)XXH3_64bits(b->in_text, strlen(b->in_text)));
+    for (int64_t i = 0; i < b->n_docs; i++) {
+        char p[8192];
+        if (!doc_file(b, i, p, sizeof p)) continue;
+        struct stat st;
+        if (stat(p, &st) == 0)
+            fprintf(f, "|%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                    st.st_mtim.tv_nsec);
+    }
     if (b->o.sel.on) { /* only then: journals of exact runs keep their keys */
         char spec[128];
         sel_format(&b->o.sel, spec, sizeof spec);
@@ -770,71 +810,47 @@ static uint64_t run_key(const struct batch *b)
 static void journal_open(struct batch *b)
 {
     snprintf(b->journal, sizeof b->journal, "%s.journal", b->out);
-    char header[128];
-    snprintf(header, sizeof header, "{\"kvtile_journal\":1,\"run\":\"%016llx\"}",
-             (unsigned long long)run_key(b));
+    char key[128];
+    snprintf(key, sizeof key, "kvtile-batch 2 run=%016llx", (unsigned long long)run_key(b));
     b->lines = calloc((size_t)b->n_docs, sizeof *b->lines);
     if (!b->lines) cli_die("out of memory");
-    if (b->resume && access(b->journal, F_OK) == 0) {
-        size_t len;
-        char *text = cli_read_file(b->journal, &len);
-        const char *nl = memchr(text, '\n', len);
-        if (!nl || strncmp(text, header, (size_t)(nl - text)) || strlen(header) != (size_t)(nl - text))
-            cli_die("%s: journal of another run (other input or options); remove it or drop --resume",
-                    b->journal);
-        size_t pos = (size_t)(nl - text) + 1, good = pos;
-        int64_t kept = 0;
-        while (pos < len) {
-            const char *e = memchr(text + pos, '\n', len - pos);
-            if (!e) break; /* torn last line: dropped */
-            size_t l = (size_t)(e - (text + pos));
-            struct json_field f[MAX_FIELDS];
-            char *jb = malloc(json_buf_bound(l));
-            if (!jb) cli_die("out of memory");
-            int nf = json_parse_object(text + pos, l, jb, json_buf_bound(l), f, MAX_FIELDS, NULL);
-            const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
-            free(jb);
-            if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num >= (double)b->n_docs)
-                break;
-            int64_t k = (int64_t)ix->num;
-            if (!b->lines[k]) {
-                b->lines[k] = strndup(text + pos, l);
-                if (!b->lines[k]) cli_die("out of memory");
-                if (strstr(b->lines[k], "\"error\":")) b->n_errors++;
-                kept++;
-            }
-            pos += l + 1;
-            good = pos;
+    b->jnl = cli_journal_open(b->journal, key, b->resume, "input or options");
+    int64_t kept = 0;
+    for (int64_t r = 0; r < jnl_count(b->jnl); r++) {
+        size_t l;
+        const char *rec = jnl_record(b->jnl, r, &l);
+        struct json_field f[MAX_FIELDS];
+        char *jb = malloc(json_buf_bound(l));
+        if (!jb) cli_die("out of memory");
+        int nf = json_parse_object(rec, l, jb, json_buf_bound(l), f, MAX_FIELDS, NULL);
+        const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
+        free(jb);
+        if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num >= (double)b->n_docs ||
+            ix->num != floor(ix->num))
+            cli_die("%s: record %lld is not a document line; remove the journal or drop --resume",
+                    b->journal, (long long)r + 1);
+        int64_t k = (int64_t)ix->num;
+        if (!b->lines[k]) {
+            b->lines[k] = xstrdup(rec);
+            if (strstr(b->lines[k], "\"error\":")) b->n_errors++;
+            kept++;
         }
-        free(text);
-        b->jfd = open(b->journal, O_WRONLY | O_CLOEXEC);
-        if (b->jfd < 0) cli_die("%s: %s", b->journal, strerror(errno));
-        if (ftruncate(b->jfd, (off_t)good) != 0 || lseek(b->jfd, 0, SEEK_END) < 0)
-            cli_die("%s: %s", b->journal, strerror(errno));
-        b->n_done = kept;
-        if (!b->o.quiet) cli_warn("%s: resuming, %lld documents already finished", b->journal,
-                                  (long long)kept);
-        return;
     }
-    b->jfd = open(b->journal, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (b->jfd < 0) cli_die("%s: %s", b->journal, strerror(errno));
-    journal_append(b, header);
+    b->n_done = kept;
+    if (b->resume && !b->o.quiet)
+        cli_warn("%s: resuming, %lld documents already finished", b->journal, (long long)kept);
 }
 
 static void write_output(struct batch *b)
 {
-    char tmp[8192];
-    snprintf(tmp, sizeof tmp, "%s.tmp", b->out);
-    FILE *f = fopen(tmp, "w");
-    if (!f) cli_die("%s: %s", tmp, strerror(errno));
+    struct cli_out out;
+    FILE *f = cli_out_open(&out, b->out);
     for (int64_t i = 0; i < b->n_docs; i++)
         if (b->lines[i]) { fputs(b->lines[i], f); fputc('\n', f); }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) cli_die("%s: %s", tmp, strerror(errno));
-    if (fclose(f) != 0) cli_die("%s: %s", tmp, strerror(errno));
-    if (rename(tmp, b->out) != 0) cli_die("%s: %s", b->out, strerror(errno));
-    close(b->jfd);
-    b->jfd = -1;
-    unlink(b->journal);
+    cli_out_commit(&out);
+    int rc = jnl_remove(b->jnl);
+    b->jnl = NULL;
+    if (rc < 0) cli_die("%s: %s", b->journal, kvt_strerror(rc));
 }
 
 /* ---- the command -------------------------------------------------------- */
@@ -933,8 +949,7 @@ int cmd_batch(int argc, char **argv)
              b->o.se_group, b->o.se_window, b->o.cache_type, b->o.tile_tokens, b->chunk);
     b->mc = cli_model_ctx(&b->o, b->m);
     if (b->o.cache_dir) {
-        if (mkdir(b->o.cache_dir, 0755) != 0 && errno != EEXIST)
-            cli_die("%s: %s", b->o.cache_dir, strerror(errno));
+        cli_mkdir(b->o.cache_dir);
     } else {
         cli_kv_open(&b->o, b->m, "batch.kvt", 0, &b->shared);
     }

@@ -9,12 +9,15 @@
  *   gc --max-bytes N DIR     remove least recently used caches until the
  *                            total is at most N bytes
  * Only FP-HASH.kvt / .kvm pairs (and their .tmp leftovers) are touched;
- * journals and other files in DIR are left alone.
+ * journals and other files in DIR are left alo A cache whose sidecar a running
+ * batch holds (flock) is left in place with a warning.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,14 +94,26 @@ static struct entry *scan(const char *dir, int *n_out)
     return e;
 }
 
-static void remove_entry(const char *dir, const struct entry *e)
+/* Remove a document cache, unless a batch run holds it (the sidecar's
+ * flock, tools/cmd_batch.c): then leave it and say so. @return 1 removed. */
+static int remove_entry(const char *dir, const struct entry *e)
 {
     static const char *const ext[] = { ".kvt", ".kvm", ".kvt.tmp", ".kvm.tmp" };
+    char side[8192];
+    snprintf(side, sizeof side, "%s/%s.kvm", dir, e->stem);
+    int fd = open(side, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        cli_warn("%s: in use by a running batch; left in place", side);
+        close(fd);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
         char path[8192];
         snprintf(path, sizeof path, "%s/%s%s", dir, e->stem, ext[i]);
         if (unlink(path) != 0 && errno != ENOENT) cli_die("%s: %s", path, strerror(errno));
     }
+    if (fd >= 0) close(fd); /* the lock goes with the removed file */
+    return 1;
 }
 
 _Noreturn static void usage(void)
@@ -200,7 +215,7 @@ int cmd_cache(int argc, char **argv)
         for (int i = 0; i < n; i++) total += e[i].bytes;
         int removed = 0;
         for (int i = 0; i < n && total > (uint64_t)max; i++) { /* oldest first */
-            remove_entry(dir, &e[i]);
+            if (!remove_entry(dir, &e[i])) continue; /* in use */
             total -= e[i].bytes;
             freed += e[i].bytes;
             removed++;

@@ -168,11 +168,10 @@ int cmd_generate(int argc, char **argv)
         cli_json_str(stdout, out);
         printf(", \"prompt_tokens\": %lld, \"generated_tokens\": %lld, "
                "\"prompt_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"prompt_s\": %.6f, "
-               "\"decode_s\": %.6f, \"reevaluations\": %lld, \"peak_rss_bytes\": %lld, "
-               "\"kv_store\": \"%s\", \"io\": \"%s\"",
+               "\"decode_s\": %.6f, \"reevaluations\": %lld, \"peak_rss_bytes\": %lld, ",
                (long long)n_prompt, (long long)n_out, prompt_tps, decode_tps, t1 - t0,
-               t2 - t1, (long long)n_reeval, (long long)cli_peak_rss_bytes(),
-               cli_backing_names[o.kv_backing], cli_kv_io_name(&ck));
+               t2 - t1, (long long)n_reeval, (long long)cli_peak_rss_bytes());
+        cli_json_io(stdout);
         struct attn_stats st;
         model_ctx_attn_stats(mc, &st);
         cli_json_attend(stdout, &o, m, &st);

@@ -246,9 +246,10 @@ int cmd_passkey(int argc, char **argv)
         printf("{\"model\": ");
         cli_json_str(stdout, o.model_path);
         printf(", \"n_ctx_train\": %lld, \"rope\": \"%s\", \"trials\": %d, \"seed\": %llu, "
-               "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f",
+               "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f, ",
                (long long)hp->n_ctx_train, rope_scheme_name(rp.scheme), trials,
                (unsigned long long)seed, n_gen, 1.0 / 90000, secs);
+        cli_json_io(stdout);
         struct attn_stats st;
         model_ctx_attn_stats(mc, &st);
         cli_json_attend(stdout, &o, m, &st);
