@@ -169,6 +169,7 @@ int cmd_passkey(int argc, char **argv)
         CLI_OPTS_DISK(&o),
         CLI_OPTS_POS(&o),
         CLI_OPT_ATTEND(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL [options]";
