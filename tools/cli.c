@@ -222,6 +222,12 @@ void cli_opt_rope_scaling(void *field, const char *name, const char *v)
     *(const char **)field = v;
 }
 
+void cli_opt_attend(void *field, const char *name, const char *v)
+{
+    if (sel_parse(v, field) < 0)
+        cli_die("%s: '%s' (expected all, or sink:S,recent:R,top:K or top:P%%)", name, v);
+}
+
 void cli_opt_self_extend(void *field, const char *name, const char *v)
 {
     struct cli_opts *o = field;
@@ -354,6 +360,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         .queue_depth = o->queue_depth, .ram_budget_bytes = o->ram_budget,
         .reopen = reopen,
     };
+    model_kv_pairing(m, &cfg.head_dim, &cfg.neox_rot);
     model_fingerprint(m, cfg.model_fp);
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
@@ -389,6 +396,27 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
     if (ck->keep && !cfg.reopen && (rc = jnl_fsync_dir(ck->path)) < 0) /* the new file survives */
         cli_die("%s: %s", ck->dir, kvt_strerror(rc));
     cli_note_io(ck->path, o, ck->kv);
+    /* a cache written before summaries (or with damaged ones): rebuild */
+    if (cfg.reopen && o->sel.on && kvs_summary_missing(ck->kv) > 0) {
+        int64_t n = kvs_summary_rebuild(ck->kv);
+        if (n < 0) cli_die("%s: rebuilding tile summaries: %s", ck->path, kvt_strerror((int)n));
+    }
+}
+
+void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
+                     const struct attn_stats *s)
+{
+    char spec[128];
+    sel_format(&o->sel, spec, sizeof spec);
+    struct attn_stats st = *s;
+    double steps = (double)st.steps / model_hparams(m)->n_layer; /* tokens */
+    double d = steps > 0 ? steps : 1;
+    fprintf(f, ", \"attend\": \"%s\", \"decode_steps\": %.0f, \"tiles_per_token\": %.2f, "
+               "\"tiles_read_per_token\": %.2f, \"bytes_read_per_token\": %.0f, "
+               "\"cache_fraction\": %.6f",
+            spec, steps, (double)st.tiles / d, (double)st.tiles_read / d,
+            (double)st.bytes_read / d,
+            st.tiles > 0 ? (double)st.tiles_read / (double)st.tiles : 0.0);
 }
 
 void cli_kv_close(struct cli_kv *ck)
@@ -441,6 +469,7 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
         .n_batch = o->n_batch, .n_threads = o->n_threads,
         .tile_tokens = o->tile_tokens, .se_group = o->se_group,
         .se_window = o->se_window, .rotate_k_on_write = o->rotate_k_on_write,
+        .sel = o->sel,
     };
     if (o->rotate_k_on_write && o->se_group)
         cli_die("--k-rotation write cannot serve SelfExtend (it needs two rotations of each key)");

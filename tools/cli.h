@@ -41,6 +41,7 @@ struct cli_opts {
     const char *longrope_factors;
     int se_group, se_window;
     int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
+    struct sel_policy sel;  /* --attend all | sink:S,recent:R,top:K|P% */
 };
 
 /* The same defaults for every command (kv-store disk, f32 tiles, lz4, ...). */
@@ -54,13 +55,21 @@ void cli_opts_default(struct cli_opts *o);
  *   CLI_OPTS_DISK    --kv-store, --cache-dir, --keep-cache, --codec, --io,
  *                    --queue-depth, --ram-budget (the disk store)
  *   CLI_OPTS_POS     positions (--rope-*, --yarn-*, --longrope-factors,
- *                    --self-extend, --k-rotation) */
+ *                    --self-extend, --k-rotation)
+ *   CLI_OPT_ATTEND   --attend (decode-step tile selection, select.h) */
 extern const char *const cli_backing_names[], *const cli_type_names[],
                   *const cli_io_names[], *const cli_krot_names[];
 void cli_opt_codec(void *field, const char *name, const char *v);
 void cli_opt_rope_scaling(void *field, const char *name, const char *v);
 void cli_opt_self_extend(void *field, const char *name, const char *v);
+void cli_opt_attend(void *field, const char *name, const char *v);
 
+#define CLI_OPT_ATTEND(o) \
+    OPT_FN("--attend", NULL, "P", &(o)->sel, cli_opt_attend, \
+           "decode steps: every tile (exact), or sink:S,recent:R,top:K|top:P%:\n" \
+           "the tiles of the first S and last R tokens and K more (or P% of them)\n" \
+           "taken in turn from each KV head's ranking by a score bound from the\n" \
+           "tiles' key summaries", .def = "all")
 #define CLI_OPTS_RUN(o) \
     OPT_INT("--threads", "-t", "N", &(o)->n_threads, 1, 1024, "threads", .def = "all cores"), \
     OPT_INT("--batch", "-b", "N", &(o)->n_batch, 1, 65536, "tokens per forward pass"), \
@@ -238,6 +247,12 @@ void cli_progress_end(struct cli_progress *p);
 
 /* -log softmax(logits)[target], in double: the scored loss of one token. */
 double cli_nll(const float *logits, int n_vocab, int target);
+
+/* The decode-step read counters as JSON members (each preceded by ", "):
+ * "attend", "decode_steps" (tokens), "tiles_per_token", "tiles_read_per_token",
+ * "bytes_read_per_token", "cache_fraction" (tiles read / tiles held). */
+void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
+                     const struct attn_stats *st);
 
 /* JSON string to F (quoted, escaped). Bytes that are not strict UTF-8 (a
  * generated text can end inside a character) become U+FFFD, so the output

@@ -347,7 +347,7 @@ static void scan_cache(struct ib_cache *c)
         if (got < 0) cli_die("%s: %s", c->path, kvt_strerror((int)got));
         if ((size_t)got < sizeof h || tile_hdr_check(&h) < 0) break;
         uint64_t len = (sizeof h + (uint64_t)h.enc_size + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN;
-        if (!(h.flags & (TILE_F_MARK | TILE_F_TAIL)) && h.layer < (uint32_t)c->n_layer &&
+        if (!(h.flags & (TILE_F_MARK | TILE_F_TAIL | TILE_F_SUM)) && h.layer < (uint32_t)c->n_layer &&
             h.n == (uint32_t)T && h.pos0 / (uint64_t)T < (uint64_t)tiles) {
             size_t i = (size_t)h.layer * (size_t)tiles + (size_t)(h.pos0 / (uint64_t)T);
             enc[i] = h.enc_size;
