@@ -46,15 +46,22 @@
  * X quantized to int8 per block of 32, as ggml does), both described
  * where they are defined.
  */
+#include "mm_kern.h" /* first: renames matmul.h's functions per MM_ISA */
 #include "matmul.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
 #include "../io/kvt.h"
+#include "cpu.h"
+
+#if !defined(MM_ISA) || !defined(MM_SET)
+#error "matmul.c is built once per kernel set: -DMM_ISA=avx2 -DMM_SET=CPU_SET_AVX2 (Makefile)"
+#endif
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -867,6 +874,7 @@ struct mm_ig_wblk {
 static int mm_ig_enabled = 1; /* mm_set_int8_gemm */
 
 struct mm_ctx {
+    const struct mm_kernels *k; /* first member: see mm_kern.h */
     pool *p;
     int n_threads;
     int64_t max_n_in;
@@ -875,6 +883,8 @@ struct mm_ctx {
     uint16_t *wconv; /* (n_threads, MM_BG_NW, max_n_in) bf16 rows */
     struct mm_ig_xblk *ixp;  /* (MM_IG_XCHUNK / MM_IG_NX, n_blk32) */
     struct mm_ig_wblk *iwp;  /* (n_threads, n_blk32) */
+    int8_t *x8q;             /* (MM_FUSED_M_MAX, max_n_in) int8 X, mm_x8_quant */
+    float *x8d, *x8s;        /* (MM_FUSED_M_MAX, max_n_in / 16) */
 };
 
 static int mm_cpu_bf16(void)
@@ -928,10 +938,17 @@ static int mm_ig_split(int type)
 
 void mm_set_int8_gemm(int enable) { mm_ig_enabled = enable != 0; }
 
+/* Types on the int8 decode path (m <= MM_FUSED_M_MAX): all quantized. */
+static int mm_x8_type(int type)
+{
+    return type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16;
+}
+
 int mm_int8_gemm_used(int type, int64_t n_in, int m)
 {
-    return MM_HAVE_IG && mm_ig_enabled && m > MM_FUSED_M_MAX &&
-           mm_ig_type(type) && n_in % 32 == 0 && mm_cpu_vnni();
+    if (!mm_ig_enabled || n_in % 32 != 0) return 0;
+    if (m <= MM_FUSED_M_MAX) return mm_x8_type(type);
+    return MM_HAVE_IG && mm_ig_type(type) && mm_cpu_vnni();
 }
 
 int mm_bf16_gemm_used(int type, int64_t n_in, int m)
@@ -948,6 +965,7 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
     openblas_set_num_threads(1);
     mm_ctx *c = calloc(1, sizeof *c);
     if (!c) return -ENOMEM;
+    c->k = &MM_KERNELS;
     c->p = p;
     c->n_threads = pool_threads(p);
     c->max_n_in = max_n_in;
@@ -959,6 +977,9 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
     const size_t per = (size_t)MM_ROWS_MAX * (size_t)max_n_in;
     const size_t n_kp = (size_t)(max_n_in + 1) / 2;
     c->scratch = malloc(per * (size_t)c->n_threads * sizeof(float));
+    c->x8q = malloc((size_t)MM_FUSED_M_MAX * (size_t)max_n_in);
+    c->x8d = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
+    c->x8s = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
     if (MM_HAVE_BG && mm_cpu_bf16()) {
         c->xp = malloc((size_t)MM_BG_XCHUNK * n_kp * sizeof *c->xp);
         c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
@@ -969,7 +990,7 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
         c->ixp = malloc((size_t)(MM_IG_XCHUNK / MM_IG_NX) * n_blk * sizeof *c->ixp);
         c->iwp = malloc((size_t)c->n_threads * n_blk * sizeof *c->iwp);
     }
-    if (!c->scratch || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
+    if (!c->scratch || !c->x8q || !c->x8d || !c->x8s || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
         (MM_HAVE_IG && mm_cpu_vnni() && (!c->ixp || !c->iwp))) {
         mm_ctx_free(c);
         return -ENOMEM;
@@ -986,7 +1007,231 @@ void mm_ctx_free(mm_ctx *c)
     free(c->wconv);
     free(c->ixp);
     free(c->iwp);
+    free(c->x8q);
+    free(c->x8d);
+    free(c->x8s);
     free(c);
+}
+
+/* ---- int8 decode (m <= MM_FUSED_M_MAX, quantized weights) ------------ */
+
+/* X row (n elements, n % 32 == 0) quantized as the int8 GEMM's X (ggml's
+ * q8_0 activations, the oracle is ref_quant_x8): per block of 32,
+ * d = amax/127, q = rint(x * (127/amax)). Per group g of 16: xd[g] = d of
+ * its block, xs[g] = d * sum(q of the group). */
+static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *xs)
+{
+    for (int64_t b = 0; b < n / 32; b++, x += 32, q += 32) {
+        float a = 0;
+        for (int k = 0; k < 32; k++) {
+            const float v = x[k] < 0 ? -x[k] : x[k];
+            a = v > a ? v : a;
+        }
+        const float d = a / 127.0f, id = a != 0 ? 127.0f / a : 0.0f;
+        int32_t s[2] = {0, 0};
+        for (int k = 0; k < 32; k++) {
+            const int v = (int)nearbyintf(x[k] * id); /* ties to even */
+            q[k] = (int8_t)v;
+            s[k >> 4] += v;
+        }
+        xd[2 * b] = xd[2 * b + 1] = d;
+        xs[2 * b] = d * (float)s[0];
+        xs[2 * b + 1] = d * (float)s[1];
+    }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* 8 int32 lanes: lanes 0-3 sum to sum(w*x) over bytes 0-15, lanes 4-7
+ * over bytes 16-31 (|w*x| pairs fit int16: |w| <= 128, |x| <= 127). */
+static inline __m256i mm_dot8x32(__m256i w, __m256i x)
+{
+    const __m256i aw = _mm256_sign_epi8(w, w), sx = _mm256_sign_epi8(x, w);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* As mm_dot8x32 for unsigned U (0..127) against signed X. */
+static inline __m256i mm_dotu8x32(__m256i u, __m256i x)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+#endif
+}
+
+static inline float mm_hsum8(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* Fused single-row dots of a Q8_0 / Q4_0 / Q4_K row (NB blocks) with one
+ * int8 X row (codes XQ, per-16 xd/xs as mm_x8_quant): the weight codes
+ * stay in registers, one f32 step per 32 elements. Same sums as
+ * dot_groups_x8 (exact integer parts, f32 scaling). */
+static float dot_q8_0_x8(const blk_q8_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i p0 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        const __m256i p1 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b + 1].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                             _mm256_set1_ps(H2F(w[b + 1].d) * xd[2 * b + 2]), a1);
+    }
+    for (; b < nb; b++) {
+        const __m256i p0 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* 32 codes of a Q4_0-style block: low nibbles (elements 0-15) in the low
+ * lane, high nibbles (16-31) in the high lane, as unsigned 0..15. */
+static inline __m256i mm_nibbles32(const uint8_t *qs)
+{
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                            _mm256_set1_epi8(0x0F));
+}
+
+static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+{
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i q0 = _mm256_sub_epi8(mm_nibbles32(w[b].qs), eight);
+        const __m256i q1 = _mm256_sub_epi8(mm_nibbles32(w[b + 1].qs), eight);
+        const __m256i p0 = mm_dot8x32(q0, _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        const __m256i p1 = mm_dot8x32(q1, _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                             _mm256_set1_ps(H2F(w[b + 1].d) * xd[2 * b + 2]), a1);
+    }
+    for (; b < nb; b++) {
+        const __m256i q0 = _mm256_sub_epi8(mm_nibbles32(w[b].qs), eight);
+        const __m256i p0 = mm_dot8x32(q0, _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* Q4_K: per 64 elements 32 bytes of qs, low nibbles = sub-block 2i, high
+ * = 2i+1; w = sc*q + bi per sub-block (k4_scales), the bias summed once
+ * per sub-block against xs. */
+static float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
+                         const float *xs, int64_t nb)
+{
+    const __m256i lo = _mm256_set1_epi8(0x0F);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float bias = 0;
+    for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs += 16) {
+        float sc[16], bi[16];
+        k4_scales(w[b].scales, H2F(w[b].d), H2F(w[b].dmin), sc, bi);
+        for (int i = 0; i < 4; i++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * i));
+            const __m256i p0 = mm_dotu8x32(_mm256_and_si256(raw, lo),
+                                           _mm256_loadu_si256((const __m256i *)(xq + 64 * i)));
+            const __m256i p1 = mm_dotu8x32(_mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
+                                           _mm256_loadu_si256((const __m256i *)(xq + 64 * i + 32)));
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0),
+                                 _mm256_set1_ps(sc[4 * i] * xd[4 * i]), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                                 _mm256_set1_ps(sc[4 * i + 2] * xd[4 * i + 2]), a1);
+        }
+        for (int s = 0; s < 8; s++) bias += bi[2 * s] * (xs[2 * s] + xs[2 * s + 1]);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1)) + bias;
+}
+#endif
+
+/* sum over N_GROUPS groups g of 16 of sc[g] * xd[g] * sum(q * xq)
+ * (+ bi[g] * xs[g] if BIAS): a row chunk unpacked as for dot_groups
+ * against one int8 X row. Integer sums are exact; the rest is f32. */
+static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, int bias,
+                           const int8_t *xq, const float *xd, const float *xs,
+                           int n_groups)
+{
+    int g = 0;
+    float acc = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 va = _mm256_setzero_ps();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; g + 8 <= n_groups; g += 8) {
+        __m256i m[4];
+        for (int t = 0; t < 4; t++)
+            m[t] = mm_dot8x32(_mm256_loadu_si256((const __m256i *)(q + 16 * g + 32 * t)),
+                              _mm256_loadu_si256((const __m256i *)(xq + 16 * g + 32 * t)));
+        /* lanes: groups g+0, 2, 4, 6 | g+1, 3, 5, 7; then in order */
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]),
+                                      _mm256_hadd_epi32(m[2], m[3]));
+        h = _mm256_permutevar8x32_epi32(h, order);
+        const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(sc + g), _mm256_loadu_ps(xd + g));
+        va = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), s, va);
+        if (bias) va = _mm256_fmadd_ps(_mm256_loadu_ps(bi + g), _mm256_loadu_ps(xs + g), va);
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(va), _mm256_extractf128_ps(va, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    acc = _mm_cvtss_f32(h);
+#endif
+    for (; g < n_groups; g++) {
+        int32_t isum = 0;
+        for (int i = 0; i < 16; i++) isum += (int32_t)q[16 * g + i] * xq[16 * g + i];
+        float t = (float)isum * (sc[g] * xd[g]);
+        if (bias) t += bi[g] * xs[g];
+        acc += t;
+    }
+    return acc;
+}
+
+/* dot_rows with the M rows of X quantized in C's x8 buffers. */
+static void dot_rows_x8(int type, const uint8_t *row, const mm_ctx *c, int64_t n,
+                        int m, float *acc)
+{
+    const int64_t ng = n / 16;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K) {
+        for (int i = 0; i < m; i++) {
+            const int8_t *xq = c->x8q + i * n;
+            const float *xd = c->x8d + i * ng, *xs = c->x8s + i * ng;
+            acc[i] = type == GGML_TYPE_Q8_0 ? dot_q8_0_x8((const void *)row, xq, xd, n / 32)
+                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, xd, n / 32)
+                   : dot_q4_K_x8((const void *)row, xq, xd, xs, n / MM_QK_K);
+        }
+        return;
+    }
+#endif
+    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
+    const mm_unpack_fn unpack = mm_unpacker(type);
+    const int bias = mm_has_bias(type);
+    const int per_chunk = MM_QK_K / blck;
+    const int64_t n_blk = n / blck;
+    int8_t q[MM_QK_K];
+    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
+    for (int i = 0; i < m; i++) acc[i] = 0;
+    for (int64_t b = 0; b < n_blk; b += per_chunk) {
+        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
+        const int64_t k0 = b * blck;
+        unpack(row + b * bytes, nb, q, sc, bi);
+        for (int i = 0; i < m; i++)
+            acc[i] += dot_groups_x8(q, sc, bi, bias, c->x8q + i * n + k0,
+                                    c->x8d + i * ng + k0 / 16, c->x8s + i * ng + k0 / 16,
+                                    nb * blck / 16);
+    }
 }
 
 struct mm_job {
@@ -998,6 +1243,7 @@ struct mm_job {
     int64_t n_in, n_out;
     size_t row_bytes;
     int64_t rows_per_task;
+    int x8; /* m <= MM_FUSED_M_MAX: X quantized in c->x8q/x8d/x8s */
 };
 
 /* m <= MM_FUSED_M_MAX: columns [r0, r1) of Y = X . W^T, fused. */
@@ -1010,8 +1256,12 @@ static void mm_task_vec(void *ctx, int task, int thread)
     const uint8_t *base = j->w->data;
     float acc[MM_FUSED_M_MAX];
     for (int64_t r = r0; r < r1; r++) {
-        dot_rows(j->w->type, base + (size_t)r * j->row_bytes, j->x, j->n_in,
-                 j->m, acc);
+        if (j->x8)
+            dot_rows_x8(j->w->type, base + (size_t)r * j->row_bytes, j->c, j->n_in,
+                        j->m, acc);
+        else
+            dot_rows(j->w->type, base + (size_t)r * j->row_bytes, j->x, j->n_in,
+                     j->m, acc);
         for (int i = 0; i < j->m; i++) j->y[i * j->n_out + r] = acc[i];
     }
 }
@@ -1529,6 +1779,12 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     /* About 4 tasks per thread, so uneven finishing times even out. */
     const int64_t want = 4 * (int64_t)c->n_threads;
     if (m <= MM_FUSED_M_MAX) {
+        if (mm_int8_gemm_used(w->type, n_in, m)) {
+            for (int i = 0; i < m; i++)
+                mm_x8_quant(x + i * n_in, n_in, c->x8q + i * n_in,
+                            c->x8d + i * (n_in / 16), c->x8s + i * (n_in / 16));
+            j.x8 = 1;
+        }
         j.rows_per_task = KVT_MAX((int64_t)1, (n_out + want - 1) / want);
         const int64_t n_tasks = (n_out + j.rows_per_task - 1) / j.rows_per_task;
         pool_run(c->p, mm_task_vec, &j, (int)n_tasks);
@@ -1552,3 +1808,19 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     const int64_t n_tasks = (n_out + j.rows_per_task - 1) / j.rows_per_task;
     pool_run(c->p, mm_task_gemm, &j, (int)n_tasks);
 }
+
+/* This kernel set's table (mm_kern.h). */
+const struct mm_kernels MM_KERNELS = {
+    .set = MM_SET,
+    .ctx_create = mm_ctx_create,
+    .ctx_free = mm_ctx_free,
+    .matmul = mm_matmul,
+    .set_bf16_gemm = mm_set_bf16_gemm,
+    .bf16_gemm_used = mm_bf16_gemm_used,
+    .set_int8_gemm = mm_set_int8_gemm,
+    .int8_gemm_used = mm_int8_gemm_used,
+    .get_row = mm_get_row,
+    .dequant = mm_dequant,
+    .f16_to_f32 = mm_f16_to_f32,
+    .f32_to_f16 = mm_f32_to_f16,
+};
