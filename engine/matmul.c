@@ -885,6 +885,7 @@ struct mm_ctx {
     struct mm_ig_wblk *iwp;  /* (n_threads, n_blk32) */
     int8_t *x8q;             /* (MM_FUSED_M_MAX, max_n_in) int8 X, mm_x8_quant */
     float *x8d, *x8s;        /* (MM_FUSED_M_MAX, max_n_in / 16) */
+    float *x8s32;            /* (MM_FUSED_M_MAX, max_n_in / 32): d * sum per 32 */
 };
 
 static int mm_cpu_bf16(void)
@@ -980,6 +981,7 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
     c->x8q = malloc((size_t)MM_FUSED_M_MAX * (size_t)max_n_in);
     c->x8d = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
     c->x8s = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
+    c->x8s32 = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 32 + 1) * sizeof(float));
     if (MM_HAVE_BG && mm_cpu_bf16()) {
         c->xp = malloc((size_t)MM_BG_XCHUNK * n_kp * sizeof *c->xp);
         c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
@@ -990,7 +992,7 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
         c->ixp = malloc((size_t)(MM_IG_XCHUNK / MM_IG_NX) * n_blk * sizeof *c->ixp);
         c->iwp = malloc((size_t)c->n_threads * n_blk * sizeof *c->iwp);
     }
-    if (!c->scratch || !c->x8q || !c->x8d || !c->x8s || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
+    if (!c->scratch || !c->x8q || !c->x8d || !c->x8s || !c->x8s32 || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
         (MM_HAVE_IG && mm_cpu_vnni() && (!c->ixp || !c->iwp))) {
         mm_ctx_free(c);
         return -ENOMEM;
@@ -1010,6 +1012,7 @@ void mm_ctx_free(mm_ctx *c)
     free(c->x8q);
     free(c->x8d);
     free(c->x8s);
+    free(c->x8s32);
     free(c);
 }
 
@@ -1018,8 +1021,9 @@ void mm_ctx_free(mm_ctx *c)
 /* X row (n elements, n % 32 == 0) quantized as the int8 GEMM's X (ggml's
  * q8_0 activations, the oracle is ref_quant_x8): per block of 32,
  * d = amax/127, q = rint(x * (127/amax)). Per group g of 16: xd[g] = d of
- * its block, xs[g] = d * sum(q of the group). */
-static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *xs)
+ * its block, xs[g] = d * sum(q of the group); per block xs32 = d * sum(q). */
+static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *xs,
+                        float *xs32)
 {
     for (int64_t b = 0; b < n / 32; b++, x += 32, q += 32) {
         float a = 0;
@@ -1037,6 +1041,7 @@ static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *
         xd[2 * b] = xd[2 * b + 1] = d;
         xs[2 * b] = d * (float)s[0];
         xs[2 * b + 1] = d * (float)s[1];
+        xs32[b] = d * (float)(s[0] + s[1]);
     }
 }
 
@@ -1129,32 +1134,65 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const float *xd, i
     return mm_hsum8(_mm256_add_ps(a0, a1));
 }
 
+/* 8 6-bit values (Q4_K/Q5_K scales or mins) as floats times D: sc
+ * bytes 0-3 are q[0..3] & 63, 4-7 q[8..11] low nibbles | (q[0..3] >> 6) << 4;
+ * mins likewise from q[4..7] and the high nibbles (scale_min_k4). */
+static inline void mm_k4_scales8(const uint8_t *q, float d, float dmin, __m256 *sc,
+                                 __m256 *mn)
+{
+    uint32_t a, b, c;
+    memcpy(&a, q, 4);
+    memcpy(&b, q + 4, 4);
+    memcpy(&c, q + 8, 4);
+    const uint64_t s8 = (uint64_t)(a & 0x3f3f3f3fu) |
+                        (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) |
+                        (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+    *sc = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                               _mm_cvtsi64_si128((long long)s8))));
+    *mn = _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                                  _mm_cvtsi64_si128((long long)m8))));
+}
+
 /* Q4_K: per 64 elements 32 bytes of qs, low nibbles = sub-block 2i, high
- * = 2i+1; w = sc*q + bi per sub-block (k4_scales), the bias summed once
- * per sub-block against xs. */
+ * = 2i+1; w = (d*sc)*q - dmin*mn per sub-block of 32. The 8 integer sums
+ * of a block land in one vector (hadd), scaled by (d*sc) * dx, minus
+ * (dmin*mn) * (dx * sum(xq)) per sub-block. */
 static float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
-                         const float *xs, int64_t nb)
+                         const float *xs32, int64_t nb)
 {
     const __m256i lo = _mm256_set1_epi8(0x0F);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    float bias = 0;
-    for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs += 16) {
-        float sc[16], bi[16];
-        k4_scales(w[b].scales, H2F(w[b].d), H2F(w[b].dmin), sc, bi);
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    __m256 acc = _mm256_setzero_ps(), neg = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs32 += 8) {
+        __m256i m[8];
         for (int i = 0; i < 4; i++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * i));
-            const __m256i p0 = mm_dotu8x32(_mm256_and_si256(raw, lo),
-                                           _mm256_loadu_si256((const __m256i *)(xq + 64 * i)));
-            const __m256i p1 = mm_dotu8x32(_mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
-                                           _mm256_loadu_si256((const __m256i *)(xq + 64 * i + 32)));
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0),
-                                 _mm256_set1_ps(sc[4 * i] * xd[4 * i]), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                                 _mm256_set1_ps(sc[4 * i + 2] * xd[4 * i + 2]), a1);
+            m[2 * i] = mm_dotu8x32(_mm256_and_si256(raw, lo),
+                                   _mm256_loadu_si256((const __m256i *)(xq + 64 * i)));
+            m[2 * i + 1] = mm_dotu8x32(_mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
+                                       _mm256_loadu_si256((const __m256i *)(xq + 64 * i + 32)));
         }
-        for (int s = 0; s < 8; s++) bias += bi[2 * s] * (xs[2 * s] + xs[2 * s + 1]);
+        /* per sub-block j: m[j]'s 8 lanes; hadd folds them to one lane each */
+        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]),
+                                             _mm256_hadd_epi32(m[2], m[3]));
+        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]),
+                                             _mm256_hadd_epi32(m[6], m[7]));
+        /* h0 = [s0a s1a s2a s3a | s0b s1b s2b s3b] (a, b: 128-bit halves);
+         * adding the swapped halves gives s0..s3 in both */
+        const __m256i s03 = _mm256_add_epi32(h0, _mm256_permute2x128_si256(h0, h0, 1));
+        const __m256i s47 = _mm256_add_epi32(h1, _mm256_permute2x128_si256(h1, h1, 1));
+        const __m256i sums = _mm256_blend_epi32(s03, s47, 0xF0); /* s0 .. s7 */
+        __m256 sc, mn;
+        mm_k4_scales8(w[b].scales, H2F(w[b].d), H2F(w[b].dmin), &sc, &mn);
+        const __m256 dx = _mm256_permutevar8x32_ps(
+            _mm256_loadu_ps(xd), even); /* lanes 0-3: xd[0,2,4,6] */
+        const __m256 dx8 = _mm256_blend_ps(dx, _mm256_permutevar8x32_ps(
+                                                   _mm256_loadu_ps(xd + 8), even), 0xF0);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sc, dx8), acc);
+        neg = _mm256_fmadd_ps(mn, _mm256_loadu_ps(xs32), neg);
     }
-    return mm_hsum8(_mm256_add_ps(a0, a1)) + bias;
+    return mm_hsum8(_mm256_sub_ps(acc, neg));
 }
 #endif
 
@@ -1207,10 +1245,11 @@ static void dot_rows_x8(int type, const uint8_t *row, const mm_ctx *c, int64_t n
     if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K) {
         for (int i = 0; i < m; i++) {
             const int8_t *xq = c->x8q + i * n;
-            const float *xd = c->x8d + i * ng, *xs = c->x8s + i * ng;
+            const float *xd = c->x8d + i * ng;
             acc[i] = type == GGML_TYPE_Q8_0 ? dot_q8_0_x8((const void *)row, xq, xd, n / 32)
                    : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, xd, n / 32)
-                   : dot_q4_K_x8((const void *)row, xq, xd, xs, n / MM_QK_K);
+                   : dot_q4_K_x8((const void *)row, xq, xd, c->x8s32 + i * (n / 32),
+                                  n / MM_QK_K);
         }
         return;
     }
@@ -1782,7 +1821,8 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
         if (mm_int8_gemm_used(w->type, n_in, m)) {
             for (int i = 0; i < m; i++)
                 mm_x8_quant(x + i * n_in, n_in, c->x8q + i * n_in,
-                            c->x8d + i * (n_in / 16), c->x8s + i * (n_in / 16));
+                            c->x8d + i * (n_in / 16), c->x8s + i * (n_in / 16),
+                            c->x8s32 + i * (n_in / 32));
             j.x8 = 1;
         }
         j.rows_per_task = KVT_MAX((int64_t)1, (n_out + want - 1) / want);
