@@ -113,6 +113,8 @@ double cli_nll(const float *logits, int n_vocab, int target);
 
 /* JSON string to F (quoted, escaped). */
 void cli_json_str(FILE *f, const char *s);
+/* `"cpu": "FEATURES; kernels SET", ` (cpu_describe) for a JSON object. */
+void cli_json_cpu(FILE *f);
 
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
