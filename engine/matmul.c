@@ -637,6 +637,17 @@ void mm_get_row(const gguf_tensor *w, int64_t r, float *dst)
 
 /* ---- dot kernels ------------------------------------------------------ */
 
+#if defined(__AVX2__)
+/* sum of the 8 lanes of V */
+static inline float mm_hsum8(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+#endif
+
 /* sum over N_GROUPS groups of 16 of (q*sc[g] + bi[g]) * x. */
 static float dot_groups(const int8_t *q, const float *sc, const float *bi,
                         const float *x, int n_groups)
@@ -700,6 +711,13 @@ static float dot_f32(const float *w, const float *x, int64_t n)
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
     }
     acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    acc = mm_hsum8(_mm256_add_ps(a0, a1));
 #endif
     for (; i < n; i++) acc += w[i] * x[i];
     return acc;
@@ -719,14 +737,18 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n)
     }
     acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-    __m256 a0 = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
-    }
-    float t[8];
-    _mm256_storeu_ps(t, a0);
-    for (int k = 0; k < 8; k++) acc += t[k];
+    /* 4 accumulators: FMA latency, not the load port, bounds one chain */
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            a[k] = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * k))),
+                _mm256_loadu_ps(x + i + 8 * k), a[k]);
+    for (; i + 8 <= n; i += 8)
+        a[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))),
+                               _mm256_loadu_ps(x + i), a[0]);
+    acc = mm_hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 #endif
     for (; i < n; i++) acc += H2F(w[i]) * x[i];
     return acc;
@@ -1068,14 +1090,6 @@ static inline __m256i mm_dotu8x32(__m256i u, __m256i x)
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 #endif
-}
-
-static inline float mm_hsum8(__m256 v)
-{
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
 }
 
 /* Fused single-row dots of a Q8_0 / Q4_0 / Q4_K row (NB blocks) with one
