@@ -108,17 +108,24 @@ ubsan:
 tsan:
 	$(SAN_ENV) $(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" test
 
-# Fuzz targets (tests/fuzz/*.c): libFuzzer binaries with clang, and plain
-# replay programs (KVT_REPLAY) that run a corpus or crash files.
+# Fuzz targets (tests/fuzz/fuzz_*.c): libFuzzer binaries with clang
+# (`make fuzz`), and plain replay programs (KVT_REPLAY) built with `all`,
+# which test_fuzz runs over each corpus in tests/fuzz/corpus/NAME/.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB := io/kvt.c engine/gguf.c engine/tok.c
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
+FUZZ_LIB := io/kvt.c io/io.c engine/gguf.c engine/tok.c engine/rope.c kvstore/tile.c \
+            kvstore/kvs.c kvstore/journal.c tools/json.c tools/batch_cache.c
+all: $(FUZZ_REPLAY)
+$(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.h $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DKVT_REPLAY $< $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a -o $@ $(LDLIBS)
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=c11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n -lpcre2-8 -lxxhash -lm || exit 1; \
-	  $(CC) $(CFLAGS) -DKVT_REPLAY $$f $(FUZZ_LIB) -o $(BUILD)/fuzz/$$n-replay -lpcre2-8 -lxxhash -lm || exit 1; \
+	  clang -std=c11 -O1 -g -D_GNU_SOURCE -I. -march=native -fsanitize=fuzzer,address,undefined $$f $(FUZZ_LIB) \
+	    -o $(BUILD)/fuzz/$$n $(LDLIBS) || exit 1; \
 	done
-	@echo "run: $(BUILD)/fuzz/fuzz_gguf -max_total_time=60 CORPUS_DIR (seed with models/*.gguf)"
+	@echo "run: nice -n 19 $(BUILD)/fuzz/fuzz_tile -max_total_time=600 NEWDIR tests/fuzz/corpus/fuzz_tile"
 
 bench: all
 	sh bench/run.sh $(BUILD)

@@ -4,7 +4,9 @@
  * and weight type: GFLOP/s of mm_matmul, GFLOP/s of cblas_sgemm on f32
  * weights of the same shape (OpenBLAS given the same thread count),
  * their ratio, and single-token (m = 1) throughput in GB/s of weight
- * bytes. Weights are random; no model file is needed.
+ * bytes; for types on the int8 path, also the same product with that
+ * path switched off (dequantize + sgemm) and the speed-up. Weights are
+ * random; no model file is needed.
  *
  * usage: bench_matmul [n_threads]   (default: online CPUs; KVT_THREADS)
  */
@@ -44,6 +46,8 @@ static const struct btype types[] = {
     {GGML_TYPE_F32, 1, 4},      {GGML_TYPE_F16, 1, 2},
     {GGML_TYPE_BF16, 1, 2},     {GGML_TYPE_Q8_0, 32, 34},
     {GGML_TYPE_Q4_K, 256, 144}, {GGML_TYPE_Q6_K, 256, 210},
+    {GGML_TYPE_Q5_K, 256, 176}, {GGML_TYPE_Q3_K, 256, 110},
+    {GGML_TYPE_Q2_K, 256, 84},  {GGML_TYPE_IQ4_XS, 256, 136},
 };
 
 /* Random weights of type T with sane scales; returns the byte size. */
@@ -60,10 +64,16 @@ static size_t fill_weights(const struct btype *t, uint8_t *buf, int64_t n)
         case GGML_TYPE_F16: put16(p, mm_f32_to_f16(v)); break;
         case GGML_TYPE_BF16: put16(p, mm_f32_to_bf16(v)); break;
         case GGML_TYPE_Q8_0: put16(p, mm_f32_to_f16(v / 64)); break;
-        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K:
             put16(p, mm_f32_to_f16(v / 512));
             put16(p + 2, mm_f32_to_f16(v / 512));
             break;
+        case GGML_TYPE_Q2_K:
+            put16(p + 80, mm_f32_to_f16(v / 32));
+            put16(p + 82, mm_f32_to_f16(v / 32));
+            break;
+        case GGML_TYPE_Q3_K: put16(p + 108, mm_f32_to_f16(v / 128)); break;
+        case GGML_TYPE_IQ4_XS: put16(p, mm_f32_to_f16(v / 4096)); break;
         case GGML_TYPE_Q6_K: put16(p + 208, mm_f32_to_f16(v / 1024)); break;
         }
     }
@@ -144,9 +154,9 @@ int main(int argc, char **argv)
 
     printf("bench_matmul: %d threads; GFLOP/s = 2*m*n_in*n_out / best time; "
            "sgemm = cblas_sgemm on f32 weights, %d threads\n", n_threads, n_threads);
-    printf("%-10s %4s %5s %5s  %-5s %9s %9s %6s   %9s %8s\n", "model", "m",
+    printf("%-10s %4s %5s %5s  %-6s %9s %9s %6s   %9s %8s   %9s %6s\n", "model", "m",
            "n_in", "n_out", "type", "mm GF/s", "sgemm", "ratio", "m=1 GB/s",
-           "m=1 us");
+           "m=1 us", "deq GF/s", "int8x");
     for (int s = 0; s < n_shapes; s++) {
         const int m = shapes[s].m, n_in = shapes[s].n_in, n_out = shapes[s].n_out;
         const double flop = 2.0 * m * n_in * n_out;
@@ -161,10 +171,17 @@ int main(int argc, char **argv)
             w.size = fill_weights(t, wbuf, (int64_t)n_in * n_out);
             const double t_mm = time_mm(c, &w, x, m, y, big);
             const double t_1 = time_mm(c, &w, x, 1, y, 0.1);
-            printf("%-10s %4d %5d %5d  %-5s %9.1f %9.1f %6.2f   %9.2f %8.1f\n",
+            printf("%-10s %4d %5d %5d  %-6s %9.1f %9.1f %6.2f   %9.2f %8.1f",
                    shapes[s].model, m, n_in, n_out, ggml_type_name(t->type),
                    flop / t_mm * 1e-9, flop / t_ref * 1e-9, t_ref / t_mm,
                    (double)w.size / t_1 * 1e-9, t_1 * 1e6);
+            if (mm_int8_gemm_used(t->type, n_in, m)) {
+                mm_set_int8_gemm(0);
+                const double t_dq = time_mm(c, &w, x, m, y, big);
+                mm_set_int8_gemm(1);
+                printf("   %9.1f %6.2f", flop / t_dq * 1e-9, t_dq / t_mm);
+            }
+            printf("\n");
             fflush(stdout);
         }
     }

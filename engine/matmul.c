@@ -942,20 +942,19 @@ static int mm_cpu_vnni(void)
 }
 
 /* Types on the int8 path, where it was measured faster than dequantize +
- * sgemm: one scale (and bias) per 32 elements, or per 16 (mm_ig_split;
- * Q6_K's codes and scales would fit too, not measured yet). */
+ * sgemm: one scale (and bias) per 32 elements, or per 16 (mm_ig_split). */
 static int mm_ig_type(int type)
 {
     return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K ||
-           type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_IQ4_XS ||
-           type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K;
+           type == GGML_TYPE_Q5_K || type == GGML_TYPE_IQ4_NL || type == GGML_TYPE_IQ4_XS ||
+           type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
 }
 
 #if MM_HAVE_IG
 /* Int8-path types with a scale (and bias) per 16 elements, not per 32. */
 static int mm_ig_split(int type)
 {
-    return type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K;
+    return type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K || type == GGML_TYPE_Q6_K;
 }
 #endif
 

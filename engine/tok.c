@@ -224,7 +224,8 @@ static int tok_opt_id(const gguf *g, const char *key, int def, int n,
         return 0;
     }
     if (rc < 0) return rc;
-    *out = (v >= 0 && v < n) ? (int)v : -1;
+    if (v < 0 || v >= n) return KVT_ERANGE;
+    *out = (int)v;
     return 0;
 }
 
@@ -268,6 +269,55 @@ static int tok_id(const tok *t, const char *s, size_t n)
     return tok_tab_find(&t->vocab, s, n);
 }
 
+static int tok_hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* The byte of a piece "<0xHH>" (exactly two hex digits, either case), or
+ * -1 if the piece is not of that form. */
+static int tok_byte_piece(const char *p, size_t k)
+{
+    if (k != 6 || p[0] != '<' || p[1] != '0' || p[2] != 'x' || p[5] != '>') return -1;
+    int hi = tok_hexval(p[3]), lo = tok_hexval(p[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/* 1 if a piece looks like a byte piece, "<0x" ... ">" of at most 8 bytes. */
+static int tok_byte_like(const char *p, size_t k)
+{
+    return k >= 4 && k <= 8 && memcmp(p, "<0x", 3) == 0 && p[k - 1] == '>';
+}
+
+/* Byte pieces (SPM): a piece of type BYTE must be "<0xHH>", and so must any
+ * piece that looks like one ("<0x-1>", "<0xZZ>", "<0x1>" are refused rather
+ * than taken as text); two pieces for one byte are refused. Fills byte_tok
+ * from them. */
+static int tok_check_bytes(tok *t, char *err, size_t cap)
+{
+    for (int b = 0; b < 256; b++) t->byte_tok[b] = -1;
+    if (t->model != TOK_SPM) return 0;
+    for (int i = 0; i < t->vocab.n; i++) {
+        const char *p = t->vocab.arena + t->vocab.off[i];
+        size_t k = t->vocab.len[i];
+        int ty = t->type[i];
+        if (ty != TOK_T_BYTE && (ty == TOK_T_USER || ty == TOK_T_CONTROL || !tok_byte_like(p, k)))
+            continue;
+        int b = tok_byte_piece(p, k);
+        if (b < 0)
+            return tok_fail(err, cap, KVT_EFORMAT, "tokenizer.ggml.tokens[%d]: byte piece "
+                            "'%.*s' is not <0xHH>", i, (int)KVT_MIN(k, 16), p);
+        if (t->byte_tok[b] >= 0)
+            return tok_fail(err, cap, KVT_EFORMAT, "tokenizer.ggml.tokens[%d]: byte piece "
+                            "'%.*s' repeats token %d", i, (int)k, p, t->byte_tok[b]);
+        t->byte_tok[b] = i;
+    }
+    return 0;
+}
+
 static void tok_init_bytes(tok *t)
 {
     for (int b = 0; b < 256; b++) {
@@ -276,8 +326,7 @@ static void tok_init_bytes(tok *t)
         if (t->model == TOK_BPE) {
             id = tok_id(t, t->b2u[b], t->b2u_len[b]);
         } else {
-            snprintf(buf, sizeof buf, "<0x%02X>", b);
-            id = tok_id(t, buf, 6);
+            id = t->byte_tok[b]; /* tok_check_bytes */
             if (id < 0) {
                 buf[0] = (char)b;
                 id = tok_id(t, buf, 1);
@@ -344,9 +393,27 @@ static int tok_load_arrays(tok *t, const gguf *g, char *err, size_t cap)
     return 0;
 }
 
-static int tok_load_specials(tok *t, const gguf *g)
+/* Special tokens: BOS, EOS and UNK are used; every other
+ * tokenizer.ggml.*_token_id (padding, separator, cls, mask, eot, fim ...)
+ * is checked too. An id outside the vocabulary is an error naming the key
+ * (it would otherwise be dropped silently). */
+static int tok_load_specials(tok *t, const gguf *g, char *err, size_t cap)
 {
+    static const char pre[] = "tokenizer.ggml.", suf[] = "_token_id";
     int n = t->vocab.n, spm = t->model == TOK_SPM, rc;
+    for (int i = 0; i < gguf_n_kv(g); i++) {
+        const char *k = gguf_key(g, i);
+        size_t kl = strlen(k);
+        if (kl <= sizeof pre + sizeof suf - 2 || strncmp(k, pre, sizeof pre - 1) ||
+            strcmp(k + kl - (sizeof suf - 1), suf))
+            continue;
+        int64_t v;
+        if ((rc = gguf_get_int(g, k, &v)) < 0)
+            return tok_fail(err, cap, rc, "%s is not an integer", k);
+        if (v < 0 || v >= n)
+            return tok_fail(err, cap, KVT_ERANGE, "%s = %lld is outside the vocabulary "
+                            "(%d tokens)", k, (long long)v, n);
+    }
     if ((rc = tok_opt_id(g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, n,
                          &t->bos)) < 0 ||
         (rc = tok_opt_id(g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, n,
@@ -357,7 +424,7 @@ static int tok_load_specials(tok *t, const gguf *g)
                            &t->add_bos)) < 0 ||
         (rc = tok_opt_bool(g, "tokenizer.ggml.add_space_prefix", spm,
                            &t->add_space_prefix)) < 0)
-        return rc;
+        return tok_fail(err, cap, rc, "bad special token metadata");
     return 0;
 }
 
@@ -379,8 +446,7 @@ static int tok_open_impl(tok *t, const gguf *g, char *err, size_t cap)
         return tok_fail(err, cap, rc, "tokenizer.ggml.tokens: %s",
                         kvt_strerror(rc));
     if ((rc = tok_load_arrays(t, g, err, cap)) < 0) return rc;
-    if ((rc = tok_load_specials(t, g)) < 0)
-        return tok_fail(err, cap, rc, "bad special token metadata");
+    if ((rc = tok_load_specials(t, g, err, cap)) < 0) return rc;
     tok_init_byte_map(t);
     if (t->model == TOK_BPE) {
         rc = tok_tab_load(&t->merges, g, "tokenizer.ggml.merges", 0);
@@ -396,6 +462,7 @@ static int tok_open_impl(tok *t, const gguf *g, char *err, size_t cap)
                             "the GPT-2 pre-tokenizer regex");
         pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional speed-up */
     }
+    if ((rc = tok_check_bytes(t, err, cap)) < 0) return rc;
     tok_init_bytes(t);
     return 0;
 }
@@ -788,21 +855,13 @@ static int tok_put(char *buf, size_t cap, size_t *n, const char *s, size_t k)
     return 0;
 }
 
-static int tok_hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
 
 static int tok_decode_spm(const char *p, size_t k, int type, char *buf,
                           size_t cap)
 {
     size_t n = 0;
-    if (type == TOK_T_BYTE && k == 6 && p[0] == '<' && p[1] == '0' &&
-        p[2] == 'x' && tok_hexval(p[3]) >= 0 && tok_hexval(p[4]) >= 0) {
-        char b = (char)(tok_hexval(p[3]) * 16 + tok_hexval(p[4]));
+    if (type == TOK_T_BYTE && tok_byte_piece(p, k) >= 0) {
+        char b = (char)tok_byte_piece(p, k);
         return tok_put(buf, cap, &n, &b, 1) < 0 ? -ENOSPC : 1;
     }
     if (type == TOK_T_UNKNOWN)

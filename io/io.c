@@ -8,12 +8,16 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "io/kvt.h"
+
+/* user_data of an SQE whose submit failed: its completion is dropped */
+#define IO_SQE_DEAD UINT64_MAX
 
 /* ---- syscall table and fault injection ------------------------------------ */
 
@@ -161,6 +165,7 @@ struct io_file {
     /* uring */
     struct io_uring ring;
     int ring_ok, fixed;
+    int broken;              /* < 0: a wait failed, the ring is unusable */
     /* pread worker */
     pthread_t th;
     int th_ok, stop;
@@ -286,7 +291,7 @@ int io_open(const char *path, const struct io_opts *o, io_file **out,
 
     int fl = O_RDWR | O_CLOEXEC;
     if (o->flags & IO_CREATE) fl |= O_CREAT;
-    if (o->flags & IO_TRUNC) fl |= O_TRUNC;
+    if ((o->flags & IO_TRUNC) && !(o->flags & IO_LOCK)) fl |= O_TRUNC;
     if (o->flags & IO_DIRECT) {
         f->fd = open(path, fl | O_DIRECT, 0644);
         if (f->fd >= 0) f->direct = 1;
@@ -295,6 +300,11 @@ int io_open(const char *path, const struct io_opts *o, io_file **out,
     }
     if (f->fd < 0) f->fd = open(path, fl, 0644);
     if (f->fd < 0) { rc = -errno; goto fail; }
+    if (o->flags & IO_LOCK) {
+        while ((rc = flock(f->fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {}
+        if (rc != 0) { rc = errno == EWOULDBLOCK ? -EBUSY : -errno; goto fail; }
+        if ((o->flags & IO_TRUNC) && (rc = io_truncate(f, 0)) < 0) goto fail;
+    }
 
     if (f->kind == IO_URING) {
         rc = uring_setup(f);
@@ -320,8 +330,9 @@ void io_close(io_file *f)
 {
     if (!f) return;
     while (f->in_flight > 0) {
-        int slot;
-        if (io_wait(f, &slot) == -EAGAIN) break;
+        int slot = -1;
+        io_wait(f, &slot);
+        if (slot < 0) break; /* nothing completed: nothing will */
     }
     if (f->th_ok) {
         pthread_mutex_lock(&f->mu);
@@ -351,7 +362,13 @@ int io_submit(io_file *f, int slot, uint64_t off, size_t len)
     KVT_ASSERT(off <= INT64_MAX - len);
     struct io_req r = { slot, 0, off, len };
     if (f->kind == IO_URING) {
+        if (f->broken < 0) return f->broken;
         struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+        if (!sqe) { /* the ring holds no-ops of failed submits: send them */
+            int rc = io_uring_submit(&f->ring);
+            if (rc < 0) return rc;
+            sqe = io_uring_get_sqe(&f->ring);
+        }
         if (!sqe) return -EBUSY;
         void *buf = io_slot(f, slot);
         if (f->fixed)
@@ -360,9 +377,17 @@ int io_submit(io_file *f, int slot, uint64_t off, size_t len)
             io_uring_prep_read(sqe, f->fd, buf, (unsigned)len, off);
         io_uring_sqe_set_data64(sqe, (uint64_t)slot);
         int rc;
-        do rc = io_uring_submit(&f->ring);
-        while (rc == -EINTR || rc == -EAGAIN);
-        if (rc < 0) return rc;
+        do {
+            rc = fault_take(IO_OP_SUBMIT);
+            if (rc >= 0) rc = io_uring_submit(&f->ring);
+        } while (rc == -EINTR || rc == -EAGAIN);
+        if (rc < 0) {
+            /* the SQE stays in the ring and would go with the next
+             * submit: make it a no-op whose completion io_wait drops */
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data64(sqe, IO_SQE_DEAD);
+            return rc;
+        }
     } else if (f->kind == IO_PREAD) {
         pthread_mutex_lock(&f->mu);
         fifo_push(&f->rq, r);
@@ -380,7 +405,7 @@ int io_submit(io_file *f, int slot, uint64_t off, size_t len)
 static int uring_finish(io_file *f, const struct io_req *r, int res)
 {
     int flt = fault_take(IO_OP_READ);
-    if (flt < 0) return flt;
+    if (flt < 0) res = flt; /* as if the completion carried it */
     if (flt == 1 && res > 1) res = (int)short_len((size_t)res);
     if (res == -EINTR || res == -EAGAIN) res = 0; /* redo synchronously */
     if (res < 0) return res;
@@ -424,13 +449,24 @@ int io_wait(io_file *f, int *slot)
     int res;
     if (f->kind == IO_URING) {
         struct io_uring_cqe *cqe;
-        int rc;
-        do rc = io_uring_wait_cqe(&f->ring, &cqe);
-        while (rc == -EINTR || rc == -EAGAIN);
-        if (rc < 0) return rc; /* ring broken: nothing completes */
-        int s = (int)io_uring_cqe_get_data64(cqe);
-        res = cqe->res;
-        io_uring_cqe_seen(&f->ring, cqe);
+        uint64_t data;
+        do {
+            int rc;
+            do {
+                rc = fault_take(IO_OP_WAIT);
+                if (rc >= 0) rc = io_uring_wait_cqe(&f->ring, &cqe);
+            } while (rc == -EINTR || rc == -EAGAIN);
+            if (rc < 0) { /* ring broken: abandon what is in flight */
+                f->broken = rc;
+                for (int i = 0; i < f->qd; i++) f->sent[i].slot = -1;
+                f->in_flight = 0;
+                return rc;
+            }
+            data = io_uring_cqe_get_data64(cqe);
+            res = cqe->res;
+            io_uring_cqe_seen(&f->ring, cqe);
+        } while (data == IO_SQE_DEAD);
+        int s = (int)data;
         KVT_ASSERT(s >= 0 && s < f->qd && f->sent[s].slot == s);
         r = f->sent[s];
         res = uring_finish(f, &r, res);
@@ -450,6 +486,24 @@ int io_wait(io_file *f, int *slot)
     return res;
 }
 
+int64_t io_fd_read(int fd, void *buf, size_t len, uint64_t off)
+{
+    return read_full(fd, buf, len, off);
+}
+
+int io_fd_write(int fd, const void *buf, size_t len, uint64_t off)
+{
+    return write_full(fd, buf, len, off);
+}
+
+int io_fd_fsync(int fd)
+{
+    for (;;) {
+        if (sys_fsync(fd) == 0) return 0;
+        if (errno != EINTR) return -errno;
+    }
+}
+
 int64_t io_read(io_file *f, void *buf, size_t len, uint64_t off)
 {
     return read_full(f->fd, buf, len, off);
@@ -465,13 +519,7 @@ int io_write(io_file *f, const void *buf, size_t len, uint64_t off)
     return write_full(f->fd, buf, len, off);
 }
 
-int io_fsync(io_file *f)
-{
-    for (;;) {
-        if (sys_fsync(f->fd) == 0) return 0;
-        if (errno != EINTR) return -errno;
-    }
-}
+int io_fsync(io_file *f) { return io_fd_fsync(f->fd); }
 
 int io_size(io_file *f, uint64_t *size)
 {

@@ -46,6 +46,8 @@ enum io_flags {
     IO_CREATE = 1 << 0, /* create if missing */
     IO_TRUNC = 1 << 1,  /* truncate to 0 at open */
     IO_DIRECT = 1 << 2, /* O_DIRECT if the filesystem allows */
+    IO_LOCK = 1 << 3,   /* exclusive flock, taken before IO_TRUNC truncates;
+                           held by another open file: -EBUSY at once */
 };
 
 enum io_info {
@@ -81,7 +83,12 @@ int io_queue_depth(const io_file *f);
  * flight). Under O_DIRECT off and len must be IO_ALIGN multiples. */
 int io_submit(io_file *f, int slot, uint64_t off, size_t len);
 /* Wait for one completion. @return bytes read (< len only at end of file)
- * or -errno; *slot = the slot it was for. -EAGAIN if nothing in flight. */
+ * or -errno; *slot = the slot it was for. -EAGAIN if nothing in flight.
+ * io_uring: a failed submit leaves nothing queued (its SQE becomes a
+ * no-op whose completion is dropped); a failed wait (other than EINTR)
+ * means completions can no longer be trusted: every read in flight is
+ * abandoned (*slot untouched, io_in_flight() drops to 0) and later
+ * submits fail with the same error. */
 int io_wait(io_file *f, int *slot);
 int io_in_flight(const io_file *f);
 
@@ -91,6 +98,13 @@ int io_write(io_file *f, const void *buf, size_t len, uint64_t off);
 int io_fsync(io_file *f);
 int io_size(io_file *f, uint64_t *size);
 int io_truncate(io_file *f, uint64_t size);
+
+/* The same syscall table (and faults) for plain descriptors: journals,
+ * sidecars. read: until len or end of file, bytes or -errno; write:
+ * all-or-error; fsync: 0 or -errno. EINTR and short counts are retried. */
+int64_t io_fd_read(int fd, void *buf, size_t len, uint64_t off);
+int io_fd_write(int fd, const void *buf, size_t len, uint64_t off);
+int io_fd_fsync(int fd);
 
 /* IO_ALIGN-aligned allocation for write buffers; free with io_free. */
 void *io_alloc(size_t bytes);
@@ -105,7 +119,10 @@ struct io_sys {
 };
 extern struct io_sys io_sys; /* defaults: the libc calls */
 
-enum io_op { IO_OP_READ, IO_OP_WRITE, IO_OP_FSYNC, IO_NOPS };
+enum io_op { IO_OP_READ, IO_OP_WRITE, IO_OP_FSYNC,
+             IO_OP_SUBMIT, /* io_uring_submit (uring backend) */
+             IO_OP_WAIT,   /* io_uring_wait_cqe (uring backend) */
+             IO_NOPS };
 
 /* Arm a one-shot fault: the NTH call (1 = the next) of OP, counted from
  * now, fails with -ERR (ERR > 0) or, with ERR == 0, transfers only half

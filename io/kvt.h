@@ -26,7 +26,8 @@
     X(KVT_ETRUNC, "file is truncated")                                       \
     X(KVT_EUTF8, "text is not valid UTF-8")                                  \
     X(KVT_ERANGE, "value out of range")                                      \
-    X(KVT_EUNSUPP, "not supported by this machine or build")
+    X(KVT_EUNSUPP, "not supported by this machine or build")                 \
+    X(KVT_EOTHERRUN, "belongs to another run (inputs or options differ)")
 
 /* Codes count down from KVT_EBASE - 1. */
 #define KVT_X_ENUM(name, msg) name##_IDX,

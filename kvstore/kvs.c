@@ -82,6 +82,11 @@ struct kvs {
     io_file *io;
     int io_info;
     uint64_t file_end;     /* next record offset */
+    uint64_t peak_end;     /* largest file_end since open */
+    uint64_t tag;          /* kvs_reset's label (0: none) */
+    uint64_t tag_end;      /* end of the TAG record (file header end: none) */
+    uint64_t sync_end;     /* end of this handle's last SYNC marker (0: none) */
+    uint64_t tails_off;    /* start of the tail records that sync wrote */
     int unsynced;          /* records written since the last kvs_sync */
     size_t rec_cap;        /* slot bytes: aligned tile_encode_bound(T) */
     uint8_t *wbuf;         /* (rec_cap) aligned: records to write/replay */
@@ -127,7 +132,7 @@ static int kvs_check_config(const struct kvs_config *c)
         if (!c->path || c->codec < 0 || c->codec >= TILE_NCODECS)
             return KVT_ERANGE;
         if (c->io < 0 || c->io >= IO_NKINDS || c->queue_depth < 0 ||
-            c->queue_depth > 1024)
+            c->queue_depth > KVS_MAX_QUEUE_DEPTH)
             return KVT_ERANGE;
     }
     return 0;
@@ -147,7 +152,21 @@ static int kvs_put_record(kvs *s, size_t len, struct kvs_rec *rec)
         rec->size = (uint32_t)size;
     }
     s->file_end += size;
+    s->peak_end = KVT_MAX(s->peak_end, s->file_end);
     s->unsynced = 1;
+    return 0;
+}
+
+/* Cut the file back to END (< file_end) and make the cut durable before
+ * anything is written past it: records beyond END must never come back
+ * after a crash, since new records will be written over their place. */
+static int kvs_cut_file(kvs *s, uint64_t end)
+{
+    int rc = io_truncate(s->io, end);
+    if (rc == 0 && !s->cfg.ephemeral) rc = io_fsync(s->io);
+    if (rc < 0) return rc;
+    s->file_end = end;
+    s->sync_end = 0;
     return 0;
 }
 
@@ -345,8 +364,9 @@ static void *kvs_helper(void *arg)
         pthread_mutex_unlock(&s->mu);
         kvs_produce(s, layer, nt, end);
         while (io_in_flight(s->io) > 0) { /* drain: slots are reused next job */
-            int slot;
-            if (io_wait(s->io, &slot) == -EAGAIN) break;
+            int slot = -1;
+            io_wait(s->io, &slot);
+            if (slot < 0) break; /* nothing completed (the ring failed) */
         }
         pthread_mutex_lock(&s->mu);
         s->job = 0;
@@ -415,7 +435,7 @@ static int kvs_write_file_hdr(kvs *s)
     memcpy(s->wbuf, &fh, sizeof fh);
     int rc = io_write(s->io, s->wbuf, KVS_FILE_HDR_BYTES, 0);
     if (rc < 0) return rc;
-    s->file_end = KVS_FILE_HDR_BYTES;
+    s->file_end = s->peak_end = s->tag_end = KVS_FILE_HDR_BYTES;
     return 0;
 }
 
@@ -460,8 +480,27 @@ static void kvs_replay_cut(kvs *s, struct kvs_layer *ly, int64_t n)
     ly->n_tokens = n;
 }
 
+/* The log ends before OFF - IO_ALIGN: @return 0 if no good record header
+ * starts at a 4 KiB boundary in [off, size), KVT_ECHECKSUM if one does
+ * (records after a damaged one: not a torn tail), or < 0 on a read error. */
+static int kvs_good_after(kvs *s, uint64_t off, uint64_t size)
+{
+    for (; off + sizeof(struct tile_hdr) <= size; off += IO_ALIGN) {
+        int64_t got = io_read(s->io, s->wbuf, IO_ALIGN, off);
+        if (got < 0) return (int)got;
+        struct tile_hdr h;
+        if ((size_t)got < sizeof h) return 0;
+        memcpy(&h, s->wbuf, sizeof h);
+        if (tile_hdr_check(&h) == 0) return KVT_ECHECKSUM;
+    }
+    return 0;
+}
+
 /* Read the header block at off into wbuf. @return 1 (a record header:
- * *h filled), 0 (end of log here), or < 0. */
+ * *h filled), 0 (end of log here), or < 0. A header that is not a record
+ * or fails its checksum is the end of the log only if no good record
+ * header follows it (a torn last write); otherwise the file is damaged in
+ * the middle and the open fails with KVT_ECHECKSUM, cutting nothing. */
 static int kvs_replay_hdr(kvs *s, uint64_t off, uint64_t size,
                           struct tile_hdr *h)
 {
@@ -471,8 +510,7 @@ static int kvs_replay_hdr(kvs *s, uint64_t off, uint64_t size,
     if ((size_t)got < sizeof *h) return 0;
     memcpy(h, s->wbuf, sizeof *h);
     int rc = tile_hdr_check(h);
-    if (rc == KVT_ECHECKSUM) return rc; /* a record, damaged */
-    if (rc < 0) return 0;
+    if (rc < 0) return kvs_good_after(s, off + IO_ALIGN, size);
     if (off + sizeof *h + h->enc_size > size) return 0; /* cut short */
     return 1;
 }
@@ -486,6 +524,13 @@ static int kvs_replay_one(kvs *s, const struct tile_hdr *h, uint64_t off)
             if (h->pos0 > INT64_MAX) return 0;
             for (int l = 0; l < s->cfg.n_layer; l++)
                 kvs_replay_cut(s, &s->layers[l], (int64_t)h->pos0);
+            return 1;
+        }
+        if (h->layer == TILE_MARK_TAG) {
+            for (int l = 0; l < s->cfg.n_layer; l++)
+                kvs_replay_cut(s, &s->layers[l], 0);
+            s->tag = h->pos0;
+            s->tag_end = off + IO_ALIGN;
             return 1;
         }
         return h->layer == TILE_MARK_SYNC;
@@ -532,6 +577,7 @@ static int kvs_replay(kvs *s)
     if (rc < 0) return rc;
     /* pass 2: apply; verify payloads past the last sync */
     off = KVS_FILE_HDR_BYTES;
+    s->tag_end = off;
     while ((rc = kvs_replay_hdr(s, off, size, &h)) == 1) {
         size_t len = align_up(sizeof h + h.enc_size);
         if (off >= synced && h.enc_size > 0) {
@@ -539,8 +585,12 @@ static int kvs_replay(kvs *s)
             int64_t got = io_read(s->io, s->wbuf, len, off);
             if (got < 0) return (int)got;
             if ((size_t)got < sizeof h + h.enc_size ||
-                tile_payload_check(&h, s->wbuf + sizeof h) != 0)
-                break; /* torn record: the log ends before it */
+                tile_payload_check(&h, s->wbuf + sizeof h) != 0) {
+                /* torn record: the log ends before it, unless good
+                 * records follow (damage in the middle: refuse) */
+                rc = kvs_good_after(s, off + len, size);
+                break;
+            }
         }
         rc = kvs_replay_one(s, &h, off);
         if (rc < 0) return rc;
@@ -548,7 +598,7 @@ static int kvs_replay(kvs *s)
         off += len;
     }
     if (rc < 0) return rc;
-    s->file_end = off;
+    s->file_end = s->peak_end = off;
     if (size != off) {
         rc = io_truncate(s->io, off);
         if (rc < 0) return rc;
@@ -595,7 +645,7 @@ static int kvs_open_disk(kvs *s)
         s->ring[r].v = malloc(span);
         if (!s->ring[r].k || !s->ring[r].v) return -ENOMEM;
     }
-    struct io_opts o = { c->io, IO_DIRECT | (c->reopen ? 0 : IO_CREATE | IO_TRUNC),
+    struct io_opts o = { c->io, IO_DIRECT | IO_LOCK | (c->reopen ? 0 : IO_CREATE | IO_TRUNC),
                          s->window, s->rec_cap };
     int rc = io_open(c->path, &o, &s->io, &s->io_info);
     if (rc < 0) return rc;
@@ -762,15 +812,72 @@ int kvs_truncate(kvs *s, int64_t n_tokens)
         }
         ly->n_tokens = n_tokens;
     }
-    if (cut && s->cfg.backing == KVS_DISK)
-        return kvs_put_marker(s, TILE_MARK_TRUNC, n_tokens);
+    if (!cut || s->cfg.backing != KVS_DISK) return 0;
+    /* keep the records the remaining sealed tiles live in (and the tag);
+     * the new tails stay in RAM until the next sync */
+    uint64_t keep = s->tag_end;
+    int64_t tiles = n_tokens / T;
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        const struct kvs_layer *ly = &s->layers[l];
+        int64_t lt = KVT_MIN(tiles, kvs_sealed(s, ly) / T);
+        for (int64_t ti = 0; ti < lt; ti++)
+            keep = KVT_MAX(keep, ly->idx[ti].off + ly->idx[ti].size);
+    }
+    s->tails_off = UINT64_MAX;
+    if (keep < s->file_end) {
+        int rc = kvs_cut_file(s, keep);
+        if (rc < 0) return rc;
+    }
+    /* records of other layers' forgotten tiles may lie before the cut */
+    return keep > s->tag_end ? kvs_put_marker(s, TILE_MARK_TRUNC, n_tokens) : 0;
+}
+
+int kvs_reset(kvs *s, uint64_t tag)
+{
+    KVT_ASSERT(s->rd_layer < 0);
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        s->layers[l].n_tokens = 0;
+        s->layers[l].tail_dirty = 0;
+    }
+    s->tag = tag;
+    if (s->cfg.backing != KVS_DISK) return 0;
+    s->tails_off = UINT64_MAX;
+    s->tag_end = KVS_FILE_HDR_BYTES;
+    int rc = s->file_end > KVS_FILE_HDR_BYTES ? kvs_cut_file(s, KVS_FILE_HDR_BYTES) : 0;
+    if (rc < 0) return rc;
+    rc = kvs_put_marker(s, TILE_MARK_TAG, (int64_t)tag);
+    if (rc < 0) return rc;
+    s->tag_end = s->file_end;
     return 0;
+}
+
+uint64_t kvs_tag(const kvs *s) { return s->tag; }
+
+int64_t kvs_file_bytes(const kvs *s, int64_t *peak)
+{
+    int disk = s->cfg.backing == KVS_DISK;
+    if (peak) *peak = disk ? (int64_t)s->peak_end : 0;
+    return disk ? (int64_t)s->file_end : 0;
 }
 
 int kvs_sync(kvs *s)
 {
     if (s->cfg.backing != KVS_DISK) return 0;
     const int T = s->cfg.tile_tokens;
+    int dirty = 0;
+    for (int l = 0; l < s->cfg.n_layer; l++)
+        dirty |= s->layers[l].tail_dirty && s->layers[l].n_tokens % T != 0;
+    if (dirty && s->sync_end == s->file_end && s->tails_off < s->sync_end &&
+        s->rd_layer < 0) {
+        /* nothing sealed since the last sync: its tails and marker are
+         * the end of the file and all superseded; write over them */
+        int rc = kvs_cut_file(s, s->tails_off);
+        if (rc < 0) return rc;
+        for (int l = 0; l < s->cfg.n_layer; l++)
+            if (s->layers[l].n_tokens % T != 0) s->layers[l].tail_dirty = 1;
+    }
+    uint64_t start = s->file_end;
+    int sealed = 0;
     for (int l = 0; l < s->cfg.n_layer; l++) {
         struct kvs_layer *ly = &s->layers[l];
         if (!ly->tail_dirty || ly->n_tokens == 0) continue;
@@ -778,6 +885,7 @@ int kvs_sync(kvs *s)
         int rc;
         if (off == 0) {
             rc = kvs_seal(s, l); /* full tail a failed write left */
+            sealed = 1;
         } else {
             rc = kvs_put_tile(s, l, ly->n_tokens - off, off, TILE_F_TAIL, NULL);
             if (rc == 0) ly->tail_dirty = 0;
@@ -790,8 +898,11 @@ int kvs_sync(kvs *s)
     rc = kvs_put_marker(s, TILE_MARK_SYNC, 0);
     if (rc < 0) return rc;
     rc = io_fsync(s->io);
-    if (rc == 0) s->unsynced = 0;
-    return rc;
+    if (rc < 0) return rc;
+    s->unsynced = 0;
+    s->sync_end = s->file_end;
+    s->tails_off = sealed ? UINT64_MAX : start;
+    return 0;
 }
 
 /* ---- reads ------------------------------------------------------------ */

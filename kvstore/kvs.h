@@ -23,6 +23,7 @@
 typedef struct kvs kvs;
 
 enum kvs_backing { KVS_RAM, KVS_DISK };
+#define KVS_MAX_QUEUE_DEPTH 1024 /* largest kvs_config.queue_depth accepted */
 enum kvs_type { KVS_F32, KVS_F16, KVS_BF16, KVS_Q8_0, KVS_NTYPES };
 
 struct kvs_config {
@@ -37,6 +38,8 @@ struct kvs_config {
     size_t ram_budget_bytes; /* prefetch window + decoded pool (disk); 0 = default */
     const char *path;        /* cache file (disk) */
     int reopen;              /* 1: open an existing cache at path */
+    int ephemeral;           /* disk: the file will never be reopened (a
+                                temporary cache): cuts skip their fsync */
     uint8_t model_fp[32];    /* binds the cache to the model */
 };
 
@@ -48,7 +51,9 @@ struct kvs_span {
     const float *k, *v;      /* (n, kv_dim) each */
 };
 
-/* Errors: -errno from I/O, KVT_EMODEL (fingerprint differs), KVT_EFORMAT,
+/* Errors: -errno from I/O, -EBUSY (another open handle, in this or another
+ * process, holds the file: disk files are single-writer, flock), KVT_EMODEL
+ * (fingerprint differs), KVT_EFORMAT,
  * KVT_ECHECKSUM, KVT_EVERSION, KVT_EUNSUPP. */
 int kvs_open(const struct kvs_config *cfg, kvs **out);
 void kvs_close(kvs *s); /* NULL is a no-op; flushes; keeps the file */
@@ -66,12 +71,35 @@ int64_t kvs_layer_tokens(const kvs *s, int layer);
 /* Append n tokens to LAYER (k pre-rotation). Layers fill independently. */
 int kvs_append(kvs *s, int layer, const float *k, const float *v, int n);
 
-/* Forget tokens at and beyond n_tokens in every layer (0: empty store). */
+/* Forget tokens at and beyond n_tokens in every layer (0: empty store).
+ * Disk: the file is cut back to the last record still needed (and the cut
+ * fsynced before anything is written past it), so the space of what was
+ * forgotten is reused; truncating to 0 leaves the file header and the tag. */
 int kvs_truncate(kvs *s, int64_t n_tokens);
 
+/* Empty the store and label what it will hold with TAG (callers use it to
+ * bind a cache to one unit of work, e.g. a ppl window of one run). Disk:
+ * the file is cut to its header and the tag written as its first record;
+ * a reopened store reports the tag of its last reset (0: never reset). */
+int kvs_reset(kvs *s, uint64_t tag);
+uint64_t kvs_tag(const kvs *s);
+
 /* Make everything appended so far durable (full tiles and, for the disk
- * backing, the index). */
+ * backing, the partial tails). A sync that follows another with no tile
+ * sealed in between replaces the previous sync's tail records in place of
+ * appending new ones (the cut is fsynced first); a crash during it reopens
+ * to an earlier prefix (the sealed tiles), never to other tokens.
+ *
+ * Disk bound: the file holds the header, the live tiles, at most one group
+ * of superseded tail records per tile sealed since the last truncate, and
+ * one marker per sync that sealed something: <= 2 x the live tiles + one
+ * tile per layer + 4 KiB per marker. */
 int kvs_sync(kvs *s);
+
+/* Disk: bytes of the cache file now and the most it held since open
+ * (logical size; the file is written densely, so allocation matches).
+ * RAM: 0. */
+int64_t kvs_file_bytes(const kvs *s, int64_t *peak);
 
 /* Stream LAYER's tokens [0, n_tokens): begin, then next until it returns 0.
  * @return 1 with *sp filled, 0 at the end, < 0 on error. */

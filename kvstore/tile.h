@@ -100,18 +100,28 @@
  *                    partial tail at kvs_sync/kvs_close
  *     marker         header only, flags TILE_F_MARK, n = sizes = 0,
  *                    layer = TILE_MARK_TRUNC (pos0 = token count the store
- *                    was truncated to) or TILE_MARK_SYNC (everything
- *                    before it was fsynced)
+ *                    was truncated to), TILE_MARK_SYNC (everything
+ *                    before it was fsynced) or TILE_MARK_TAG (pos0 = the
+ *                    caller's tag; empties every layer: kvs_reset)
  *   Replay rule on reopen, in file order: a tile or tail record of layer L
  *   at pos0 first truncates L to pos0, then adds itself (a tail record
- *   becomes L's tail); a TRUNC marker truncates every layer. The scan stops
- *   at the first header that is missing, cut short, or not a record; a
- *   header with a good magic but a bad header checksum fails the open with
- *   KVT_ECHECKSUM. Payloads after the last SYNC marker are verified during
- *   the scan (a torn record ends the scan); payloads before it are verified
- *   when read (KVT_ECHECKSUM). The file is cut back to the end of the last
- *   good record, so a crash at any moment reopens to the last complete
- *   tile of each layer (plus the tails of the last sync).
+ *   becomes L's tail); a TRUNC marker truncates every layer; a TAG marker
+ *   empties every layer and sets the tag. The scan stops
+ *   at the first header that is missing, cut short, not a record or fails
+ *   its checksum, and at a record after the last SYNC marker whose payload
+ *   fails its checksum (payloads before it are verified when read:
+ *   KVT_ECHECKSUM). Where it stops is the end of the log only if no good
+ *   record header starts at a later 4 KiB boundary (a torn last write):
+ *   the file is then cut back to the end of the last good record, so a
+ *   crash at any moment reopens to the last complete tile of each layer
+ *   (plus the tails of the last sync). If a good record follows, the file
+ *   is damaged in the middle: the open fails with KVT_ECHECKSUM and cuts
+ *   nothing.
+ *   Space is reused, never left behind: kvs_truncate and kvs_reset cut the
+ *   file back (ftruncate, then fsync, before the next write past the cut,
+ *   so no stale record can follow the log end), and a sync with nothing
+ *   sealed since the previous one cuts back over the previous sync's tails
+ *   (kvs.h states the bound).
  *
  * All functions work in caller buffers; none allocates, none prints.
  */
@@ -148,10 +158,11 @@ enum {
 
 #define TILE_MARK_TRUNC 0xffffffffu /* marker layer ids */
 #define TILE_MARK_SYNC 0xfffffffeu
+#define TILE_MARK_TAG 0xfffffffdu
 
 /* Cache file header (first 64 bytes of the file; all integers LE). */
 #define KVS_FILE_MAGIC 0x4353564bu /* "KVSC" */
-#define KVS_FILE_VERSION 1
+#define KVS_FILE_VERSION 2 /* 2: TAG markers, cut-back truncation */
 #define KVS_FILE_HDR_BYTES 4096   /* header block; records start here */
 struct kvs_file_hdr {
     uint32_t magic;       /*  0 KVS_FILE_MAGIC */

@@ -446,10 +446,11 @@ static void test_disk_full(void)
     char *l[NDOC + 2];
     int n = read_lines(p, l, NDOC + 2);
     T_CHECK(n >= 2 && n < NDOC + 1);
-    for (int i = 1; i < n; i++) {
+    for (int i = 1; i < n; i++) { /* records: 16 hex digits of checksum, ' ', the line */
         struct json_field f[32];
-        char *b;
-        int m = parse(l[i], f, &b);
+        char *b = NULL;
+        T_CHECK(strlen(l[i]) > 17 && l[i][16] == ' ');
+        int m = strlen(l[i]) > 17 ? parse(l[i] + 17, f, &b) : -1;
         T_CHECK(m > 0 && num(f, m, "index") == i - 1 && num(f, m, "nll_sum") > 0);
         free(b);
     }
@@ -467,7 +468,8 @@ int main(void)
     if (abs && strlen(abs) < sizeof bin) memcpy(bin, abs, strlen(abs) + 1);
     free(abs);
     if (access(bin, X_OK) != 0 || access(MODEL, R_OK) != 0) {
-        fprintf(stderr, "skip: no %s or model\n", bin);
+        fprintf(stderr, "%s: no %s or model\n", t_ci_() ? "missing under CI" : "skip", bin);
+        if (t_ci_()) { printf("0 passed, 1 failed, 0 skipped\n"); return 1; }
         return 77;
     }
     if (!mkdtemp(dir)) return 1;

@@ -226,6 +226,25 @@ static void test_type_table(void)
     T_CHECK(ggml_row_size(GGML_TYPE_Q5_K, 256) == 176);
     T_CHECK(ggml_row_size(GGML_TYPE_Q6_K, 256) == 210);
     T_CHECK(ggml_row_size(GGML_TYPE_Q8_K, 256) == 292);
+    /* sizes of ggml's block structs (ggml-common.h) */
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ4_NL, 64) == 36);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ4_XS, 512) == 272);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ2_XXS, 256) == 66);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ2_XS, 256) == 74);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ2_S, 256) == 82);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ3_XXS, 256) == 98);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ3_S, 256) == 110);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ1_S, 256) == 50);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ1_M, 256) == 56);
+    T_CHECK(ggml_row_size(GGML_TYPE_TQ1_0, 256) == 54);
+    T_CHECK(ggml_row_size(GGML_TYPE_TQ2_0, 256) == 66);
+    T_CHECK(ggml_row_size(GGML_TYPE_I8, 3) == 3);
+    T_CHECK(ggml_row_size(GGML_TYPE_F64, 3) == 24);
+    T_CHECK(ggml_row_size(GGML_TYPE_IQ4_NL, 48) == 0);
+    T_CHECK(ggml_row_size(31, 32) == 0);                /* removed types */
+    T_CHECK(ggml_row_size(36, 32) == 0);
+    T_CHECK(strcmp(ggml_type_name(GGML_TYPE_IQ4_XS), "iq4_xs") == 0);
+    T_CHECK(strcmp(ggml_type_name(GGML_TYPE_Q3_K), "q3_K") == 0);
     T_CHECK(ggml_row_size(GGML_TYPE_Q4_0, 33) == 0);  /* not whole blocks */
     T_CHECK(ggml_row_size(GGML_TYPE_Q4_K, 128) == 0);
     T_CHECK(ggml_row_size(4, 32) == 0);                /* removed type */

@@ -494,6 +494,187 @@ static void test_enospc(void)
     unlink(path2);
 }
 
+/* ---- the fault matrix (README "Faults") ---------------------------------- */
+
+/* Layout of build_file(): header block, L0 tiles 0-2, L1 tiles 0-2 (12288
+ * bytes each), tail L0, tail L1 (4096 each), sync marker. */
+#define FM_REC(i) (4096 + (int64_t)(i) * 12288)
+#define FM_TAIL1 (FM_REC(6) + 4096)
+#define FM_TAIL_BYTES (64 + 2 * CTAIL * CD * 4)
+#define FM_TOTAL (CFULL * CT + CTAIL)
+
+static void flip_bit(const char *p, int64_t bit)
+{
+    int fd = open(p, O_RDWR);
+    uint8_t b = 0;
+    T_CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)(bit / 8)) == 1);
+    b ^= (uint8_t)(1u << (bit % 8));
+    T_CHECK(pwrite(fd, &b, 1, (off_t)(bit / 8)) == 1);
+    close(fd);
+}
+
+static void zero_from(const char *p, int64_t from, int64_t to)
+{
+    int fd = open(p, O_RDWR);
+    static const uint8_t z[4096];
+    for (int64_t o = from; fd >= 0 && o < to;) {
+        size_t n = (size_t)KVT_MIN((int64_t)sizeof z, to - o);
+        T_CHECK(pwrite(fd, z, n, (off_t)o) == (ssize_t)n);
+        o += (int64_t)n;
+    }
+    if (fd >= 0) close(fd);
+}
+
+/* Open PATH2; @return 0 and the layer counts, or the open's error. */
+static int open_counts(int io, int64_t n[CL], int check)
+{
+    struct kvs_config c = disk_cfg(CL, CD, CT, KVS_F32, TILE_NONE, io);
+    c.path = path2;
+    c.reopen = 1;
+    kvs *s = NULL;
+    int rc = kvs_open(&c, &s);
+    if (rc < 0) return rc;
+    for (int l = 0; l < CL; l++) {
+        n[l] = kvs_layer_tokens(s, l);
+        if (check && check_layer(s, l, n[l], CD, CT, 0.0) < 0) n[l] = -1;
+    }
+    kvs_close(s);
+    return 0;
+}
+
+/* A write torn at every byte of the last data record (tail of L1) and at
+ * every 64 bytes of the sync marker after it: the file cut there, or kept
+ * at full size with zeros from there on (what a power cut can leave).
+ * Every reopen succeeds with all earlier records and their values. */
+static void test_torn_last_record(void)
+{
+    build_file();
+    int64_t size = file_size(path);
+    T_CHECK(size == FM_TAIL1 + 2 * 4096);
+    int bad = 0, n_cuts = 0;
+    for (int64_t x = FM_TAIL1; x <= size; x += x < FM_TAIL1 + FM_TAIL_BYTES + 1 ? 1 : 64)
+        for (int zero = 0; zero < 2; zero++) {
+            copy_prefix(path, path2, zero ? size : x);
+            if (zero) zero_from(path2, x, size);
+            int64_t n[CL];
+            int check = x % 97 == 0 || x >= FM_TAIL1 + FM_TAIL_BYTES - 1; /* values: sampled */
+            int rc = open_counts(IO_MMAP, n, check);
+            int64_t want1 = x >= FM_TAIL1 + FM_TAIL_BYTES ? FM_TOTAL : CFULL * CT;
+            if (rc != 0 || n[0] != FM_TOTAL || n[1] != want1) {
+                if (bad++ < 5)
+                    fprintf(stderr, "  torn at %lld (%s): rc %d, L0 %lld, L1 %lld (want %lld)\n",
+                            (long long)x, zero ? "zeros" : "cut", rc, (long long)n[0],
+                            (long long)n[1], (long long)want1);
+            }
+            n_cuts++;
+        }
+    fprintf(stderr, "  %d torn files reopened\n", n_cuts);
+    T_CHECK(bad == 0);
+    unlink(path2);
+    unlink(path);
+}
+
+/* A flipped bit anywhere in the file header (the cache's shape and model
+ * binding) or in a record header before others: the open fails, and the
+ * file is left as it was (nothing cut). A flipped bit in a payload: that
+ * tile reads back as KVT_ECHECKSUM, every other tile intact. A flipped bit
+ * in the last record (the sync marker): a torn tail, all data kept. */
+static void test_flipped_bits(void)
+{
+    build_file();
+    int64_t size = file_size(path), n[CL];
+    int bad = 0;
+    for (int64_t bit = 0; bit < 64 * 8; bit++) { /* file header */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, bit);
+        bad += open_counts(IO_PREAD, n, 0) == 0;
+        bad += file_size(path2) != size;
+    }
+    T_CHECK(bad == 0);
+    bad = 0;
+    for (int64_t bit = 0; bit < 64 * 8; bit++) { /* header of L0 tile 1 */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, FM_REC(1) * 8 + bit);
+        int rc = open_counts(IO_PREAD, n, 0);
+        bad += rc != KVT_ECHECKSUM;
+        bad += file_size(path2) != size;
+    }
+    T_CHECK(bad == 0);
+    bad = 0;
+    for (int64_t bit = 0; bit < 8192 * 8; bit += 509) { /* payload of L0 tile 1 */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, (FM_REC(1) + 64) * 8 + bit);
+        struct kvs_config c = disk_cfg(CL, CD, CT, KVS_F32, TILE_NONE, IO_PREAD);
+        c.path = path2;
+        c.reopen = 1;
+        kvs *s = NULL;
+        if (kvs_open(&c, &s) != 0) { bad++; continue; }
+        struct kvs_span sp;
+        T_CHECK(kvs_read_begin(s, 0, FM_TOTAL) == 0);
+        bad += kvs_read_next(s, &sp) != 1;
+        bad += kvs_read_next(s, &sp) != KVT_ECHECKSUM;
+        kvs_read_end(s);
+        bad += check_layer(s, 1, FM_TOTAL, CD, CT, 0.0) != CFULL + 1;
+        kvs_close(s);
+    }
+    T_CHECK(bad == 0);
+    bad = 0;
+    for (int64_t bit = 0; bit < 64 * 8; bit += 7) { /* the sync marker, last */
+        copy_prefix(path, path2, size);
+        flip_bit(path2, (FM_TAIL1 + 4096) * 8 + bit);
+        bad += open_counts(IO_PREAD, n, 1) != 0 || n[0] != FM_TOTAL || n[1] != FM_TOTAL;
+    }
+    T_CHECK(bad == 0);
+    unlink(path2);
+    unlink(path);
+}
+
+/* EINTR on every call kind is retried; EIO on a write and ENOSPC / EIO on
+ * fsync are returned, the store goes on, and what was written before stays
+ * readable (also after a reopen). */
+static void test_syscall_faults(void)
+{
+    const int D = 64, T = 16;
+    for (int io = 0; io < IO_NKINDS; io++) {
+        struct kvs_config c = disk_cfg(1, D, T, KVS_F32, TILE_LZ4, io);
+        kvs *s = NULL;
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (!s) continue;
+        float k[100 * 64], v[100 * 64];
+        fill(0, 0, 100, D, k, v);
+        io_sys_set_fault(IO_OP_WRITE, 1, EINTR);
+        T_CHECK(kvs_append(s, 0, k, v, 40) == 0);
+        io_sys_set_fault(IO_OP_WRITE, 1, 0); /* short write */
+        T_CHECK(kvs_append(s, 0, k + 40 * D, v + 40 * D, 10) == 0);
+        io_sys_set_fault(IO_OP_FSYNC, 1, EINTR);
+        T_CHECK(kvs_sync(s) == 0);
+        if (io != IO_MMAP) io_sys_set_fault(IO_OP_READ, 1, EINTR); /* mmap: no syscall */
+        T_CHECK(check_layer(s, 0, 50, D, T, 0.0) == 4);
+        io_sys_set_fault(IO_OP_WRITE, 1, EIO); /* the next tile */
+        /* the append stops at the failed tile, which stays in the tail */
+        T_CHECK(kvs_append(s, 0, k + 50 * D, v + 50 * D, 20) == -EIO);
+        T_CHECK(kvs_layer_tokens(s, 0) == 64);
+        T_CHECK(check_layer(s, 0, 64, D, T, 0.0) == 4);
+        io_sys_set_fault(IO_OP_FSYNC, 1, ENOSPC);
+        T_CHECK(kvs_sync(s) == -ENOSPC);
+        io_sys_set_fault(IO_OP_FSYNC, 1, EIO);
+        T_CHECK(kvs_sync(s) == -EIO);
+        T_CHECK(check_layer(s, 0, 64, D, T, 0.0) == 4);
+        T_CHECK(kvs_append(s, 0, k + 64 * D, v + 64 * D, 36) == 0);
+        T_CHECK(kvs_sync(s) == 0);
+        T_CHECK(check_layer(s, 0, 100, D, T, 0.0) == 7);
+        kvs_close(s);
+        c.reopen = 1;
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (s) T_CHECK(check_layer(s, 0, 100, D, T, 0.0) == 7);
+        kvs_close(s);
+        io_sys_set_fault(IO_OP_READ, 0, 0);
+        io_sys_set_fault(IO_OP_WRITE, 0, 0);
+        io_sys_set_fault(IO_OP_FSYNC, 0, 0);
+        unlink(path);
+    }
+}
+
 /* The decode-ahead helper: reads stopped early (the helper is ahead and
  * must be cancelled), appends while a read is in progress (the index
  * grows under the helper), a new read right after, every io backend and a
@@ -550,10 +731,154 @@ static void test_read_ahead(void)
     unlink(path);
 }
 
+/* Windows one after another (reset with a tag, small batches, a sync
+ * after each): the file never grows past what one window needs, every
+ * window reads back exactly, and a reopen finds the last window and its
+ * tag. A crash copy taken after any sync reopens to a prefix of that
+ * window's tokens with the right values. */
+static void test_space_reused(void)
+{
+    const int L = 3, D = 64, T = 16, N = 40, B = 7;
+    struct kvs_config c = disk_cfg(L, D, T, KVS_F32, TILE_NONE, IO_PREAD);
+    kvs *s = NULL;
+    T_CHECK(kvs_open(&c, &s) == 0);
+    if (!s) return;
+    float k[N * 64], v[N * 64];
+    int64_t peak5 = 0, peak50 = 0;
+    int bad = 0;
+    for (int w = 0; w < 50; w++) {
+        T_CHECK(kvs_reset(s, 1000 + (uint64_t)w) == 0);
+        for (int p0 = 0; p0 < N; p0 += B) {
+            int n = KVT_MIN(B, N - p0);
+            for (int l = 0; l < L; l++) {
+                fill(l, p0, n, D, k, v);
+                bad += kvs_append(s, l, k, v, n) != 0;
+            }
+            bad += kvs_sync(s) != 0;
+            if (w == 7 && p0 == 21) { /* a crash copy after this sync */
+                copy_prefix(path, path2, file_size(path));
+                struct kvs_config c2 = c;
+                c2.path = path2;
+                c2.reopen = 1;
+                kvs *s2 = NULL;
+                T_CHECK(kvs_open(&c2, &s2) == 0);
+                if (s2) {
+                    T_CHECK(kvs_tag(s2) == 1007 && kvs_n_tokens(s2) == 28);
+                    for (int l = 0; l < L; l++) T_CHECK(check_layer(s2, l, 28, D, T, 0.0) == 2);
+                    kvs_close(s2);
+                }
+                unlink(path2);
+            }
+        }
+        for (int l = 0; l < L; l++) bad += check_layer(s, l, N, D, T, 0.0) != 3;
+        int64_t peak;
+        kvs_file_bytes(s, &peak);
+        if (w == 4) peak5 = peak;
+        peak50 = peak;
+    }
+    T_CHECK(bad == 0);
+    /* live: 2 tiles x 3 layers (12 KiB records) + 3 tails; the rest is
+     * the header, the tag, markers and at most one superseded tail group
+     * per tile sealed */
+    int64_t live = 6 * 12288 + 3 * 12288;
+    fprintf(stderr, "  peak after 5 windows %lld B, after 50 %lld B (live records %lld B)\n",
+            (long long)peak5, (long long)peak50, (long long)live);
+    T_CHECK(peak50 == peak5 && peak50 <= 2 * live + 8 * 4096);
+    kvs_close(s);
+    c.reopen = 1;
+    T_CHECK(kvs_open(&c, &s) == 0);
+    if (s) {
+        T_CHECK(kvs_tag(s) == 1049 && kvs_n_tokens(s) == N);
+        for (int l = 0; l < L; l++) T_CHECK(check_layer(s, l, N, D, T, 0.0) == 3);
+        /* a truncate gives the space back */
+        int64_t before = kvs_file_bytes(s, NULL);
+        T_CHECK(kvs_truncate(s, 5) == 0 && kvs_sync(s) == 0);
+        T_CHECK(kvs_file_bytes(s, NULL) < before);
+        kvs_close(s);
+        /* header, tag, 3 tail records of 5 tokens, sync marker */
+        T_CHECK(file_size(path) == 4096 * 2 + 3 * 4096 + 4096);
+        T_CHECK(kvs_open(&c, &s) == 0);
+        if (s) {
+            T_CHECK(kvs_n_tokens(s) == 5 && kvs_tag(s) == 1049);
+            for (int l = 0; l < L; l++) T_CHECK(check_layer(s, l, 5, D, T, 0.0) == 1);
+            kvs_close(s);
+        }
+    }
+    unlink(path);
+}
+
+/* A cache file has one writer: a second open fails at once with -EBUSY,
+ * and creating over a locked file does not truncate it. */
+static void test_lock(void)
+{
+    struct kvs_config c = disk_cfg(1, 64, 16, KVS_F32, TILE_NONE, IO_PREAD);
+    kvs *a = NULL, *b = NULL;
+    T_CHECK(kvs_open(&c, &a) == 0);
+    float k[32 * 64], v[32 * 64];
+    fill(0, 0, 32, 64, k, v);
+    if (a) T_CHECK(kvs_append(a, 0, k, v, 32) == 0 && kvs_sync(a) == 0);
+    int64_t size = file_size(path);
+    T_CHECK(kvs_open(&c, &b) == -EBUSY && b == NULL);
+    T_CHECK(file_size(path) == size);
+    c.reopen = 1;
+    T_CHECK(kvs_open(&c, &b) == -EBUSY);
+    kvs_close(a);
+    T_CHECK(kvs_open(&c, &b) == 0);
+    if (b) T_CHECK(kvs_n_tokens(b) == 32);
+    kvs_close(b);
+    unlink(path);
+}
+
+/* io_uring: a failed submit leaves no SQE behind (the next reads complete
+ * normally, slot for slot); a failed wait ends the read with the error
+ * instead of spinning, and the store closes. */
+static void test_uring_faults(void)
+{
+    const int D = 64, T = 16, N = 400;
+    struct kvs_config c = disk_cfg(1, D, T, KVS_F32, TILE_NONE, IO_URING);
+    c.queue_depth = 4;
+    kvs *s = NULL;
+    T_CHECK(kvs_open(&c, &s) == 0);
+    if (!s) return;
+    if (kvs_io_info(s) & IO_INFO_NO_URING) {
+        kvs_close(s);
+        unlink(path);
+        T_SKIP("no io_uring");
+    }
+    float *k = malloc((size_t)N * D * 4), *v = malloc((size_t)N * D * 4);
+    fill(0, 0, N, D, k, v);
+    T_CHECK(kvs_append(s, 0, k, v, N) == 0 && kvs_sync(s) == 0);
+    T_CHECK(check_layer(s, 0, N, D, T, 0.0) == 25);
+    for (int nth = 1; nth <= 6; nth++) {
+        io_sys_set_fault(IO_OP_SUBMIT, nth, EIO);
+        T_CHECK(check_layer(s, 0, N, D, T, 0.0) == -1); /* the error reached the reader */
+        io_sys_set_fault(IO_OP_SUBMIT, 0, 0);
+        T_CHECK(check_layer(s, 0, N, D, T, 0.0) == 25);
+        T_CHECK(check_layer(s, 0, N, D, T, 0.0) == 25);
+    }
+    alarm(60); /* a spinning drain would hang here */
+    io_sys_set_fault(IO_OP_WAIT, 3, EIO);
+    struct kvs_span sp;
+    int rc = kvs_read_begin(s, 0, N), got = 0;
+    while (rc >= 0 && (rc = kvs_read_next(s, &sp)) == 1) got++;
+    kvs_read_end(s);
+    T_CHECK(rc == -EIO && got < 25);
+    kvs_close(s);
+    alarm(0);
+    io_sys_set_fault(IO_OP_WAIT, 0, 0);
+    free(k);
+    free(v);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(path, sizeof path, "/tmp/kvt-test-kvs-%d.cache", (int)getpid());
     snprintf(path2, sizeof path2, "/tmp/kvt-test-kvs-%d-b.cache", (int)getpid());
+    /* the fault matrix reopens thousands of copies: on tmpfs when there is one
+     * (fsync free), the same code paths (O_DIRECT falls back to buffered) */
+    if (access("/dev/shm", W_OK) == 0)
+        snprintf(path2, sizeof path2, "/dev/shm/kvt-test-kvs-%d-b.cache", (int)getpid());
     T_RUN(test_ram_f32);
     T_RUN(test_ram_types);
     T_RUN(test_bad_config);
@@ -565,6 +890,12 @@ int main(void)
     T_RUN(test_bad_files);
     T_RUN(test_enospc);
     T_RUN(test_read_ahead);
+    T_RUN(test_torn_last_record);
+    T_RUN(test_flipped_bits);
+    T_RUN(test_syscall_faults);
+    T_RUN(test_space_reused);
+    T_RUN(test_lock);
+    T_RUN(test_uring_faults);
     unlink(path);
     return t_done();
 }

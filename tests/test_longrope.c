@@ -68,12 +68,14 @@ static double json_num(const char *s, const char *key)
     return p ? strtod(p + strlen(k), NULL) : NAN;
 }
 
+/* Journal records whose text starts with PREFIX (a record line is 16 hex
+ * digits of checksum, a space, the text; kvstore/journal.h). */
 static int count_lines(const char *path, const char *prefix)
 {
     char *t = t_slurp(path, NULL);
     int n = 0;
     for (char *p = t; p && *p;) {
-        if (!strncmp(p, prefix, strlen(prefix))) n++;
+        if (strlen(p) > 17 && p[16] == ' ' && !strncmp(p + 17, prefix, strlen(prefix))) n++;
         char *nl = strchr(p, '\n');
         p = nl ? nl + 1 : p + strlen(p);
     }

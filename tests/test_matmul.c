@@ -535,12 +535,14 @@ static void test_int8_gemm(void)
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_IQ4_XS, 256, 9));
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q2_K, 256, 9));
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q3_K, 256, 9));
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
+    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
+    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q5_K, 256, 64));
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q5_0, 256, 64));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 256, 64));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 256, 64));
     static const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
                                 GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K,
-                                GGML_TYPE_Q3_K};
+                                GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
     const int n_types = (int)(sizeof types / sizeof types[0]);
     uint64_t seed = 31337;
     for (int nt = 1; nt <= 3; nt += 2) {
@@ -678,8 +680,8 @@ static void test_bf16_ppl(void)
 {
     char err[256], dir[256], path[300];
     gguf *g;
-    if (gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &g, err, sizeof err) < 0)
-        T_SKIP("models/tiny-kjv-f32.gguf not readable");
+    T_REQUIRE(gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &g, err, sizeof err) == 0,
+              "models/tiny-kjv-f32.gguf not readable");
     T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
     snprintf(path, sizeof path, "%s/tiny-kjv-bf16.gguf", dir);
     gguf_w *w;
@@ -759,8 +761,8 @@ static void test_real_weights(void)
     };
     char err[256];
     gguf *ref;
-    if (gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &ref, err, sizeof err) < 0)
-        T_SKIP("models/tiny-kjv-f32.gguf not readable");
+    T_REQUIRE(gguf_open(T_MODEL("tiny-kjv-f32.gguf"), &ref, err, sizeof err) == 0,
+              "models/tiny-kjv-f32.gguf not readable");
     int seen[GGML_TYPE_COUNT] = {0};
     for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
         char path[128];

@@ -95,8 +95,8 @@ static char *run(const char *cmd)
 
 static void test_end_to_end(void)
 {
-    if (access(bin(), X_OK) != 0 || access(T_MODEL("tiny-kjv-f32.gguf"), R_OK) != 0)
-        T_SKIP("no kvtile binary or model");
+    T_REQUIRE(access(bin(), X_OK) == 0 && access(T_MODEL("tiny-kjv-f32.gguf"), R_OK) == 0,
+              "no kvtile binary or model");
     char cmd[8192], svg[] = "/tmp/kvt-passkey-XXXXXX";
     int fd = mkstemp(svg);
     T_CHECK(fd >= 0);

@@ -180,7 +180,7 @@ static void test_resume_refuses_other_run(void)
     T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
     snprintf(a, sizeof a, "ppl models/tiny-kjv-f16.gguf -f " NT " -c 256 --chunks 2 --cache-dir %s --resume", dir);
     T_CHECK(t_run(a, out, sizeof out, err, sizeof err) != 0);
-    T_CHECK(strstr(err, "different run") != NULL);
+    T_CHECK(strstr(err, "journal of another run (model, text or options differ)") != NULL);
     snprintf(a, sizeof a, "rm -rf %s", dir);
     T_CHECK(system(a) == 0);
 }
@@ -255,6 +255,26 @@ static void test_tokenize_count(void)
     T_CHECK(strncmp(out, "1 612 262 875", 13) == 0);
 }
 
+/* kvtile info counts every tensor type of the quantized mixes (the counts
+ * llama-quantize reported, models/README.md). */
+static void test_info_types(void)
+{
+    static const struct { const char *file, *types; } c[] = {
+        {"tiny-kjv-q3_k_m.gguf", "f32 x9 f16 x4 q3_K x17 q4_K x6 q5_K x2 q6_K x1"},
+        {"tiny-kjv-q2_k.gguf", "f32 x9 f16 x4 q2_K x17 q3_K x8 q6_K x1"},
+        {"tiny-kjv-iq4_xs.gguf", "f32 x9 f16 x4 q6_K x1 iq4_xs x25"},
+        {"tiny-kjv-iq4_nl.gguf", "f32 x9 f16 x4 iq4_nl x26"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char a[256], want[256];
+        snprintf(a, sizeof a, "info models/%s", c[i].file);
+        T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
+        snprintf(want, sizeof want, "tensor types    %s\n", c[i].types);
+        if (!strstr(out, want)) fprintf(stderr, "  %s: no line '%s' in:\n%s", c[i].file, want, out);
+        T_CHECK(strstr(out, want) != NULL);
+    }
+}
+
 int main(void)
 {
     T_RUN(test_tokenize_count);
@@ -266,5 +286,6 @@ int main(void)
     T_RUN(test_resume_inside_a_window);
     T_RUN(test_resume_refuses_other_run);
     T_RUN(test_bad_input);
+    T_RUN(test_info_types);
     return t_done();
 }

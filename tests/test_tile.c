@@ -3,6 +3,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
 #include "io/kvt.h"
 #include "kvstore/tile.h"
@@ -76,14 +79,26 @@ static int64_t enc_tile(struct bufs *b, int type, int codec, int D, int n, int l
     return tile_encode(&h, b->kr, b->vr, b->enc, b->enc_cap, b->scratch, b->sc_cap);
 }
 
+/* Data set 0: synthetic K/V (a codec may find nothing to gain and store the
+ * tile raw, TILE_NONE, exactly raw_size bytes). Data set 1: values on a
+ * coarse grid with repeated rows, which every codec shrinks, so there each
+ * codec must store the tile itself, smaller than raw: a codec that stored
+ * raw bytes would fail here. */
 static void test_roundtrip(void)
 {
     const int D = 64, n = 37;
+    for (int set = 0; set < 2; set++)
     for (int type = 0; type < KVS_NTYPES; type++) {
         struct bufs b;
         bufs_init(&b, type, D, n);
         synth_kv(n, D, b.k, b.v);
         b.k[5] = 0.0f; b.k[6] = -0.0f; b.k[7] = 1e-30f; b.k[8] = 70000.0f;
+        if (set == 1)
+            for (int i = 0; i < n * D; i++) {
+                int r = (i / D) % 5 * D + i % D; /* rows repeat every 5 */
+                b.k[i] = roundf(b.k[r] * 4.0f) / 4.0f;
+                b.v[i] = roundf(b.v[r] * 8.0f) / 8.0f;
+            }
         tile_pack(type, D, b.k, n, b.kr);
         tile_pack(type, D, b.v, n, b.vr);
         for (int codec = 0; codec < TILE_NCODECS; codec++) {
@@ -98,7 +113,11 @@ static void test_roundtrip(void)
             T_CHECK(memcmp(b.raw + b.raw_cap / 2, b.vr, b.raw_cap / 2) == 0);
             T_CHECK(h.layer == 3 && h.pos0 == 1024 && h.n == (uint32_t)n);
             T_CHECK(h.type == type && h.kv_dim == (uint32_t)D);
-            T_CHECK(h.codec == codec || h.codec == TILE_NONE);
+            if (set == 1 || codec == TILE_NONE)
+                T_CHECK(h.codec == codec);
+            else
+                T_CHECK(h.codec == codec || (h.codec == TILE_NONE && h.enc_size == h.raw_size));
+            if (set == 1 && codec != TILE_NONE) T_CHECK(h.enc_size < h.raw_size);
             T_CHECK(tile_decode(b.enc, (size_t)len, b.ko, (size_t)n * D, b.vo,
                                 (size_t)n * D, b.raw, b.raw_cap, b.scratch,
                                 b.sc_cap, NULL) == n);
@@ -138,17 +157,26 @@ static void test_q8_0(void)
     T_CHECK((int8_t)p[2 + 0] == -127);
     T_CHECK((int8_t)p[2 + 1] == (int8_t)lroundf(-15 * 0.25f * 127 / 4)); /* -119 */
     T_CHECK((int8_t)p[2 + 16] == 0);
+    /* every value exactly as ggml's quantize_row_q8_0_ref gives it: d =
+     * amax / 127, id = 1 / d, q = roundf(x * id), dequantized q * f16(d);
+     * f16(d) from the CPU's F16C conversion where there is one */
+    int mismatches = 0;
     for (int b = 0; b < n * D / 32; b++) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
-        float d = tile_f16_to_f32(tile_f32_to_f16(amax / 127));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+#ifdef __F16C__
+        float dq = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+#else
+        float dq = tile_f16_to_f32(tile_f32_to_f16(d));
+#endif
         for (int j = 0; j < 32; j++) {
-            T_NEAR(y[b * 32 + j], x[b * 32 + j], 0.5 * d + 1e-3 * amax + 1e-7);
-            /* exact against the naive dequantized value */
-            float q = roundf(x[b * 32 + j] * (amax ? 127 / amax : 0));
-            T_NEAR(y[b * 32 + j], q * d, 1.01 * d + 1e-7);
+            float want = (float)(int8_t)roundf(x[b * 32 + j] * id) * dq; /* int8 storage */
+            if (memcmp(&want, &y[b * 32 + j], sizeof want) != 0 && mismatches++ < 3) fprintf(stderr, "  q8_0 %d: x %.9g want %.9g got %.9g\n", b * 32 + j, x[b * 32 + j], want, y[b * 32 + j]);
+            T_NEAR(y[b * 32 + j], x[b * 32 + j], 0.5 * dq + 1e-3 * amax + 1e-7);
         }
     }
+    T_CHECK(mismatches == 0);
     T_CHECK(tile_check_dims(KVS_Q8_0, 48) < 0);
 }
 
@@ -501,8 +529,11 @@ static void test_dedup_huf_crafted(void)
     }
 }
 
-/* Ratios and decode speed on synthetic K/V (real tiles: later). The check:
- * the channel-plane filter must beat plain LZ4 and byte shuffle on f16. */
+/* Ratios and decode speed on synthetic K/V. Only orderings that also hold
+ * on real tiles (README, bench_codec on tiny-kjv) are checked: the
+ * synthetic data's smooth channels favour xpose-lz4, which on real tiles
+ * is the worst of the LZ4 family (f16 K+V 1.004x vs shuf-lz4 1.162x), so
+ * no xpose-lz4 ordering is asserted. */
 static void test_ratio_speed(void)
 {
     const int D = 256, n = 128;
@@ -537,8 +568,10 @@ static void test_ratio_speed(void)
         }
         bufs_free(&b);
     }
-    T_CHECK(ratio[KVS_F16][TILE_XPOSE_LZ4] > ratio[KVS_F16][TILE_SHUF_LZ4]);
-    T_CHECK(ratio[KVS_F16][TILE_XPOSE_LZ4] > ratio[KVS_F16][TILE_LZ4]);
+    T_CHECK(ratio[KVS_F16][TILE_PLANE_HUF] > ratio[KVS_F16][TILE_LZ4]);
+    /* no repeated rows here: dedup-huf = plane-huf + 2 mode bytes */
+    T_CHECK(ratio[KVS_F16][TILE_DEDUP_HUF] <= ratio[KVS_F16][TILE_PLANE_HUF]);
+    T_CHECK(ratio[KVS_F16][TILE_DEDUP_HUF] > ratio[KVS_F16][TILE_PLANE_HUF] * 0.99);
     T_CHECK(ratio[KVS_F32][TILE_NONE] == 1.0);
     /* order-0 Huffman of the sign/exponent plane beats byte shuffle + LZ4 */
     T_CHECK(ratio[KVS_F16][TILE_PLANE_HUF] > ratio[KVS_F16][TILE_SHUF_LZ4]);

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "engine/gguf_write.h"
 #include "io/kvt.h"
 #include "tests/t.h"
 #include "tests/tproc.h"
@@ -504,8 +506,78 @@ static void test_spm_pieces(void)
     fx_close(&fx);
 }
 
+/* A 7-piece SPM vocabulary with PIECE5/TYPE5 as token 5 and one extra
+ * key/value (u32), written and opened. @return tok_open's code, the
+ * message in err. */
+static int hostile_open(const char *piece5, int32_t type5, const char *key, uint32_t val,
+                        char *err, size_t cap, tok **out)
+{
+    const char *pieces[7] = { "<unk>", "<s>", "</s>", "<0x41>", "a", piece5, "b" };
+    int32_t types[7] = { 2, 3, 3, 6, 1, type5, 1 };
+    float scores[7] = { 0, 0, 0, 0, -1, -2, -3 };
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/kvt-hostile-%d.gguf", (int)getpid());
+    gguf_w *w;
+    T_CHECK(gguf_w_init(&w) == 0);
+    gguf_w_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", pieces, NULL, 7);
+    gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_I32, types, 7);
+    gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_VT_F32, scores, 7);
+    if (key) gguf_w_set_u32(w, key, val);
+    T_CHECK(gguf_w_write(w, path) == 0);
+    gguf_w_free(w);
+    gguf *g;
+    int rc = gguf_open(path, &g, err, cap);
+    T_CHECK(rc == 0);
+    unlink(path);
+    if (rc < 0) return rc;
+    *out = NULL;
+    err[0] = 0;
+    rc = tok_open(g, out, err, cap);
+    if (rc == 0) {
+        char b[8];
+        T_CHECK(tok_decode_piece(*out, 3, b, sizeof b) == 1 && b[0] == 'A');
+        tok_free(*out);
+    }
+    gguf_close(g);
+    return rc;
+}
+
+/* Hostile vocabularies: special ids outside the vocabulary and malformed
+ * byte pieces are refused with a message naming the key or the token. */
+static void test_hostile_vocab(void)
+{
+    char err[256];
+    tok *t;
+    T_CHECK(hostile_open("c", 1, NULL, 0, err, sizeof err, &t) == 0);
+    T_CHECK(hostile_open("c", 1, "tokenizer.ggml.bos_token_id", 6, err, sizeof err, &t) == 0);
+    static const char *const keys[] = {
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eot_token_id",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        T_CHECK(hostile_open("c", 1, keys[i], 7, err, sizeof err, &t) == KVT_ERANGE);
+        T_CHECK(strstr(err, keys[i]) != NULL && strstr(err, "outside the vocabulary"));
+        T_CHECK(hostile_open("c", 1, keys[i], 0xffffffffu, err, sizeof err, &t) == KVT_ERANGE);
+    }
+    /* malformed byte pieces, whether typed BYTE or NORMAL */
+    static const char *const bad[] = { "<0x-1>", "<0xZZ>", "<0x1>", "<0x123>", "<0x4G>" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        for (int ty = 1; ty <= 6; ty += 5) {
+            T_CHECK(hostile_open(bad[i], ty, NULL, 0, err, sizeof err, &t) == KVT_EFORMAT);
+            T_CHECK(strstr(err, "tokenizer.ggml.tokens[5]") && strstr(err, bad[i]));
+        }
+    /* lower-case hex is a byte piece; two pieces for one byte are refused */
+    T_CHECK(hostile_open("<0x4a>", 6, NULL, 0, err, sizeof err, &t) == 0);
+    T_CHECK(hostile_open("<0x41>", 6, NULL, 0, err, sizeof err, &t) < 0); /* a repeated piece */
+    T_CHECK(hostile_open("<0x41>", 1, NULL, 0, err, sizeof err, &t) < 0);
+    T_CHECK(hostile_open("<0X41>", 1, NULL, 0, err, sizeof err, &t) == 0); /* not byte-like: text */
+}
+
 int main(void)
 {
+    T_RUN(test_hostile_vocab);
     T_RUN(test_vectors_llama_spm);
     T_RUN(test_vectors_phi3);
     T_RUN(test_vectors_gpt2);

@@ -3,19 +3,28 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/cpu.h"
+#include "io/io.h"
 #include "io/kvt.h"
+#include "kvstore/journal.h"
 #include "kvstore/tile.h"
 
-static const char *const io_names[] = { "uring", "pread", "mmap" };
-static const char *const type_names[] = { "f32", "f16", "bf16", "q8_0" };
-_Static_assert(sizeof type_names / sizeof type_names[0] == KVS_NTYPES, "kv types");
+#include "io/io.h"
+
+const char *const cli_type_names[] = { "f32", "f16", "bf16", "q8_0", NULL };
+_Static_assert(sizeof cli_type_names / sizeof cli_type_names[0] == KVS_NTYPES + 1, "kv types");
+const char *const cli_io_names[] = { "uring", "pread", "mmap", NULL };
+_Static_assert(sizeof cli_io_names / sizeof cli_io_names[0] == IO_NKINDS + 1, "io kinds");
+const char *const cli_backing_names[] = { [KVS_RAM] = "ram", [KVS_DISK] = "disk", NULL };
+const char *const cli_krot_names[] = { "read", "write", NULL };
 
 static void vwarn(const char *fmt, va_list ap)
 {
@@ -24,13 +33,119 @@ static void vwarn(const char *fmt, va_list ap)
     fputc('\n', stderr);
 }
 
+/* ---- cleanup at exit, on errors and on signals ---------------------------- */
+
+#define CLI_MAX_CLEANUP 32
+static struct cli_cleanup {
+    char path[8192];
+    volatile sig_atomic_t used, is_dir;
+} cleanup[CLI_MAX_CLEANUP];
+static volatile sig_atomic_t n_cleanup;
+
+/* Async-signal-safe: unlink and rmdir only. */
+static void cleanup_run(void)
+{
+    for (int i = n_cleanup - 1; i >= 0; i--) {
+        struct cli_cleanup *c = &cleanup[i];
+        if (!c->used) continue;
+        c->used = 0;
+        if (c->is_dir) rmdir(c->path);
+        else unlink(c->path);
+    }
+}
+
+static void on_signal(int sig)
+{
+    cleanup_run();
+    _exit(128 + sig);
+}
+
+void cli_exit_init(void)
+{
+    static int done;
+    if (done) return;
+    done = 1;
+    atexit(cleanup_run);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigfillset(&sa.sa_mask); /* one handler at a time */
+    const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        /* keep an inherited "ignore" (nohup) */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+void cli_cleanup_add(const char *path, int is_dir)
+{
+    cli_exit_init();
+    int i = 0;
+    while (i < n_cleanup && cleanup[i].used) i++;
+    if (i == CLI_MAX_CLEANUP) cli_die("%s: too many temporary files", path);
+    struct cli_cleanup *c = &cleanup[i];
+    c->used = 0; /* a signal now skips the entry being filled */
+    snprintf(c->path, sizeof c->path, "%s", path);
+    c->is_dir = is_dir;
+    c->used = 1;
+    if (i == n_cleanup) n_cleanup = i + 1;
+}
+
+void cli_cleanup_forget(const char *path)
+{
+    for (int i = 0; i < n_cleanup; i++)
+        if (cleanup[i].used && !strcmp(cleanup[i].path, path)) cleanup[i].used = 0;
+}
+
 void cli_die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vwarn(fmt, ap);
     va_end(ap);
-    exit(1);
+    exit(1); /* atexit: cleanup_run */
+}
+
+struct jnl_file *cli_journal_open(const char *path, const char *key, int resume,
+                                  const char *what)
+{
+    jnl_file *j;
+    int rc = jnl_open(path, key, resume ? JNL_RESUME : 0, &j);
+    if (rc == KVT_EOTHERRUN)
+        cli_die("%s: journal of another run (%s differ); remove it or run without --resume",
+                path, what);
+    if (rc == KVT_EFORMAT)
+        cli_die("%s: not a kvtile journal; remove it or run without --resume", path);
+    if (rc == -EBUSY)
+        cli_die("%s: in use by another kvtile run (locked); wait for it to finish or use "
+                "another output or --cache-dir", path);
+    if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
+    if (jnl_cut_bytes(j) > 0)
+        cli_warn("%s: dropped a torn last record (%llu bytes); continuing from the one before",
+                 path, (unsigned long long)jnl_cut_bytes(j));
+    return j;
+}
+
+FILE *cli_out_open(struct cli_out *out, const char *path)
+{
+    snprintf(out->path, sizeof out->path, "%s", path);
+    snprintf(out->tmp, sizeof out->tmp, "%s.tmp", path);
+    cli_cleanup_add(out->tmp, 0);
+    out->f = fopen(out->tmp, "w");
+    if (!out->f) cli_die("%s: %s", out->tmp, strerror(errno));
+    return out->f;
+}
+
+void cli_out_commit(struct cli_out *out)
+{
+    if (fflush(out->f) != 0 || ferror(out->f)) cli_die("%s: %s", out->tmp, strerror(errno));
+    if (fclose(out->f) != 0) cli_die("%s: %s", out->tmp, strerror(errno));
+    out->f = NULL;
+    int rc = jnl_commit(out->tmp, out->path);
+    if (rc < 0) cli_die("%s: %s", out->path, kvt_strerror(rc));
+    cli_cleanup_forget(out->tmp);
 }
 
 void cli_warn(const char *fmt, ...)
@@ -59,42 +174,6 @@ void cli_opts_default(struct cli_opts *o)
     o->rope_freq_base = -1;
     o->yarn_beta_fast = -1;
     o->yarn_beta_slow = -1;
-}
-
-const char cli_common_help[] =
-    "  -t N                 threads (default: all cores)\n"
-    "  --batch N            tokens per forward pass (default 512)\n"
-    "  --json               machine-readable output on stdout\n"
-    "  --quiet              no progress on stderr\n"
-    "KV store:\n"
-    "  --kv-store disk|ram  where K/V tiles live (default disk)\n"
-    "  --cache-dir DIR      directory of the cache file (default: a temporary\n"
-    "                       directory removed at exit)\n"
-    "  --keep-cache         keep the cache file at exit\n"
-    "  --cache-type T       f32 | f16 | bf16 | q8_0 (default f32)\n"
-    "  --codec C            none | lz4 | shuf-lz4 | lz4hc | xpose-lz4 | plane-huf |\n"
-    "                       dedup-huf\n"
-    "                       (default lz4)\n"
-    "  --io B               uring | pread | mmap (default uring)\n"
-    "  --queue-depth N      reads in flight (default 8)\n"
-    "  --tile-tokens N      tokens per tile (default 256)\n"
-    "  --ram-budget BYTES   prefetch window + decoded tiles (e.g. 64M)\n"
-    "Positions:\n"
-    "  --rope-scaling S     none | linear | ntk | dynamic-ntk | yarn | longrope\n"
-    "  --rope-scale S       scale factor s\n"
-    "  --rope-freq-base B   RoPE base frequency\n"
-    "  --yarn-beta-fast F, --yarn-beta-slow F\n"
-    "  --longrope-factors FILE   per-pair factors (one per line or a list)\n"
-    "  --self-extend G:W    SelfExtend group size G, neighbour window W\n"
-    "  --k-rotation read|write  rotate cached K as tiles are read (default), or\n"
-    "                       before they are written, as llama.cpp does (for\n"
-    "                       comparisons: cached keys then keep their old positions)\n";
-
-static int lookup(const char *const *names, int n, const char *s)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], s)) return i;
-    return -1;
 }
 
 int64_t cli_parse_count(const char *what, const char *s)
@@ -128,84 +207,26 @@ size_t cli_parse_bytes(const char *what, const char *s)
     return (size_t)v;
 }
 
-static const char *val(int argc, char **argv, int *i)
+void cli_opt_codec(void *field, const char *name, const char *v)
 {
-    if (*i + 1 >= argc) cli_die("option %s needs a value", argv[*i]);
-    return argv[++*i];
+    int c = tile_codec_parse(v);
+    if (c < 0) cli_die("%s: unknown codec '%s'", name, v);
+    *(int *)field = c;
 }
 
-int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
+void cli_opt_rope_scaling(void *field, const char *name, const char *v)
 {
-    const char *a = argv[*i];
-    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-        o->n_threads = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->n_threads < 1 || o->n_threads > 1024) cli_die("%s: 1..1024", a);
-    } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
-        o->n_batch = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->n_batch < 1 || o->n_batch > 65536) cli_die("%s: 1..65536", a);
-    } else if (!strcmp(a, "--json")) {
-        o->json = 1;
-    } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-        o->quiet = 1;
-    } else if (!strcmp(a, "--kv-store")) {
-        const char *v = val(argc, argv, i);
-        if (!strcmp(v, "disk")) o->kv_backing = KVS_DISK;
-        else if (!strcmp(v, "ram")) o->kv_backing = KVS_RAM;
-        else cli_die("--kv-store: '%s' (expected disk or ram)", v);
-    } else if (!strcmp(a, "--cache-dir")) {
-        o->cache_dir = val(argc, argv, i);
-    } else if (!strcmp(a, "--keep-cache")) {
-        o->keep_cache = 1;
-    } else if (!strcmp(a, "--cache-type")) {
-        const char *v = val(argc, argv, i);
-        o->cache_type = lookup(type_names, KVS_NTYPES, v);
-        if (o->cache_type < 0) cli_die("--cache-type: '%s' (expected f32, f16, bf16, q8_0)", v);
-    } else if (!strcmp(a, "--codec")) {
-        const char *v = val(argc, argv, i);
-        o->codec = tile_codec_parse(v);
-        if (o->codec < 0) cli_die("--codec: unknown codec '%s'", v);
-    } else if (!strcmp(a, "--io")) {
-        const char *v = val(argc, argv, i);
-        o->io = lookup(io_names, 3, v);
-        if (o->io < 0) cli_die("--io: '%s' (expected uring, pread, mmap)", v);
-    } else if (!strcmp(a, "--queue-depth")) {
-        o->queue_depth = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->queue_depth < 1 || o->queue_depth > 4096) cli_die("%s: 1..4096", a);
-    } else if (!strcmp(a, "--tile-tokens")) {
-        o->tile_tokens = (int)cli_parse_count(a, val(argc, argv, i));
-        if (o->tile_tokens < 1 || o->tile_tokens > 65536) cli_die("%s: 1..65536", a);
-    } else if (!strcmp(a, "--ram-budget")) {
-        o->ram_budget = cli_parse_bytes(a, val(argc, argv, i));
-    } else if (!strcmp(a, "--rope-scaling")) {
-        o->rope_scaling = val(argc, argv, i);
-        if (rope_scheme_parse(o->rope_scaling) < 0)
-            cli_die("--rope-scaling: unknown scheme '%s'", o->rope_scaling);
-    } else if (!strcmp(a, "--rope-scale")) {
-        o->rope_scale = atof(val(argc, argv, i));
-        if (!(o->rope_scale >= 1.0)) cli_die("--rope-scale must be >= 1");
-    } else if (!strcmp(a, "--rope-freq-base")) {
-        o->rope_freq_base = atof(val(argc, argv, i));
-        if (!(o->rope_freq_base > 1.0)) cli_die("--rope-freq-base must be > 1");
-    } else if (!strcmp(a, "--yarn-beta-fast")) {
-        o->yarn_beta_fast = atof(val(argc, argv, i));
-    } else if (!strcmp(a, "--yarn-beta-slow")) {
-        o->yarn_beta_slow = atof(val(argc, argv, i));
-    } else if (!strcmp(a, "--longrope-factors")) {
-        o->longrope_factors = val(argc, argv, i);
-    } else if (!strcmp(a, "--k-rotation")) {
-        const char *v = val(argc, argv, i);
-        if (!strcmp(v, "read")) o->rotate_k_on_write = 0;
-        else if (!strcmp(v, "write")) o->rotate_k_on_write = 1;
-        else cli_die("--k-rotation: '%s' (expected read or write)", v);
-    } else if (!strcmp(a, "--self-extend")) {
-        const char *v = val(argc, argv, i);
-        if (sscanf(v, "%d:%d", &o->se_group, &o->se_window) != 2 ||
-            o->se_group < 2 || o->se_window < 1)
-            cli_die("--self-extend: '%s' (expected G:W, G >= 2, W >= 1)", v);
-    } else {
-        return 0;
-    }
-    return 1;
+    if (rope_scheme_parse(v) < 0) cli_die("%s: unknown scheme '%s'", name, v);
+    *(const char **)field = v;
+}
+
+void cli_opt_self_extend(void *field, const char *name, const char *v)
+{
+    struct cli_opts *o = field;
+    char extra;
+    if (sscanf(v, "%d:%d%c", &o->se_group, &o->se_window, &extra) != 2 ||
+        o->se_group < 2 || o->se_window < 1)
+        cli_die("%s: '%s' (expected G:W, G >= 2, W >= 1)", name, v);
 }
 
 char *cli_read_file(const char *path, size_t *len)
@@ -283,7 +304,12 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
 
 void cli_mkdir(const char *dir)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) cli_die("%s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) == 0) {
+        int rc = jnl_fsync_dir(dir); /* its parent: the new entry survives */
+        if (rc < 0) cli_die("%s: %s", dir, kvt_strerror(rc));
+    } else if (errno != EEXIST) {
+        cli_die("%s: %s", dir, strerror(errno));
+    }
 }
 
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
@@ -299,6 +325,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         .reopen = reopen,
     };
     model_fingerprint(m, cfg.model_fp);
+    ck->io = o->kv_backing == KVS_DISK ? o->io : -1;
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
             snprintf(ck->dir, sizeof ck->dir, "%s", o->cache_dir);
@@ -312,12 +339,27 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         snprintf(ck->path, sizeof ck->path, "%s/%s", ck->dir, name);
         cfg.path = ck->path;
         ck->keep = o->keep_cache || o->cache_dir;
+        cfg.ephemeral = !ck->keep;
+        if (!ck->keep) {
+            if (ck->tmp_dir) cli_cleanup_add(ck->dir, 1);
+            cli_cleanup_add(ck->path, 0);
+        }
     }
     int rc = kvs_open(&cfg, &ck->kv);
-    if (rc < 0) {
-        if (ck->tmp_dir) rmdir(ck->dir);
-        cli_die("%s: %s", o->kv_backing == KVS_DISK ? ck->path : "KV store", kvt_strerror(rc));
+    if (reopen == 2 && (rc == KVT_ETRUNC || rc == KVT_EFORMAT || rc == KVT_ECHECKSUM ||
+                        rc == KVT_EVERSION || rc == KVT_EMODEL || rc == KVT_EUNSUPP)) {
+        cli_warn("%s: %s; starting the cache over", ck->path, kvt_strerror(rc));
+        cfg.reopen = 0;
+        rc = kvs_open(&cfg, &ck->kv);
     }
+    if (rc == -EBUSY)
+        cli_die("%s: in use by another kvtile run (locked); wait for it to finish or use "
+                "another --cache-dir", ck->path);
+    if (rc < 0)
+        cli_die("%s: %s", o->kv_backing == KVS_DISK ? ck->path : "KV store", kvt_strerror(rc));
+    if (ck->keep && !cfg.reopen && (rc = jnl_fsync_dir(ck->path)) < 0) /* the new file survives */
+        cli_die("%s: %s", ck->dir, kvt_strerror(rc));
+    cli_note_io(ck->path, o, ck->kv);
 }
 
 void cli_kv_close(struct cli_kv *ck)
@@ -326,6 +368,49 @@ void cli_kv_close(struct cli_kv *ck)
     ck->kv = NULL;
     if (ck->path[0] && !ck->keep) unlink(ck->path);
     if (ck->tmp_dir && !ck->keep) rmdir(ck->dir);
+    cli_cleanup_forget(ck->path);
+    cli_cleanup_forget(ck->dir);
+}
+
+static struct { int set, disk, backend, direct; } io_used;
+
+void cli_note_io(const char *path, const struct cli_opts *o, const kvs *kv)
+{
+    static int warned;
+    int disk = o->kv_backing == KVS_DISK, info = disk ? kvs_io_info(kv) : 0;
+    io_used.set = 1;
+    io_used.disk = disk;
+    io_used.backend = o->io == IO_URING && (info & IO_INFO_NO_URING) ? IO_PREAD : o->io;
+    io_used.direct = disk && o->io != IO_MMAP && !(info & IO_INFO_NO_DIRECT);
+    int fresh = info & ~warned;
+    warned |= info;
+    if (fresh & IO_INFO_NO_URING)
+        cli_warn("%s: io_uring is not available here (kernel, permissions or KVT_NO_URING=1); "
+                 "reading tiles with pread instead", path);
+    if (fresh & IO_INFO_NO_DIRECT)
+        cli_warn("%s: the filesystem refuses O_DIRECT; tile I/O goes through the page cache", path);
+}
+
+void cli_json_io(FILE *f)
+{
+    fprintf(f, "\"kv_store\": \"%s\", \"io_backend\": \"%s\", \"o_direct\": %s",
+            !io_used.set ? "none" : io_used.disk ? "disk" : "ram",
+            io_used.set && io_used.disk ? io_kind_name(io_used.backend) : "none",
+            io_used.direct ? "true" : "false");
+}
+
+const char *cli_kv_io_name(const struct cli_kv *ck)
+{
+    if (ck->io < 0 || !ck->kv) return "none";
+    if (ck->io == IO_URING && (kvs_io_info(ck->kv) & IO_INFO_NO_URING)) return cli_io_names[IO_PREAD];
+    return cli_io_names[ck->io];
+}
+
+int64_t cli_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return (int64_t)ru.ru_maxrss * 1024;
 }
 
 model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)

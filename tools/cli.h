@@ -16,6 +16,7 @@
 #include "engine/rope.h"
 #include "engine/tok.h"
 #include "kvstore/kvs.h"
+#include "tools/opt.h"
 
 /* Options common to the subcommands that run the model. */
 struct cli_opts {
@@ -42,16 +43,99 @@ struct cli_opts {
     int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
 };
 
+/* The same defaults for every command (kv-store disk, f32 tiles, lz4, ...). */
 void cli_opts_default(struct cli_opts *o);
 
-/* If argv[*i] is a common option, consume it (and its value) and return 1;
- * return 0 if it is not one. Exits with a message on a bad value. */
-int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i);
-/* Help text for the common options. */
-extern const char cli_common_help[];
+/* Option-table rows (opt.h) of the common options, in groups, so each
+ * command takes exactly the groups it uses:
+ *   CLI_OPTS_RUN     -t, --batch, --quiet
+ *   CLI_OPT_JSON     --json
+ *   CLI_OPTS_TILES   --cache-type, --tile-tokens (how K/V are kept, any backing)
+ *   CLI_OPTS_DISK    --kv-store, --cache-dir, --keep-cache, --codec, --io,
+ *                    --queue-depth, --ram-budget (the disk store)
+ *   CLI_OPTS_POS     positions (--rope-*, --yarn-*, --longrope-factors,
+ *                    --self-extend, --k-rotation) */
+extern const char *const cli_backing_names[], *const cli_type_names[],
+                  *const cli_io_names[], *const cli_krot_names[];
+void cli_opt_codec(void *field, const char *name, const char *v);
+void cli_opt_rope_scaling(void *field, const char *name, const char *v);
+void cli_opt_self_extend(void *field, const char *name, const char *v);
 
+#define CLI_OPTS_RUN(o) \
+    OPT_INT("--threads", "-t", "N", &(o)->n_threads, 1, 1024, "threads", .def = "all cores"), \
+    OPT_INT("--batch", "-b", "N", &(o)->n_batch, 1, 65536, "tokens per forward pass"), \
+    OPT_FLAG("--quiet", "-q", &(o)->quiet, "no progress on stderr")
+#define CLI_OPT_JSON(o) \
+    OPT_FLAG("--json", NULL, &(o)->json, "one JSON object on stdout instead of text")
+#define CLI_OPTS_TILES(o) \
+    OPT_GROUP("KV cache:"), \
+    OPT_CHOICE("--cache-type", NULL, &(o)->cache_type, cli_type_names, "element type of K/V"), \
+    OPT_INT("--tile-tokens", NULL, "N", &(o)->tile_tokens, 1, 65536, "tokens per tile")
+#define CLI_OPTS_DISK(o) \
+    OPT_CHOICE("--kv-store", NULL, &(o)->kv_backing, cli_backing_names, "where K/V tiles live"), \
+    OPT_STR("--cache-dir", NULL, "DIR", &(o)->cache_dir, "directory of the cache file", \
+            .def = "a temporary directory removed at exit"), \
+    OPT_FLAG("--keep-cache", NULL, &(o)->keep_cache, "keep the cache file at exit"), \
+    OPT_FN("--codec", NULL, "C", &(o)->codec, cli_opt_codec, \
+           "none|lz4|shuf-lz4|lz4hc|xpose-lz4|plane-huf|dedup-huf", .def = "lz4"), \
+    OPT_CHOICE("--io", NULL, &(o)->io, cli_io_names, "I/O backend of the disk store"), \
+    OPT_INT("--queue-depth", NULL, "N", &(o)->queue_depth, 1, KVS_MAX_QUEUE_DEPTH, \
+            "tile reads in flight"), \
+    OPT_BYTES("--ram-budget", NULL, "BYTES", &(o)->ram_budget, \
+              "prefetch window + decoded tiles (e.g. 64M)", .def = "queue depth x one record")
+#define CLI_OPTS_POS(o) \
+    OPT_GROUP("Positions:"), \
+    OPT_FN("--rope-scaling", NULL, "S", &(o)->rope_scaling, cli_opt_rope_scaling, \
+           "none|linear|ntk|dynamic-ntk|yarn|longrope", .def = "from the file"), \
+    OPT_DOUBLE("--rope-scale", NULL, "S", &(o)->rope_scale, 1, 1e9, "scale factor s", \
+               .def = "from the file"), \
+    OPT_DOUBLE("--rope-freq-base", NULL, "B", &(o)->rope_freq_base, 1.0000001, 1e30, \
+               "RoPE base frequency", .def = "from the file"), \
+    OPT_DOUBLE("--yarn-beta-fast", NULL, "F", &(o)->yarn_beta_fast, 0, 1e9, "YaRN beta_fast", \
+               .def = "from the file"), \
+    OPT_DOUBLE("--yarn-beta-slow", NULL, "F", &(o)->yarn_beta_slow, 0, 1e9, "YaRN beta_slow", \
+               .def = "from the file"), \
+    OPT_STR("--longrope-factors", NULL, "FILE", &(o)->longrope_factors, \
+            "per-pair LongRoPE factors (one per line or a list)"), \
+    OPT_FN("--self-extend", NULL, "G:W", (o), cli_opt_self_extend, \
+           "SelfExtend group size G, neighbour window W"), \
+    OPT_CHOICE("--k-rotation", NULL, &(o)->rotate_k_on_write, cli_krot_names, \
+               "rotate cached K as tiles are read, or before they are\n" \
+               "written as llama.cpp does (comparisons: cached keys then\n" \
+               "keep their old positions)")
+
+/* Error exit (status 1) after removing what cli_cleanup_add registered. */
 _Noreturn void cli_die(const char *fmt, ...);
 void cli_warn(const char *fmt, ...);
+
+/* Files and directories that must not outlive the process: a temporary
+ * cache directory and its file, an output's temporary file. They are
+ * removed (files first, newest first) at exit, in cli_die, and on SIGINT,
+ * SIGTERM and SIGHUP, which then exit with status 128 + the signal
+ * number. Kept caches are never registered, so they stay as a crash would
+ * leave them: valid and resumable. cli_cleanup_forget: keep PATH after
+ * all (it was committed, or removed by its owner). */
+void cli_cleanup_add(const char *path, int is_dir);
+/* Install the exit and signal handlers (main does, first thing). */
+void cli_exit_init(void);
+void cli_cleanup_forget(const char *path);
+
+/* Open the progress journal PATH of run KEY (kvstore/journal.h), keeping
+ * its records with RESUME; exits with one line when it belongs to another
+ * run (WHAT: what differs), is not a journal, or is locked by another
+ * process; says so on stderr when a torn last record was cut off. */
+struct jnl_file *cli_journal_open(const char *path, const char *key, int resume,
+                                  const char *what);
+
+/* An output written whole or not at all: cli_out_open returns a stream
+ * on PATH.tmp (registered for cleanup); cli_out_commit flushes, fsyncs and
+ * renames it over PATH and fsyncs the directory. Both exit on errors. */
+struct cli_out {
+    FILE *f;
+    char path[4096], tmp[4200];
+};
+FILE *cli_out_open(struct cli_out *out, const char *path);
+void cli_out_commit(struct cli_out *out);
 
 /* Parse "123", "4k", "2M" (k = 1024). Exits on junk. */
 int64_t cli_parse_count(const char *what, const char *s);
@@ -75,15 +159,33 @@ int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
 
 /* A KV store for this run. For the disk backing without --cache-dir, a
  * temporary directory is made and removed by cli_kv_close unless
- * --keep-cache. NAME: file name inside the cache directory. */
+ * --keep-cache. NAME: file name inside the cache directory. REOPEN: 0
+ * create (empty), 1 reopen the existing file, 2 reopen it, or start it
+ * over (with a warning) when it is damaged, cut short or another model's.
+ * Exits with one line on any other error; -EBUSY (another process holds
+ * the file) says so. */
 struct cli_kv {
     kvs *kv;
     char dir[4096], path[8192];
     int tmp_dir, keep;
+    int io;               /* enum io_kind asked for; -1: RAM store */
 };
+/* Note the I/O a freshly opened store got (one stderr line per process the
+ * first time io_uring or O_DIRECT was not available; KVT_NO_URING=1
+ * simulates it) and remember it for cli_json_io. */
+void cli_note_io(const char *path, const struct cli_opts *o, const kvs *kv);
+/* JSON fields (no braces, no leading comma) of the KV store in use:
+ * "kv_store", "io_backend" (uring | pread | mmap | none), "o_direct". */
+void cli_json_io(FILE *f);
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
                  int reopen, struct cli_kv *ck);
 void cli_kv_close(struct cli_kv *ck);
+/* The I/O backend the store really uses ("uring", "pread", "mmap"; "none"
+ * for a RAM store): the one asked for, unless io_open fell back. */
+const char *cli_kv_io_name(const struct cli_kv *ck);
+
+/* Peak resident set of this process so far, bytes. */
+int64_t cli_peak_rss_bytes(void);
 
 /* Make directory DIR if it does not exist; exits naming it on failure. */
 void cli_mkdir(const char *dir);

@@ -56,12 +56,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "cli.h"
 #include "io/kvt.h"
+#include "kvstore/journal.h"
 #include "tools/batch_cache.h"
 #include "tools/batch_prompt.h"
 #include "tools/json.h"
@@ -108,34 +110,12 @@ struct batch {
 
     /* journal and outputs */
     char journal[8192];
-    int jfd;
+    jnl_file *jnl;
     char **lines;              /* (n_docs) finished output lines, or NULL */
 
     /* totals */
     int64_t n_done, n_hits, n_errors, tok_eval;
 };
-
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile batch MODEL -i INPUT -o OUT.jsonl [options]\n"
-            "  -i INPUT             JSONL file or directory of .txt files\n"
-            "  -o OUT               output JSONL (written at the end; OUT.journal meanwhile)\n"
-            "  --task score|generate   (default score)\n"
-            "  --cache-dir DIR      persist document caches in DIR\n"
-            "  --resume             keep the documents OUT.journal says are finished\n"
-            "  --shard i/N          only documents with index %% N == i\n"
-            "  --bucket N           score: perplexity per N positions (default 256)\n"
-            "  --checkpoint N       cache checkpoint every N tokens (default 8192)\n"
-            "  -n N                 generate: max tokens (default 32)\n"
-            "  --template T         generate: {doc}, {question}, \\n (default\n"
-            "                       \"{doc}\\n\\nQuestion: {question}\\nAnswer:\")\n"
-            "  --temp T --top-p P --seed S   sampling (default greedy)\n"
-            "  --stop STR           stop string (repeatable)\n"
-            "  --no-timings         leave out cache_hit, prefill_tokens, *_s\n"
-            "%s", cli_common_help);
-    exit(2);
-}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -151,23 +131,11 @@ static void hex(const uint8_t *b, int n, char *out)
     for (int i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
 }
 
-/* One line to the journal, fsynced; a failure is fatal (disk full). */
+/* One record to the journal, fsynced; a failure is fatal (disk full). */
 static void journal_append(struct batch *b, const char *line)
 {
-    size_t len = strlen(line);
-    char *buf = malloc(len + 1);
-    if (!buf) cli_die("out of memory");
-    memcpy(buf, line, len);
-    buf[len] = '\n';
-    size_t put = 0;
-    while (put < len + 1) {
-        ssize_t r = write(b->jfd, buf + put, len + 1 - put);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) cli_die("%s: %s", b->journal, strerror(errno));
-        put += (size_t)r;
-    }
-    free(buf);
-    if (fsync(b->jfd) != 0) cli_die("%s: %s", b->journal, strerror(errno));
+    int rc = jnl_append(b->jnl, line, strlen(line));
+    if (rc < 0) cli_die("%s: %s", b->journal, kvt_strerror(rc));
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -391,6 +359,17 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
     snprintf(dc->side, sizeof dc->side, "%s/%s-%016llx.kvm", b->o.cache_dir, b->fp_hex,
              (unsigned long long)hash);
 
+    /* one run at a time per document cache: the sidecar's flock (other
+     * runs on the same --cache-dir wait here, then find the cache) */
+    dc->sfd = open(dc->side, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (dc->sfd < 0) cli_die("%s: %s", dc->side, strerror(errno));
+    if (flock(dc->sfd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) cli_die("%s: %s", dc->side, strerror(errno));
+        if (!b->o.quiet) cli_warn("%s: in use by another kvtile run; waiting for it", dc->side);
+        while (flock(dc->sfd, LOCK_EX) != 0)
+            if (errno != EINTR) cli_die("%s: %s", dc->side, strerror(errno));
+    }
+
     /* what the sidecar says is durable */
     struct bc_hdr h;
     double *nll = NULL;
@@ -419,12 +398,16 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         have = kvs_n_tokens(dc->kv);
     } else if (rc == -EIO || rc == -ENOSPC || rc == -EACCES || rc == -ENOMEM) {
         kv_fatal(dc->path, rc);
+    } else if (rc == -EBUSY) {
+        cli_die("%s: in use by another kvtile run (locked)", dc->path);
     } else { /* missing, damaged or another model's: start over */
         cfg.reopen = 0;
         rc = kvs_open(&cfg, &dc->kv);
         if (rc < 0) kv_fatal(dc->path, rc);
+        if ((rc = jnl_fsync_dir(dc->path)) < 0) kv_fatal(b->o.cache_dir, rc);
         durable = 0;
     }
+    cli_note_io(dc->path, &b->o, dc->kv);
     dc->own = 1;
     int64_t ok = KVT_MIN(have, durable);
     int complete = ok >= n && (b->task != TASK_SCORE || have_nll >= n - 1);
@@ -442,8 +425,6 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         most = KVT_MAX(most, kvs_layer_tokens(dc->kv, il));
     if (most > dc->start && (rc = kvs_truncate(dc->kv, dc->start)) < 0) kv_fatal(dc->path, rc);
 
-    dc->sfd = open(dc->side, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (dc->sfd < 0) cli_die("%s: %s", dc->side, strerror(errno));
     memcpy(dc->h.model_fp, b->fp, 32);
     dc->h.doc_hash = hash;
     dc->h.doc_tokens = n;
@@ -578,6 +559,8 @@ static void timings(struct batch *b, FILE *f, const struct dcache *dc, int64_t p
     if (b->no_timings) return;
     fprintf(f, ",\"cache_hit\":%s,\"prefill_tokens\":%lld,\"prefill_s\":%.3f,\"decode_s\":%.3f",
             dc->hit ? "true" : "false", (long long)prefill, prefill_s, decode_s);
+    fputc(',', f);
+    cli_json_io(f);
 }
 
 static char *do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_progress *pr)
@@ -752,6 +735,29 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
 
 /* ---- journal ------------------------------------------------------------ */
 
+/* The file document I is read from, if any: a directory's file, or the
+ * "path" of a JSONL line without "text". @return 1 with PATH filled, 0. */
+static int doc_file(const struct batch *b, int64_t i, char *path, size_t cap)
+{
+    const struct doc *dc = &b->docs[i];
+    if (b->is_dir) {
+        snprintf(path, cap, "%s/%s", b->in_dir, dc->name);
+        return 1;
+    }
+    struct json_field f[MAX_FIELDS];
+    char *jb = malloc(json_buf_bound(dc->len));
+    if (!jb) cli_die("out of memory");
+    int nf = json_parse_object(b->in_text + dc->off, dc->len, jb, json_buf_bound(dc->len), f,
+                               MAX_FIELDS, NULL);
+    const struct json_field *t = nf > 0 ? json_get(f, nf, "text") : NULL;
+    const struct json_field *p = nf > 0 ? json_get(f, nf, "path") : NULL;
+    int ok = !t && p && p->type == JSON_STR;
+    if (ok && p->str[0] == '/') snprintf(path, cap, "%s", p->str);
+    else if (ok) snprintf(path, cap, "%s/%s", b->in_dir, p->str);
+    free(jb);
+    return ok;
+}
+
 /* Every option the output lines depend on, hashed. */
 static uint64_t run_key(const struct batch *b)
 {
@@ -764,6 +770,18 @@ static uint64_t run_key(const struct batch *b)
             (long long)b->bucket, b->tmpl, b->temp, b->top_p, (unsigned long long)b->seed,
             b->no_timings, b->pos_key, b->chunk, (long long)b->n_docs);
     for (int k = 0; k < b->n_stops; k++) fprintf(f, "|%s", b->stops[k]);
+    /* the input itself: the JSONL text, and the size and mtime of every
+     * document file (a directory's, or one a JSONL line names by "path") */
+    if (!b->is_dir)
+        fprintf(f, "|text=%016llx", (unsigned long long)XXH3_64bits(b->in_text, strlen(b->in_text)));
+    for (int64_t i = 0; i < b->n_docs; i++) {
+        char p[8192];
+        if (!doc_file(b, i, p, sizeof p)) continue;
+        struct stat st;
+        if (stat(p, &st) == 0)
+            fprintf(f, "|%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                    st.st_mtim.tv_nsec);
+    }
     fclose(f);
     uint64_t h = XXH3_64bits(s, n);
     free(s);
@@ -773,71 +791,47 @@ static uint64_t run_key(const struct batch *b)
 static void journal_open(struct batch *b)
 {
     snprintf(b->journal, sizeof b->journal, "%s.journal", b->out);
-    char header[128];
-    snprintf(header, sizeof header, "{\"kvtile_journal\":1,\"run\":\"%016llx\"}",
-             (unsigned long long)run_key(b));
+    char key[128];
+    snprintf(key, sizeof key, "kvtile-batch 2 run=%016llx", (unsigned long long)run_key(b));
     b->lines = calloc((size_t)b->n_docs, sizeof *b->lines);
     if (!b->lines) cli_die("out of memory");
-    if (b->resume && access(b->journal, F_OK) == 0) {
-        size_t len;
-        char *text = cli_read_file(b->journal, &len);
-        const char *nl = memchr(text, '\n', len);
-        if (!nl || strncmp(text, header, (size_t)(nl - text)) || strlen(header) != (size_t)(nl - text))
-            cli_die("%s: journal of another run (other input or options); remove it or drop --resume",
-                    b->journal);
-        size_t pos = (size_t)(nl - text) + 1, good = pos;
-        int64_t kept = 0;
-        while (pos < len) {
-            const char *e = memchr(text + pos, '\n', len - pos);
-            if (!e) break; /* torn last line: dropped */
-            size_t l = (size_t)(e - (text + pos));
-            struct json_field f[MAX_FIELDS];
-            char *jb = malloc(json_buf_bound(l));
-            if (!jb) cli_die("out of memory");
-            int nf = json_parse_object(text + pos, l, jb, json_buf_bound(l), f, MAX_FIELDS, NULL);
-            const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
-            free(jb);
-            if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num >= (double)b->n_docs)
-                break;
-            int64_t k = (int64_t)ix->num;
-            if (!b->lines[k]) {
-                b->lines[k] = strndup(text + pos, l);
-                if (!b->lines[k]) cli_die("out of memory");
-                if (strstr(b->lines[k], "\"error\":")) b->n_errors++;
-                kept++;
-            }
-            pos += l + 1;
-            good = pos;
+    b->jnl = cli_journal_open(b->journal, key, b->resume, "input or options");
+    int64_t kept = 0;
+    for (int64_t r = 0; r < jnl_count(b->jnl); r++) {
+        size_t l;
+        const char *rec = jnl_record(b->jnl, r, &l);
+        struct json_field f[MAX_FIELDS];
+        char *jb = malloc(json_buf_bound(l));
+        if (!jb) cli_die("out of memory");
+        int nf = json_parse_object(rec, l, jb, json_buf_bound(l), f, MAX_FIELDS, NULL);
+        const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
+        free(jb);
+        if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num >= (double)b->n_docs ||
+            ix->num != floor(ix->num))
+            cli_die("%s: record %lld is not a document line; remove the journal or drop --resume",
+                    b->journal, (long long)r + 1);
+        int64_t k = (int64_t)ix->num;
+        if (!b->lines[k]) {
+            b->lines[k] = xstrdup(rec);
+            if (strstr(b->lines[k], "\"error\":")) b->n_errors++;
+            kept++;
         }
-        free(text);
-        b->jfd = open(b->journal, O_WRONLY | O_CLOEXEC);
-        if (b->jfd < 0) cli_die("%s: %s", b->journal, strerror(errno));
-        if (ftruncate(b->jfd, (off_t)good) != 0 || lseek(b->jfd, 0, SEEK_END) < 0)
-            cli_die("%s: %s", b->journal, strerror(errno));
-        b->n_done = kept;
-        if (!b->o.quiet) cli_warn("%s: resuming, %lld documents already finished", b->journal,
-                                  (long long)kept);
-        return;
     }
-    b->jfd = open(b->journal, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (b->jfd < 0) cli_die("%s: %s", b->journal, strerror(errno));
-    journal_append(b, header);
+    b->n_done = kept;
+    if (b->resume && !b->o.quiet)
+        cli_warn("%s: resuming, %lld documents already finished", b->journal, (long long)kept);
 }
 
 static void write_output(struct batch *b)
 {
-    char tmp[8192];
-    snprintf(tmp, sizeof tmp, "%s.tmp", b->out);
-    FILE *f = fopen(tmp, "w");
-    if (!f) cli_die("%s: %s", tmp, strerror(errno));
+    struct cli_out out;
+    FILE *f = cli_out_open(&out, b->out);
     for (int64_t i = 0; i < b->n_docs; i++)
         if (b->lines[i]) { fputs(b->lines[i], f); fputc('\n', f); }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) cli_die("%s: %s", tmp, strerror(errno));
-    if (fclose(f) != 0) cli_die("%s: %s", tmp, strerror(errno));
-    if (rename(tmp, b->out) != 0) cli_die("%s: %s", b->out, strerror(errno));
-    close(b->jfd);
-    b->jfd = -1;
-    unlink(b->journal);
+    cli_out_commit(&out);
+    int rc = jnl_remove(b->jnl);
+    b->jnl = NULL;
+    if (rc < 0) cli_die("%s: %s", b->journal, kvt_strerror(rc));
 }
 
 /* ---- the command -------------------------------------------------------- */
@@ -853,62 +847,62 @@ static char *unescape_nl(const char *s)
     return d;
 }
 
+static const char *const task_names[] = { [TASK_SCORE] = "score", [TASK_GENERATE] = "generate", NULL };
+
+static void parse_shard(void *field, const char *name, const char *v)
+{
+    struct batch *b = field;
+    char extra;
+    if (sscanf(v, "%d/%d%c", &b->shard_i, &b->shard_n, &extra) != 2 || b->shard_n < 1 ||
+        b->shard_i < 0 || b->shard_i >= b->shard_n)
+        cli_die("%s: '%s' (expected i/N with 0 <= i < N)", name, v);
+}
+
+static void parse_stop(void *field, const char *name, const char *v)
+{
+    struct batch *b = field;
+    if (b->n_stops == MAX_STOPS) cli_die("%s: at most %d", name, MAX_STOPS);
+    if (!*v) cli_die("%s: empty string", name);
+    b->stops[b->n_stops++] = v;
+}
+
 static void parse_args(struct batch *b, int argc, char **argv)
 {
     cli_opts_default(&b->o);
-    b->o.kv_backing = KVS_RAM;
     b->n_gen = 32;
     b->bucket = 256;
     b->checkpoint = 8192;
     b->top_p = 0.95;
     b->seed = 42;
     b->shard_n = 1;
+    const char *tmpl = NULL;
+    struct opt tab[] = {
+        OPT_STR("--input", "-i", "INPUT", &b->input, "JSONL file or directory of .txt files"),
+        OPT_STR("--output", "-o", "OUT", &b->out, "output JSONL (written at the end; OUT.journal meanwhile)"),
+        OPT_CHOICE("--task", NULL, &b->task, task_names, "what to do with each document"),
+        OPT_FLAG("--resume", NULL, &b->resume, "keep the documents OUT.journal says are finished"),
+        OPT_FN("--shard", NULL, "i/N", b, parse_shard, "only documents with index % N == i"),
+        OPT_I64("--bucket", NULL, "N", &b->bucket, 1, 1e12, "score: perplexity per N positions"),
+        OPT_I64("--checkpoint", NULL, "N", &b->checkpoint, 1, 1e12, "cache checkpoint every N tokens"),
+        OPT_I64("--n-predict", "-n", "N", &b->n_gen, 1, 1 << 20, "generate: max tokens"),
+        OPT_STR("--template", NULL, "T", &tmpl, "generate: {doc}, {question}, \\n",
+                .def = "\"{doc}\\n\\nQuestion: {question}\\nAnswer:\""),
+        OPT_DOUBLE("--temp", NULL, "T", &b->temp, 0, 1e3, "temperature (0: greedy)"),
+        OPT_DOUBLE("--top-p", NULL, "P", &b->top_p, 1e-9, 1, "nucleus sampling mass"),
+        OPT_U64("--seed", NULL, "S", &b->seed, "sampler seed"),
+        OPT_FN("--stop", NULL, "STR", b, parse_stop, "stop string (repeatable)"),
+        OPT_FLAG("--no-timings", NULL, &b->no_timings, "leave out cache_hit, prefill_tokens, *_s"),
+        CLI_OPTS_RUN(&b->o),
+        CLI_OPTS_TILES(&b->o),
+        CLI_OPTS_DISK(&b->o),
+        CLI_OPTS_POS(&b->o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -i INPUT -o OUT.jsonl [options]";
+    if (opt_parse("batch", usage, tab, argc, argv, &b->o.model_path, 1) < 1 || !b->input || !b->out)
+        opt_usage("batch", usage);
     b->tmpl = DEFAULT_TEMPLATE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&b->o, argc, argv, &i)) continue;
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] != '-') {
-            if (b->o.model_path) cli_die("batch: unexpected argument '%s'", a);
-            b->o.model_path = a;
-            continue;
-        } else if (!strcmp(a, "--resume")) { b->resume = 1; continue; }
-        else if (!strcmp(a, "--no-timings")) { b->no_timings = 1; continue; }
-        if (!v) cli_die("batch: option %s needs a value (see kvtile batch --help)", a);
-        i++;
-        if (!strcmp(a, "-i")) b->input = v;
-        else if (!strcmp(a, "-o")) b->out = v;
-        else if (!strcmp(a, "--task")) {
-            if (!strcmp(v, "score")) b->task = TASK_SCORE;
-            else if (!strcmp(v, "generate")) b->task = TASK_GENERATE;
-            else cli_die("--task: '%s' (expected score or generate)", v);
-        } else if (!strcmp(a, "--shard")) {
-            char extra;
-            if (sscanf(v, "%d/%d%c", &b->shard_i, &b->shard_n, &extra) != 2 || b->shard_n < 1 ||
-                b->shard_i < 0 || b->shard_i >= b->shard_n)
-                cli_die("--shard: '%s' (expected i/N with 0 <= i < N)", v);
-        } else if (!strcmp(a, "-n")) b->n_gen = cli_parse_count(a, v);
-        else if (!strcmp(a, "--bucket")) b->bucket = cli_parse_count(a, v);
-        else if (!strcmp(a, "--checkpoint")) b->checkpoint = cli_parse_count(a, v);
-        else if (!strcmp(a, "--template")) {
-            free(b->tmpl_owned);
-            b->tmpl = b->tmpl_owned = unescape_nl(v);
-        }
-        else if (!strcmp(a, "--temp")) b->temp = atof(v);
-        else if (!strcmp(a, "--top-p")) b->top_p = atof(v);
-        else if (!strcmp(a, "--seed")) b->seed = (uint64_t)cli_parse_count(a, v);
-        else if (!strcmp(a, "--stop")) {
-            if (b->n_stops == MAX_STOPS) cli_die("--stop: at most %d", MAX_STOPS);
-            if (!*v) cli_die("--stop: empty string");
-            b->stops[b->n_stops++] = v;
-        } else cli_die("batch: unknown option '%s' (see kvtile batch --help)", a);
-    }
-    if (!b->o.model_path || !b->input || !b->out) usage();
-    if (b->bucket < 1) cli_die("--bucket: at least 1");
-    if (b->checkpoint < 1) cli_die("--checkpoint: at least 1");
-    if (!(b->top_p > 0 && b->top_p <= 1)) cli_die("--top-p must be in (0, 1]");
-    if (b->n_gen < 1 || b->n_gen > 1 << 20) cli_die("-n: 1..%d", 1 << 20);
+    if (tmpl) b->tmpl = b->tmpl_owned = unescape_nl(tmpl);
 }
 
 int cmd_batch(int argc, char **argv)
@@ -935,8 +929,7 @@ int cmd_batch(int argc, char **argv)
              b->o.se_group, b->o.se_window, b->o.cache_type, b->o.tile_tokens, b->chunk);
     b->mc = cli_model_ctx(&b->o, b->m);
     if (b->o.cache_dir) {
-        if (mkdir(b->o.cache_dir, 0755) != 0 && errno != EEXIST)
-            cli_die("%s: %s", b->o.cache_dir, strerror(errno));
+        cli_mkdir(b->o.cache_dir);
     } else {
         cli_kv_open(&b->o, b->m, "batch.kvt", 0, &b->shared);
     }

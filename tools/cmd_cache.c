@@ -9,12 +9,15 @@
  *   gc --max-bytes N DIR     remove least recently used caches until the
  *                            total is at most N bytes
  * Only FP-HASH.kvt / .kvm pairs (and their .tmp leftovers) are touched;
- * journals and other files in DIR are left alone.
+ * journals and other files in DIR are left alo A cache whose sidecar a running
+ * batch holds (flock) is left in place with a warning.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,14 +94,26 @@ static struct entry *scan(const char *dir, int *n_out)
     return e;
 }
 
-static void remove_entry(const char *dir, const struct entry *e)
+/* Remove a document cache, unless a batch run holds it (the sidecar's
+ * flock, tools/cmd_batch.c): then leave it and say so. @return 1 removed. */
+static int remove_entry(const char *dir, const struct entry *e)
 {
     static const char *const ext[] = { ".kvt", ".kvm", ".kvt.tmp", ".kvm.tmp" };
+    char side[8192];
+    snprintf(side, sizeof side, "%s/%s.kvm", dir, e->stem);
+    int fd = open(side, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        cli_warn("%s: in use by a running batch; left in place", side);
+        close(fd);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
         char path[8192];
         snprintf(path, sizeof path, "%s/%s%s", dir, e->stem, ext[i]);
         if (unlink(path) != 0 && errno != ENOENT) cli_die("%s: %s", path, strerror(errno));
     }
+    if (fd >= 0) close(fd); /* the lock goes with the removed file */
+    return 1;
 }
 
 _Noreturn static void usage(void)
@@ -111,17 +126,17 @@ _Noreturn static void usage(void)
 
 int cmd_cache(int argc, char **argv)
 {
-    if (argc < 3) usage();
+    if (argc < 2) usage();
     const char *sub = argv[1];
     if (!strcmp(sub, "ls")) {
         const char *dir = NULL;
         int json = 0;
-        for (int i = 2; i < argc; i++) {
-            if (!strcmp(argv[i], "--json")) json = 1;
-            else if (!dir) dir = argv[i];
-            else usage();
-        }
-        if (!dir) usage();
+        struct opt tab[] = {
+            OPT_FLAG("--json", NULL, &json, "one JSON object per cache on stdout"),
+            OPT_END(),
+        };
+        if (opt_parse("cache ls", "DIR [--json]", tab, argc - 1, argv + 1, &dir, 1) < 1)
+            opt_usage("cache ls", "DIR [--json]");
         int n;
         struct entry *e = scan(dir, &n);
         uint64_t total = 0;
@@ -151,43 +166,56 @@ int cmd_cache(int argc, char **argv)
         return 0;
     }
     if (!strcmp(sub, "rm")) {
-        const char *dir = argv[2];
+        int all = 0;
+        const char **pos = calloc((size_t)argc, sizeof *pos);
+        if (!pos) cli_die("out of memory");
+        struct opt tab[] = {
+            OPT_FLAG("--all", NULL, &all, "remove every cache in DIR"),
+            OPT_END(),
+        };
+        const char *usage_rm = "DIR NAME...|--all";
+        int n_pos = opt_parse("cache rm", usage_rm, tab, argc - 1, argv + 1, pos, argc);
+        if (n_pos < 1 || (all != (n_pos == 1))) opt_usage("cache rm", usage_rm);
+        const char *dir = pos[0];
         int n;
         struct entry *e = scan(dir, &n);
-        if (argc == 4 && !strcmp(argv[3], "--all")) {
+        if (all) {
             for (int i = 0; i < n; i++) remove_entry(dir, &e[i]);
         } else {
-            if (argc < 4) usage();
-            for (int a = 3; a < argc; a++) {
+            for (int a = 1; a < n_pos; a++) {
                 int hit = -1, count = 0;
-                size_t l = strlen(argv[a]);
+                size_t l = strlen(pos[a]);
                 for (int i = 0; i < n; i++)
-                    if (!strncmp(e[i].stem, argv[a], l) || (l > 16 && strstr(e[i].stem, argv[a]))) { hit = i; count++; }
+                    if (!strncmp(e[i].stem, pos[a], l) || (l > 16 && strstr(e[i].stem, pos[a]))) { hit = i; count++; }
                 if (count != 1)
-                    cli_die("%s: %s", argv[a], count ? "names more than one cache" : "no such cache");
+                    cli_die("%s: %s", pos[a], count ? "names more than one cache" : "no such cache");
                 remove_entry(dir, &e[hit]);
             }
         }
         free(e);
+        free(pos);
         return 0;
     }
     if (!strcmp(sub, "gc")) {
         const char *dir = NULL;
-        int64_t max = -1;
-        for (int i = 2; i < argc; i++) {
-            if (!strcmp(argv[i], "--max-bytes") && i + 1 < argc)
-                max = (int64_t)cli_parse_bytes("--max-bytes", argv[++i]);
-            else if (!dir && argv[i][0] != '-') dir = argv[i];
-            else usage();
-        }
-        if (!dir || max < 0) usage();
+        size_t max_bytes = 0;
+        int have_max = 0;
+        struct opt tab[] = {
+            OPT_BYTES("--max-bytes", NULL, "N", &max_bytes, "remove the oldest caches until DIR holds at most N bytes"),
+            OPT_END(),
+        };
+        const char *usage_gc = "--max-bytes N DIR";
+        for (int i = 2; i < argc; i++) have_max |= !strncmp(argv[i], "--max-bytes", 11);
+        if (opt_parse("cache gc", usage_gc, tab, argc - 1, argv + 1, &dir, 1) < 1 || !have_max)
+            opt_usage("cache gc", usage_gc);
+        int64_t max = (int64_t)max_bytes;
         int n;
         struct entry *e = scan(dir, &n);
         uint64_t total = 0, freed = 0;
         for (int i = 0; i < n; i++) total += e[i].bytes;
         int removed = 0;
         for (int i = 0; i < n && total > (uint64_t)max; i++) { /* oldest first */
-            remove_entry(dir, &e[i]);
+            if (!remove_entry(dir, &e[i])) continue; /* in use */
             total -= e[i].bytes;
             freed += e[i].bytes;
             removed++;

@@ -58,34 +58,36 @@ int cmd_generate(int argc, char **argv)
 {
     struct cli_opts o;
     cli_opts_default(&o);
-    o.kv_backing = KVS_RAM;
     const char *prompt = NULL, *pfile = NULL;
     int64_t n_gen = 64;
     double temp = 0.0, top_p = 0.95;
     uint64_t seed = 42;
     int grow = 0, exact = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        if (!strcmp(a, "-p") && i + 1 < argc) prompt = argv[++i];
-        else if (!strcmp(a, "-f") && i + 1 < argc) pfile = argv[++i];
-        else if (!strcmp(a, "-n") && i + 1 < argc) n_gen = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--temp") && i + 1 < argc) temp = atof(argv[++i]);
-        else if (!strcmp(a, "--top-p") && i + 1 < argc) top_p = atof(argv[++i]);
-        else if (!strcmp(a, "--seed") && i + 1 < argc) seed = (uint64_t)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--grow-positions")) grow = 1;
-        else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
-        else if (a[0] == '-') {
-            fprintf(stderr, "usage: kvtile generate MODEL -p PROMPT|-f FILE [-n N] [--temp T] [--top-p P] [--seed S]\n"
-                    "  [--grow-positions] [--longrope-exact]\n%s", cli_common_help);
-            return 2;
-        } else o.model_path = a;
-    }
-    if (!o.model_path || (!prompt && !pfile)) {
-        fprintf(stderr, "usage: kvtile generate MODEL -p PROMPT|-f FILE [-n N] [--temp T] [--top-p P] [--seed S]\n");
-        return 2;
-    }
-    if (!(top_p > 0 && top_p <= 1)) cli_die("--top-p must be in (0, 1]");
+    struct opt tab[] = {
+        OPT_STR("--prompt", "-p", "TEXT", &prompt, "the prompt"),
+        OPT_STR("--file", "-f", "FILE", &pfile, "the prompt from FILE"),
+        OPT_I64("--n-predict", "-n", "N", &n_gen, 0, 1 << 30, "tokens to generate at most"),
+        OPT_DOUBLE("--temp", NULL, "T", &temp, 0, 1e3, "temperature (0: greedy)"),
+        OPT_DOUBLE("--top-p", NULL, "P", &top_p, 1e-9, 1, "nucleus sampling mass"),
+        OPT_U64("--seed", NULL, "S", &seed, "sampler seed"),
+        OPT_FLAG("--grow-positions", NULL, &grow,
+                 "positions follow the current length (an open-ended\n"
+                 "session) instead of prompt + n"),
+        OPT_FLAG("--longrope-exact", NULL, &exact,
+                 "with growing positions: re-evaluate the prefix when the\n"
+                 "rotation table changes (implies --grow-positions)"),
+        CLI_OPTS_RUN(&o),
+        CLI_OPT_JSON(&o),
+        CLI_OPTS_TILES(&o),
+        CLI_OPTS_DISK(&o),
+        CLI_OPTS_POS(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -p PROMPT|-f FILE [options]";
+    if (opt_parse("generate", usage, tab, argc, argv, &o.model_path, 1) < 1 ||
+        !prompt == !pfile)
+        opt_usage("generate", usage);
+    if (exact) grow = 1;
     model *m;
     tok *tk;
     cli_load(o.model_path, &m, &tk);
@@ -119,15 +121,28 @@ int cmd_generate(int argc, char **argv)
         if (rc < 0) cli_die("KV store: %s", kvt_strerror(rc));
     }
     double t1 = kvt_now_s();
-    fwrite(text, 1, len, stdout);
+    if (!o.json) fwrite(text, 1, len, stdout);
     char piece[256];
+    size_t out_len = 0, out_cap = 1024;
+    char *out = malloc(out_cap); /* the generated text, for --json */
+    if (!out) cli_die("out of memory");
     int64_t pos = n_prompt, n_out = 0, n_reeval = 0;
     for (; n_out < n_gen; n_out++) {
         int id = sample(logits, hp->n_vocab, temp, top_p, &rng, cands);
         if (id == tok_eos(tk)) break;
         int w = tok_decode_piece(tk, id, piece, sizeof piece);
-        if (w > 0) fwrite(piece, 1, (size_t)w, stdout);
-        fflush(stdout);
+        if (w > 0 && o.json) {
+            if (out_len + (size_t)w + 1 > out_cap) {
+                out_cap = 2 * (out_len + (size_t)w + 1);
+                out = realloc(out, out_cap);
+                if (!out) cli_die("out of memory");
+            }
+            memcpy(out + out_len, piece, (size_t)w);
+            out_len += (size_t)w;
+        } else if (w > 0) {
+            fwrite(piece, 1, (size_t)w, stdout);
+            fflush(stdout);
+        }
         ids[pos] = id;
         if (grow) {
             int changed = model_ctx_set_rope(mc, &rp, pos + 1);
@@ -142,12 +157,30 @@ int cmd_generate(int argc, char **argv)
         pos++;
     }
     double t2 = kvt_now_s();
-    printf("\n");
-    if (!o.quiet)
+    double prompt_tps = (double)n_prompt / (t1 - t0 + 1e-9);
+    double decode_tps = (double)n_out / (t2 - t1 + 1e-9);
+    out[out_len] = 0;
+    if (o.json) {
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"prompt\": ");
+        cli_json_str(stdout, text);
+        printf(", \"text\": ");
+        cli_json_str(stdout, out);
+        printf(", \"prompt_tokens\": %lld, \"generated_tokens\": %lld, "
+               "\"prompt_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"prompt_s\": %.6f, "
+               "\"decode_s\": %.6f, \"reevaluations\": %lld, \"peak_rss_bytes\": %lld, "
+               "\"kv_store\": \"%s\", \"io\": \"%s\"}\n",
+               (long long)n_prompt, (long long)n_out, prompt_tps, decode_tps, t1 - t0,
+               t2 - t1, (long long)n_reeval, (long long)cli_peak_rss_bytes(),
+               cli_backing_names[o.kv_backing], cli_kv_io_name(&ck));
+    } else {
+        printf("\n");
+    }
+    if (!o.quiet && !o.json)
         fprintf(stderr, "kvtile: prompt %lld tokens at %.1f tok/s, generated %lld at %.1f tok/s%s\n",
-                (long long)n_prompt, (double)n_prompt / (t1 - t0 + 1e-9), (long long)n_out,
-                (double)n_out / (t2 - t1 + 1e-9), n_reeval ? ", prefix re-evaluated at a position change" : "");
-    free(logits); free(cands); free(ids); free(text);
+                (long long)n_prompt, prompt_tps, (long long)n_out, decode_tps, n_reeval ? ", prefix re-evaluated at a position change" : "");
+    free(logits); free(cands); free(ids); free(text); free(out);
     cli_kv_close(&ck);
     model_ctx_free(mc);
     tok_free(tk);

@@ -10,18 +10,14 @@ int cmd_info(int argc, char **argv)
 {
     struct cli_opts o;
     cli_opts_default(&o);
-    for (int i = 1; i < argc; i++) {
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        if (!strcmp(argv[i], "-c") && i + 1 < argc) o.n_ctx = cli_parse_count("-c", argv[++i]);
-        else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: kvtile info MODEL [-c N] [position options]\n%s", cli_common_help);
-            return 2;
-        } else o.model_path = argv[i];
-    }
-    if (!o.model_path) {
-        fprintf(stderr, "usage: kvtile info MODEL\n");
-        return 2;
-    }
+    struct opt tab[] = {
+        OPT_I64("--ctx", "-c", "N", &o.n_ctx, 1, 1e12, "context the positions are shown for",
+                .def = "the trained context"),
+        CLI_OPTS_POS(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL [-c N] [position options]";
+    if (opt_parse("info", usage, tab, argc, argv, &o.model_path, 1) < 1) opt_usage("info", usage);
     model *m;
     tok *tk;
     cli_load(o.model_path, &m, &tk);

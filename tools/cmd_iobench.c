@@ -50,31 +50,6 @@
 #define IB_MAX_LIST 16
 #define IB_GEN_TOKENS 256 /* tokens generated per append */
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile iobench [options]\n"
-            "  --dir DIR            where the synthetic caches go (default /tmp);\n"
-            "                       one at a time, removed at exit\n"
-            "  --size BYTES         raw K/V bytes per cache (default 512M)\n"
-            "  --model MODEL        cache shape (layers, kv_dim) of a GGUF model\n"
-            "  --kv-dim N --layers L  cache shape (default 1024 x 32, Llama-3-8B)\n"
-            "  --backends LIST      uring,pread,mmap (default: all three)\n"
-            "  --codecs LIST        none,lz4,shuf-lz4,lz4hc,xpose-lz4,plane-huf,\n"
-            "                       dedup-huf\n"
-            "                       (default none,plane-huf)\n"
-            "  --types LIST         f32,f16,bf16,q8_0 (default f16)\n"
-            "  --qd LIST            queue depths (default 1,16)\n"
-            "  --tile-tokens LIST   tokens per tile (default 256,1024)\n"
-            "  --cache FILE         stream an existing cache file instead\n"
-            "                       (e.g. kept by ppl --keep-cache --cache-dir D)\n"
-            "  --json               one JSON object on stdout (a row per line)\n"
-            "Full grid (about 40 minutes on a 1 GB/s disk):\n"
-            "  kvtile iobench --size 4G --codecs none,lz4,shuf-lz4,xpose-lz4,plane-huf \\\n"
-            "      --types f32,f16,q8_0 --qd 1,4,16,64 --tile-tokens 64,256,1024\n");
-    exit(2);
-}
-
 /* ---- options ---------------------------------------------------------- */
 
 struct ib_list {
@@ -97,7 +72,7 @@ static int parse_type(const char *s) { return tile_type_parse(s); }
 static int parse_qd(const char *s)
 {
     int64_t v = cli_parse_count("--qd", s);
-    return v >= 1 && v <= 1024 ? (int)v : -1;
+    return v >= 1 && v <= KVS_MAX_QUEUE_DEPTH ? (int)v : -1;
 }
 static int parse_tile(const char *s)
 {
@@ -132,28 +107,35 @@ static void parse_args(int argc, char **argv, struct ib_opts *o)
     parse_list("--types", "f16", parse_type, &o->types);
     parse_list("--qd", "1,16", parse_qd, &o->qds);
     parse_list("--tile-tokens", "256,1024", parse_tile, &o->tiles);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        if (!strcmp(a, "--json")) { o->json = 1; continue; }
-        if (i + 1 >= argc) {
-            if (a[0] == '-') cli_die("option %s needs a value", a);
-            cli_die("unexpected argument '%s'", a);
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--dir")) o->dir = v;
-        else if (!strcmp(a, "--size")) o->size = cli_parse_bytes(a, v);
-        else if (!strcmp(a, "--model")) o->model_path = v;
-        else if (!strcmp(a, "--kv-dim")) o->kv_dim = (int)cli_parse_count(a, v);
-        else if (!strcmp(a, "--layers")) o->n_layer = (int)cli_parse_count(a, v);
-        else if (!strcmp(a, "--backends")) parse_list(a, v, parse_backend, &o->backends);
-        else if (!strcmp(a, "--codecs")) parse_list(a, v, parse_codec, &o->codecs);
-        else if (!strcmp(a, "--types")) parse_list(a, v, parse_type, &o->types);
-        else if (!strcmp(a, "--qd")) parse_list(a, v, parse_qd, &o->qds);
-        else if (!strcmp(a, "--tile-tokens")) parse_list(a, v, parse_tile, &o->tiles);
-        else if (!strcmp(a, "--cache")) o->cache = v;
-        else cli_die("unknown option '%s' (kvtile iobench --help)", a);
-    }
+    const char *lists[5] = { NULL };
+    struct opt tab[] = {
+        OPT_STR("--dir", NULL, "DIR", &o->dir, "where the synthetic caches go (one at a\n"
+                "time, removed at exit)"),
+        OPT_BYTES("--size", NULL, "BYTES", &o->size, "raw K/V bytes per cache", .def = "512M"),
+        OPT_STR("--model", NULL, "MODEL", &o->model_path, "cache shape (layers, kv_dim) of a GGUF model"),
+        OPT_INT("--kv-dim", NULL, "N", &o->kv_dim, 1, TILE_MAX_KV_DIM, "cache shape: floats per token",
+                .def = "1024"),
+        OPT_INT("--layers", NULL, "L", &o->n_layer, 1, 4096, "cache shape: layers", .def = "32"),
+        OPT_STR("--backends", NULL, "LIST", &lists[0], "uring,pread,mmap", .def = "all three"),
+        OPT_STR("--codecs", NULL, "LIST", &lists[1],
+                "none,lz4,shuf-lz4,lz4hc,xpose-lz4,plane-huf,dedup-huf", .def = "none,plane-huf"),
+        OPT_STR("--types", NULL, "LIST", &lists[2], "f32,f16,bf16,q8_0", .def = "f16"),
+        OPT_STR("--qd", NULL, "LIST", &lists[3], "queue depths", .def = "1,16"),
+        OPT_STR("--tile-tokens", NULL, "LIST", &lists[4], "tokens per tile", .def = "256,1024"),
+        OPT_STR("--cache", NULL, "FILE", &o->cache, "stream an existing cache file instead\n"
+                "(e.g. kept by ppl --keep-cache --cache-dir D)"),
+        OPT_FLAG("--json", NULL, &o->json, "one JSON object on stdout (a row per line)"),
+        OPT_GROUP("Full grid (about 40 minutes on a 1 GB/s disk):\n"
+                  "  kvtile iobench --size 4G --codecs none,lz4,shuf-lz4,xpose-lz4,plane-huf \\\n"
+                  "      --types f32,f16,q8_0 --qd 1,4,16,64 --tile-tokens 64,256,1024"),
+        OPT_END(),
+    };
+    opt_parse("iobench", "[options]", tab, argc, argv, NULL, 0);
+    if (lists[0]) parse_list("--backends", lists[0], parse_backend, &o->backends);
+    if (lists[1]) parse_list("--codecs", lists[1], parse_codec, &o->codecs);
+    if (lists[2]) parse_list("--types", lists[2], parse_type, &o->types);
+    if (lists[3]) parse_list("--qd", lists[3], parse_qd, &o->qds);
+    if (lists[4]) parse_list("--tile-tokens", lists[4], parse_tile, &o->tiles);
     if (o->model_path && (o->kv_dim || o->n_layer))
         cli_die("--model and --kv-dim/--layers exclude each other");
     if (o->model_path) {

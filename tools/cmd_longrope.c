@@ -60,35 +60,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kvstore/journal.h"
 #include "engine/gguf_write.h"
 #include "io/kvt.h"
 
 #define LR_MUT_PROB 0.3
 #define LR_MAX_TRIES 2000
-
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile longrope-search MODEL -f TEXT --target-ctx L -o OUT [options]\n"
-            "  -f FILE              text the windows are taken from\n"
-            "  --target-ctx L       length to search factors for\n"
-            "  -o OUT               writes OUT.factors.txt, OUT.log.json, OUT.gguf\n"
-            "  --samples K          windows of L tokens per evaluation (default 4)\n"
-            "  --population P       candidates per iteration (default 16)\n"
-            "  --iterations T       iterations after the initial one (default 10)\n"
-            "  --seed S             random seed (default 1)\n"
-            "  --n-hat N            first N positions not interpolated (default 0)\n"
-            "  --short              also search short factors at the original\n"
-            "                       context (phi3 files only)\n"
-            "  --score half|all     NLL of the second half (default) or of all tokens\n"
-            "  --skip N             ignore the first N tokens of the text\n"
-            "  --text-range A:B     use tokens [A, B) only\n"
-            "  --text-before S      use the text before the first line starting with S\n"
-            "  --journal FILE       journal (default OUT.journal)\n"
-            "  --resume             continue the search recorded in the journal\n"
-            "%s", cli_common_help);
-    exit(2);
-}
 
 /* ---- PRNG: xoshiro256**, seeded by splitmix64 --------------------------- */
 
@@ -219,7 +196,8 @@ struct search {
     struct hset seen;      /* hashes of c[] and of this generation */
     struct hset known;     /* journal: hash -> NLL (resume) */
     struct iter_log *log;  /* T + 1 */
-    FILE *journal;
+    jnl_file *journal;
+    const char *journal_path;
     const struct hset *rng_marks; /* journal: iteration -> rng hash */
     int quiet;
     double t0;
@@ -259,11 +237,14 @@ static double evaluate(struct search *S, const int16_t *q)
     return sum / (double)n;
 }
 
+/* One record (LINE without its '\n'), durable on return. */
 static void journal_line(struct search *S, const char *line)
 {
     if (!S->journal) return;
-    if (fputs(line, S->journal) == EOF || fflush(S->journal) == EOF)
-        cli_die("journal: %s", strerror(errno));
+    size_t len = strlen(line);
+    if (len && line[len - 1] == '\n') len--;
+    int rc = jnl_append(S->journal, line, len);
+    if (rc < 0) cli_die("%s: %s", S->journal_path, kvt_strerror(rc));
 }
 
 static int q_format(const int16_t *q, int np, char *out, size_t cap)
@@ -504,30 +485,21 @@ static int run_search(struct search *S, double s)
 
 /* ---- journal ------------------------------------------------------------------ */
 
-/* Parse the journal at PATH: the header must equal HEADER; evals go to
- * KNOWN[set], iteration marks to MARKS. Cuts a torn last line off. */
-static void journal_load(const char *path, const char *header, int np,
-                         struct hset known[2], struct hset *marks)
+/* Take the records of journal J (at PATH): evals go to KNOWN[set],
+ * iteration marks to MARKS. (The journal module has checked the key and
+ * cut a torn tail.) */
+static void journal_load(jnl_file *j, const char *path, int np, struct hset known[2],
+                         struct hset *marks)
 {
-    size_t len;
-    char *text = cli_read_file(path, &len);
-    size_t hl = strlen(header);
-    if (len < hl || memcmp(text, header, hl) != 0)
-        cli_die("%s: journal of another search (model, text, target, samples, population, seed, n_hat or score differ)", path);
-    size_t good = hl;
-    char *p = text + hl;
-    while (p < text + len) {
-        char *nl = memchr(p, '\n', (size_t)(text + len - p));
-        if (!nl) break; /* torn line from an interrupted write */
-        *nl = '\0';
+    for (int64_t r = 0; r < jnl_count(j); r++) {
+        const char *p = jnl_record(j, r, NULL);
         int set, it;
         double nll;
-        char *rest = NULL;
         if (sscanf(p, "eval %d %d %lf", &set, &it, &nll) == 3 && (set == 0 || set == 1)) {
-            rest = strrchr(p, ' ');
+            const char *rest = strrchr(p, ' ');
             int16_t q[ROPE_MAX_PAIRS];
             int n = 0;
-            for (char *t = rest + 1; *t && n < ROPE_MAX_PAIRS;) {
+            for (const char *t = rest + 1; *t && n < ROPE_MAX_PAIRS;) {
                 char *e;
                 long v = strtol(t, &e, 10);
                 if (e == t || v < 0 || v > 32767) break;
@@ -535,33 +507,29 @@ static void journal_load(const char *path, const char *header, int np,
                 t = *e == ',' ? e + 1 : e;
                 if (*e != ',' && *e) break;
             }
-            if (n != np) cli_die("%s: bad eval line", path);
+            if (n != np) cli_die("%s: bad eval record %lld", path, (long long)r + 1);
             hset_put(&known[set], q_hash(q, np, set), nll);
         } else if (!strncmp(p, "iter ", 5)) {
-            unsigned long long r[4];
+            unsigned long long rv[4];
             char hex[65];
-            if (sscanf(p, "iter %d %d rng %64s", &set, &it, hex) != 3 || strlen(hex) != 64 || (set != 0 && set != 1))
-                cli_die("%s: bad iter line", path);
+            if (sscanf(p, "iter %d %d rng %64s", &set, &it, hex) != 3 || strlen(hex) != 64 ||
+                (set != 0 && set != 1) || it < 0 || it >= 100000)
+                cli_die("%s: bad iter record %lld", path, (long long)r + 1);
             for (int i = 0; i < 4; i++) {
                 char part[17];
                 memcpy(part, hex + 16 * i, 16);
                 part[16] = '\0';
-                r[i] = strtoull(part, NULL, 16);
+                rv[i] = strtoull(part, NULL, 16);
             }
-            uint64_t s4[4] = { r[0], r[1], r[2], r[3] };
+            uint64_t s4[4] = { rv[0], rv[1], rv[2], rv[3] };
             uint64_t mark = rng_mark(s4, set, it);
             double v;
             memcpy(&v, &mark, 8);
             hset_put(marks, (uint64_t)(set * 100000 + it + 1), v);
         } else {
-            cli_die("%s: unexpected line '%.40s'", path, p);
+            cli_die("%s: unexpected record '%.40s'", path, p);
         }
-        p = nl + 1;
-        good = (size_t)(p - text);
     }
-    free(text);
-    if (good < len && truncate(path, (off_t)good) != 0)
-        cli_die("%s: %s", path, strerror(errno));
 }
 
 /* ---- text windows ----------------------------------------------------------- */
@@ -579,13 +547,11 @@ static size_t cut_before(const char *text, size_t len, const char *mark)
 
 static void write_factors(const char *path, const int16_t *q, int np, const char *what)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) cli_die("%s: %s", tmp, strerror(errno));
+    struct cli_out out;
+    FILE *f = cli_out_open(&out, path);
     fprintf(f, "# %s\n", what);
     for (int i = 0; i < np; i++) fprintf(f, "%.2f\n", (double)q[i] / 100.0);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) cli_die("%s: %s", path, strerror(errno));
+    cli_out_commit(&out);
 }
 
 static void json_factors(FILE *f, const int16_t *q, int np)
@@ -598,10 +564,8 @@ static void json_factors(FILE *f, const int16_t *q, int np)
 static void write_log(const char *path, const struct search *S, const char *model_path,
                       int64_t L, double s, double mscale, double secs, int set)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) cli_die("%s: %s", tmp, strerror(errno));
+    struct cli_out out;
+    FILE *f = cli_out_open(&out, path);
     fprintf(f, "{\"model\": ");
     cli_json_str(f, model_path);
     fprintf(f, ", \"factors\": \"%s\", \"eval_ctx\": %lld, \"target_ctx\": %lld, \"scale\": %.6g, "
@@ -618,7 +582,7 @@ static void write_log(const char *path, const struct search *S, const char *mode
         fprintf(f, "}%s\n", it < S->T ? "," : "");
     }
     fprintf(f, " ]}\n");
-    if (fclose(f) != 0 || rename(tmp, path) != 0) cli_die("%s: %s", path, strerror(errno));
+    cli_out_commit(&out);
 }
 
 static void write_gguf(const char *path, const model *m, const char *model_path, int64_t L,
@@ -646,12 +610,32 @@ static void write_gguf(const char *path, const model *m, const char *model_path,
         if (rc >= 0) rc = gguf_w_add_tensor(w, "rope_freqs.weight", GGML_TYPE_F32, 1, ne, lf, (size_t)np * 4);
     }
 #undef KEY
-    if (rc >= 0) rc = gguf_w_write(w, path);
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    cli_cleanup_add(tmp, 0);
+    if (rc >= 0) rc = gguf_w_write(w, tmp);
+    if (rc >= 0) rc = jnl_commit(tmp, path);
     if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
+    cli_cleanup_forget(tmp);
     gguf_w_free(w);
 }
 
 /* ---- the command -------------------------------------------------------------- */
+
+static const char *const lr_score_names[] = { "half", "all", NULL };
+
+/* --text-range A:B into int64_t[2]. */
+static void parse_range(void *field, const char *name, const char *v)
+{
+    int64_t *r = field;
+    const char *c = strchr(v, ':');
+    if (!c) cli_die("%s: '%s' (expected A:B)", name, v);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*s", (int)(c - v), v);
+    r[0] = cli_parse_count(name, buf);
+    r[1] = cli_parse_count(name, c + 1);
+    if (r[1] <= r[0]) cli_die("%s: empty range '%s'", name, v);
+}
 
 int cmd_longrope(int argc, char **argv)
 {
@@ -661,45 +645,38 @@ int cmd_longrope(int argc, char **argv)
     int64_t L = 0, n_hat = 0, skip = 0, ra = -1, rb = -1;
     int K = 4, P = 16, T = 10, do_short = 0, resume = 0, score_all = 0;
     uint64_t seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        int more = i + 1 < argc;
-        if (!strcmp(a, "-f") && more) file = argv[++i];
-        else if (!strcmp(a, "-o") && more) out = argv[++i];
-        else if (!strcmp(a, "--target-ctx") && more) L = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--samples") && more) K = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--population") && more) P = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--iterations") && more) T = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--seed") && more) seed = (uint64_t)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--n-hat") && more) n_hat = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--skip") && more) skip = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--text-before") && more) before = argv[++i];
-        else if (!strcmp(a, "--journal") && more) journal_path = argv[++i];
-        else if (!strcmp(a, "--short")) do_short = 1;
-        else if (!strcmp(a, "--resume")) resume = 1;
-        else if (!strcmp(a, "--text-range") && more) {
-            const char *v = argv[++i], *c = strchr(v, ':');
-            if (!c) cli_die("--text-range: '%s' (expected A:B)", v);
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)(c - v), v);
-            ra = cli_parse_count(a, buf);
-            rb = cli_parse_count(a, c + 1);
-            if (rb <= ra) cli_die("--text-range: empty range '%s'", v);
-        } else if (!strcmp(a, "--score") && more) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "all")) score_all = 1;
-            else if (!strcmp(v, "half")) score_all = 0;
-            else cli_die("--score: '%s' (expected half or all)", v);
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] == '-' && a[1]) cli_die("longrope-search: unknown option '%s' (see kvtile longrope-search --help)", a);
-        else if (!o.model_path) o.model_path = a;
-        else cli_die("longrope-search: unexpected argument '%s'", a);
-    }
-    if (!o.model_path || !file || !out || L <= 0) usage();
-    if (K < 1 || K > 1024) cli_die("--samples: %d (1..1024)", K);
-    if (P < 2 || P > 4096) cli_die("--population: %d (2..4096)", P);
-    if (T < 0 || T > 100000) cli_die("--iterations: %d (0..100000)", T);
+    int64_t range[2] = { -1, -1 };
+    struct opt tab[] = {
+        OPT_STR("--file", "-f", "FILE", &file, "text the windows are taken from"),
+        OPT_I64("--target-ctx", NULL, "L", &L, 1, 1e9, "length to search factors for"),
+        OPT_STR("--out", "-o", "OUT", &out, "writes OUT.factors.txt, OUT.log.json, OUT.gguf"),
+        OPT_INT("--samples", NULL, "K", &K, 1, 1024, "windows of L tokens per evaluation"),
+        OPT_INT("--population", NULL, "P", &P, 2, 4096, "candidates per iteration"),
+        OPT_INT("--iterations", NULL, "T", &T, 0, 100000, "iterations after the initial one"),
+        OPT_U64("--seed", NULL, "S", &seed, "random seed"),
+        OPT_I64("--n-hat", NULL, "N", &n_hat, 0, 1e12, "first N positions not interpolated"),
+        OPT_FLAG("--short", NULL, &do_short,
+                 "also search short factors at the original context\n(phi3 files only)"),
+        OPT_CHOICE("--score", NULL, &score_all, lr_score_names,
+                   "NLL of the second half of each window or of all tokens"),
+        OPT_I64("--skip", NULL, "N", &skip, 0, 1e12, "ignore the first N tokens of the text"),
+        OPT_FN("--text-range", NULL, "A:B", range, parse_range, "use tokens [A, B) only"),
+        OPT_STR("--text-before", NULL, "S", &before, "use the text before the first line starting with S"),
+        OPT_STR("--journal", NULL, "FILE", &journal_path, "journal", .def = "OUT.journal"),
+        OPT_FLAG("--resume", NULL, &resume, "continue the search recorded in the journal"),
+        CLI_OPTS_RUN(&o),
+        CLI_OPT_JSON(&o),
+        /* candidates are scored with a RAM store: the disk options do not apply */
+        CLI_OPTS_TILES(&o),
+        CLI_OPTS_POS(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -f TEXT --target-ctx L -o OUT [options]";
+    if (opt_parse("longrope-search", usage, tab, argc, argv, &o.model_path, 1) < 1 ||
+        !file || !out || L <= 0)
+        opt_usage("longrope-search", usage);
+    ra = range[0];
+    rb = range[1];
     o.kv_backing = KVS_RAM;
 
     model *m;
@@ -749,10 +726,10 @@ int cmd_longrope(int argc, char **argv)
     uint64_t th = 1469598103934665603ULL;
     for (int64_t i = 0; i < hi - lo; i++) { th ^= (uint32_t)ids[lo + i]; th *= 1099511628211ULL; }
     char header[512];
-    int hn = snprintf(header, sizeof header, "# kvtile longrope-search journal v1\nconfig model ");
+    int hn = snprintf(header, sizeof header, "kvtile-longrope-search 2 config model ");
     for (int i = 0; i < 32; i++) hn += snprintf(header + hn, sizeof header - (size_t)hn, "%02x", fp[i]);
     snprintf(header + hn, sizeof header - (size_t)hn,
-             " text %016llx target %lld samples %d population %d seed %llu n_hat %lld score %s short %d\n",
+             " text %016llx target %lld samples %d population %d seed %llu n_hat %lld score %s short %d",
              (unsigned long long)th, (long long)L, K, P, (unsigned long long)seed, (long long)n_hat,
              score_all ? "all" : "half", do_short);
     char jdef[4200], path[4200];
@@ -761,15 +738,11 @@ int cmd_longrope(int argc, char **argv)
         journal_path = jdef;
     }
     struct hset known[2] = { { 0 }, { 0 } }, marks = { 0 };
-    int exists = access(journal_path, F_OK) == 0;
-    if (resume && exists) journal_load(journal_path, header, np, known, &marks);
-    else if (!resume && exists)
+    if (!resume && access(journal_path, F_OK) == 0)
         cli_die("%s: journal exists (use --resume to continue it, or remove it)", journal_path);
-    FILE *jf = fopen(journal_path, "a");
-    if (!jf) cli_die("%s: %s", journal_path, strerror(errno));
-    if (!exists || !resume || ftell(jf) == 0) {
-        if (fputs(header, jf) == EOF || fflush(jf) == EOF) cli_die("%s: %s", journal_path, strerror(errno));
-    }
+    jnl_file *jf = cli_journal_open(journal_path, header, resume,
+                                    "model, text, target, samples, population, seed, n_hat or score");
+    journal_load(jf, journal_path, np, known, &marks);
 
     if (o.n_batch > L) o.n_batch = (int)L;
     model_ctx *mc = cli_model_ctx(&o, m);
@@ -791,6 +764,7 @@ int cmd_longrope(int argc, char **argv)
     S.P = P;
     S.T = T;
     S.journal = jf;
+    S.journal_path = journal_path;
     S.quiet = o.quiet;
     S.chunk = malloc((size_t)L * sizeof *S.chunk);
     S.logits = malloc((size_t)o.n_batch * (size_t)hp->n_vocab * sizeof *S.logits);
@@ -864,13 +838,15 @@ int cmd_longrope(int argc, char **argv)
                "\"seconds\": %.3f, \"factors\": ",
                exp(best_nll), best_nll, n_evals, (long long)S.n_computed, secs);
         json_factors(stdout, S.c[best].q, np);
+        printf(", ");
+        cli_json_io(stdout);
         printf("}\n");
     } else {
         printf("best ppl %.4f at %lld tokens after %d iterations, %d candidates (%lld computed) in %.1f s\n",
                exp(best_nll), (long long)L, T, n_evals, (long long)S.n_computed, secs);
         printf("wrote %s.factors.txt, %s.log.json, %s.gguf\n", out, out, out);
     }
-    if (fclose(jf) != 0) cli_die("%s: %s", journal_path, strerror(errno));
+    jnl_close(jf);
     free(S.c);
     free(S.log);
     free(S.seen.k);

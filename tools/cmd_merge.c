@@ -16,17 +16,19 @@
 
 int cmd_merge(int argc, char **argv)
 {
-    if (argc < 3 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(stderr, "usage: kvtile merge OUT.jsonl SHARD.jsonl...\n");
-        return 2;
-    }
-    const char *out = argv[1];
+    struct opt tab[] = { OPT_END() };
+    const char *usage = "OUT.jsonl SHARD.jsonl...";
+    const char **files = calloc((size_t)argc, sizeof *files);
+    if (!files) cli_die("out of memory");
+    int n_pos = opt_parse("merge", usage, tab, argc, argv, files, argc);
+    if (n_pos < 2) opt_usage("merge", usage);
+    const char *out = files[0];
     int64_t cap = 1024, max = -1;
     char **lines = calloc((size_t)cap, sizeof *lines);
     if (!lines) cli_die("out of memory");
-    for (int a = 2; a < argc; a++) {
+    for (int a = 1; a < n_pos; a++) {
         size_t len;
-        char *text = cli_read_file(argv[a], &len);
+        char *text = cli_read_file(files[a], &len);
         int64_t ln = 0;
         for (size_t pos = 0; pos < len;) {
             const char *nl = memchr(text + pos, '\n', len - pos);
@@ -40,7 +42,7 @@ int cmd_merge(int argc, char **argv)
             const struct json_field *ix = nf > 0 ? json_get(f, nf, "index") : NULL;
             if (!ix || ix->type != JSON_NUM || ix->num < 0 || ix->num > 1e12 ||
                 ix->num != (double)(int64_t)ix->num)
-                cli_die("%s:%lld: not a batch output line (no \"index\")", argv[a], (long long)ln);
+                cli_die("%s:%lld: not a batch output line (no \"index\")", files[a], (long long)ln);
             int64_t k = (int64_t)ix->num;
             free(jb);
             if (k >= cap) {
@@ -51,7 +53,7 @@ int cmd_merge(int argc, char **argv)
                 memset(lines + cap, 0, (size_t)(nc - cap) * sizeof *lines);
                 cap = nc;
             }
-            if (lines[k]) cli_die("%s:%lld: index %lld appears twice", argv[a], (long long)ln, (long long)k);
+            if (lines[k]) cli_die("%s:%lld: index %lld appears twice", files[a], (long long)ln, (long long)k);
             lines[k] = strndup(text + pos, l);
             if (!lines[k]) cli_die("out of memory");
             if (k > max) max = k;
@@ -70,5 +72,6 @@ int cmd_merge(int argc, char **argv)
     if (fclose(f) != 0) cli_die("%s: %s", tmp, strerror(errno));
     if (rename(tmp, out) != 0) cli_die("%s: %s", out, strerror(errno));
     free(lines);
+    free(files);
     return 0;
 }

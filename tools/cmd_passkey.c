@@ -26,20 +26,6 @@
 #define MAX_LIST 64
 #define ANSWER_CAP 256
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile passkey MODEL [options]\n"
-            "  --lengths L,...      prompt lengths in tokens (default 1k,2k,4k)\n"
-            "  --depths D,...       key depths in [0, 1] (default 0,0.25,0.5,0.75,1)\n"
-            "  --trials K           trials per cell (default 5)\n"
-            "  --seed S             key generator seed (default 1)\n"
-            "  -n N                 tokens decoded per answer (default 8)\n"
-            "  --svg FILE           heat map of accuracy\n"
-            "%s", cli_common_help);
-    exit(2);
-}
-
 static uint64_t splitmix64(uint64_t x)
 {
     x += 0x9E3779B97F4A7C15ULL;
@@ -166,28 +152,28 @@ int cmd_passkey(int argc, char **argv)
 {
     struct cli_opts o;
     cli_opts_default(&o);
-    o.kv_backing = KVS_RAM;
     double lens[MAX_LIST] = { 1024, 2048, 4096 }, depths[MAX_LIST] = { 0, 0.25, 0.5, 0.75, 1 };
     int n_len = 3, n_dep = 5, trials = 5, n_gen = 8;
     uint64_t seed = 1;
-    const char *svg = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        if (!strcmp(a, "--lengths") && i + 1 < argc) n_len = parse_list(a, argv[++i], lens, 1);
-        else if (!strcmp(a, "--depths") && i + 1 < argc) n_dep = parse_list(a, argv[++i], depths, 0);
-        else if (!strcmp(a, "--trials") && i + 1 < argc) trials = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--seed") && i + 1 < argc) seed = (uint64_t)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "-n") && i + 1 < argc) n_gen = (int)cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--svg") && i + 1 < argc) svg = argv[++i];
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] == '-' && a[1]) cli_die("passkey: unknown option '%s' (see kvtile passkey --help)", a);
-        else if (!o.model_path) o.model_path = a;
-        else cli_die("passkey: unexpected argument '%s'", a);
-    }
-    if (!o.model_path) usage();
-    if (trials < 1 || trials > MAX_LIST) cli_die("--trials: 1..%d", MAX_LIST);
-    if (n_gen < 1 || n_gen > 64) cli_die("-n: 1..64");
+    const char *svg = NULL, *len_arg = NULL, *dep_arg = NULL;
+    struct opt tab[] = {
+        OPT_STR("--lengths", NULL, "L,...", &len_arg, "prompt lengths in tokens", .def = "1k,2k,4k"),
+        OPT_STR("--depths", NULL, "D,...", &dep_arg, "key depths in [0, 1]", .def = "0,0.25,0.5,0.75,1"),
+        OPT_INT("--trials", NULL, "K", &trials, 1, MAX_LIST, "trials per cell"),
+        OPT_U64("--seed", NULL, "S", &seed, "key generator seed"),
+        OPT_INT("--n-predict", "-n", "N", &n_gen, 1, 64, "tokens decoded per answer"),
+        OPT_STR("--svg", NULL, "FILE", &svg, "heat map of accuracy"),
+        CLI_OPTS_RUN(&o),
+        CLI_OPT_JSON(&o),
+        CLI_OPTS_TILES(&o),
+        CLI_OPTS_DISK(&o),
+        CLI_OPTS_POS(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL [options]";
+    if (opt_parse("passkey", usage, tab, argc, argv, &o.model_path, 1) < 1) opt_usage("passkey", usage);
+    if (len_arg) n_len = parse_list("--lengths", len_arg, lens, 1);
+    if (dep_arg) n_dep = parse_list("--depths", dep_arg, depths, 0);
 
     model *m;
     tok *tk;
@@ -260,9 +246,11 @@ int cmd_passkey(int argc, char **argv)
         printf("\"model\": ");
         cli_json_str(stdout, o.model_path);
         printf(", \"n_ctx_train\": %lld, \"rope\": \"%s\", \"trials\": %d, \"seed\": %llu, "
-               "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f, \"cells\": [",
+               "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f, ",
                (long long)hp->n_ctx_train, rope_scheme_name(rp.scheme), trials,
                (unsigned long long)seed, n_gen, 1.0 / 90000, secs);
+        cli_json_io(stdout);
+        printf(", \"cells\": [");
         for (int l = 0; l < n_len; l++)
             for (int d = 0; d < n_dep; d++) {
                 const struct cell *c = &cells[l * n_dep + d];

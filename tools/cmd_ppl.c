@@ -28,35 +28,9 @@
 
 #include "cli.h"
 #include "io/kvt.h"
+#include "kvstore/journal.h"
 #include "svg.h"
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: kvtile ppl MODEL -f FILE [options]\n"
-            "  -f FILE              text to score (UTF-8)\n"
-            "  -c, --ctx N          tokens per window (default: the model's context)\n"
-            "  --chunks K           score only the first K windows\n"
-            "  --score half|all     score the second half of each window (default,\n"
-            "                       as llama-perplexity) or every token after the first\n"
-            "  --stride S           sliding windows every S tokens (scores the last S)\n"
-            "  --score-from P       score only positions >= P of each window\n"
-            "  --grow-positions     positions follow the length evaluated so far (batch by\n"
-            "                       batch; --batch 1 is token by token) instead of the\n"
-            "                       window's length: LongRoPE switches to long factors\n"
-            "                       when the window passes the original context\n"
-            "  --longrope-exact     with --grow-positions: re-evaluate the prefix at a switch\n"
-            "  --curve FILE         per-position NLL curve (TSV: position bucket, tokens, ppl)\n"
-            "  --bucket N           curve bucket size in positions (default 256)\n"
-            "  --resume             continue an interrupted run (needs --cache-dir)\n"
-            "  --sweep L1,L2,...    context lengths to sweep\n"
-            "  --schemes S1,S2,...  position schemes for the sweep: none, linear, ntk,\n"
-            "                       dynamic-ntk, yarn, longrope, self-extend\n"
-            "  --sweep-tokens N     with --sweep: about N tokens per length (whole windows)\n"
-            "  --plot FILE.svg      with --sweep: perplexity vs context length\n"
-            "%s", cli_common_help);
-    exit(2);
-}
 
 
 struct ppl_sums {
@@ -88,14 +62,21 @@ struct ppl_result {
     int64_t n_eval;
     double secs;
     int resumed_from;       /* window index a resumed run started in, -1 */
+    int64_t cache_peak_bytes, cache_end_bytes; /* largest ever, at the end */
 };
 
-/* ---- journal ---------------------------------------------------------- */
+/* ---- journal ----------------------------------------------------------
+ *
+ * DIR/ppl.journal (kvstore/journal.h) under the run key below; one record
+ * "w W p P s NLL NLL2 N" after each batch once the KV tiles up to P are
+ * durable, and one with p 0 when window W starts. The cache DIR/ppl.kvt is
+ * reset with the tag of the window it holds (run key hash and W), so a
+ * resume continues a window only on that window's keys. */
 
 struct journal {
-    FILE *f;
+    jnl_file *j;
     char path[8192];
-    char key[1024];
+    uint64_t key_hash;
 };
 
 static void journal_key(const struct ppl_job *j, char *key, size_t cap)
@@ -104,70 +85,61 @@ static void journal_key(const struct ppl_job *j, char *key, size_t cap)
     model_fingerprint(j->m, fp);
     uint64_t th = XXH3_64bits(j->ids, (size_t)j->n_tok * sizeof *j->ids);
     const struct cli_opts *o = j->o;
-    int n = snprintf(key, cap, "kvtile-ppl-journal 1 model=");
-    for (int i = 0; i < 8; i++) n += snprintf(key + n, cap - (size_t)n, "%02x", fp[i]);
+    int n = snprintf(key, cap, "kvtile-ppl 2 cache=ppl.kvt model=");
+    for (int i = 0; i < 32; i++) n += snprintf(key + n, cap - (size_t)n, "%02x", fp[i]);
     snprintf(key + n, cap - (size_t)n,
-             " text=%016llx n_ctx=%lld windows=%lld stride=%lld score=%d batch=%d "
-             "tile=%d type=%d codec=%d rope=%d scale=%.17g base=%.17g se=%d:%d from=%lld kr=%d",
-             (unsigned long long)th, (long long)j->n_ctx, (long long)j->n_windows,
-             (long long)j->stride, j->score_all, o->n_batch, o->tile_tokens,
-             o->cache_type, o->codec, j->rp.scheme, j->rp.scale, j->rp.freq_base,
+             " text=%016llx n_tok=%lld n_ctx=%lld windows=%lld stride=%lld score=%d batch=%d "
+             "tile=%d type=%d codec=%d rope=%d scale=%.17g base=%.17g beta=%.17g/%.17g "
+             "factors=%016llx se=%d:%d from=%lld kr=%d",
+             (unsigned long long)th, (long long)j->n_tok, (long long)j->n_ctx,
+             (long long)j->n_windows, (long long)j->stride, j->score_all, o->n_batch,
+             o->tile_tokens, o->cache_type, o->codec, j->rp.scheme, j->rp.scale,
+             j->rp.freq_base, j->rp.beta_fast, j->rp.beta_slow,
+             (unsigned long long)(j->rp.have_factors
+                                      ? XXH3_64bits(j->rp.factors_long, sizeof j->rp.factors_long) ^
+                                            XXH3_64bits(j->rp.factors_short, sizeof j->rp.factors_short)
+                                      : 0),
              o->se_group, o->se_window, (long long)j->score_from, o->rotate_k_on_write);
+}
+
+/* The cache tag of window W of this run (never 0). */
+static uint64_t window_tag(const struct journal *jr, int64_t w)
+{
+    uint64_t t = XXH3_64bits_withSeed(&w, sizeof w, jr->key_hash);
+    return t ? t : 1;
 }
 
 struct jline { int64_t win, pos; struct ppl_sums s; };
 
-/* Read every complete record of a journal whose key matches. Returns the
- * number of records (0 if none or no file), -1 if the key differs. */
-static int64_t journal_read(const char *path, const char *key, struct jline **out)
+static int journal_parse(const char *rec, struct jline *r)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char line[2048];
-    if (!fgets(line, sizeof line, f)) { fclose(f); return 0; }
-    line[strcspn(line, "\n")] = 0;
-    if (strcmp(line, key) != 0) { fclose(f); return -1; }
-    int64_t n = 0, cap = 0;
-    struct jline *v = NULL;
-    while (fgets(line, sizeof line, f)) {
-        if (!strchr(line, '\n')) break; /* torn last line */
-        struct jline r;
-        long long w, p, ns;
-        if (sscanf(line, "w %lld p %lld s %lg %lg %lld", &w, &p, &r.s.nll_sum,
-                   &r.s.nll2_sum, &ns) != 5)
-            break;
-        r.win = w; r.pos = p; r.s.n_scored = ns;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            struct jline *nv = realloc(v, (size_t)cap * sizeof *v);
-            if (!nv) cli_die("%s: out of memory", path);
-            v = nv;
-        }
-        v[n++] = r;
-    }
-    fclose(f);
-    *out = v;
-    return n;
+    long long w, p, ns;
+    char tail;
+    if (sscanf(rec, "w %lld p %lld s %lg %lg %lld%c", &w, &p, &r->s.nll_sum, &r->s.nll2_sum,
+               &ns, &tail) != 5 || w < 0 || p < 0 || ns < 0)
+        return -1;
+    r->win = w;
+    r->pos = p;
+    r->s.n_scored = ns;
+    return 0;
 }
 
-static void journal_open(struct journal *jr, const char *dir, const char *key, int append)
+static void journal_open(struct journal *jr, const char *dir, const char *key, int resume)
 {
     snprintf(jr->path, sizeof jr->path, "%s/ppl.journal", dir);
-    snprintf(jr->key, sizeof jr->key, "%s", key);
-    jr->f = fopen(jr->path, append ? "a" : "w");
-    if (!jr->f) cli_die("%s: %s", jr->path, strerror(errno));
-    if (!append) fprintf(jr->f, "%s\n", key);
+    jr->key_hash = XXH3_64bits(key, strlen(key));
+    jr->j = cli_journal_open(jr->path, key, resume, "model, text or options");
 }
 
 /* Durable record: the KV tiles up to pos are synced before this is called. */
 static void journal_put(struct journal *jr, int64_t win, int64_t pos, const struct ppl_sums *s)
 {
-    if (!jr->f) return;
-    fprintf(jr->f, "w %lld p %lld s %.17g %.17g %lld\n", (long long)win, (long long)pos,
-            s->nll_sum, s->nll2_sum, (long long)s->n_scored);
-    if (fflush(jr->f) != 0 || fsync(fileno(jr->f)) != 0)
-        cli_die("%s: %s", jr->path, strerror(errno));
+    if (!jr->j) return;
+    char rec[256];
+    int n = snprintf(rec, sizeof rec, "w %lld p %lld s %.17g %.17g %lld", (long long)win,
+                     (long long)pos, s->nll_sum, s->nll2_sum, (long long)s->n_scored);
+    int rc = jnl_append(jr->j, rec, (size_t)n);
+    if (rc < 0) cli_die("%s: %s", jr->path, kvt_strerror(rc));
 }
 
 /* ---- evaluation --------------------------------------------------------- */
@@ -203,21 +175,19 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     struct cli_kv ck;
     int64_t w0 = 0, p_start = 0;
     int opened = 0;
+    char key[2048];
+    journal_key(j, key, sizeof key);
+    jr.key_hash = XXH3_64bits(key, strlen(key));
     if (o->cache_dir) {
-        char key[1024];
         cli_mkdir(o->cache_dir);
-        journal_key(j, key, sizeof key);
-        struct jline *lines = NULL;
-        int64_t nl = 0;
-        if (j->resume) {
-            char path[8192];
-            snprintf(path, sizeof path, "%s/ppl.journal", o->cache_dir);
-            nl = journal_read(path, key, &lines);
-            if (nl < 0)
-                cli_die("%s: journal is from a different run (model, text or options differ); "
-                        "run without --resume to start over", path);
-        }
-        journal_open(&jr, o->cache_dir, key, nl > 0);
+        journal_open(&jr, o->cache_dir, key, j->resume);
+        int64_t nl = jnl_count(jr.j);
+        struct jline *lines = nl > 0 ? malloc((size_t)nl * sizeof *lines) : NULL;
+        if (nl > 0 && !lines) cli_die("out of memory");
+        for (int64_t i = 0; i < nl; i++)
+            if (journal_parse(jnl_record(jr.j, i, NULL), &lines[i]) < 0)
+                cli_die("%s: record %lld is not a ppl record; run without --resume to start over",
+                        jr.path, (long long)i + 1);
         if (nl > 0) {
             struct jline last = lines[nl - 1];
             res->resumed_from = (int)last.win;
@@ -230,9 +200,10 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 char cpath[8192];
                 snprintf(cpath, sizeof cpath, "%s/ppl.kvt", o->cache_dir);
                 if (o->kv_backing == KVS_DISK && access(cpath, F_OK) == 0) {
-                    cli_kv_open(o, j->m, "ppl.kvt", 1, &ck);
+                    cli_kv_open(o, j->m, "ppl.kvt", 2, &ck); /* damaged: start over */
                     opened = 1;
-                    have = kvs_n_tokens(ck.kv);
+                    /* only keys of window w0 of this run count */
+                    if (kvs_tag(ck.kv) == window_tag(&jr, w0)) have = kvs_n_tokens(ck.kv);
                 }
                 /* the latest record of window w0 the cache still covers; the
                  * window's start record (pos 0) is written before any other */
@@ -270,8 +241,11 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
         if (w == w0 && reopen) {
             p_begin = p_start;
         } else {
-            if ((rc = kvs_truncate(ck.kv, 0)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
-            if (jr.f) {
+            /* an empty cache labelled with this window: the space of the
+             * last window is reused */
+            if ((rc = kvs_reset(ck.kv, window_tag(&jr, w))) < 0)
+                cli_die("%s: %s", kvname, kvt_strerror(rc));
+            if (jr.j) {
                 if ((rc = kvs_sync(ck.kv)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
                 journal_put(&jr, w, 0, &res->s);
             }
@@ -301,7 +275,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                     j->curve_n[pos / j->bucket]++;
                 }
             }
-            if (jr.f) {
+            if (jr.j) {
                 if ((rc = kvs_sync(ck.kv)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
                 journal_put(&jr, w, p0 + n, &res->s);
             }
@@ -314,7 +288,9 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     cli_progress(&pr, j->n_windows, j->n_windows, res->n_eval, NULL);
     cli_progress_end(&pr);
     res->secs = kvt_now_s() - t0;
-    if (jr.f) fclose(jr.f);
+    kvs_file_bytes(ck.kv, &res->cache_peak_bytes);
+    res->cache_end_bytes = kvs_file_bytes(ck.kv, NULL);
+    jnl_close(jr.j);
     free(logits);
     free(win);
     cli_kv_close(&ck);
@@ -461,10 +437,12 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
             if (o->json) {
                 printf("%s{\"ctx\": %lld, \"scheme\": \"%s\", \"ppl\": %.6f, \"ppl_stderr\": %.6f, "
                        "\"nll_sum\": %.17g, \"n_scored\": %lld, \"n_chunks\": %lld, \"scale\": %.6g, "
-                       "\"self_extend\": \"%d:%d\"}",
+                       "\"self_extend\": \"%d:%d\", ",
                        first_json ? "" : ", ", (long long)ctx, sch_s[i], p, e, r.s.nll_sum,
                        (long long)r.s.n_scored, (long long)jj.n_windows, jj.rp.scale,
                        oo.se_group, oo.se_window);
+                cli_json_io(stdout);
+                printf("}");
                 first_json = 0;
             } else {
                 printf(" %12.4f", p);
@@ -494,6 +472,8 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
 
 /* ---- command ------------------------------------------------------------ */
 
+static const char *const ppl_score_names[] = { "half", "all", NULL };
+
 int cmd_ppl(int argc, char **argv)
 {
     struct cli_opts o;
@@ -502,36 +482,45 @@ int cmd_ppl(int argc, char **argv)
     int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
     int score_all = 0, resume = 0, grow = 0, exact = 0;
     int64_t score_from = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_common_opt(&o, argc, argv, &i)) continue;
-        int has = i + 1 < argc;
-        if (!strcmp(a, "-f") && has) file = argv[++i];
-        else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && has) o.n_ctx = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--chunks") && has) max_chunks = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--stride") && has) stride = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--bucket") && has) bucket = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--curve") && has) curve = argv[++i];
-        else if (!strcmp(a, "--sweep") && has) sweep = argv[++i];
-        else if (!strcmp(a, "--schemes") && has) schemes = argv[++i];
-        else if (!strcmp(a, "--sweep-tokens") && has) sweep_tokens = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--plot") && has) plot = argv[++i];
-        else if (!strcmp(a, "--resume")) resume = 1;
-        else if (!strcmp(a, "--grow-positions")) grow = 1;
-        else if (!strcmp(a, "--longrope-exact")) exact = grow = 1;
-        else if (!strcmp(a, "--score-from") && has) score_from = cli_parse_count(a, argv[++i]);
-        else if (!strcmp(a, "--score") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "all")) score_all = 1;
-            else if (!strcmp(v, "half")) score_all = 0;
-            else cli_die("--score: '%s' (expected half or all)", v);
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage();
-        else if (a[0] == '-' && a[1]) cli_die("ppl: unknown option '%s' (see kvtile ppl --help)", a);
-        else if (!o.model_path) o.model_path = a;
-        else cli_die("ppl: unexpected argument '%s'", a);
-    }
-    if (!o.model_path || !file) usage();
-    if (bucket < 1) cli_die("--bucket must be >= 1");
+    struct opt tab[] = {
+        OPT_STR("--file", "-f", "FILE", &file, "text to score (UTF-8)"),
+        OPT_I64("--ctx", "-c", "N", &o.n_ctx, 2, 1e12, "tokens per window", .def = "the model's context"),
+        OPT_I64("--chunks", NULL, "K", &max_chunks, 0, 1e12, "score only the first K windows",
+                .def = "all"),
+        OPT_CHOICE("--score", NULL, &score_all, ppl_score_names,
+                   "score the second half of each window (as llama-perplexity)\n"
+                   "or every token after the first"),
+        OPT_I64("--stride", NULL, "S", &stride, 0, 1e12, "sliding windows every S tokens (scores the last S)",
+                .def = "none"),
+        OPT_I64("--score-from", NULL, "P", &score_from, 0, 1e12, "score only positions >= P of each window"),
+        OPT_FLAG("--grow-positions", NULL, &grow,
+                 "positions follow the length evaluated so far (batch by\n"
+                 "batch; --batch 1 is token by token) instead of the\n"
+                 "window's length: LongRoPE switches to long factors\n"
+                 "when the window passes the original context"),
+        OPT_FLAG("--longrope-exact", NULL, &exact,
+                 "re-evaluate the prefix at a switch (implies --grow-positions)"),
+        OPT_STR("--curve", NULL, "FILE", &curve, "per-position NLL curve (TSV: position bucket, tokens, ppl)"),
+        OPT_I64("--bucket", NULL, "N", &bucket, 1, 1e12, "curve bucket size in positions"),
+        OPT_FLAG("--resume", NULL, &resume, "continue an interrupted run (needs --cache-dir)"),
+        OPT_STR("--sweep", NULL, "L1,L2,...", &sweep, "context lengths to sweep"),
+        OPT_STR("--schemes", NULL, "S1,S2,...", &schemes,
+                "position schemes for the sweep: none, linear, ntk,\n"
+                "dynamic-ntk, yarn, longrope, self-extend"),
+        OPT_I64("--sweep-tokens", NULL, "N", &sweep_tokens, 0, 1e12,
+                "with --sweep: about N tokens per length (whole windows)", .def = "all"),
+        OPT_STR("--plot", NULL, "FILE.svg", &plot, "with --sweep: perplexity vs context length"),
+        CLI_OPTS_RUN(&o),
+        CLI_OPT_JSON(&o),
+        CLI_OPTS_TILES(&o),
+        CLI_OPTS_DISK(&o),
+        CLI_OPTS_POS(&o),
+        OPT_END(),
+    };
+    const char *usage = "MODEL -f FILE [options]";
+    if (opt_parse("ppl", usage, tab, argc, argv, &o.model_path, 1) < 1 || !file)
+        opt_usage("ppl", usage);
+    if (exact) grow = 1;
     if (sweep && (resume || curve || stride || grow)) cli_die("--sweep runs without --resume, --curve, --stride or --grow-positions");
     if (grow && resume) cli_die("--grow-positions runs without --resume");
 
@@ -582,14 +571,14 @@ int cmd_ppl(int argc, char **argv)
     double tps = r.secs > 0 ? (double)r.n_eval / r.secs : 0.0;
     int64_t rss = kvt_peak_rss_bytes();
     if (curve) {
-        FILE *f = fopen(curve, "w");
-        if (!f) cli_die("%s: %s", curve, strerror(errno));
+        struct cli_out out;
+        FILE *f = cli_out_open(&out, curve);
         fprintf(f, "position\ttokens\tppl\n");
         for (int64_t b = 0; b * bucket < j.n_ctx; b++)
             if (j.curve_n[b])
                 fprintf(f, "%lld\t%lld\t%.6f\n", (long long)(b * bucket), (long long)j.curve_n[b],
                         exp(j.curve_nll[b] / (double)j.curve_n[b]));
-        if (fclose(f) != 0) cli_die("%s: %s", curve, strerror(errno));
+        cli_out_commit(&out);
         if (resume && r.resumed_from >= 0)
             cli_warn("%s: the curve covers only the part evaluated after resuming", curve);
     }
@@ -599,12 +588,14 @@ int cmd_ppl(int argc, char **argv)
         printf("\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, "
                "\"n_scored\": %lld, \"n_ctx\": %lld, \"n_chunks\": %lld, "
                "\"n_tokens\": %lld, \"tokens_per_s\": %.1f, \"seconds\": %.3f, "
-               "\"peak_rss_bytes\": %lld, \"kv_store\": \"%s\", \"rope\": \"%s\", "
-               "\"resumed_from\": %d}\n",
+               "\"peak_rss_bytes\": %lld, \"rope\": \"%s\", \"resumed_from\": %d, "
+               "\"cache_peak_bytes\": %lld, \"cache_end_bytes\": %lld, ",
                ppl, err, r.s.nll_sum, (long long)r.s.n_scored, (long long)j.n_ctx,
                (long long)j.n_windows, (long long)n_tok, tps, r.secs, (long long)rss,
-               o.kv_backing == KVS_DISK ? "disk" : "ram", rope_scheme_name(j.rp.scheme),
-               r.resumed_from);
+               rope_scheme_name(j.rp.scheme), r.resumed_from, (long long)r.cache_peak_bytes,
+               (long long)r.cache_end_bytes);
+        cli_json_io(stdout);
+        printf("}\n");
     } else {
         printf("%lld tokens, %lld windows of %lld, %lld scored, %.1f tokens/s, peak RSS %.1f MiB\n",
                (long long)n_tok, (long long)j.n_windows, (long long)j.n_ctx,

@@ -6,25 +6,20 @@
 
 int cmd_tokenize(int argc, char **argv)
 {
-    const char *model_path = NULL, *text_arg = NULL, *file = NULL;
-    int add_bos = 1, pieces = 0, count = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-f") && i + 1 < argc) file = argv[++i];
-        else if (!strcmp(a, "--no-bos")) add_bos = 0;
-        else if (!strcmp(a, "--pieces")) pieces = 1;
-        else if (!strcmp(a, "--count")) count = 1;
-        else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "usage: kvtile tokenize MODEL TEXT|-f FILE [--no-bos] [--pieces] [--count]\n");
-            return 2;
-        } else if (!model_path) model_path = a;
-        else if (!text_arg) text_arg = a;
-        else cli_die("tokenize: unexpected argument '%s'", a);
-    }
-    if (!model_path || (!text_arg && !file)) {
-        fprintf(stderr, "usage: kvtile tokenize MODEL TEXT|-f FILE [--no-bos] [--pieces] [--count]\n");
-        return 2;
-    }
+    const char *pos[2] = { NULL, NULL }, *file = NULL;
+    int no_bos = 0, pieces = 0, count = 0;
+    struct opt tab[] = {
+        OPT_STR("-f", NULL, "FILE", &file, "text from FILE instead of TEXT"),
+        OPT_FLAG("--no-bos", NULL, &no_bos, "do not add BOS"),
+        OPT_FLAG("--pieces", NULL, &pieces, "print id:\"piece\" pairs"),
+        OPT_FLAG("--count", NULL, &count, "print the number of tokens only"),
+        OPT_END(),
+    };
+    const char *usage = "MODEL TEXT|-f FILE [options]";
+    int n_pos = opt_parse("tokenize", usage, tab, argc, argv, pos, 2);
+    const char *model_path = pos[0], *text_arg = pos[1];
+    if (n_pos < 1 || (!text_arg && !file) || (text_arg && file)) opt_usage("tokenize", usage);
+    int add_bos = !no_bos;
     model *m;
     tok *tk;
     cli_load(model_path, &m, &tk);

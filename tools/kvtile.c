@@ -36,6 +36,7 @@ static int usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    cli_exit_init(); /* signals exit with 128 + signo, after cleanup */
     if (argc < 2) return usage(stderr);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
