@@ -29,9 +29,9 @@ int cpu_set_supported(int set);
 /* The set in use: cpu_set_force's, else KVT_CPU's if usable, else the
  * best the host supports. */
 int cpu_set_active(void);
-/* Use SET from now on (products started later; mm_ctx objects keep the
- * set they were created with). -KVT_EUNSUPP (as returned, a KVT_ code)
- * if the host lacks it, -EINVAL if SET is out of range. */
+/* Use SET from now on (mm_ctx objects made later; an mm_ctx keeps the set
+ * it was made with). KVT_EUNSUPP if the host lacks it, -EINVAL if SET is
+ * out of range. Process-wide; call it while no product is running. */
 int cpu_set_force(int set);
 /* 0 if KVT_CPU is unset or names a set this host supports; -EINVAL for
  * an unknown name, KVT_EUNSUPP for a set the host lacks. */

@@ -37,9 +37,13 @@
  *
  * Quantized rows are unpacked, <= 256 elements at a time, into int8 codes
  * plus one (scale, bias) per group of 16 (w = q*scale + bias). mm_dequant
- * turns those into floats; the fused path for small m (single tokens,
- * m <= MM_FUSED_M_MAX) dots them with each f32 row of X by a SIMD kernel.
- * X stays f32 there (more accurate than ggml's q8 activations). Larger m:
+ * turns those into floats. Small m (single tokens, m <= MM_FUSED_M_MAX):
+ * X is quantized to int8 once per product (as the int8 GEMM's X) and each
+ * W row dotted with it in integers (fused kernels for Q8_0, Q4_0, Q4_K;
+ * the unpacked codes for the other types), unless the int8 switch is off;
+ * F32/F16/BF16 rows (and all rows with the switch off) are dotted with the
+ * f32 rows of X. This file is compiled once per kernel set (mm_kern.h):
+ * the #if __AVX2__ / __AVX512F__ branches are that set's. Larger m:
  * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
  * except on the direct bf16 path (BF16/F16 weights) and the int8 path
  * (types with a scale per 32 elements: Q8_0, Q4_0, Q4_K, IQ4_NL, IQ4_XS;
