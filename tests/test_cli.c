@@ -97,10 +97,10 @@ static void test_generate_json(void)
     T_CHECK(t_json_num(out, "prompt_tok_s") > 0 && t_json_num(out, "decode_tok_s") > 0);
     T_CHECK(t_json_num(out, "peak_rss_bytes") > 1e6);
     T_CHECK(strstr(out, "\"text\": \"") && strstr(out, "\"kv_store\": \"disk\""));
-    T_CHECK(strstr(out, "\"io\": \"uring\"") || strstr(out, "\"io\": \"pread\""));
+    T_CHECK(strstr(out, "\"io_backend\": \"uring\"") || strstr(out, "\"io_backend\": \"pread\""));
     T_CHECK(strstr(out, "\"cpu\": \"") && strstr(out, "; kernels "));
     rc = t_run("generate " MODEL " -p 'In the beginning' -n 8 --json --kv-store ram", out, sizeof out, err, sizeof err);
-    T_CHECK(rc == 0 && strstr(out, "\"kv_store\": \"ram\"") && strstr(out, "\"io\": \"none\""));
+    T_CHECK(rc == 0 && strstr(out, "\"kv_store\": \"ram\"") && strstr(out, "\"io_backend\": \"none\""));
 }
 
 /* KVT_CPU: info names the set forced (portable runs everywhere), a

@@ -325,7 +325,6 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         .reopen = reopen,
     };
     model_fingerprint(m, cfg.model_fp);
-    ck->io = o->kv_backing == KVS_DISK ? o->io : -1;
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
             snprintf(ck->dir, sizeof ck->dir, "%s", o->cache_dir);
@@ -397,13 +396,6 @@ void cli_json_io(FILE *f)
             !io_used.set ? "none" : io_used.disk ? "disk" : "ram",
             io_used.set && io_used.disk ? io_kind_name(io_used.backend) : "none",
             io_used.direct ? "true" : "false");
-}
-
-const char *cli_kv_io_name(const struct cli_kv *ck)
-{
-    if (ck->io < 0 || !ck->kv) return "none";
-    if (ck->io == IO_URING && (kvs_io_info(ck->kv) & IO_INFO_NO_URING)) return cli_io_names[IO_PREAD];
-    return cli_io_names[ck->io];
 }
 
 int64_t cli_peak_rss_bytes(void)

@@ -168,7 +168,6 @@ struct cli_kv {
     kvs *kv;
     char dir[4096], path[8192];
     int tmp_dir, keep;
-    int io;               /* enum io_kind asked for; -1: RAM store */
 };
 /* Note the I/O a freshly opened store got (one stderr line per process the
  * first time io_uring or O_DIRECT was not available; KVT_NO_URING=1
@@ -180,9 +179,6 @@ void cli_json_io(FILE *f);
 void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
                  int reopen, struct cli_kv *ck);
 void cli_kv_close(struct cli_kv *ck);
-/* The I/O backend the store really uses ("uring", "pread", "mmap"; "none"
- * for a RAM store): the one asked for, unless io_open fell back. */
-const char *cli_kv_io_name(const struct cli_kv *ck);
 
 /* Peak resident set of this process so far, bytes. */
 int64_t cli_peak_rss_bytes(void);

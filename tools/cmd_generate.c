@@ -169,11 +169,11 @@ int cmd_generate(int argc, char **argv)
         cli_json_str(stdout, out);
         printf(", \"prompt_tokens\": %lld, \"generated_tokens\": %lld, "
                "\"prompt_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"prompt_s\": %.6f, "
-               "\"decode_s\": %.6f, \"reevaluations\": %lld, \"peak_rss_bytes\": %lld, "
-               "\"kv_store\": \"%s\", \"io\": \"%s\"}\n",
+               "\"decode_s\": %.6f, \"reevaluations\": %lld, \"peak_rss_bytes\": %lld, ",
                (long long)n_prompt, (long long)n_out, prompt_tps, decode_tps, t1 - t0,
-               t2 - t1, (long long)n_reeval, (long long)cli_peak_rss_bytes(),
-               cli_backing_names[o.kv_backing], cli_kv_io_name(&ck));
+               t2 - t1, (long long)n_reeval, (long long)cli_peak_rss_bytes());
+        cli_json_io(stdout);
+        printf("}\n");
     } else {
         printf("\n");
     }
