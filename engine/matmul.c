@@ -46,9 +46,8 @@
  * the #if __AVX2__ / __AVX512F__ branches are that set's. Larger m:
  * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
  * except on the direct bf16 path (BF16/F16 weights) and the int8 path
- * (types with a scale per 32 elements: Q8_0, Q4_0, Q4_K, IQ4_NL, IQ4_XS;
- * X quantized to int8 per block of 32, as ggml does), both described
- * where they are defined.
+ * (the types of mm_ig_type; X quantized to int8 per block of 32, as ggml
+ * does), both described where they are defined.
  */
 #include "mm_kern.h" /* first: renames matmul.h's functions per MM_ISA */
 #include "matmul.h"

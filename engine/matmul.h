@@ -48,14 +48,15 @@ void mm_set_bf16_gemm(int enable);
  * direct bf16 path (compiled in, CPU support, switch on, shape fits). */
 int mm_bf16_gemm_used(int type, int64_t n_in, int m);
 
-/* Int8 GEMM for m > 8 with Q8_0, Q4_0, Q4_K, IQ4_NL and IQ4_XS weights on CPUs with
- * AVX512-VNNI: X is quantized to int8 per block of 32 (as ggml's q8_0
- * activations; error bound in matmul.c) and multiplied with the weight
- * codes by vpdpbusd. 1 = use it where available (the default), 0 =
- * dequantize + sgemm. The same switch covers the int8 decode path (m <= 8,
- * every quantized type, every kernel set; same X quantization and error
- * bound), 0 = f32 activations there. A process-wide switch for
- * comparisons; set it while no product is running. */
+/* Int8 GEMM for m > 8 with Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * IQ4_NL and IQ4_XS weights on CPUs with AVX512-VNNI: X is quantized to
+ * int8 per block of 32 (as ggml's q8_0 activations; error bound in
+ * matmul.c) and multiplied with the weight codes by vpdpbusd. 1 = use it
+ * where available (the default), 0 = dequantize + sgemm. The same switch
+ * covers the int8 decode path (m <= 8, every quantized type, every kernel
+ * set; same X quantization and error bound), 0 = f32 activations there.
+ * A process-wide switch for comparisons; set it while no product is
+ * running. */
 void mm_set_int8_gemm(int enable);
 /* 1 if a product with weight TYPE, N_IN inputs and M rows of X takes the
  * int8 path (GEMM for m > 8, decode for m <= 8; compiled in, CPU support,
