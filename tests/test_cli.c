@@ -11,6 +11,7 @@
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "t.h"
+#include "tools/cli.h"
 #include "tproc.h"
 
 #define MODEL "models/tiny-kjv-f32.gguf"
@@ -159,8 +160,30 @@ static void test_hostile_model(void)
     unlink(path);
 }
 
+static void check_json_str(const char *in, const char *want)
+{
+    char buf[256] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    T_CHECK(f != NULL);
+    if (!f) return;
+    cli_json_str(f, in);
+    fclose(f);
+    if (strcmp(buf, want)) fprintf(stderr, "  json_str: got %s want %s\n", buf, want);
+    T_CHECK(strcmp(buf, want) == 0);
+}
+
+/* The JSON string writer: escapes, and never emits bytes that are not UTF-8. */
+static void test_json_str(void)
+{
+    check_json_str("a\"b\\c\nd\te\x01", "\"a\\\"b\\\\c\\nd\\te\\u0001\"");
+    check_json_str("caf\xc3\xa9 \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"");
+    check_json_str("cut \xe2\x80", "\"cut \\ufffd\\ufffd\"");            /* ends inside a character */
+    check_json_str("\xc0\xaf \xed\xa0\x80 \xff", "\"\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd \\ufffd\"");
+}
+
 int main(void)
 {
+    T_RUN(test_json_str);
     T_RUN(test_hostile_model);
     T_RUN(test_unknown_refused);
     T_RUN(test_values);

@@ -211,7 +211,11 @@ static void test_bad_input(void)
     fputs("caf\xe9 au lait\n", f);
     fclose(f);
     snprintf(a, sizeof a, "ppl models/tiny-kjv-f32.gguf -f %s", path);
-    expect_error(a, "not valid UTF-8");
+    expect_error(a, "invalid UTF-8 at byte 3");
+    /* --utf8 replace: the byte becomes its byte piece <0xE9>, and ppl runs */
+    snprintf(a, sizeof a, "ppl models/tiny-kjv-f32.gguf -f %s --utf8 replace --json --quiet", path);
+    T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
+    T_CHECK(t_json_num(out, "ppl") > 1.0);
     /* truncated model */
     snprintf(path, sizeof path, "%s/cut.gguf", dir);
     snprintf(a, sizeof a, "head -c 100000 models/tiny-kjv-f32.gguf > %s", path);

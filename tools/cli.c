@@ -25,6 +25,9 @@ const char *const cli_io_names[] = { "uring", "pread", "mmap", NULL };
 _Static_assert(sizeof cli_io_names / sizeof cli_io_names[0] == IO_NKINDS + 1, "io kinds");
 const char *const cli_backing_names[] = { [KVS_RAM] = "ram", [KVS_DISK] = "disk", NULL };
 const char *const cli_krot_names[] = { "read", "write", NULL };
+const char *const cli_utf8_names[] = { "error", "replace", NULL };
+
+struct cli_text_opts cli_text; /* CLI_OPTS_TEXT; read by cli_open_tok, cli_encode */
 
 static void vwarn(const char *fmt, va_list ap)
 {
@@ -248,15 +251,31 @@ char *cli_read_file(const char *path, size_t *len)
     return buf;
 }
 
+tok *cli_open_tok(const gguf *g, const char *path)
+{
+    char err[512] = "";
+    struct tok_params p = {.pre = cli_text.pre};
+    tok *t;
+    int rc = tok_open_with(g, &p, &t, err, sizeof err);
+    if (rc < 0) cli_die("%s: tokenizer: %s", path, err[0] ? err : kvt_strerror(rc));
+    const char *file_pre = NULL;
+    size_t n = 0;
+    if (tok_pre_name(t) && gguf_get_str(g, "tokenizer.ggml.pre", &file_pre, &n) < 0)
+        file_pre = NULL;
+    if (cli_text.pre && tok_pre_name(t))
+        cli_warn("%s: --pre-tokenizer: splitting as '%s' (the file says '%.*s')", path,
+                 tok_pre_name(t), file_pre ? (int)KVT_MIN(n, 64) : 4, file_pre ? file_pre : "none");
+    else if (tok_pre_name(t) && !file_pre)
+        cli_warn("%s: no tokenizer.ggml.pre; splitting as 'default' (as llama.cpp)", path);
+    return t;
+}
+
 void cli_load(const char *path, model **m, tok **t)
 {
     char err[512] = "";
     int rc = model_open(path, m, err, sizeof err);
     if (rc < 0) cli_die("%s: %s", path, err[0] ? err : kvt_strerror(rc));
-    if (t) {
-        rc = tok_open(model_gguf(*m), t, err, sizeof err);
-        if (rc < 0) cli_die("%s: tokenizer: %s", path, err[0] ? err : kvt_strerror(rc));
-    }
+    if (t) *t = cli_open_tok(model_gguf(*m), path);
 }
 
 void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_params *rp)
@@ -289,14 +308,26 @@ void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_param
     }
 }
 
+int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
+                   int32_t *ids, size_t cap, size_t *bad_off)
+{
+    unsigned fl = (add_special ? TOK_ADD_BOS : 0) |
+                  (add_special && tok_add_eos(t) ? TOK_ADD_EOS : 0) |
+                  (cli_text.parse_special ? TOK_PARSE_SPECIAL : 0) |
+                  (cli_text.utf8_replace ? TOK_UTF8_REPLACE : 0);
+    return tok_encode_ex(t, text, len, fl, ids, cap, bad_off);
+}
+
 int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
                       int add_bos, int64_t *n_out)
 {
     size_t cap = tok_encode_bound(len);
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) cli_die("%s: out of memory", src);
-    int64_t n = tok_encode(t, text, len, add_bos, ids, cap);
-    if (n == KVT_EUTF8) cli_die("%s: text is not valid UTF-8", src);
+    size_t bad = 0;
+    int64_t n = cli_encode(t, text, len, add_bos, ids, cap, &bad);
+    if (n == KVT_EUTF8)
+        cli_die("%s: invalid UTF-8 at byte %zu (--utf8 replace to substitute it)", src, bad);
     if (n < 0) cli_die("%s: tokenizer: %s", src, kvt_strerror((int)n));
     *n_out = n;
     return ids;
@@ -476,15 +507,35 @@ void cli_json_cpu(FILE *f)
     fputs(", ", f);
 }
 
+/* Length of the valid UTF-8 sequence at s (strict: no overlongs, no
+ * surrogates, <= U+10FFFF), 0 if the bytes there are not one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
 void cli_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        size_t n = utf8_seq_len(c);
+        if (n == 0) { fputs("\\ufffd", f); c++; continue; } /* not UTF-8: U+FFFD */
         if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
         else if (*c == '\n') fputs("\\n", f);
         else if (*c == '\t') fputs("\\t", f);
         else if (*c < 0x20) fprintf(f, "\\u%04x", *c);
-        else fputc(*c, f);
+        else fwrite(c, 1, n, f);
+        c += n;
     }
     fputc('"', f);
 }

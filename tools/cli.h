@@ -83,6 +83,27 @@ void cli_opt_self_extend(void *field, const char *name, const char *v);
             "tile reads in flight"), \
     OPT_BYTES("--ram-budget", NULL, "BYTES", &(o)->ram_budget, \
               "prefetch window + decoded tiles (e.g. 64M)", .def = "queue depth x one record")
+/* Text options (every command that reads text): process-wide, since a
+ * process has one tokenizer; cli_open_tok and cli_encode read them. */
+struct cli_text_opts {
+    int utf8_replace;   /* --utf8 replace */
+    int parse_special;  /* --parse-special */
+    const char *pre;    /* --pre-tokenizer NAME */
+};
+extern struct cli_text_opts cli_text;
+extern const char *const cli_utf8_names[];
+#define CLI_OPTS_TEXT \
+    OPT_GROUP("Text:"), \
+    OPT_CHOICE("--utf8", NULL, &cli_text.utf8_replace, cli_utf8_names, \
+               "invalid UTF-8: stop naming its byte offset, or replace\n" \
+               "each bad byte (U+FFFD; byte pieces <0xNN> in SentencePiece)"), \
+    OPT_FLAG("--parse-special", NULL, &cli_text.parse_special, \
+             "match control pieces (\"<|eot_id|>\", ...) inside the text"), \
+    CLI_OPT_PRE
+#define CLI_OPT_PRE \
+    OPT_STR("--pre-tokenizer", NULL, "NAME", &cli_text.pre, \
+            "split byte-level BPE text as NAME, not as the file's\n" \
+            "tokenizer.ggml.pre says (warns)", .def = "from the file")
 #define CLI_OPTS_POS(o) \
     OPT_GROUP("Positions:"), \
     OPT_FN("--rope-scaling", NULL, "S", &(o)->rope_scaling, cli_opt_rope_scaling, \
@@ -147,13 +168,22 @@ char *cli_read_file(const char *path, size_t *len);
 
 /* Open model + tokenizer; exits with "kvtile: PATH: reason". */
 void cli_load(const char *path, model **m, tok **t);
+/* The tokenizer of G (from PATH) with the tokenizer options; warns when
+ * the pre-tokenizer is forced or the file names none; exits on error. */
+tok *cli_open_tok(const gguf *g, const char *path);
+
 
 /* Positions for this run: the file's scheme with the overrides applied. */
 void cli_rope_params(const struct cli_opts *o, const model *m,
                      struct rope_params *rp);
 
-/* Tokenize text (with BOS if add_bos); exits naming SRC on invalid UTF-8.
- * Returns a malloc'ed array. */
+/* tok_encode_ex with the tokenizer options: ADD_SPECIAL adds BOS (if the
+ * vocabulary has one) and EOS when the model asks for it. */
+int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
+                   int32_t *ids, size_t cap, size_t *bad_off);
+
+/* Tokenize text (cli_encode); exits naming SRC and the byte offset on
+ * invalid UTF-8. Returns a malloc'ed array. */
 int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
                       int add_bos, int64_t *n_out);
 
@@ -209,7 +239,9 @@ void cli_progress_end(struct cli_progress *p);
 /* -log softmax(logits)[target], in double: the scored loss of one token. */
 double cli_nll(const float *logits, int n_vocab, int target);
 
-/* JSON string to F (quoted, escaped). */
+/* JSON string to F (quoted, escaped). Bytes that are not strict UTF-8 (a
+ * generated text can end inside a character) become U+FFFD, so the output
+ * is always valid JSON. */
 void cli_json_str(FILE *f, const char *s);
 /* `"cpu": "FEATURES; kernels SET", ` (cpu_describe) for a JSON object. */
 void cli_json_cpu(FILE *f);

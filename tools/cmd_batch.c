@@ -299,14 +299,15 @@ static int load_doc(struct batch *b, int64_t i, struct doc_in *d, char *err, siz
     return -1;
 }
 
-/* Tokenize; KVT_EUTF8 is a bad record, anything else fatal. */
+/* Tokenize; KVT_EUTF8 is a bad record (first bad byte in *bad), anything
+ * else fatal. */
 static int64_t tokenize(struct batch *b, const char *text, size_t len, int bos,
-                        int32_t **ids)
+                        int32_t **ids, size_t *bad)
 {
     size_t cap = tok_encode_bound(len);
     *ids = malloc(cap * sizeof **ids);
     if (!*ids) cli_die("out of memory");
-    int64_t n = tok_encode(b->tk, text, len, bos && tok_add_bos(b->tk), *ids, cap);
+    int64_t n = cli_encode(b->tk, text, len, bos && tok_add_bos(b->tk), *ids, cap, bad);
     if (n < 0 && n != KVT_EUTF8) cli_die("%s: tokenizer: %s", b->input, kvt_strerror((int)n));
     return n;
 }
@@ -566,11 +567,12 @@ static void timings(struct batch *b, FILE *f, const struct dcache *dc, int64_t p
 static char *do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_progress *pr)
 {
     int32_t *ids;
-    int64_t n = tokenize(b, d->text, d->text_len, 1, &ids);
+    size_t bad = 0;
+    int64_t n = tokenize(b, d->text, d->text_len, 1, &ids, &bad);
     char err[8400];
     if (n == KVT_EUTF8) {
         free(ids);
-        snprintf(err, sizeof err, "%s: text is not valid UTF-8", d->src);
+        snprintf(err, sizeof err, "%s: text is not valid UTF-8 (byte %zu)", d->src, bad);
         return error_line(b, i, d->id, err);
     }
     if (n < 2) {
@@ -637,13 +639,14 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
     int64_t plen = tmpl_render(tm, d->text, d->text_len, q, strlen(q), prompt, cap, &doc_part);
     KVT_ASSERT(plen >= 0);
     int32_t *ids, *dids;
-    int64_t n = tokenize(b, prompt, (size_t)plen, 1, &ids);
-    int64_t nd = n < 0 ? n : tokenize(b, prompt, doc_part, 1, &dids);
+    size_t bad = 0;
+    int64_t n = tokenize(b, prompt, (size_t)plen, 1, &ids, &bad);
+    int64_t nd = n < 0 ? n : tokenize(b, prompt, doc_part, 1, &dids, &bad);
     if (n == KVT_EUTF8 || nd == KVT_EUTF8) {
         free(prompt);
         free(ids);
         if (n >= 0) free(dids);
-        snprintf(err, sizeof err, "%s: text is not valid UTF-8", d->src);
+        snprintf(err, sizeof err, "%s: text is not valid UTF-8 (byte %zu of the prompt)", d->src, bad);
         return error_line(b, i, d->id, err);
     }
     if (n < 1) {
@@ -896,6 +899,7 @@ static void parse_args(struct batch *b, int argc, char **argv)
         CLI_OPTS_TILES(&b->o),
         CLI_OPTS_DISK(&b->o),
         CLI_OPTS_POS(&b->o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL -i INPUT -o OUT.jsonl [options]";

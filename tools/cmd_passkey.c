@@ -168,6 +168,7 @@ int cmd_passkey(int argc, char **argv)
         CLI_OPTS_TILES(&o),
         CLI_OPTS_DISK(&o),
         CLI_OPTS_POS(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL [options]";

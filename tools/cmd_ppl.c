@@ -1,10 +1,11 @@
 /* cmd_ppl.c - `kvtile ppl`: perplexity of a long text.
  *
  * Protocol (llama.cpp's llama-perplexity, so numbers compare): the text is
- * tokenized once with BOS and cut into non-overlapping windows of n_ctx
- * tokens (the tail is dropped; a text shorter than n_ctx is one window of
- * its own length); each window is evaluated from an empty KV store with its
- * first token replaced by BOS; the logits at positions n/2 .. n-2 are
+ * tokenized once (BOS first when the model adds one) and cut into
+ * non-overlapping windows of n_ctx tokens (the tail is dropped; a text
+ * shorter than n_ctx is one window of its own length); each window is
+ * evaluated from an empty KV store with its first token replaced by BOS
+ * (when the model adds one: Qwen2 files say add_bos_token = false); the logits at positions n/2 .. n-2 are
  * scored against the next tokens (--score all: positions 0 .. n-2);
  * PPL = exp(mean NLL). Positions are prepared for the window's true length.
  * --stride S: sliding windows of n_ctx starting every S tokens; the first
@@ -230,7 +231,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     float *logits = malloc((size_t)oo.n_batch * (size_t)n_vocab * sizeof *logits);
     int32_t *win = malloc((size_t)n_ctx * sizeof *win);
     if (!logits || !win) cli_die("out of memory");
-    int bos = tok_bos(j->tk);
+    int bos = tok_add_bos(j->tk) ? tok_bos(j->tk) : -1; /* as llama-perplexity */
     struct cli_progress pr;
     cli_progress_start(&pr, o->quiet || o->json, "windows");
     double t0 = kvt_now_s();
@@ -515,6 +516,7 @@ int cmd_ppl(int argc, char **argv)
         CLI_OPTS_TILES(&o),
         CLI_OPTS_DISK(&o),
         CLI_OPTS_POS(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL -f FILE [options]";
@@ -534,7 +536,7 @@ int cmd_ppl(int argc, char **argv)
     size_t len;
     char *text = cli_read_file(file, &len);
     int64_t n_tok;
-    int32_t *ids = cli_tokenize(tk, file, text, len, 1, &n_tok);
+    int32_t *ids = cli_tokenize(tk, file, text, len, tok_add_bos(tk), &n_tok);
     free(text);
     if (n_tok < 2) cli_die("%s: only %lld tokens", file, (long long)n_tok);
 
