@@ -9,21 +9,21 @@
 
 #include "io/kvt.h"
 
-#if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
+
+#include "cpu.h"
 
 enum { ATTN_QB = 64 }; /* query tokens per block */
 
 /* row[c] = exp(row[c] - m) for c < n (row[c] <= m; -inf gives 0);
- * returns the sum. The softmax inner loop: with AVX-512, a Cody-Waite
- * reduction and a degree-6 polynomial (relative error < 2e-7, about the
- * same as expf), 16 lanes at a time; elsewhere expf. */
-static float exp_shift_sum(float *row, int n, float m)
+ * returns the sum. The softmax inner loop: with AVX-512 (the avx512
+ * kernel set of cpu.h, chosen at run time), a Cody-Waite reduction and a
+ * degree-6 polynomial (relative error < 2e-7, about the same as expf), 16
+ * lanes at a time; elsewhere expf. */
+__attribute__((target("avx512f,avx512dq"))) static int exp_shift_sum16(float *row, int n,
+                                                                       float m, float *sum_out)
 {
     int c = 0;
-    float sum = 0.0f;
-#if defined(__AVX512F__)
     const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.0f);
     const __m512 log2e = _mm512_set1_ps(1.44269504f);
     const __m512 ln2_hi = _mm512_set1_ps(0.693145752f), ln2_lo = _mm512_set1_ps(1.42860677e-6f);
@@ -50,8 +50,15 @@ static float exp_shift_sum(float *row, int n, float m)
         _mm512_storeu_ps(row + c, p);
         acc = _mm512_add_ps(acc, p);
     }
-    sum = _mm512_reduce_add_ps(acc);
-#endif
+    *sum_out = _mm512_reduce_add_ps(acc);
+    return c;
+}
+
+static float exp_shift_sum(float *row, int n, float m)
+{
+    int c = 0;
+    float sum = 0.0f;
+    if (cpu_set_active() == CPU_SET_AVX512) c = exp_shift_sum16(row, n, m, &sum);
     for (; c < n; c++) {
         float p = expf(row[c] - m);
         row[c] = p;

@@ -8,12 +8,9 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #define XXH_INLINE_ALL /* compiled here with this build's vector ISA */
 #include <xxhash.h>
-#if defined(__F16C__)
 #include <immintrin.h>
-#elif defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
+#include "engine/cpu.h"
 #include "io/kvt.h"
 
 static const char *const tile_codec_names[TILE_NCODECS] = {
@@ -99,6 +96,20 @@ float tile_f16_to_f32(uint16_t h)
     if (em >= 0x7c00u) return u2f(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
     if (em >= 0x0400u) return u2f(sign | ((em << 13) + (112u << 23)));
     return u2f(sign | f2u((float)em * 5.9604644775390625e-8f)); /* em*2^-24 */
+}
+
+/* dst[i] = f16 element i of S8 for i < count rounded down to 8 (returned):
+ * exact like tile_f16_to_f32 (a signalling NaN comes out quiet; tile_pack
+ * never makes one). Only on CPUs with F16C. */
+__attribute__((target("avx,f16c"))) static size_t tile_f16_unpack8(const uint8_t *s8,
+                                                                   size_t count, float *dst)
+{
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s8 + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    return i;
 }
 
 uint16_t tile_f32_to_bf16(float f)
@@ -233,15 +244,8 @@ void tile_unpack(int type, int kv_dim, const void *src, int n, float *dst)
         memcpy(dst, src, count * 4);
         break;
     case KVS_F16: {
-        size_t i = 0;
-#ifdef __F16C__
-        /* exact like tile_f16_to_f32 (a signalling NaN comes out quiet;
-         * tile_pack never makes one) */
-        for (; i + 8 <= count; i += 8) {
-            __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s8 + 2 * i));
-            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-        }
-#endif
+        /* F16C on the avx2 and avx512 kernel sets (cpu.h) */
+        size_t i = cpu_set_active() >= CPU_SET_AVX2 ? tile_f16_unpack8(s8, count, dst) : 0;
         for (; i < count; i++) {
             uint16_t h;
             memcpy(&h, s8 + 2 * i, 2);

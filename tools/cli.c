@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/cpu.h"
 #include "io/io.h"
 #include "io/kvt.h"
 #include "kvstore/journal.h"
@@ -524,6 +525,15 @@ double cli_nll(const float *logits, int n_vocab, int target)
     double sum = 0.0;
     for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
     return -((double)(logits[target] - mx) - log(sum));
+}
+
+void cli_json_cpu(FILE *f)
+{
+    char d[256];
+    cpu_describe(d, sizeof d);
+    fputs("\"cpu\": ", f);
+    cli_json_str(f, d);
+    fputs(", ", f);
 }
 
 /* Length of the valid UTF-8 sequence at s (strict: no overlongs, no

@@ -258,6 +258,8 @@ void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
  * generated text can end inside a character) become U+FFFD, so the output
  * is always valid JSON. */
 void cli_json_str(FILE *f, const char *s);
+/* `"cpu": "FEATURES; kernels SET", ` (cpu_describe) for a JSON object. */
+void cli_json_cpu(FILE *f);
 
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -163,7 +163,9 @@ int cmd_generate(int argc, char **argv)
     double decode_tps = (double)n_out / (t2 - t1 + 1e-9);
     out[out_len] = 0;
     if (o.json) {
-        printf("{\"prompt\": ");
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"prompt\": ");
         cli_json_str(stdout, text);
         printf(", \"text\": ");
         cli_json_str(stdout, out);

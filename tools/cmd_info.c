@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "engine/cpu.h"
 #include "io/kvt.h"
 
 static void print_tokenizer(const tok *tk)
@@ -107,6 +108,9 @@ int cmd_info(int argc, char **argv)
         printf("\n");
     }
     if (o.se_group) printf("self-extend     group %d, window %d\n", o.se_group, o.se_window);
+    char cpu[256];
+    cpu_describe(cpu, sizeof cpu);
+    printf("cpu             %s\n", cpu);
     printf("fingerprint     ");
     for (int i = 0; i < 32; i++) printf("%02x", fp[i]);
     printf("\n");

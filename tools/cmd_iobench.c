@@ -620,7 +620,9 @@ int cmd_iobench(int argc, char **argv)
         uring_used |= R.rows[i].used == IO_URING;
     }
     if (o->json) {
-        printf("{\"size_bytes\": %zu, \"n_layer\": %d, \"kv_dim\": %d, "
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"size_bytes\": %zu, \"n_layer\": %d, \"kv_dim\": %d, "
                "\"io_info\": %d, \"uring_in_use\": %s, \"uring_fallback\": %s, "
                "\"direct_fallback\": %s,\n \"probes\": [",
                o->size, o->n_layer, o->kv_dim,

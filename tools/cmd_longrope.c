@@ -833,7 +833,9 @@ int cmd_longrope(int argc, char **argv)
     write_gguf(path, m, o.model_path, L, orig, mscale, lf, sf, np);
 
     if (o.json) {
-        printf("{\"best_ppl\": %.6f, \"best_nll\": %.17g, \"evaluations\": %d, \"computed\": %lld, "
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"best_ppl\": %.6f, \"best_nll\": %.17g, \"evaluations\": %d, \"computed\": %lld, "
                "\"seconds\": %.3f, \"factors\": ",
                exp(best_nll), best_nll, n_evals, (long long)S.n_computed, secs);
         json_factors(stdout, S.c[best].q, np);

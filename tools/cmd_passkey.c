@@ -244,7 +244,9 @@ int cmd_passkey(int argc, char **argv)
     int beyond = max_len > hp->n_ctx_train;
 
     if (o.json) {
-        printf("{\"model\": ");
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"model\": ");
         cli_json_str(stdout, o.model_path);
         printf(", \"n_ctx_train\": %lld, \"rope\": \"%s\", \"trials\": %d, \"seed\": %llu, "
                "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f, ",

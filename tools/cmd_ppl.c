@@ -402,7 +402,11 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
     double *ppl = malloc(sizeof(double) * (size_t)(n_ctx * n_sch));
     if (!ppl) cli_die("out of memory");
     const struct cli_opts *o = j->o;
-    if (o->json) printf("{\"sweep\": [");
+    if (o->json) {
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"sweep\": [");
+    }
     else {
         printf("%-8s", "ctx");
         for (int i = 0; i < n_sch; i++) printf(" %12s", sch_s[i]);
@@ -766,7 +770,9 @@ int cmd_ppl(int argc, char **argv)
             cli_warn("%s: the curve covers only the part evaluated after resuming", curve);
     }
     if (o.json) {
-        printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, "
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, "
                "\"n_scored\": %lld, \"n_ctx\": %lld, \"n_chunks\": %lld, "
                "\"n_tokens\": %lld, \"tokens_per_s\": %.1f, \"seconds\": %.3f, "
                "\"peak_rss_bytes\": %lld, \"rope\": \"%s\", \"resumed_from\": %d, "
