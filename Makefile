@@ -5,22 +5,38 @@
 
 CC      ?= cc
 BUILD   ?= build
-OPT     ?= -O2 -march=native -g
+OPT     ?= -O2 -g
+# One binary for every x86-64 host: code outside the kernels is built for
+# the x86-64-v2 baseline; engine/matmul.c is built once per kernel set
+# (engine/cpu.h) with that set's flags and chosen at run time from cpuid.
+# `make NATIVE=1` builds everything for this host's CPU instead (the
+# kernel sets are still built and dispatched; the baseline code is not
+# portable then).
+ARCH    ?= -march=x86-64-v2 -mtune=generic
+ifdef NATIVE
+ARCH    = -march=native
+endif
 override CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wundef \
                    -D_GNU_SOURCE -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-                   $(OPT) -pthread
+                   $(OPT) $(ARCH) -pthread
 ifdef CI
 override CFLAGS += -Werror
 endif
 LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
-LIB_SRC   := $(wildcard io/*.c) $(wildcard kvstore/*.c) $(wildcard engine/*.c)
+LIB_SRC   := $(wildcard io/*.c) $(wildcard kvstore/*.c) \
+             $(filter-out engine/matmul.c,$(wildcard engine/*.c))
+# engine/matmul.c per kernel set (engine/mm_kern.h): flags of each set
+MM_SETS   := portable avx2 avx512
+MM_FLAGS_portable := -DMM_SET=CPU_SET_PORTABLE -march=x86-64-v2
+MM_FLAGS_avx2     := -DMM_SET=CPU_SET_AVX2 -march=x86-64-v3
+MM_FLAGS_avx512   := -DMM_SET=CPU_SET_AVX512 -march=x86-64-v4 -mavx512vnni -mavx512bf16
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 TESTLIB_SRC := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MM_SETS:%=$(BUILD)/engine/matmul_%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(filter-out $(BUILD)/tools/kvtile.o,$(TOOL_OBJ))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
@@ -37,6 +53,11 @@ all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# (a static pattern rule: only these targets, never a .d file's remake)
+$(MM_SETS:%=$(BUILD)/engine/matmul_%.o): $(BUILD)/engine/matmul_%.o: engine/matmul.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MM_FLAGS_$*) -DMM_ISA=$* -MMD -MP -c $< -o $@
 
 $(BUILD)/libkvt.a: $(LIB_OBJ)
 	@rm -f $@
@@ -82,18 +103,18 @@ demo: deps
 # take most of an hour under instrumentation.
 SAN_ENV = KVT_TEST_QUICK=1
 asan:
-	$(SAN_ENV) $(MAKE) BUILD=build-asan OPT="-O1 -g -march=native -fsanitize=address -fno-omit-frame-pointer" test
+	$(SAN_ENV) $(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address -fno-omit-frame-pointer" test
 ubsan:
-	$(SAN_ENV) $(MAKE) BUILD=build-ubsan OPT="-O1 -g -march=native -fsanitize=undefined -fno-sanitize-recover=undefined" test
+	$(SAN_ENV) $(MAKE) BUILD=build-ubsan OPT="-O1 -g -fsanitize=undefined -fno-sanitize-recover=undefined" test
 tsan:
-	$(SAN_ENV) $(MAKE) BUILD=build-tsan OPT="-O1 -g -march=native -fsanitize=thread" test
+	$(SAN_ENV) $(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" test
 
 # Fuzz targets (tests/fuzz/fuzz_*.c): libFuzzer binaries with clang
 # (`make fuzz`), and plain replay programs (KVT_REPLAY) built with `all`,
 # which test_fuzz runs over each corpus in tests/fuzz/corpus/NAME/.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
-FUZZ_LIB := io/kvt.c io/io.c engine/gguf.c engine/tok.c engine/rope.c kvstore/tile.c \
+FUZZ_LIB := io/kvt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c \
             kvstore/kvs.c kvstore/journal.c tools/json.c tools/batch_cache.c
 all: $(FUZZ_REPLAY)
 $(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.h $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a

@@ -16,6 +16,12 @@
  *   x bound     step s / bound s (1.0 = the step runs at device speed)
  *   RSS MiB     peak RSS during the steps (VmHWM reset through
  *               /proc/self/clear_refs before them); must not grow with N
+ *               beyond the tile summaries (kv_dim/2 floats per tile and
+ *               layer, kept in RAM)
+ * With --attend P1,P2,.. (select.h policies, "all" = the full scan), each
+ * policy runs its steps on the same cache, page cache dropped before
+ * each, and the row also gives the tiles and bytes read per step and the
+ * step time over the full scan's (the first policy should be "all").
  *
  * Shapes: tiny = tiny-kjv (4 layers, 4 heads, 2 KV heads x 64 = kv_dim
  * 128, ~2 KiB per token: 4 GB at 2M tokens); llama8b = one layer of
@@ -25,6 +31,7 @@
  * usage: bench_decode2m [--tokens 64K,256K] [--shapes tiny,llama8b]
  *        [--dir /tmp] [--clean] [--steps 3] [--io uring] [--qd 16]
  *        [--tile-tokens 1024] [--codec none] [-t THREADS]
+ *        [--attend all;sink:1024,recent:1024,top:1%;...]  (';'-separated)
  *   full run: bench_decode2m --tokens 256K,2M --dir DIR   (12 GB on disk)
  *   --clean deletes the caches at the end (make bench passes it).
  */
@@ -40,6 +47,7 @@
 #include <unistd.h>
 
 #include "engine/attn.h"
+#include "engine/select.h"
 #include "engine/pool.h"
 #include "engine/rope.h"
 #include "io/io.h"
@@ -72,6 +80,8 @@ struct opts {
     int shape_on[N_SHAPES];
     const char *dir;
     int clean, steps, io, qd, tile, codec, threads;
+    struct sel_policy pol[MAX_LIST];
+    int n_pol;
 };
 
 static _Noreturn void die(const char *fmt, ...)
@@ -113,6 +123,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     o->codec = TILE_NONE;
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = nproc > 0 ? (int)nproc : 1;
+    o->n_pol = 1; /* "all" */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--clean")) { o->clean = 1; continue; }
@@ -141,6 +152,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
                     o->tokens[o->n_tokens++] = parse_count(a, t);
                 }
             }
+        } else if (!strcmp(a, "--attend")) {
+            char buf[512];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->n_pol = 0;
+            for (char *sv = NULL, *t = strtok_r(buf, ";", &sv); t; t = strtok_r(NULL, ";", &sv)) {
+                if (o->n_pol == MAX_LIST) die("--attend: too many policies");
+                if (sel_parse(t, &o->pol[o->n_pol++]) < 0) die("--attend: bad policy '%s'", t);
+            }
+            if (o->n_pol == 0) die("--attend: empty list");
         } else if (!strcmp(a, "--dir")) o->dir = v;
         else if (!strcmp(a, "--steps")) o->steps = (int)parse_count(a, v);
         else if (!strcmp(a, "--qd")) o->qd = (int)parse_count(a, v);
@@ -188,6 +208,7 @@ static struct kvs_config cache_config(const struct opts *o, const struct shape *
                  IO_ALIGN * IO_ALIGN;
     c.ram_budget_bytes = rec * (size_t)o->qd;
     c.path = path;
+    c.head_dim = sh->head_dim; /* llama: adjacent rotation pairs */
     for (int i = 0; i < 4; i++) { /* the parameters, as the "model" */
         char salted[300];
         snprintf(salted, sizeof salted, "%d %s", i, key);
@@ -239,6 +260,13 @@ static kvs *open_cache(const struct kvs_config *c, int64_t tokens)
     kvs *s = NULL;
     if (access(c->path, F_OK) == 0) {
         int rc = kvs_open(&r, &s);
+        if (rc == 0 && kvs_n_tokens(s) == tokens && kvs_summary_missing(s) > 0) {
+            double t0 = kvt_now_s(); /* a cache from before summaries */
+            int64_t nb = kvs_summary_rebuild(s);
+            if (nb < 0) die("%s: rebuilding summaries: %s", c->path, kvt_strerror((int)nb));
+            fprintf(stderr, "bench_decode2m: %s: %lld tile summaries rebuilt in %.1f s\n",
+                    c->path, (long long)nb, kvt_now_s() - t0);
+        }
         if (rc == 0 && kvs_n_tokens(s) == tokens) return s;
         kvs_close(s);
         s = NULL;
@@ -292,24 +320,19 @@ struct result {
     double step_s, probe_gbps, bound_s;
     uint64_t file_bytes;
     int64_t rss;
+    double tiles_step, bytes_step; /* read per step (all layers) */
 };
 
-static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens,
-                    pool *pl, struct result *res)
+/* Steps of one policy on an open cache. */
+static void run_policy(const struct opts *o, const struct shape *sh, int64_t tokens,
+                       kvs *kv, const struct sel_policy *pol, pool *pl, const char *path,
+                       struct result *res)
 {
     const int kv_dim = sh->n_head_kv * sh->head_dim;
     const int q_dim = sh->n_head * sh->head_dim;
-    char key[256], path[4096];
-    snprintf(key, sizeof key, "kvtile-decode2m-%s-%lld-t%d-f16-%s", sh->name,
-             (long long)tokens, o->tile, tile_codec_name(o->codec));
-    snprintf(path, sizeof path, "%s/%s.kvt", o->dir, key);
-    struct kvs_config cfg = cache_config(o, sh, path, key);
-    kvs *kv = open_cache(&cfg, tokens);
-    note_info(path, kvs_io_info(kv));
-
     struct attn_params ap = { .n_head = sh->n_head, .n_head_kv = sh->n_head_kv,
                               .head_dim = sh->head_dim, .max_q = 1,
-                              .tile_tokens = o->tile };
+                              .tile_tokens = o->tile, .sel = *pol };
     attn_ctx *a;
     int rc = attn_ctx_create(&ap, pl, &a);
     if (rc < 0) die("attention: %s", kvt_strerror(rc));
@@ -322,10 +345,10 @@ static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens
     if (!q || !out || !kn || !vn) die("out of memory");
     uint64_t rng = 0x1234567ull + (uint64_t)tokens;
 
-    double p0 = device_gbps(path, &res->file_bytes);
     malloc_trim(0); /* what writing the cache freed must not count below */
     if ((rc = probe_drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
     int have_reset = rss_reset() == 0;
+    uint64_t b0 = kvs_bytes_read(kv);
     double t0 = kvt_now_s();
     for (int s = 0; s < o->steps; s++)
         for (int L = 0; L < sh->n_layer; L++) {
@@ -340,12 +363,35 @@ static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens
         }
     res->step_s = (kvt_now_s() - t0) / o->steps;
     res->rss = have_reset ? rss_peak() : kvt_peak_rss_bytes();
-    double p1 = device_gbps(path, &res->file_bytes);
-    res->probe_gbps = 0.5 * (p0 + p1);
-    res->bound_s = (double)res->file_bytes / (res->probe_gbps * 1e9);
-    kvs_close(kv);
+    struct attn_stats st;
+    attn_get_stats(a, &st);
+    res->tiles_step = (double)st.tiles_read / o->steps;
+    res->bytes_step = (double)(kvs_bytes_read(kv) - b0) / o->steps;
     attn_ctx_free(a);
     free(q); free(out); free(kn); free(vn);
+}
+
+/* Every policy on the cache of (shape, tokens): res[0 .. n_pol). */
+static void run_one(const struct opts *o, const struct shape *sh, int64_t tokens,
+                    pool *pl, struct result *res)
+{
+    char key[256], path[4096];
+    snprintf(key, sizeof key, "kvtile-decode2m-%s-%lld-t%d-f16-%s", sh->name,
+             (long long)tokens, o->tile, tile_codec_name(o->codec));
+    snprintf(path, sizeof path, "%s/%s.kvt", o->dir, key);
+    struct kvs_config cfg = cache_config(o, sh, path, key);
+    kvs *kv = open_cache(&cfg, tokens);
+    note_info(path, kvs_io_info(kv));
+    uint64_t file_bytes;
+    double p0 = device_gbps(path, &file_bytes);
+    for (int i = 0; i < o->n_pol; i++) run_policy(o, sh, tokens, kv, &o->pol[i], pl, path, &res[i]);
+    double p1 = device_gbps(path, &file_bytes);
+    for (int i = 0; i < o->n_pol; i++) {
+        res[i].file_bytes = file_bytes;
+        res[i].probe_gbps = 0.5 * (p0 + p1);
+        res[i].bound_s = (double)file_bytes / (res[i].probe_gbps * 1e9);
+    }
+    kvs_close(kv);
     if (o->clean && unlink(path) != 0) die("%s: %s", path, strerror(errno));
 }
 
@@ -360,26 +406,35 @@ int main(int argc, char **argv)
     printf("decode steps over a disk KV cache: f16, %s, tile %d, %s qd %d, %d threads, "
            "%d steps, cache in %s\n", tile_codec_name(o.codec), o.tile, io_kind_name(o.io),
            o.qd, o.threads, o.steps, o.dir);
-    printf("%-8s %9s %6s %8s %9s %8s %9s %8s %9s %8s\n", "shape", "tokens", "layers",
-           "file GB", "step s", "GB/s", "probe", "bound s", "x bound", "RSS MiB");
+    printf("%-8s %9s %6s %8s %-26s %9s %10s %9s %8s %9s %8s %9s %8s\n", "shape", "tokens",
+           "layers", "file GB", "attend", "tiles/st", "GB/step", "step s", "x full", "probe",
+           "bound s", "x bound", "RSS MiB");
     for (int si = 0; si < N_SHAPES; si++) {
         if (!o.shape_on[si]) continue;
-        int64_t rss_first = 0;
+        int64_t rss_first = 0, rss_last = 0;
         for (int ti = 0; ti < o.n_tokens; ti++) {
-            struct result r;
-            run_one(&o, &shapes[si], o.tokens[ti], pl, &r);
-            printf("%-8s %9lld %6d %8.3f %9.3f %8.3f %9.3f %8.3f %9.2f %8.1f\n",
-                   shapes[si].name, (long long)o.tokens[ti], shapes[si].n_layer,
-                   (double)r.file_bytes / 1e9, r.step_s,
-                   (double)r.file_bytes / r.step_s / 1e9, r.probe_gbps, r.bound_s,
-                   r.step_s / r.bound_s, (double)r.rss / 1048576.0);
+            struct result r[MAX_LIST];
+            run_one(&o, &shapes[si], o.tokens[ti], pl, r);
+            int64_t rss_max = 0;
+            for (int pi = 0; pi < o.n_pol; pi++) {
+                char spec[128];
+                sel_format(&o.pol[pi], spec, sizeof spec);
+                printf("%-8s %9lld %6d %8.3f %-26s %9.1f %10.4f %9.3f %8.3f %9.3f %8.3f %9.2f %8.1f\n",
+                       shapes[si].name, (long long)o.tokens[ti], shapes[si].n_layer,
+                       (double)r[pi].file_bytes / 1e9, spec, r[pi].tiles_step,
+                       r[pi].bytes_step / 1e9, r[pi].step_s, r[pi].step_s / r[0].step_s,
+                       r[pi].probe_gbps, r[pi].bound_s, r[pi].step_s / r[pi].bound_s,
+                       (double)r[pi].rss / 1048576.0);
+                rss_max = KVT_MAX(rss_max, r[pi].rss);
+            }
             fflush(stdout);
-            if (ti == 0) rss_first = r.rss;
-            else if (ti == o.n_tokens - 1)
-                printf("%-8s RSS at %lld / %lld tokens: %.2fx\n", shapes[si].name,
-                       (long long)o.tokens[ti], (long long)o.tokens[0],
-                       (double)r.rss / (double)rss_first);
+            if (ti == 0) rss_first = rss_max;
+            rss_last = rss_max;
         }
+        if (o.n_tokens > 1)
+            printf("%-8s peak RSS at %lld / %lld tokens: %.2fx\n", shapes[si].name,
+                   (long long)o.tokens[o.n_tokens - 1], (long long)o.tokens[0],
+                   (double)rss_last / (double)rss_first);
     }
     printf("io_uring: %s\n", o.io != IO_URING ? "not asked for"
                              : info_seen & IO_INFO_NO_URING ? "NOT in use (pread fallback)"

@@ -9,21 +9,21 @@
 
 #include "io/kvt.h"
 
-#if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
+
+#include "cpu.h"
 
 enum { ATTN_QB = 64 }; /* query tokens per block */
 
 /* row[c] = exp(row[c] - m) for c < n (row[c] <= m; -inf gives 0);
- * returns the sum. The softmax inner loop: with AVX-512, a Cody-Waite
- * reduction and a degree-6 polynomial (relative error < 2e-7, about the
- * same as expf), 16 lanes at a time; elsewhere expf. */
-static float exp_shift_sum(float *row, int n, float m)
+ * returns the sum. The softmax inner loop: with AVX-512 (the avx512
+ * kernel set of cpu.h, chosen at run time), a Cody-Waite reduction and a
+ * degree-6 polynomial (relative error < 2e-7, about the same as expf), 16
+ * lanes at a time; elsewhere expf. */
+__attribute__((target("avx512f,avx512dq"))) static int exp_shift_sum16(float *row, int n,
+                                                                       float m, float *sum_out)
 {
     int c = 0;
-    float sum = 0.0f;
-#if defined(__AVX512F__)
     const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.0f);
     const __m512 log2e = _mm512_set1_ps(1.44269504f);
     const __m512 ln2_hi = _mm512_set1_ps(0.693145752f), ln2_lo = _mm512_set1_ps(1.42860677e-6f);
@@ -50,8 +50,15 @@ static float exp_shift_sum(float *row, int n, float m)
         _mm512_storeu_ps(row + c, p);
         acc = _mm512_add_ps(acc, p);
     }
-    sum = _mm512_reduce_add_ps(acc);
-#endif
+    *sum_out = _mm512_reduce_add_ps(acc);
+    return c;
+}
+
+static float exp_shift_sum(float *row, int n, float m)
+{
+    int c = 0;
+    float sum = 0.0f;
+    if (cpu_set_active() == CPU_SET_AVX512) c = exp_shift_sum16(row, n, m, &sum);
     for (; c < n; c++) {
         float p = expf(row[c] - m);
         row[c] = p;
@@ -73,6 +80,14 @@ struct attn_ctx {
     int64_t *posbuf;     /* (max(tile, max_q)) */
     float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits */
     size_t s_cap;
+    /* decode-step selection (p.sel.on); grown with the cache, by doubling */
+    int64_t sel_cap;     /* full tiles the arrays below hold */
+    float *sel_bound;    /* (n_kv, sel_cap) */
+    uint8_t *sel_chosen; /* (sel_cap) */
+    int64_t *sel_list;   /* (sel_cap) tiles to read */
+    int64_t *sel_rank;   /* (n_kv, sel_cap) the heads' rankings */
+    float *sel_w;        /* (n_head, head_dim/2) bound weights */
+    struct attn_stats st;
 };
 
 void attn_ctx_free(attn_ctx *a)
@@ -81,6 +96,8 @@ void attn_ctx_free(attn_ctx *a)
     free(a->qg); free(a->qg_se); free(a->acc); free(a->m); free(a->l);
     free(a->krot); free(a->krot_se); free(a->cs); free(a->sn);
     free(a->posbuf); free(a->S); free(a->S2);
+    free(a->sel_bound); free(a->sel_chosen); free(a->sel_list);
+    free(a->sel_rank); free(a->sel_w);
     free(a);
 }
 
@@ -125,7 +142,8 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     a->posbuf = malloc(tmax * sizeof *a->posbuf);
     a->S = falloc(a->s_cap * (size_t)a->n_threads);
     a->S2 = se ? falloc(a->s_cap * (size_t)a->n_threads) : NULL;
-    if (!a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
+    a->sel_w = falloc((size_t)ap->n_head * (size_t)a->half);
+    if (!a->sel_w || !a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
         !a->posbuf || !a->S || (se && (!a->qg_se || !a->krot_se || !a->S2))) {
         attn_ctx_free(a);
         return -ENOMEM;
@@ -284,6 +302,62 @@ static void run_span(attn_ctx *a, struct span_job *j)
     pool_run(a->pool, span_block, j, n_blocks * a->n_kv);
 }
 
+static int sel_reserve(attn_ctx *a, int64_t n_full)
+{
+    if (n_full <= a->sel_cap) return 0;
+    int64_t cap = a->sel_cap ? a->sel_cap : 256;
+    while (cap < n_full) cap *= 2;
+    size_t c = (size_t)cap, nkv = (size_t)a->n_kv;
+    float *b = realloc(a->sel_bound, c * nkv * sizeof *b);
+    if (b) a->sel_bound = b;
+    uint8_t *ch = realloc(a->sel_chosen, c);
+    if (ch) a->sel_chosen = ch;
+    int64_t *l = realloc(a->sel_list, c * sizeof *l);
+    if (l) a->sel_list = l;
+    int64_t *rk = realloc(a->sel_rank, c * nkv * sizeof *rk);
+    if (rk) a->sel_rank = rk;
+    if (!b || !ch || !l || !rk) return -ENOMEM;
+    a->sel_cap = cap;
+    return 0;
+}
+
+/* Decode step (one query, rotated in a->qg): bound every full tile of
+ * [0, pos0) per KV head, choose (select.h) and list the chosen tiles in
+ * a->sel_list. @return entries of the list, or -ENOMEM. */
+static int64_t select_tiles(attn_ctx *a, kvs *kv, int layer,
+                            const struct rope_table *rt, int64_t pos0)
+{
+    const int T = a->p.tile_tokens, half = a->half, grp = a->grp;
+    int64_t n_full = pos0 / T;
+    int rc = sel_reserve(a, n_full);
+    if (rc < 0) return rc;
+    struct tile_pairing pr;
+    kvs_summary_pairing(kv, &pr.head_dim, &pr.neox_rot);
+    KVT_ASSERT(pr.head_dim == a->hd);
+    /* the summaries must pair channels as the rotation does */
+    KVT_ASSERT(a->p.k_rotated || pr.neox_rot == (rt->neox ? rt->n_rot : 0));
+    for (int g = 0; g < a->n_kv; g++)
+        sel_weights(a->qg + (size_t)g * a->rows_max * (size_t)a->hd, grp, &pr,
+                    a->p.k_rotated ? 0 : rt->n_rot, a->p.k_rotated ? 1.0f : rt->mscale,
+                    a->sel_w + (size_t)g * grp * half);
+    size_t cap = (size_t)a->sel_cap;
+    for (int64_t t = 0; t < n_full; t++) {
+        const float *sum = kvs_summary(kv, layer, t);
+        for (int g = 0; g < a->n_kv; g++)
+            a->sel_bound[(size_t)g * cap + (size_t)t] =
+                sel_bound(a->sel_w + (size_t)g * grp * half, grp, half,
+                          sum ? sum + (size_t)g * half : NULL);
+    }
+    sel_choose(&a->p.sel, a->sel_bound, a->n_kv, cap, n_full, T, pos0,
+               a->sel_chosen, a->sel_rank);
+    int64_t n = 0;
+    for (int64_t t = 0; t < n_full; t++)
+        if (a->sel_chosen[t]) a->sel_list[n++] = t;
+    return n;
+}
+
+void attn_get_stats(const attn_ctx *a, struct attn_stats *st) { *st = a->st; }
+
 int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
                  float *q, const float *k_new, const float *v_new, int n,
                  int64_t pos0, float *out)
@@ -314,11 +388,19 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
                           .scale = 1.0f / sqrtf((float)hd) };
     /* 1. the cached past, span by span */
     if (pos0 > 0) {
-        int rc = kvs_read_begin(kv, layer, pos0);
+        const int T = a->p.tile_tokens;
+        int select = a->p.sel.on && n == 1 && pos0 >= T;
+        int64_t n_sel = select ? select_tiles(a, kv, layer, rt, pos0) : 0;
+        if (n_sel < 0) return (int)n_sel;
+        uint64_t bytes0 = kvs_bytes_read(kv);
+        int rc = select ? kvs_read_begin_tiles(kv, layer, pos0, a->sel_list, n_sel)
+                        : kvs_read_begin(kv, layer, pos0);
         if (rc < 0) return rc;
         struct kvs_span sp;
+        int64_t spans = 0;
         while ((rc = kvs_read_next(kv, &sp)) > 0) {
-            KVT_ASSERT(sp.n <= a->p.tile_tokens);
+            KVT_ASSERT(sp.n <= T);
+            spans++;
             if (a->p.k_rotated) {
                 j.k = sp.k;
             } else {
@@ -334,6 +416,12 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         }
         kvs_read_end(kv);
         if (rc < 0) return rc;
+        if (n == 1) {
+            a->st.steps++;
+            a->st.tiles += (pos0 + T - 1) / T;
+            a->st.tiles_read += spans;
+            a->st.bytes_read += kvs_bytes_read(kv) - bytes0;
+        }
     }
     /* 2. the chunk's own keys, causally masked */
     for (int c0 = 0; c0 < n; c0 += a->p.tile_tokens) {

@@ -17,6 +17,13 @@
  * < W use normal positions, farther keys grouped positions floor(p / G)
  * with the query at floor(q / G) + W - floor(W / G); both logit sets are
  * merged before one softmax).
+ * Decode steps (n == 1) with a selection policy (select.h, sel.on): per
+ * KV head, the full tiles are bounded from the store's key summaries; the
+ * tiles chosen from the heads' rankings are read (kvs_read_begin_tiles)
+ * and every head attends, with the same online softmax, over them, the
+ * tokens past the last full tile and the chunk itself.
+ * Prompt chunks (n > 1) and sel.on == 0 attend over everything, exactly
+ * as without selection.
  * Deterministic: every (head, query block) is computed by one thread in a
  * fixed order, so results do not depend on the thread count or on where
  * the spans came from.
@@ -28,6 +35,7 @@
 
 #include "pool.h"
 #include "rope.h"
+#include "select.h"
 #include "kvstore/kvs.h"
 
 struct attn_params {
@@ -39,6 +47,15 @@ struct attn_params {
     int k_rotated;          /* 1: K arrives already rotated (the store keeps
                                post-rotation K, as llama.cpp does); no K
                                rotation here. Incompatible with SelfExtend. */
+    struct sel_policy sel;  /* decode-step tile selection (sel.on = 0: off) */
+};
+
+/* What decode steps (n == 1 with a cached past) read, summed over calls. */
+struct attn_stats {
+    int64_t steps;          /* attn_forward calls (one layer each) */
+    int64_t tiles;          /* tiles the past held (partial last counted) */
+    int64_t tiles_read;     /* spans read */
+    uint64_t bytes_read;    /* kvs_bytes_read of those reads */
 };
 
 typedef struct attn_ctx attn_ctx;
@@ -55,5 +72,8 @@ void attn_ctx_free(attn_ctx *a);
 int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
                  float *q, const float *k_new, const float *v_new, int n,
                  int64_t pos0, float *out);
+
+/* Decode-step counters since attn_ctx_create. */
+void attn_get_stats(const attn_ctx *a, struct attn_stats *st);
 
 #endif

@@ -37,24 +37,34 @@
  *
  * Quantized rows are unpacked, <= 256 elements at a time, into int8 codes
  * plus one (scale, bias) per group of 16 (w = q*scale + bias). mm_dequant
- * turns those into floats; the fused path for small m (single tokens,
- * m <= MM_FUSED_M_MAX) dots them with each f32 row of X by a SIMD kernel.
- * X stays f32 there (more accurate than ggml's q8 activations). Larger m:
+ * turns those into floats. Small m (single tokens, m <= MM_FUSED_M_MAX):
+ * X is quantized to int8 once per product (as the int8 GEMM's X) and each
+ * W row dotted with it in integers (fused kernels for Q8_0, Q4_0, Q4_K;
+ * the unpacked codes for the other types), unless the int8 switch is off;
+ * F32/F16/BF16 rows (and all rows with the switch off) are dotted with the
+ * f32 rows of X. This file is compiled once per kernel set (mm_kern.h):
+ * the #if __AVX2__ / __AVX512F__ branches are that set's. Larger m:
  * per-thread row blocks of W are dequantized and handed to cblas_sgemm,
  * except on the direct bf16 path (BF16/F16 weights) and the int8 path
- * (types with a scale per 32 elements: Q8_0, Q4_0, Q4_K, IQ4_NL, IQ4_XS;
- * X quantized to int8 per block of 32, as ggml does), both described
- * where they are defined.
+ * (the types of mm_ig_type; X quantized to int8 per block of 32, as ggml
+ * does), both described where they are defined.
  */
+#include "mm_kern.h" /* first: renames matmul.h's functions per MM_ISA */
 #include "matmul.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
 #include "../io/kvt.h"
+#include "cpu.h"
+
+#if !defined(MM_ISA) || !defined(MM_SET)
+#error "matmul.c is built once per kernel set: -DMM_ISA=avx2 -DMM_SET=CPU_SET_AVX2 (Makefile)"
+#endif
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -630,6 +640,17 @@ void mm_get_row(const gguf_tensor *w, int64_t r, float *dst)
 
 /* ---- dot kernels ------------------------------------------------------ */
 
+#if defined(__AVX2__)
+/* sum of the 8 lanes of V */
+static inline float mm_hsum8(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+#endif
+
 /* sum over N_GROUPS groups of 16 of (q*sc[g] + bi[g]) * x. */
 static float dot_groups(const int8_t *q, const float *sc, const float *bi,
                         const float *x, int n_groups)
@@ -693,6 +714,13 @@ static float dot_f32(const float *w, const float *x, int64_t n)
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
     }
     acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    acc = mm_hsum8(_mm256_add_ps(a0, a1));
 #endif
     for (; i < n; i++) acc += w[i] * x[i];
     return acc;
@@ -712,14 +740,18 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n)
     }
     acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-    __m256 a0 = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
-    }
-    float t[8];
-    _mm256_storeu_ps(t, a0);
-    for (int k = 0; k < 8; k++) acc += t[k];
+    /* 4 accumulators: FMA latency, not the load port, bounds one chain */
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            a[k] = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * k))),
+                _mm256_loadu_ps(x + i + 8 * k), a[k]);
+    for (; i + 8 <= n; i += 8)
+        a[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))),
+                               _mm256_loadu_ps(x + i), a[0]);
+    acc = mm_hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 #endif
     for (; i < n; i++) acc += H2F(w[i]) * x[i];
     return acc;
@@ -867,6 +899,7 @@ struct mm_ig_wblk {
 static int mm_ig_enabled = 1; /* mm_set_int8_gemm */
 
 struct mm_ctx {
+    const struct mm_kernels *k; /* first member: see mm_kern.h */
     pool *p;
     int n_threads;
     int64_t max_n_in;
@@ -875,6 +908,9 @@ struct mm_ctx {
     uint16_t *wconv; /* (n_threads, MM_BG_NW, max_n_in) bf16 rows */
     struct mm_ig_xblk *ixp;  /* (MM_IG_XCHUNK / MM_IG_NX, n_blk32) */
     struct mm_ig_wblk *iwp;  /* (n_threads, n_blk32) */
+    int8_t *x8q;             /* (MM_FUSED_M_MAX, max_n_in) int8 X, mm_x8_quant */
+    float *x8d, *x8s;        /* (MM_FUSED_M_MAX, max_n_in / 16) */
+    float *x8s32;            /* (MM_FUSED_M_MAX, max_n_in / 32): d * sum per 32 */
 };
 
 static int mm_cpu_bf16(void)
@@ -927,10 +963,17 @@ static int mm_ig_split(int type)
 
 void mm_set_int8_gemm(int enable) { mm_ig_enabled = enable != 0; }
 
+/* Types on the int8 decode path (m <= MM_FUSED_M_MAX): all quantized. */
+static int mm_x8_type(int type)
+{
+    return type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16;
+}
+
 int mm_int8_gemm_used(int type, int64_t n_in, int m)
 {
-    return MM_HAVE_IG && mm_ig_enabled && m > MM_FUSED_M_MAX &&
-           mm_ig_type(type) && n_in % 32 == 0 && mm_cpu_vnni();
+    if (!mm_ig_enabled || n_in % 32 != 0) return 0;
+    if (m <= MM_FUSED_M_MAX) return mm_x8_type(type);
+    return MM_HAVE_IG && mm_ig_type(type) && mm_cpu_vnni();
 }
 
 int mm_bf16_gemm_used(int type, int64_t n_in, int m)
@@ -947,6 +990,7 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
     openblas_set_num_threads(1);
     mm_ctx *c = calloc(1, sizeof *c);
     if (!c) return -ENOMEM;
+    c->k = &MM_KERNELS;
     c->p = p;
     c->n_threads = pool_threads(p);
     c->max_n_in = max_n_in;
@@ -958,6 +1002,10 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
     const size_t per = (size_t)MM_ROWS_MAX * (size_t)max_n_in;
     const size_t n_kp = (size_t)(max_n_in + 1) / 2;
     c->scratch = malloc(per * (size_t)c->n_threads * sizeof(float));
+    c->x8q = malloc((size_t)MM_FUSED_M_MAX * (size_t)max_n_in);
+    c->x8d = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
+    c->x8s = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
+    c->x8s32 = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 32 + 1) * sizeof(float));
     if (MM_HAVE_BG && mm_cpu_bf16()) {
         c->xp = malloc((size_t)MM_BG_XCHUNK * n_kp * sizeof *c->xp);
         c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
@@ -968,7 +1016,7 @@ int mm_ctx_create(pool *p, int64_t max_n_in, mm_ctx **out)
         c->ixp = malloc((size_t)(MM_IG_XCHUNK / MM_IG_NX) * n_blk * sizeof *c->ixp);
         c->iwp = malloc((size_t)c->n_threads * n_blk * sizeof *c->iwp);
     }
-    if (!c->scratch || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
+    if (!c->scratch || !c->x8q || !c->x8d || !c->x8s || !c->x8s32 || (MM_HAVE_BG && mm_cpu_bf16() && (!c->xp || !c->wconv)) ||
         (MM_HAVE_IG && mm_cpu_vnni() && (!c->ixp || !c->iwp))) {
         mm_ctx_free(c);
         return -ENOMEM;
@@ -985,7 +1033,260 @@ void mm_ctx_free(mm_ctx *c)
     free(c->wconv);
     free(c->ixp);
     free(c->iwp);
+    free(c->x8q);
+    free(c->x8d);
+    free(c->x8s);
+    free(c->x8s32);
     free(c);
+}
+
+/* ---- int8 decode (m <= MM_FUSED_M_MAX, quantized weights) ------------ */
+
+/* X row (n elements, n % 32 == 0) quantized as the int8 GEMM's X (ggml's
+ * q8_0 activations, the oracle is ref_quant_x8): per block of 32,
+ * d = amax/127, q = rint(x * (127/amax)). Per group g of 16: xd[g] = d of
+ * its block, xs[g] = d * sum(q of the group); per block xs32 = d * sum(q). */
+static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *xs,
+                        float *xs32)
+{
+    for (int64_t b = 0; b < n / 32; b++, x += 32, q += 32) {
+        float a = 0;
+        for (int k = 0; k < 32; k++) {
+            const float v = x[k] < 0 ? -x[k] : x[k];
+            a = v > a ? v : a;
+        }
+        const float d = a / 127.0f, id = a != 0 ? 127.0f / a : 0.0f;
+        int32_t s[2] = {0, 0};
+        for (int k = 0; k < 32; k++) {
+            const int v = (int)nearbyintf(x[k] * id); /* ties to even */
+            q[k] = (int8_t)v;
+            s[k >> 4] += v;
+        }
+        xd[2 * b] = xd[2 * b + 1] = d;
+        xs[2 * b] = d * (float)s[0];
+        xs[2 * b + 1] = d * (float)s[1];
+        xs32[b] = d * (float)(s[0] + s[1]);
+    }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* 8 int32 lanes: lanes 0-3 sum to sum(w*x) over bytes 0-15, lanes 4-7
+ * over bytes 16-31 (|w*x| pairs fit int16: |w| <= 128, |x| <= 127). */
+static inline __m256i mm_dot8x32(__m256i w, __m256i x)
+{
+    const __m256i aw = _mm256_sign_epi8(w, w), sx = _mm256_sign_epi8(x, w);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+/* As mm_dot8x32 for unsigned U (0..127) against signed X. */
+static inline __m256i mm_dotu8x32(__m256i u, __m256i x)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Fused single-row dots of a Q8_0 / Q4_0 / Q4_K row (NB blocks) with one
+ * int8 X row (codes XQ, per-16 xd/xs as mm_x8_quant): the weight codes
+ * stay in registers, one f32 step per 32 elements. Same sums as
+ * dot_groups_x8 (exact integer parts, f32 scaling). */
+static float dot_q8_0_x8(const blk_q8_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i p0 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        const __m256i p1 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b + 1].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                             _mm256_set1_ps(H2F(w[b + 1].d) * xd[2 * b + 2]), a1);
+    }
+    for (; b < nb; b++) {
+        const __m256i p0 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* 32 codes of a Q4_0-style block: low nibbles (elements 0-15) in the low
+ * lane, high nibbles (16-31) in the high lane, as unsigned 0..15. */
+static inline __m256i mm_nibbles32(const uint8_t *qs)
+{
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                            _mm256_set1_epi8(0x0F));
+}
+
+static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+{
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i q0 = _mm256_sub_epi8(mm_nibbles32(w[b].qs), eight);
+        const __m256i q1 = _mm256_sub_epi8(mm_nibbles32(w[b + 1].qs), eight);
+        const __m256i p0 = mm_dot8x32(q0, _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        const __m256i p1 = mm_dot8x32(q1, _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                             _mm256_set1_ps(H2F(w[b + 1].d) * xd[2 * b + 2]), a1);
+    }
+    for (; b < nb; b++) {
+        const __m256i q0 = _mm256_sub_epi8(mm_nibbles32(w[b].qs), eight);
+        const __m256i p0 = mm_dot8x32(q0, _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(H2F(w[b].d) * xd[2 * b]), a0);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* 8 6-bit values (Q4_K/Q5_K scales or mins) as floats times D: sc
+ * bytes 0-3 are q[0..3] & 63, 4-7 q[8..11] low nibbles | (q[0..3] >> 6) << 4;
+ * mins likewise from q[4..7] and the high nibbles (scale_min_k4). */
+static inline void mm_k4_scales8(const uint8_t *q, float d, float dmin, __m256 *sc,
+                                 __m256 *mn)
+{
+    uint32_t a, b, c;
+    memcpy(&a, q, 4);
+    memcpy(&b, q + 4, 4);
+    memcpy(&c, q + 8, 4);
+    const uint64_t s8 = (uint64_t)(a & 0x3f3f3f3fu) |
+                        (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) |
+                        (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+    *sc = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                               _mm_cvtsi64_si128((long long)s8))));
+    *mn = _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                                  _mm_cvtsi64_si128((long long)m8))));
+}
+
+/* Q4_K: per 64 elements 32 bytes of qs, low nibbles = sub-block 2i, high
+ * = 2i+1; w = (d*sc)*q - dmin*mn per sub-block of 32. The 8 integer sums
+ * of a block land in one vector (hadd), scaled by (d*sc) * dx, minus
+ * (dmin*mn) * (dx * sum(xq)) per sub-block. */
+static float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
+                         const float *xs32, int64_t nb)
+{
+    const __m256i lo = _mm256_set1_epi8(0x0F);
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    __m256 acc = _mm256_setzero_ps(), neg = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs32 += 8) {
+        __m256i m[8];
+        for (int i = 0; i < 4; i++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * i));
+            m[2 * i] = mm_dotu8x32(_mm256_and_si256(raw, lo),
+                                   _mm256_loadu_si256((const __m256i *)(xq + 64 * i)));
+            m[2 * i + 1] = mm_dotu8x32(_mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
+                                       _mm256_loadu_si256((const __m256i *)(xq + 64 * i + 32)));
+        }
+        /* per sub-block j: m[j]'s 8 lanes; hadd folds them to one lane each */
+        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]),
+                                             _mm256_hadd_epi32(m[2], m[3]));
+        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]),
+                                             _mm256_hadd_epi32(m[6], m[7]));
+        /* h0 = [s0a s1a s2a s3a | s0b s1b s2b s3b] (a, b: 128-bit halves);
+         * adding the swapped halves gives s0..s3 in both */
+        const __m256i s03 = _mm256_add_epi32(h0, _mm256_permute2x128_si256(h0, h0, 1));
+        const __m256i s47 = _mm256_add_epi32(h1, _mm256_permute2x128_si256(h1, h1, 1));
+        const __m256i sums = _mm256_blend_epi32(s03, s47, 0xF0); /* s0 .. s7 */
+        __m256 sc, mn;
+        mm_k4_scales8(w[b].scales, H2F(w[b].d), H2F(w[b].dmin), &sc, &mn);
+        const __m256 dx = _mm256_permutevar8x32_ps(
+            _mm256_loadu_ps(xd), even); /* lanes 0-3: xd[0,2,4,6] */
+        const __m256 dx8 = _mm256_blend_ps(dx, _mm256_permutevar8x32_ps(
+                                                   _mm256_loadu_ps(xd + 8), even), 0xF0);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sc, dx8), acc);
+        neg = _mm256_fmadd_ps(mn, _mm256_loadu_ps(xs32), neg);
+    }
+    return mm_hsum8(_mm256_sub_ps(acc, neg));
+}
+#endif
+
+/* sum over N_GROUPS groups g of 16 of sc[g] * xd[g] * sum(q * xq)
+ * (+ bi[g] * xs[g] if BIAS): a row chunk unpacked as for dot_groups
+ * against one int8 X row. Integer sums are exact; the rest is f32. */
+static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, int bias,
+                           const int8_t *xq, const float *xd, const float *xs,
+                           int n_groups)
+{
+    int g = 0;
+    float acc = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 va = _mm256_setzero_ps();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; g + 8 <= n_groups; g += 8) {
+        __m256i m[4];
+        for (int t = 0; t < 4; t++)
+            m[t] = mm_dot8x32(_mm256_loadu_si256((const __m256i *)(q + 16 * g + 32 * t)),
+                              _mm256_loadu_si256((const __m256i *)(xq + 16 * g + 32 * t)));
+        /* lanes: groups g+0, 2, 4, 6 | g+1, 3, 5, 7; then in order */
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]),
+                                      _mm256_hadd_epi32(m[2], m[3]));
+        h = _mm256_permutevar8x32_epi32(h, order);
+        const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(sc + g), _mm256_loadu_ps(xd + g));
+        va = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), s, va);
+        if (bias) va = _mm256_fmadd_ps(_mm256_loadu_ps(bi + g), _mm256_loadu_ps(xs + g), va);
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(va), _mm256_extractf128_ps(va, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    acc = _mm_cvtss_f32(h);
+#endif
+    for (; g < n_groups; g++) {
+        int32_t isum = 0;
+        for (int i = 0; i < 16; i++) isum += (int32_t)q[16 * g + i] * xq[16 * g + i];
+        float t = (float)isum * (sc[g] * xd[g]);
+        if (bias) t += bi[g] * xs[g];
+        acc += t;
+    }
+    return acc;
+}
+
+/* dot_rows with the M rows of X quantized in C's x8 buffers. */
+static void dot_rows_x8(int type, const uint8_t *row, const mm_ctx *c, int64_t n,
+                        int m, float *acc)
+{
+    const int64_t ng = n / 16;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K) {
+        for (int i = 0; i < m; i++) {
+            const int8_t *xq = c->x8q + i * n;
+            const float *xd = c->x8d + i * ng;
+            acc[i] = type == GGML_TYPE_Q8_0 ? dot_q8_0_x8((const void *)row, xq, xd, n / 32)
+                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, xd, n / 32)
+                   : dot_q4_K_x8((const void *)row, xq, xd, c->x8s32 + i * (n / 32),
+                                  n / MM_QK_K);
+        }
+        return;
+    }
+#endif
+    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
+    const mm_unpack_fn unpack = mm_unpacker(type);
+    const int bias = mm_has_bias(type);
+    const int per_chunk = MM_QK_K / blck;
+    const int64_t n_blk = n / blck;
+    int8_t q[MM_QK_K];
+    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
+    for (int i = 0; i < m; i++) acc[i] = 0;
+    for (int64_t b = 0; b < n_blk; b += per_chunk) {
+        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
+        const int64_t k0 = b * blck;
+        unpack(row + b * bytes, nb, q, sc, bi);
+        for (int i = 0; i < m; i++)
+            acc[i] += dot_groups_x8(q, sc, bi, bias, c->x8q + i * n + k0,
+                                    c->x8d + i * ng + k0 / 16, c->x8s + i * ng + k0 / 16,
+                                    nb * blck / 16);
+    }
 }
 
 struct mm_job {
@@ -997,6 +1298,7 @@ struct mm_job {
     int64_t n_in, n_out;
     size_t row_bytes;
     int64_t rows_per_task;
+    int x8; /* m <= MM_FUSED_M_MAX: X quantized in c->x8q/x8d/x8s */
 };
 
 /* m <= MM_FUSED_M_MAX: columns [r0, r1) of Y = X . W^T, fused. */
@@ -1009,8 +1311,12 @@ static void mm_task_vec(void *ctx, int task, int thread)
     const uint8_t *base = j->w->data;
     float acc[MM_FUSED_M_MAX];
     for (int64_t r = r0; r < r1; r++) {
-        dot_rows(j->w->type, base + (size_t)r * j->row_bytes, j->x, j->n_in,
-                 j->m, acc);
+        if (j->x8)
+            dot_rows_x8(j->w->type, base + (size_t)r * j->row_bytes, j->c, j->n_in,
+                        j->m, acc);
+        else
+            dot_rows(j->w->type, base + (size_t)r * j->row_bytes, j->x, j->n_in,
+                     j->m, acc);
         for (int i = 0; i < j->m; i++) j->y[i * j->n_out + r] = acc[i];
     }
 }
@@ -1528,6 +1834,13 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     /* About 4 tasks per thread, so uneven finishing times even out. */
     const int64_t want = 4 * (int64_t)c->n_threads;
     if (m <= MM_FUSED_M_MAX) {
+        if (mm_int8_gemm_used(w->type, n_in, m)) {
+            for (int i = 0; i < m; i++)
+                mm_x8_quant(x + i * n_in, n_in, c->x8q + i * n_in,
+                            c->x8d + i * (n_in / 16), c->x8s + i * (n_in / 16),
+                            c->x8s32 + i * (n_in / 32));
+            j.x8 = 1;
+        }
         j.rows_per_task = KVT_MAX((int64_t)1, (n_out + want - 1) / want);
         const int64_t n_tasks = (n_out + j.rows_per_task - 1) / j.rows_per_task;
         pool_run(c->p, mm_task_vec, &j, (int)n_tasks);
@@ -1551,3 +1864,19 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     const int64_t n_tasks = (n_out + j.rows_per_task - 1) / j.rows_per_task;
     pool_run(c->p, mm_task_gemm, &j, (int)n_tasks);
 }
+
+/* This kernel set's table (mm_kern.h). */
+const struct mm_kernels MM_KERNELS = {
+    .set = MM_SET,
+    .ctx_create = mm_ctx_create,
+    .ctx_free = mm_ctx_free,
+    .matmul = mm_matmul,
+    .set_bf16_gemm = mm_set_bf16_gemm,
+    .bf16_gemm_used = mm_bf16_gemm_used,
+    .set_int8_gemm = mm_set_int8_gemm,
+    .int8_gemm_used = mm_int8_gemm_used,
+    .get_row = mm_get_row,
+    .dequant = mm_dequant,
+    .f16_to_f32 = mm_f16_to_f32,
+    .f32_to_f16 = mm_f32_to_f16,
+};

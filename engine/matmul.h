@@ -7,9 +7,11 @@
  * scratch and multiplied with cblas_sgemm (F32 weights are used in place);
  * F16/BF16 may use a direct bf16 kernel, some quantized types an int8
  * kernel (X quantized to 8 bits), where it beats that.
- * Single tokens and small m (m <= 8): fused dequantize-dot loops
- * (AVX2/AVX-512 when the CPU has them, a portable path otherwise), rows
- * split over threads; OpenBLAS is 5-10x slower per row there.
+ * Single tokens and small m (m <= 8): quantized weights are dotted with X
+ * quantized to int8 once per product (see mm_set_int8_gemm), float weights
+ * with f32 X; rows split over threads; OpenBLAS is 5-10x slower per row
+ * there. Kernels: the set of cpu_set_active() (engine/cpu.h) when the
+ * mm_ctx was made (AVX-512, AVX2 or portable C).
  *
  * Supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,
  * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
@@ -46,15 +48,19 @@ void mm_set_bf16_gemm(int enable);
  * direct bf16 path (compiled in, CPU support, switch on, shape fits). */
 int mm_bf16_gemm_used(int type, int64_t n_in, int m);
 
-/* Int8 GEMM for m > 8 with Q8_0, Q4_0, Q4_K, IQ4_NL and IQ4_XS weights on CPUs with
- * AVX512-VNNI: X is quantized to int8 per block of 32 (as ggml's q8_0
- * activations; error bound in matmul.c) and multiplied with the weight
- * codes by vpdpbusd. 1 = use it where available (the default), 0 =
- * dequantize + sgemm. A process-wide switch for comparisons; set it while
- * no product is running. */
+/* Int8 GEMM for m > 8 with Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * IQ4_NL and IQ4_XS weights on CPUs with AVX512-VNNI: X is quantized to
+ * int8 per block of 32 (as ggml's q8_0 activations; error bound in
+ * matmul.c) and multiplied with the weight codes by vpdpbusd. 1 = use it
+ * where available (the default), 0 = dequantize + sgemm. The same switch
+ * covers the int8 decode path (m <= 8, every quantized type, every kernel
+ * set; same X quantization and error bound), 0 = f32 activations there.
+ * A process-wide switch for comparisons; set it while no product is
+ * running. */
 void mm_set_int8_gemm(int enable);
 /* 1 if a product with weight TYPE, N_IN inputs and M rows of X takes the
- * int8 path (compiled in, CPU support, switch on, type and shape fit). */
+ * int8 path (GEMM for m > 8, decode for m <= 8; compiled in, CPU support,
+ * switch on, type and shape fit). */
 int mm_int8_gemm_used(int type, int64_t n_in, int m);
 
 /* Row R of W dequantized into dst (n_in floats): embedding lookups. */

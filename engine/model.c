@@ -335,6 +335,17 @@ struct model_ctx {
     float *cs, *sn;  /* (n_batch, n_rot/2) rotation table for K on write */
 };
 
+void model_kv_pairing(const model *m, int *head_dim, int *neox_rot)
+{
+    *head_dim = m->hp.head_dim;
+    *neox_rot = m->hp.rope.neox ? m->hp.rope.n_rot : 0;
+}
+
+void model_ctx_attn_stats(const model_ctx *c, struct attn_stats *st)
+{
+    attn_get_stats(c->attn, st);
+}
+
 void model_ctx_free(model_ctx *c)
 {
     if (!c) return;
@@ -365,7 +376,7 @@ int model_ctx_create(const model *m, const struct model_ctx_params *p,
         .head_dim = hp->head_dim, .max_q = p->n_batch,
         .tile_tokens = p->tile_tokens, .window = hp->sliding_window,
         .se_group = p->se_group, .se_window = p->se_window,
-        .k_rotated = p->rotate_k_on_write,
+        .k_rotated = p->rotate_k_on_write, .sel = p->sel,
     };
     if (p->rotate_k_on_write && p->se_group > 1) { rc = KVT_EUNSUPP; goto fail; }
     if ((rc = attn_ctx_create(&ap, c->pool, &c->attn)) < 0) goto fail;

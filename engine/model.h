@@ -21,7 +21,9 @@
 
 #include "gguf.h"
 #include "pool.h"
+#include "attn.h"
 #include "rope.h"
+#include "select.h"
 #include "kvstore/kvs.h"
 
 enum model_arch { ARCH_LLAMA, ARCH_PHI3, ARCH_QWEN2 };
@@ -72,10 +74,20 @@ struct model_ctx_params {
                                 force when it was computed (llama.cpp's way;
                                 for comparisons: positions can no longer
                                 change for cached keys) */
+    struct sel_policy sel;   /* decode-step tile selection (attn.h); the KV
+                                store must pair its summaries as the model
+                                rotates (model_kv_pairing) */
 };
 
 int model_ctx_create(const model *m, const struct model_ctx_params *p,
                      model_ctx **out);
+
+/* The rotation pairing a KV store for this model must use for its key
+ * summaries (kvs_config.head_dim, .neox_rot). */
+void model_kv_pairing(const model *m, int *head_dim, int *neox_rot);
+
+/* What decode steps read so far (attn.h), all layers summed. */
+void model_ctx_attn_stats(const model_ctx *c, struct attn_stats *st);
 void model_ctx_free(model_ctx *c);
 
 /* Positions for the coming evaluations: the scheme and the true sequence

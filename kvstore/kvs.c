@@ -69,6 +69,10 @@ struct kvs_layer {
     struct kvs_rec *idx;   /* (idx_cap) sealed tiles: tile i at idx[i] */
     int64_t idx_cap;
     struct kvs_rec tail_ref; /* replay: record holding the tail (n = 0: none) */
+    /* key summaries of full tiles (both backings), capacity = idx_cap
+     * (disk) or ram_cap (RAM) */
+    float *sum;            /* (cap, kv_dim/2) */
+    uint8_t *sum_ok;       /* (cap) 1: sum row i is tile i's summary */
 };
 
 struct kvs {
@@ -77,6 +81,11 @@ struct kvs {
     size_t tile_raw;       /* 2 * T * row_bytes */
     struct kvs_layer *layers; /* (n_layer) */
     float *span_k, *span_v; /* (T, kv_dim) each: unpacked span */
+    struct tile_pairing pair; /* summaries */
+    size_t sum_n;          /* floats per summary: kv_dim/2 */
+    float *sum_row;        /* (kv_dim) summarize scratch */
+    uint64_t bytes_read;   /* kvs_bytes_read */
+    int file_version;      /* disk: of the file header on disk */
 
     /* disk */
     io_file *io;
@@ -111,9 +120,15 @@ struct kvs {
     /* read state */
     int rd_layer;          /* -1: no read in progress */
     int64_t rd_end;        /* tokens to stream */
-    int64_t rd_pos;        /* next span's pos0 */
     int64_t rd_tiles;      /* tiles [0, rd_tiles) come from disk */
     int rd_err;            /* sticky error of this read */
+    const int64_t *rd_list; /* tiles to stream (NULL: every tile) */
+    int64_t rd_n;          /* entries of the stream (list + remainder) */
+    int64_t rd_nlist;      /* entries of rd_list */
+    int64_t rd_j;          /* next entry */
+    int64_t rd_disk;       /* entries [0, rd_disk) come from disk */
+    const int64_t *h_list; /* the helper's copy of rd_list, rd_nlist (mu) */
+    int64_t h_nlist;
 };
 
 static size_t align_up(size_t n) { return (n + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN; }
@@ -128,6 +143,8 @@ static int kvs_check_config(const struct kvs_config *c)
     if (c->backing != KVS_RAM && c->backing != KVS_DISK) return KVT_ERANGE;
     if (tile_raw_bytes(c->type, c->kv_dim, c->tile_tokens) > INT32_MAX / 2)
         return KVT_ERANGE;
+    struct tile_pairing pr = { c->head_dim ? c->head_dim : c->kv_dim, c->neox_rot };
+    if (tile_pairing_check(&pr, c->kv_dim) < 0) return KVT_ERANGE;
     if (c->backing == KVS_DISK) {
         if (!c->path || c->codec < 0 || c->codec >= TILE_NCODECS)
             return KVT_ERANGE;
@@ -207,16 +224,62 @@ static int kvs_put_tile(kvs *s, int layer, int64_t pos0, int n, uint32_t flags,
     return rc;
 }
 
-static int kvs_idx_reserve(struct kvs_layer *ly, int64_t n)
+/* Grow L's summary arrays from old_cap to cap tiles. */
+static int kvs_sum_grow(kvs *s, struct kvs_layer *ly, int64_t old_cap, int64_t cap)
+{
+    if ((uint64_t)cap > SIZE_MAX / sizeof(float) / s->sum_n) return -ENOMEM;
+    float *p = realloc(ly->sum, (size_t)cap * s->sum_n * sizeof *p);
+    if (!p) return -ENOMEM;
+    ly->sum = p;
+    uint8_t *ok = realloc(ly->sum_ok, (size_t)cap);
+    if (!ok) return -ENOMEM;
+    ly->sum_ok = ok;
+    memset(ok + old_cap, 0, (size_t)(cap - old_cap));
+    return 0;
+}
+
+static int kvs_idx_reserve(kvs *s, struct kvs_layer *ly, int64_t n)
 {
     if (n <= ly->idx_cap) return 0;
     int64_t cap = ly->idx_cap ? ly->idx_cap * 2 : 64;
     while (cap < n) cap *= 2;
+    int rc = kvs_sum_grow(s, ly, ly->idx_cap, cap);
+    if (rc < 0) return rc;
     struct kvs_rec *p = realloc(ly->idx, (size_t)cap * sizeof *p);
     if (!p) return -ENOMEM;
     ly->idx = p;
     ly->idx_cap = cap;
     return 0;
+}
+
+/* Summarize full tile TI of L from its packed K rows (both backings). */
+static void kvs_summarize(kvs *s, struct kvs_layer *ly, int64_t ti, const uint8_t *k_raw)
+{
+    tile_summarize(s->cfg.type, s->cfg.kv_dim, &s->pair, k_raw, s->cfg.tile_tokens,
+                   ly->sum + (size_t)ti * s->sum_n, s->sum_row);
+    ly->sum_ok[ti] = 1;
+}
+
+static int kvs_write_file_hdr(kvs *s);
+
+/* Append the summary record of L's full tile TI (upgrading a version 2
+ * file header first). */
+static int kvs_put_sum(kvs *s, int layer, int64_t ti)
+{
+    if (s->file_version < KVS_FILE_VERSION) {
+        uint64_t end = s->file_end, peak = s->peak_end, tag = s->tag_end;
+        int rc = kvs_write_file_hdr(s);
+        s->file_end = end;
+        s->peak_end = peak;
+        s->tag_end = tag;
+        if (rc < 0) return rc;
+    }
+    struct kvs_layer *ly = &s->layers[layer];
+    const int T = s->cfg.tile_tokens;
+    int64_t len = tile_sum_encode(layer, ti * T, T, s->cfg.kv_dim, &s->pair,
+                                  ly->sum + (size_t)ti * s->sum_n, s->wbuf, s->rec_cap);
+    if (len < 0) return (int)len;
+    return kvs_put_record(s, (size_t)len, NULL);
 }
 
 /* Write layer L's full tail as tile record. */
@@ -226,9 +289,10 @@ static int kvs_seal(kvs *s, int layer)
     const int T = s->cfg.tile_tokens;
     int64_t ti = ly->n_tokens / T - 1; /* the tail is full: n_tokens % T == 0 */
     if (s->th_started) pthread_mutex_lock(&s->mu); /* the helper reads idx */
-    int rc = kvs_idx_reserve(ly, ti + 1);
+    int rc = kvs_idx_reserve(s, ly, ti + 1);
     if (s->th_started) pthread_mutex_unlock(&s->mu);
     if (rc < 0) return rc;
+    kvs_summarize(s, ly, ti, ly->tail);
     struct kvs_rec rec;
     rc = kvs_put_tile(s, layer, ti * T, T, 0, &rec);
     if (rc < 0) return rc;
@@ -236,7 +300,7 @@ static int kvs_seal(kvs *s, int layer)
     ly->idx[ti] = rec;
     if (s->th_started) pthread_mutex_unlock(&s->mu);
     ly->tail_dirty = 0;
-    return 0;
+    return kvs_put_sum(s, layer, ti); /* a failure leaves it missing on disk */
 }
 
 /* Tokens of layer L sealed on disk (the tail holds the rest). */
@@ -281,12 +345,12 @@ static void kvs_raw_to_tail(kvs *s, struct kvs_layer *ly, int rec_n, int n)
 
 /* ---- disk: the decode-ahead helper ------------------------------------ */
 
-/* Helper: wait for disk tile ti's read (io slot ti % window), decode it
- * and unpack its first n tokens into ring slot R. */
-static int kvs_decode_tile(kvs *s, int layer, int64_t ti, int n,
+/* Helper: wait for the read of stream entry j (disk tile ti, io slot
+ * j % window), decode it and unpack its first n tokens into ring slot R. */
+static int kvs_decode_tile(kvs *s, int layer, int64_t j, int64_t ti, int n,
                            struct kvs_ring_slot *r)
 {
-    int slot = (int)(ti % s->window);
+    int slot = (int)(j % s->window);
     while (s->slot_res[slot] == INT32_MIN) {
         int done = -1;
         int res = io_wait(s->io, &done);
@@ -313,18 +377,23 @@ static int kvs_decode_tile(kvs *s, int layer, int64_t ti, int n,
     return 0;
 }
 
-/* Helper, unlocked: produce tiles [0, nt) of LAYER into the ring in order,
- * keeping up to `window` reads in flight; stops at the first error (handed
- * to the reader with its tile) or when the reader cancels. */
-static void kvs_produce(kvs *s, int layer, int64_t nt, int64_t end)
+/* Helper, unlocked: produce stream entries [0, nt) of LAYER (disk tile
+ * list[j], or j without a list) into the ring in order, keeping up to
+ * `window` reads in flight; stops at the first error (handed to the reader
+ * with its entry) or when the reader cancels. */
+static void kvs_produce(kvs *s, int layer, const int64_t *list, int64_t nlist,
+                        int64_t nt, int64_t end)
 {
     const int T = s->cfg.tile_tokens;
     int64_t next_submit = 0;
     int err = 0;
-    for (int64_t ti = 0; ti < nt; ti++) {
-        while (err == 0 && next_submit < nt && next_submit < ti + s->window) {
+#define KVS_ENTRY(j) (!list ? (j) : (j) < nlist ? list[j] : end / T)
+    for (int64_t j = 0; j < nt; j++) {
+        int64_t ti = KVS_ENTRY(j);
+        while (err == 0 && next_submit < nt && next_submit < j + s->window) {
+            int64_t si = KVS_ENTRY(next_submit);
             pthread_mutex_lock(&s->mu);
-            struct kvs_rec rec = s->layers[layer].idx[next_submit];
+            struct kvs_rec rec = s->layers[layer].idx[si];
             pthread_mutex_unlock(&s->mu);
             int slot = (int)(next_submit % s->window);
             err = io_submit(s->io, slot, rec.off, rec.size);
@@ -332,7 +401,7 @@ static void kvs_produce(kvs *s, int layer, int64_t nt, int64_t end)
             s->slot_res[slot] = INT32_MIN;
             next_submit++;
         }
-        struct kvs_ring_slot *r = &s->ring[ti % KVS_RING];
+        struct kvs_ring_slot *r = &s->ring[j % KVS_RING];
         pthread_mutex_lock(&s->mu);
         while (r->state != RING_FREE && !s->cancel)
             pthread_cond_wait(&s->cv_helper, &s->mu);
@@ -341,15 +410,16 @@ static void kvs_produce(kvs *s, int layer, int64_t nt, int64_t end)
         pthread_mutex_unlock(&s->mu);
         if (stop) return;
         int n = (int)KVT_MIN((int64_t)T, end - ti * T);
-        int rc = ti < next_submit ? kvs_decode_tile(s, layer, ti, n, r) : err;
+        int rc = j < next_submit ? kvs_decode_tile(s, layer, j, ti, n, r) : err;
         pthread_mutex_lock(&s->mu);
-        r->tile = ti;
+        r->tile = j;
         r->rc = rc;
         r->state = RING_READY;
         pthread_cond_broadcast(&s->cv_reader);
         pthread_mutex_unlock(&s->mu);
         if (rc < 0) return;
     }
+#undef KVS_ENTRY
 }
 
 static void *kvs_helper(void *arg)
@@ -361,8 +431,10 @@ static void *kvs_helper(void *arg)
         if (s->quit) break;
         int layer = s->h_layer;
         int64_t nt = s->h_tiles, end = s->h_end;
+        const int64_t *list = s->h_list;
+        int64_t nlist = s->h_nlist;
         pthread_mutex_unlock(&s->mu);
-        kvs_produce(s, layer, nt, end);
+        kvs_produce(s, layer, list, nlist, nt, end);
         while (io_in_flight(s->io) > 0) { /* drain: slots are reused next job */
             int slot = -1;
             io_wait(s->io, &slot);
@@ -436,6 +508,7 @@ static int kvs_write_file_hdr(kvs *s)
     int rc = io_write(s->io, s->wbuf, KVS_FILE_HDR_BYTES, 0);
     if (rc < 0) return rc;
     s->file_end = s->peak_end = s->tag_end = KVS_FILE_HDR_BYTES;
+    s->file_version = KVS_FILE_VERSION;
     return 0;
 }
 
@@ -448,7 +521,8 @@ static int kvs_check_file_hdr(kvs *s, uint64_t size)
     struct kvs_file_hdr fh;
     memcpy(&fh, s->wbuf, sizeof fh);
     if (fh.magic != KVS_FILE_MAGIC) return KVT_EFORMAT;
-    if (fh.version != KVS_FILE_VERSION) return KVT_EVERSION;
+    if (fh.version != 2 && fh.version != KVS_FILE_VERSION) return KVT_EVERSION;
+    s->file_version = fh.version;
     if (fh.hdr_size != sizeof fh) return KVT_EFORMAT;
     if (tile_hash(&fh, offsetof(struct kvs_file_hdr, hdr_xxh)) != fh.hdr_xxh)
         return KVT_ECHECKSUM;
@@ -515,10 +589,30 @@ static int kvs_replay_hdr(kvs *s, uint64_t off, uint64_t size,
     return 1;
 }
 
-/* Apply one record; @return 1 applied, 0 stop the scan here, < 0 error. */
-static int kvs_replay_one(kvs *s, const struct tile_hdr *h, uint64_t off)
+/* A summary record (payload at PAYLOAD, NULL if it failed its checksum):
+ * the summary of L's full tile at pos0 if L has that tile. */
+static int kvs_replay_sum(kvs *s, const struct tile_hdr *h, const void *payload)
 {
     const int T = s->cfg.tile_tokens;
+    if (h->layer >= (uint32_t)s->cfg.n_layer || h->kv_dim != (uint32_t)s->cfg.kv_dim ||
+        h->n != (uint32_t)T || h->pos0 % (uint64_t)T != 0 || h->pos0 > INT64_MAX)
+        return 0;
+    struct kvs_layer *ly = &s->layers[h->layer];
+    int64_t full = ly->n_tokens - ly->tail_ref.n;
+    if (!payload || (int64_t)h->pos0 + T > full) return 1; /* ignored */
+    int64_t ti = (int64_t)h->pos0 / T;
+    int rc = tile_sum_decode(h, payload, &s->pair, ly->sum + (size_t)ti * s->sum_n);
+    ly->sum_ok[ti] = rc == 1;
+    return 1;
+}
+
+/* Apply one record; @return 1 applied, 0 stop the scan here, < 0 error.
+ * PAYLOAD: a summary record's verified payload (NULL otherwise). */
+static int kvs_replay_one(kvs *s, const struct tile_hdr *h, uint64_t off,
+                          const void *payload)
+{
+    const int T = s->cfg.tile_tokens;
+    if (h->flags & TILE_F_SUM) return kvs_replay_sum(s, h, payload);
     if (h->flags & TILE_F_MARK) {
         if (h->layer == TILE_MARK_TRUNC) {
             if (h->pos0 > INT64_MAX) return 0;
@@ -551,9 +645,10 @@ static int kvs_replay_one(kvs *s, const struct tile_hdr *h, uint64_t off)
         ly->tail_ref = rec;
     } else {
         int64_t ti = (int64_t)h->pos0 / T;
-        int rc = kvs_idx_reserve(ly, ti + 1);
+        int rc = kvs_idx_reserve(s, ly, ti + 1);
         if (rc < 0) return rc;
         ly->idx[ti] = rec;
+        ly->sum_ok[ti] = 0;
         ly->tail_ref.n = 0;
     }
     ly->n_tokens = (int64_t)h->pos0 + h->n;
@@ -575,24 +670,26 @@ static int kvs_replay(kvs *s)
         if ((h.flags & TILE_F_MARK) && h.layer == TILE_MARK_SYNC) synced = off;
     }
     if (rc < 0) return rc;
-    /* pass 2: apply; verify payloads past the last sync */
+    /* pass 2: apply; verify payloads past the last sync, and summaries' */
     off = KVS_FILE_HDR_BYTES;
     s->tag_end = off;
     while ((rc = kvs_replay_hdr(s, off, size, &h)) == 1) {
         size_t len = align_up(sizeof h + h.enc_size);
-        if (off >= synced && h.enc_size > 0) {
+        int sum = (h.flags & TILE_F_SUM) != 0, good = 1;
+        if ((off >= synced || sum) && h.enc_size > 0) {
             if (len > s->rec_cap) break;
             int64_t got = io_read(s->io, s->wbuf, len, off);
             if (got < 0) return (int)got;
-            if ((size_t)got < sizeof h + h.enc_size ||
-                tile_payload_check(&h, s->wbuf + sizeof h) != 0) {
+            good = (size_t)got >= sizeof h + h.enc_size &&
+                   tile_payload_check(&h, s->wbuf + sizeof h) == 0;
+            if (!good && off >= synced) {
                 /* torn record: the log ends before it, unless good
                  * records follow (damage in the middle: refuse) */
                 rc = kvs_good_after(s, off + len, size);
                 break;
             }
         }
-        rc = kvs_replay_one(s, &h, off);
+        rc = kvs_replay_one(s, &h, off, sum && good ? s->wbuf + sizeof h : NULL);
         if (rc < 0) return rc;
         if (rc == 0) break;
         off += len;
@@ -666,14 +763,18 @@ int kvs_open(const struct kvs_config *cfg, kvs **out)
     s->cfg = *cfg;
     s->cfg.path = NULL; /* not owned; only kvs_open uses it */
     s->row_bytes = tile_row_bytes(cfg->type, cfg->kv_dim);
+    s->pair.head_dim = cfg->head_dim ? cfg->head_dim : cfg->kv_dim;
+    s->pair.neox_rot = cfg->neox_rot;
+    s->sum_n = (size_t)cfg->kv_dim / 2;
     s->tile_raw = tile_raw_bytes(cfg->type, cfg->kv_dim, cfg->tile_tokens);
     s->rd_layer = -1;
     size_t span = (size_t)cfg->tile_tokens * (size_t)cfg->kv_dim;
     s->layers = calloc((size_t)cfg->n_layer, sizeof *s->layers);
     s->span_k = malloc(span * sizeof(float));
     s->span_v = malloc(span * sizeof(float));
+    s->sum_row = malloc((size_t)cfg->kv_dim * sizeof(float));
     rc = -ENOMEM;
-    if (s->layers && s->span_k && s->span_v) {
+    if (s->layers && s->span_k && s->span_v && s->sum_row) {
         rc = 0;
         if (cfg->backing == KVS_DISK) {
             s->cfg.path = cfg->path;
@@ -705,10 +806,13 @@ void kvs_close(kvs *s)
             free(s->layers[l].ram);
             free(s->layers[l].tail);
             free(s->layers[l].idx);
+            free(s->layers[l].sum);
+            free(s->layers[l].sum_ok);
         }
     free(s->layers);
     free(s->span_k);
     free(s->span_v);
+    free(s->sum_row);
     io_free(s->wbuf);
     free(s->raw);
     free(s->scratch);
@@ -746,6 +850,8 @@ static int kvs_ram_reserve(kvs *s, struct kvs_layer *ly, int64_t n_tiles)
     int64_t cap = ly->ram_cap ? ly->ram_cap : 4;
     while (cap < n_tiles) cap *= 2;
     if ((uint64_t)cap > SIZE_MAX / s->tile_raw) return -ENOMEM;
+    int rc = kvs_sum_grow(s, ly, ly->ram_cap, cap);
+    if (rc < 0) return rc;
     uint8_t *p = realloc(ly->ram, (size_t)cap * s->tile_raw);
     if (!p) return -ENOMEM;
     ly->ram = p;
@@ -781,8 +887,10 @@ int kvs_append(kvs *s, int layer, const float *k, const float *v, int n)
         v += (size_t)c * D;
         n -= c;
         if (disk && off + c == T) {
-            int rc = kvs_seal(s, layer);
+            int rc = kvs_seal(s, layer); /* summarizes it too */
             if (rc < 0) return rc;
+        } else if (off + c == T) {
+            kvs_summarize(s, ly, ly->n_tokens / T - 1, tile);
         }
     }
     return 0;
@@ -907,7 +1015,8 @@ int kvs_sync(kvs *s)
 
 /* ---- reads ------------------------------------------------------------ */
 
-int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
+static int kvs_read_start(kvs *s, int layer, int64_t n_tokens,
+                          const int64_t *tiles, int64_t n_sel)
 {
     KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
     KVT_ASSERT(n_tokens >= 0);
@@ -915,46 +1024,86 @@ int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
     struct kvs_layer *ly = &s->layers[layer];
     if (n_tokens > ly->n_tokens) return KVT_ERANGE;
     const int T = s->cfg.tile_tokens;
+    int64_t n_all = (n_tokens + T - 1) / T;
     s->rd_layer = layer;
     s->rd_end = n_tokens;
-    s->rd_pos = 0;
     s->rd_err = 0;
+    s->rd_j = 0;
+    s->rd_list = tiles;
+    s->rd_nlist = tiles ? n_sel : 0;
+    s->rd_n = tiles ? n_sel + (n_tokens % T != 0) : n_all;
     s->rd_tiles = 0;
+    s->rd_disk = 0;
     if (s->cfg.backing == KVS_DISK) {
         int64_t sealed = kvs_sealed(s, ly) / T;
-        s->rd_tiles = KVT_MIN(sealed, (n_tokens + T - 1) / T);
-        if (s->rd_tiles > 0) {
-            pthread_mutex_lock(&s->mu);
-            for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
-            s->held = -1;
-            s->h_layer = layer;
-            s->h_tiles = s->rd_tiles;
-            s->h_end = n_tokens;
-            s->job = 1;
-            pthread_cond_broadcast(&s->cv_helper);
-            pthread_mutex_unlock(&s->mu);
+        s->rd_tiles = KVT_MIN(sealed, n_all);
+        /* stream entries on disk: a prefix, the entries are ascending */
+        if (!tiles) s->rd_disk = s->rd_tiles;
+        else {
+            while (s->rd_disk < n_sel && tiles[s->rd_disk] < s->rd_tiles) s->rd_disk++;
+            /* the remainder is the head of a sealed tile (a prefix read) */
+            if (s->rd_disk == n_sel && n_tokens % T != 0 && n_tokens / T < s->rd_tiles)
+                s->rd_disk++;
         }
     }
     return 0;
 }
 
-/* Take disk tile ti from the ring (waiting for the helper); the span
- * handed out before goes back to the helper. */
-static int kvs_read_disk(kvs *s, int64_t ti, struct kvs_span *sp)
+/* Start the helper on stream entries [0, rd_disk). */
+static void kvs_read_kick(kvs *s)
 {
-    struct kvs_ring_slot *r = &s->ring[ti % KVS_RING];
+    if (s->rd_disk <= 0) return;
+    pthread_mutex_lock(&s->mu);
+    for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
+    s->held = -1;
+    s->h_layer = s->rd_layer;
+    s->h_tiles = s->rd_disk;
+    s->h_end = s->rd_end;
+    s->h_list = s->rd_list;
+    s->h_nlist = s->rd_nlist;
+    s->job = 1;
+    pthread_cond_broadcast(&s->cv_helper);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
+{
+    int rc = kvs_read_start(s, layer, n_tokens, NULL, 0);
+    if (rc == 0) kvs_read_kick(s);
+    return rc;
+}
+
+int kvs_read_begin_tiles(kvs *s, int layer, int64_t n_tokens,
+                         const int64_t *tiles, int64_t n_sel)
+{
+    KVT_ASSERT(n_sel >= 0);
+    const int T = s->cfg.tile_tokens;
+    for (int64_t i = 0; i < n_sel; i++) {
+        KVT_ASSERT(tiles[i] >= 0 && tiles[i] < n_tokens / T);
+        KVT_ASSERT(i == 0 || tiles[i] > tiles[i - 1]);
+    }
+    int rc = kvs_read_start(s, layer, n_tokens, tiles, n_sel);
+    if (rc == 0) kvs_read_kick(s);
+    return rc;
+}
+
+/* Take stream entry j from the ring (waiting for the helper); the span
+ * handed out before goes back to the helper. */
+static int kvs_read_disk(kvs *s, int64_t j, struct kvs_span *sp)
+{
+    struct kvs_ring_slot *r = &s->ring[j % KVS_RING];
     pthread_mutex_lock(&s->mu);
     if (s->held >= 0) {
         s->ring[s->held].state = RING_FREE;
         s->held = -1;
         pthread_cond_broadcast(&s->cv_helper);
     }
-    while (!(r->state == RING_READY && r->tile == ti))
+    while (!(r->state == RING_READY && r->tile == j))
         pthread_cond_wait(&s->cv_reader, &s->mu);
     int rc = r->rc;
     if (rc == 0) {
         r->state = RING_HELD;
-        s->held = (int)(ti % KVS_RING);
+        s->held = (int)(j % KVS_RING);
     }
     pthread_mutex_unlock(&s->mu);
     sp->k = r->k;
@@ -966,13 +1115,14 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
 {
     KVT_ASSERT(s->rd_layer >= 0);
     if (s->rd_err < 0) return s->rd_err;
-    if (s->rd_pos >= s->rd_end) return 0;
+    if (s->rd_j >= s->rd_n) return 0;
     const int T = s->cfg.tile_tokens, D = s->cfg.kv_dim;
     struct kvs_layer *ly = &s->layers[s->rd_layer];
-    int64_t ti = s->rd_pos / T;
-    int n = (int)KVT_MIN((int64_t)T, s->rd_end - s->rd_pos);
+    int64_t j = s->rd_j;
+    int64_t ti = !s->rd_list ? j : j < s->rd_nlist ? s->rd_list[j] : s->rd_end / T;
+    int n = (int)KVT_MIN((int64_t)T, s->rd_end - ti * T);
     size_t half = (size_t)T * s->row_bytes;
-    sp->pos0 = s->rd_pos;
+    sp->pos0 = ti * T;
     sp->n = n;
     sp->k = s->span_k;
     sp->v = s->span_v;
@@ -985,17 +1135,20 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
             tile_unpack(s->cfg.type, D, tile, n, s->span_k);
             tile_unpack(s->cfg.type, D, tile + half, n, s->span_v);
         }
-    } else if (ti < s->rd_tiles) {
-        int rc = kvs_read_disk(s, ti, sp);
+        s->bytes_read += 2 * (uint64_t)n * s->row_bytes;
+    } else if (j < s->rd_disk) {
+        int rc = kvs_read_disk(s, j, sp);
         if (rc < 0) {
             s->rd_err = rc;
             return rc;
         }
+        s->bytes_read += ly->idx[ti].size; /* only this thread grows idx */
     } else {
         tile_unpack(s->cfg.type, D, ly->tail, n, s->span_k);
         tile_unpack(s->cfg.type, D, ly->tail + half, n, s->span_v);
+        s->bytes_read += 2 * (uint64_t)n * s->row_bytes;
     }
-    s->rd_pos += n;
+    s->rd_j++;
     return 1;
 }
 
@@ -1015,4 +1168,65 @@ void kvs_read_end(kvs *s)
         pthread_mutex_unlock(&s->mu);
     }
     s->rd_layer = -1;
+}
+
+uint64_t kvs_bytes_read(const kvs *s) { return s->bytes_read; }
+
+/* ---- key summaries ---------------------------------------------------- */
+
+const float *kvs_summary(const kvs *s, int layer, int64_t tile)
+{
+    KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
+    const struct kvs_layer *ly = &s->layers[layer];
+    KVT_ASSERT(tile >= 0 && tile < ly->n_tokens / s->cfg.tile_tokens);
+    return ly->sum_ok[tile] ? ly->sum + (size_t)tile * s->sum_n : NULL;
+}
+
+void kvs_summary_pairing(const kvs *s, int *head_dim, int *neox_rot)
+{
+    *head_dim = s->pair.head_dim;
+    *neox_rot = s->pair.neox_rot;
+}
+
+int64_t kvs_summary_missing(const kvs *s)
+{
+    int64_t n = 0;
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        const struct kvs_layer *ly = &s->layers[l];
+        for (int64_t t = 0; t < ly->n_tokens / s->cfg.tile_tokens; t++)
+            n += !ly->sum_ok[t];
+    }
+    return n;
+}
+
+int64_t kvs_summary_rebuild(kvs *s)
+{
+    KVT_ASSERT(s->rd_layer < 0);
+    const int T = s->cfg.tile_tokens;
+    int64_t done = 0;
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        struct kvs_layer *ly = &s->layers[l];
+        int64_t sealed = s->cfg.backing == KVS_DISK ? kvs_sealed(s, ly) / T : 0;
+        for (int64_t t = 0; t < ly->n_tokens / T; t++) {
+            if (ly->sum_ok[t]) continue;
+            const uint8_t *k_raw;
+            if (s->cfg.backing == KVS_RAM) {
+                k_raw = ly->ram + (size_t)t * s->tile_raw;
+            } else if (t < sealed) {
+                int got = kvs_load_raw(s, &ly->idx[t], l, t * T);
+                if (got < 0) return got;
+                if (got != T) return KVT_EFORMAT;
+                k_raw = s->raw;
+            } else {
+                k_raw = ly->tail; /* a full tail a failed write left */
+            }
+            kvs_summarize(s, ly, t, k_raw);
+            if (s->cfg.backing == KVS_DISK && t < sealed) {
+                int rc = kvs_put_sum(s, l, t);
+                if (rc < 0) return rc;
+            }
+            done++;
+        }
+    }
+    return done;
 }

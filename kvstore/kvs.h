@@ -41,6 +41,9 @@ struct kvs_config {
     int ephemeral;           /* disk: the file will never be reopened (a
                                 temporary cache): cuts skip their fsync */
     uint8_t model_fp[32];    /* binds the cache to the model */
+    /* key summaries (tile.h): the rotation pairs of the model */
+    int head_dim;            /* channels per KV head; 0: kv_dim (one head) */
+    int neox_rot;            /* 0: adjacent pairs; R: NeoX pairs of the first R */
 };
 
 /* One run of consecutive tokens of one layer; valid until the next
@@ -104,7 +107,38 @@ int64_t kvs_file_bytes(const kvs *s, int64_t *peak);
 /* Stream LAYER's tokens [0, n_tokens): begin, then next until it returns 0.
  * @return 1 with *sp filled, 0 at the end, < 0 on error. */
 int kvs_read_begin(kvs *s, int layer, int64_t n_tokens);
+/* The same, but only the full tiles tiles[0..n_sel) (strictly ascending,
+ * each < n_tokens / tile_tokens), then the tokens after the last full
+ * tile, [n_tokens / T * T, n_tokens), if any. The disk reads of the whole
+ * selection are issued as fast as the I/O window allows. TILES must stay
+ * valid and unchanged until kvs_read_end. */
+int kvs_read_begin_tiles(kvs *s, int layer, int64_t n_tokens,
+                         const int64_t *tiles, int64_t n_sel);
 int kvs_read_next(kvs *s, struct kvs_span *sp);
 void kvs_read_end(kvs *s);
+
+/* Bytes of tiles handed out by reads so far (disk: records read, header
+ * and padding included; RAM and the disk tail: raw packed bytes). */
+uint64_t kvs_bytes_read(const kvs *s);
+
+/* ---- key summaries (tile.h) ---------------------------------------------
+ * Every full tile of a layer gets a summary when it fills (both
+ * backings); the disk backing writes it as a summary record right after
+ * the tile, and replays it on reopen. kv_dim/2 floats, valid until the
+ * next append / truncate / rebuild. */
+
+/* Summary of LAYER's full tile TILE (< kvs_layer_tokens / tile_tokens), or
+ * NULL if it has none (a cache written before summaries, or a record that
+ * failed its checksum; kvs_summary_rebuild makes them). */
+const float *kvs_summary(const kvs *s, int layer, int64_t tile);
+/* The summaries' pairing: channels per KV head, NeoX rotated channels
+ * (0: adjacent pairs). */
+void kvs_summary_pairing(const kvs *s, int *head_dim, int *neox_rot);
+/* Full tiles without a summary, all layers. */
+int64_t kvs_summary_missing(const kvs *s);
+/* Read every full tile without a summary, summarize it and (disk) append
+ * its summary record. @return tiles rebuilt, or < 0 (a read, checksum or
+ * write error). */
+int64_t kvs_summary_rebuild(kvs *s);
 
 #endif

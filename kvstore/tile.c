@@ -8,12 +8,9 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #define XXH_INLINE_ALL /* compiled here with this build's vector ISA */
 #include <xxhash.h>
-#if defined(__F16C__)
 #include <immintrin.h>
-#elif defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
+#include "engine/cpu.h"
 #include "io/kvt.h"
 
 static const char *const tile_codec_names[TILE_NCODECS] = {
@@ -99,6 +96,20 @@ float tile_f16_to_f32(uint16_t h)
     if (em >= 0x7c00u) return u2f(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
     if (em >= 0x0400u) return u2f(sign | ((em << 13) + (112u << 23)));
     return u2f(sign | f2u((float)em * 5.9604644775390625e-8f)); /* em*2^-24 */
+}
+
+/* dst[i] = f16 element i of S8 for i < count rounded down to 8 (returned):
+ * exact like tile_f16_to_f32 (a signalling NaN comes out quiet; tile_pack
+ * never makes one). Only on CPUs with F16C. */
+__attribute__((target("avx,f16c"))) static size_t tile_f16_unpack8(const uint8_t *s8,
+                                                                   size_t count, float *dst)
+{
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s8 + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    return i;
 }
 
 uint16_t tile_f32_to_bf16(float f)
@@ -233,15 +244,8 @@ void tile_unpack(int type, int kv_dim, const void *src, int n, float *dst)
         memcpy(dst, src, count * 4);
         break;
     case KVS_F16: {
-        size_t i = 0;
-#ifdef __F16C__
-        /* exact like tile_f16_to_f32 (a signalling NaN comes out quiet;
-         * tile_pack never makes one) */
-        for (; i + 8 <= count; i += 8) {
-            __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s8 + 2 * i));
-            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-        }
-#endif
+        /* F16C on the avx2 and avx512 kernel sets (cpu.h) */
+        size_t i = cpu_set_active() >= CPU_SET_AVX2 ? tile_f16_unpack8(s8, count, dst) : 0;
         for (; i < count; i++) {
             uint16_t h;
             memcpy(&h, s8 + 2 * i, 2);
@@ -1057,6 +1061,15 @@ int tile_hdr_check(const struct tile_hdr *h)
             return KVT_EFORMAT;
         return 0;
     }
+    if (h->flags & TILE_F_SUM) {
+        if (h->type != KVS_F32 || h->codec != TILE_NONE || h->kv_dim == 0 ||
+            h->kv_dim > TILE_MAX_KV_DIM || h->kv_dim % 2 != 0 || h->n == 0 ||
+            h->n > TILE_MAX_TOKENS || (h->flags & TILE_F_TAIL) ||
+            h->raw_size != tile_sum_bytes((int)h->kv_dim) ||
+            h->enc_size != h->raw_size || h->raw_xxh != h->enc_xxh)
+            return KVT_EFORMAT;
+        return 0;
+    }
     if (h->type >= KVS_NTYPES || h->codec >= TILE_NCODECS) return KVT_EFORMAT;
     if (h->kv_dim == 0 || h->kv_dim > TILE_MAX_KV_DIM) return KVT_EFORMAT;
     if (tile_check_dims(h->type, (int)h->kv_dim) != 0) return KVT_EFORMAT;
@@ -1093,7 +1106,7 @@ int64_t tile_decode_raw(const void *src, size_t src_size, void *raw_out,
     memcpy(&h, src, sizeof h);
     int rc = tile_hdr_check(&h);
     if (rc < 0) return rc;
-    if (h.flags & TILE_F_MARK) return KVT_EFORMAT;
+    if (h.flags & (TILE_F_MARK | TILE_F_SUM)) return KVT_EFORMAT;
     if (src_size - sizeof h < h.enc_size) return KVT_EFORMAT;
     if (raw_cap < h.raw_size) return KVT_ERANGE;
     const uint8_t *payload = (const uint8_t *)src + sizeof h;
@@ -1157,4 +1170,101 @@ int tile_decode(const void *src, size_t src_size, float *k, size_t k_cap,
                 (int)h.n, v);
     if (hdr_out) *hdr_out = h;
     return (int)h.n;
+}
+
+/* ---- key summaries ---------------------------------------------------------- */
+
+int tile_pairing_check(const struct tile_pairing *pr, int kv_dim)
+{
+    if (pr->head_dim <= 0 || pr->head_dim % 2 != 0 || kv_dim % pr->head_dim != 0)
+        return KVT_ERANGE;
+    if (pr->neox_rot < 0 || pr->neox_rot % 2 != 0 || pr->neox_rot > pr->head_dim)
+        return KVT_ERANGE;
+    return 0;
+}
+
+void tile_pair_channels(const struct tile_pairing *pr, int p, int *c0, int *c1)
+{
+    int r = pr->neox_rot;
+    if (r == 0) {
+        *c0 = 2 * p;
+        *c1 = 2 * p + 1;
+    } else if (p < r / 2) {
+        *c0 = p;
+        *c1 = p + r / 2;
+    } else {
+        *c0 = r + 2 * (p - r / 2);
+        *c1 = *c0 + 1;
+    }
+}
+
+size_t tile_sum_bytes(int kv_dim) { return 8 + 4 * (size_t)(kv_dim / 2); }
+
+/* Smallest float >= x (x >= 0, finite or +inf). */
+static float round_up_f(double x)
+{
+    float f = (float)x;
+    if ((double)f < x) f = nextafterf(f, INFINITY);
+    return f;
+}
+
+void tile_summarize(int type, int kv_dim, const struct tile_pairing *pr,
+                    const void *k_raw, int n, float *sum, float *row)
+{
+    KVT_ASSERT(tile_pairing_check(pr, kv_dim) == 0);
+    const int hd = pr->head_dim, half = hd / 2, nh = kv_dim / hd;
+    size_t rb = tile_row_bytes(type, kv_dim);
+    for (int i = 0; i < kv_dim / 2; i++) sum[i] = 0.0f;
+    for (int t = 0; t < n; t++) {
+        tile_unpack(type, kv_dim, (const uint8_t *)k_raw + (size_t)t * rb, 1, row);
+        for (int h = 0; h < nh; h++) {
+            const float *x = row + (size_t)h * hd;
+            float *s = sum + (size_t)h * half;
+            for (int p = 0; p < half; p++) {
+                int c0, c1;
+                tile_pair_channels(pr, p, &c0, &c1);
+                double a = x[c0], b = x[c1];
+                float nrm = round_up_f(sqrt(a * a + b * b));
+                if (!(nrm <= s[p])) s[p] = isnan(nrm) ? INFINITY : nrm;
+            }
+        }
+    }
+}
+
+int64_t tile_sum_encode(int layer, int64_t pos0, int n, int kv_dim,
+                        const struct tile_pairing *pr, const float *sum,
+                        void *dst, size_t dst_cap)
+{
+    KVT_ASSERT(tile_pairing_check(pr, kv_dim) == 0);
+    size_t pay = tile_sum_bytes(kv_dim);
+    if (dst_cap < sizeof(struct tile_hdr) + pay) return KVT_ERANGE;
+    uint8_t *p = (uint8_t *)dst + sizeof(struct tile_hdr);
+    put_le32(p, (uint32_t)pr->head_dim);
+    put_le32(p + 4, (uint32_t)pr->neox_rot);
+    memcpy(p + 8, sum, pay - 8); /* host floats are LE (x86-64, aarch64) */
+    struct tile_hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = KVS_F32;
+    h.codec = TILE_NONE;
+    h.layer = (uint32_t)layer;
+    h.n = (uint32_t)n;
+    h.pos0 = (uint64_t)pos0;
+    h.kv_dim = (uint32_t)kv_dim;
+    h.raw_size = h.enc_size = (uint32_t)pay;
+    h.flags = TILE_F_SUM;
+    h.raw_xxh = h.enc_xxh = XXH3_64bits(p, pay);
+    tile_hdr_seal(&h);
+    memcpy(dst, &h, sizeof h);
+    return (int64_t)(sizeof h + pay);
+}
+
+int tile_sum_decode(const struct tile_hdr *h, const void *payload,
+                    const struct tile_pairing *pr, float *sum)
+{
+    if (tile_payload_check(h, payload) != 0) return KVT_ECHECKSUM;
+    const uint8_t *p = payload;
+    if (get_le32(p) != (uint32_t)pr->head_dim || get_le32(p + 4) != (uint32_t)pr->neox_rot)
+        return 0;
+    memcpy(sum, p + 8, h->enc_size - 8);
+    return 1;
 }

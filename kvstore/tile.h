@@ -98,6 +98,12 @@
  *                    multiple of tile_tokens, flags 0
  *     tail record    same, flags TILE_F_TAIL, 0 < n < tile_tokens: the
  *                    partial tail at kvs_sync/kvs_close
+ *     summary record header + payload, flags TILE_F_SUM (file version 3):
+ *                    the key summary (below) of layer L's full tile at
+ *                    pos0, written right after that tile's record; type
+ *                    KVS_F32, codec TILE_NONE, n = tile_tokens, raw_size
+ *                    = enc_size = tile_sum_bytes(kv_dim), raw_xxh =
+ *                    enc_xxh
  *     marker         header only, flags TILE_F_MARK, n = sizes = 0,
  *                    layer = TILE_MARK_TRUNC (pos0 = token count the store
  *                    was truncated to), TILE_MARK_SYNC (everything
@@ -105,8 +111,12 @@
  *                    caller's tag; empties every layer: kvs_reset)
  *   Replay rule on reopen, in file order: a tile or tail record of layer L
  *   at pos0 first truncates L to pos0, then adds itself (a tail record
- *   becomes L's tail); a TRUNC marker truncates every layer; a TAG marker
- *   empties every layer and sets the tag. The scan stops
+ *   becomes L's tail) without a summary; a summary record gives the full
+ *   tile of L at pos0, if L has it, its summary (a summary whose payload
+ *   fails its checksum, or whose pairing differs from the store's, is
+ *   ignored: the tile is then "missing" one); a TRUNC marker truncates
+ *   every layer; a TAG marker empties every layer and sets the tag. The
+ *   scan stops
  *   at the first header that is missing, cut short, not a record or fails
  *   its checksum, and at a record after the last SYNC marker whose payload
  *   fails its checksum (payloads before it are verified when read:
@@ -122,6 +132,19 @@
  *   so no stale record can follow the log end), and a sync with nothing
  *   sealed since the previous one cuts back over the previous sync's tails
  *   (kvs.h states the bound).
+ *
+ * Key summary of a tile (query-aware tile selection, attn.h): for each KV
+ * head h and each rotation pair p of the head (head_dim/2 pairs), the
+ * largest Euclidean norm over the tile's tokens of the stored pre-rotation
+ * K pair (the values tile_unpack gives), computed in double and rounded up
+ * to float. Rotation is a rotation (times the table's magnitude), so for
+ * any position scheme |q_p . R k_p| <= |q_p| * mscale * max |k_p|: a bound
+ * on every score in the tile, whatever positions the keys get later.
+ * Layout: kv_dim/2 floats, index h * head_dim/2 + p. Pairing (struct
+ * tile_pairing): neox_rot = 0: pair p = channels (2p, 2p+1) of the head
+ * (llama); neox_rot = R > 0: pair p < R/2 = channels (p, p + R/2), pair
+ * p >= R/2 = channels (R + 2(p - R/2), +1) (NeoX rotates the first R).
+ * Payload on disk: u32 head_dim, u32 neox_rot, kv_dim/2 x f32 (LE).
  *
  * All functions work in caller buffers; none allocates, none prints.
  */
@@ -154,6 +177,7 @@ enum tile_codec {
 enum {
     TILE_F_TAIL = 1u << 0, /* partial tail written at sync (superseded later) */
     TILE_F_MARK = 1u << 1, /* header-only marker (kvs truncate/sync), n = 0 */
+    TILE_F_SUM = 1u << 2,  /* key summary of the full tile at pos0 */
 };
 
 #define TILE_MARK_TRUNC 0xffffffffu /* marker layer ids */
@@ -162,7 +186,8 @@ enum {
 
 /* Cache file header (first 64 bytes of the file; all integers LE). */
 #define KVS_FILE_MAGIC 0x4353564bu /* "KVSC" */
-#define KVS_FILE_VERSION 2 /* 2: TAG markers, cut-back truncation */
+#define KVS_FILE_VERSION 3 /* 2: TAG markers, cut-back truncation; 3: summary
+                                records (2 is read, its summaries rebuilt) */
 #define KVS_FILE_HDR_BYTES 4096   /* header block; records start here */
 struct kvs_file_hdr {
     uint32_t magic;       /*  0 KVS_FILE_MAGIC */
@@ -259,6 +284,37 @@ int64_t tile_decode_raw(const void *src, size_t src_size, void *raw_out,
 int tile_decode(const void *src, size_t src_size, float *k, size_t k_cap,
                 float *v, size_t v_cap, void *raw, size_t raw_cap,
                 void *scratch, size_t scratch_cap, struct tile_hdr *hdr_out);
+
+/* Rotation pairing of the key summaries (see the top of this file). */
+struct tile_pairing {
+    int head_dim;  /* channels per KV head (even, divides kv_dim) */
+    int neox_rot;  /* 0: adjacent pairs; R > 0: NeoX pairs of the first R */
+};
+
+/* 0 if the pairing fits kv_dim, else KVT_ERANGE. */
+int tile_pairing_check(const struct tile_pairing *pr, int kv_dim);
+/* Channels (within the head) of pair p. */
+void tile_pair_channels(const struct tile_pairing *pr, int p, int *c0, int *c1);
+
+/* Payload bytes of a summary record: 8 + 4 * kv_dim/2. */
+size_t tile_sum_bytes(int kv_dim);
+
+/* Summary of n packed K rows (type, kv_dim) into sum (kv_dim/2 floats);
+ * row: room for kv_dim floats (scratch). */
+void tile_summarize(int type, int kv_dim, const struct tile_pairing *pr,
+                    const void *k_raw, int n, float *sum, float *row);
+
+/* Summary record of the full tile (layer, pos0, n tokens) into dst
+ * (header + payload). @return bytes written, KVT_ERANGE if dst_cap is
+ * too small. */
+int64_t tile_sum_encode(int layer, int64_t pos0, int n, int kv_dim,
+                        const struct tile_pairing *pr, const float *sum,
+                        void *dst, size_t dst_cap);
+/* Read the payload of a summary record whose header H passed
+ * tile_hdr_check: checksum, then pairing. @return 1 with sum filled
+ * (kv_dim/2 floats), 0 if its pairing is not PR, KVT_ECHECKSUM. */
+int tile_sum_decode(const struct tile_hdr *h, const void *payload,
+                    const struct tile_pairing *pr, float *sum);
 
 /* Half-precision helpers (exposed for tests and the CLI). */
 uint16_t tile_f32_to_f16(float f);

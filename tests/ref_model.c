@@ -24,6 +24,22 @@ static const float *WL(const model *m, int il, const char *suffix)
     return W(m, name);
 }
 
+/* Optional F32 tensor of layer IL (qwen2's Q/K/V biases), NULL if absent. */
+static const float *WL_opt(const model *m, int il, const char *suffix)
+{
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", il, suffix);
+    const gguf_tensor *t = gguf_find_tensor(model_gguf(m), name);
+    if (!t) return NULL;
+    KVT_ASSERT(t->type == GGML_TYPE_F32);
+    return t->data;
+}
+
+static void add(double *y, const float *b, int n)
+{
+    for (int i = 0; b && i < n; i++) y[i] += b[i];
+}
+
 static void rms(const double *x, const float *w, double *out, int n, double eps)
 {
     double ss = 0;
@@ -90,6 +106,9 @@ void ref_forward(const model *m, const int32_t *tokens, int n,
             mv(WL(m, il, "attn_q.weight"), xn, E, E, q);
             mv(WL(m, il, "attn_k.weight"), xn, E, KV, kpre + base);
             mv(WL(m, il, "attn_v.weight"), xn, E, KV, vv + base);
+            add(q, WL_opt(m, il, "attn_q.bias"), E);
+            add(kpre + base, WL_opt(m, il, "attn_k.bias"), KV);
+            add(vv + base, WL_opt(m, il, "attn_v.bias"), KV);
             memcpy(krot + base, kpre + base, sizeof(double) * KV);
             for (int h = 0; h < HKV; h++) rot(krot + base + (size_t)h * D, D, t, R);
             for (int h = 0; h < H; h++) {

@@ -9,6 +9,9 @@
  * cache) or kept as rotated when computed ("mixed", a post-rotation cache).
  * SelfExtend builds the merged logits (neighbour where q - k < W, grouped
  * positions floor(p/G) and floor(q/G) + W - floor(W/G) elsewhere).
+ * Q/K/V biases (qwen2: blk.N.attn_{q,k,v}.bias) are added after the
+ * projections when the file has them; NeoX (half-split) pairs when the
+ * ref_rope says so.
  */
 #ifndef KVT_REF_MODEL_H
 #define KVT_REF_MODEL_H

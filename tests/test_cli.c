@@ -99,8 +99,25 @@ static void test_generate_json(void)
     T_CHECK(t_json_num(out, "peak_rss_bytes") > 1e6);
     T_CHECK(strstr(out, "\"text\": \"") && strstr(out, "\"kv_store\": \"disk\""));
     T_CHECK(strstr(out, "\"io_backend\": \"uring\"") || strstr(out, "\"io_backend\": \"pread\""));
+    T_CHECK(strstr(out, "\"cpu\": \"") && strstr(out, "; kernels "));
     rc = t_run("generate " MODEL " -p 'In the beginning' -n 8 --json --kv-store ram", out, sizeof out, err, sizeof err);
     T_CHECK(rc == 0 && strstr(out, "\"kv_store\": \"ram\"") && strstr(out, "\"io_backend\": \"none\""));
+}
+
+/* KVT_CPU: info names the set forced (portable runs everywhere), a
+ * bogus or missing set is one line and exit 2. */
+static void test_cpu_env(void)
+{
+    T_REQUIRE(access(t_kvtile(), X_OK) == 0 && access(MODEL, R_OK) == 0, "no kvtile binary or model");
+    setenv("KVT_CPU", "portable", 1);
+    T_CHECK(t_run("info " MODEL, out, sizeof out, err, sizeof err) == 0);
+    T_CHECK(strstr(out, "\ncpu ") && strstr(out, "; kernels portable\n"));
+    setenv("KVT_CPU", "sse9", 1);
+    T_CHECK(t_run("info " MODEL, out, sizeof out, err, sizeof err) == 2);
+    T_CHECK(one_line(err) && strstr(err, "KVT_CPU=sse9: unknown kernel set"));
+    unsetenv("KVT_CPU");
+    T_CHECK(t_run("info " MODEL, out, sizeof out, err, sizeof err) == 0);
+    T_CHECK(strstr(out, "; kernels portable\n") == NULL || strstr(out, "\ncpu baseline"));
 }
 
 /* A copy of the model with one tokenizer key set to VAL (u32). */
@@ -176,5 +193,6 @@ int main(void)
     T_RUN(test_values);
     T_RUN(test_help);
     T_RUN(test_generate_json);
+    T_RUN(test_cpu_env);
     return t_done();
 }

@@ -332,12 +332,14 @@ static void copy_prefix(const char *src, const char *dst, int64_t n)
     if (b) fclose(b);
 }
 
+#define FULLREC (12288 + 4096)
+
 static void test_truncated_file(void)
 {
     build_file();
     int64_t size = file_size(path);
-    const int64_t rec = 4096 + 12288 * 0, full = 12288, tailrec = 4096;
-    (void)rec;
+    /* a full tile: its record (12288) and its summary record (4096) */
+    const int64_t full = FULLREC, tailrec = 4096;
     T_CHECK(size == 4096 + 2 * CFULL * full + 2 * tailrec + 4096);
     struct kvs_config c = disk_cfg(CL, CD, CT, KVS_F32, TILE_NONE, IO_URING);
     c.path = path2;
@@ -407,7 +409,7 @@ static void test_bad_files(void)
     c.tile_tokens = CT;
     /* corrupt the payload of L0's third tile (before the sync marker) */
     uint8_t x = 0x5a;
-    patch(path, 4096 + 2 * 12288 + 64 + 100, &x, 1);
+    patch(path, 4096 + 2 * FULLREC + 64 + 100, &x, 1);
     T_CHECK(kvs_open(&c, &s) == 0);
     if (s) {
         T_CHECK(kvs_layer_tokens(s, 0) == CFULL * CT + CTAIL);
@@ -422,7 +424,7 @@ static void test_bad_files(void)
         kvs_close(s);
     }
     /* a damaged record header in the middle fails the open */
-    patch(path, 4096 + 12288 + 20, &x, 1);
+    patch(path, 4096 + FULLREC + 20, &x, 1);
     T_CHECK(kvs_open(&c, &s) == KVT_ECHECKSUM);
     uint16_t ver = 9;
     patch(path, 4, &ver, 2);
@@ -448,7 +450,8 @@ static void test_enospc(void)
     if (!s) return;
     float k[100 * 64], v[100 * 64];
     fill(0, 0, 100, D, k, v);
-    io_sys_set_fault(IO_OP_WRITE, 3, ENOSPC); /* the third tile */
+    /* the third tile (each tile record is followed by its summary's) */
+    io_sys_set_fault(IO_OP_WRITE, 5, ENOSPC);
     int rc = kvs_append(s, 0, k, v, 100);
     T_CHECK(rc == -ENOSPC);
     T_CHECK(kvs_layer_tokens(s, 0) == 48); /* kept in the tail */
@@ -497,8 +500,9 @@ static void test_enospc(void)
 /* ---- the fault matrix (README "Faults") ---------------------------------- */
 
 /* Layout of build_file(): header block, L0 tiles 0-2, L1 tiles 0-2 (12288
- * bytes each), tail L0, tail L1 (4096 each), sync marker. */
-#define FM_REC(i) (4096 + (int64_t)(i) * 12288)
+ * bytes each, each followed by its 4096-byte summary record), tail L0, tail
+ * L1 (4096 each), sync marker. */
+#define FM_REC(i) (4096 + (int64_t)(i) * FULLREC)
 #define FM_TAIL1 (FM_REC(6) + 4096)
 #define FM_TAIL_BYTES (64 + 2 * CTAIL * CD * 4)
 #define FM_TOTAL (CFULL * CT + CTAIL)

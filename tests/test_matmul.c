@@ -3,12 +3,17 @@
  * against a double-precision triple loop, real GGUF weights, the direct
  * bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16 copy of
  * tiny-kjv against the F32 original) and the int8 GEMM (its error bound
- * against an oracle that quantizes X the same way, its edges). */
+ * against an oracle that quantizes X the same way, its edges), the int8
+ * decode path (single tokens). The product tests run once per kernel set
+ * the host has (cpu.h), the portable set last. */
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../engine/cpu.h"
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "../engine/matmul.h"
@@ -244,16 +249,26 @@ static void test_dequant_extreme(void)
                 bad += !same(got[i], r.deq[i]);
                 finite &= isfinite(r.deq[i]) != 0;
             }
-            float x[512], y[5];
+            float x[512], y[5], xd[512 / 32], xa[512 / 32];
+            int8_t xq[512];
             for (int k = 0; k < n_in; k++) x[k] = ref_rand_f32(&seed);
             mm_matmul(c, &r.t, x, 1, y);
+            /* int8 decode: against the oracle on the quantized X, and the
+             * exact product within the int8 bound (see check_product_x) */
+            const int ig = mm_int8_gemm_used(type, n_in, 1);
+            ref_quant_x8(x, n_in, xq, xd, xa);
             for (int64_t o = 0; o < n_out; o++) {
-                double sd = 0, sa = 0;
+                double sd = 0, sa = 0, sq = 0, eb = 0;
                 for (int k = 0; k < n_in; k++) {
-                    sd += (double)x[k] * r.deq[o * n_in + k];
-                    sa += fabs((double)x[k] * r.deq[o * n_in + k]);
+                    const double wv = r.deq[o * n_in + k];
+                    sd += (double)x[k] * wv;
+                    sa += fabs((double)x[k] * wv);
+                    sq += (double)xd[k / 32] * xq[k] * wv;
+                    eb += (double)xa[k / 32] / 254 * fabs(wv);
                 }
-                if (!(fabs(y[o] - sd) <= 2e-6 * sqrt((double)n_in) * sa + 1e-37)) bad++;
+                const double tol = 2e-6 * sqrt((double)n_in) * sa + 1e-37;
+                if (!(fabs(y[o] - (ig ? sq : sd)) <= tol)) bad++;
+                if (ig && !(fabs(y[o] - sd) <= eb * (1 + 1e-5) + tol)) bad++;
             }
             if (bad || !finite)
                 fprintf(stderr, "  %s scale %g: %d bad%s\n", ggml_type_name(type),
@@ -463,6 +478,53 @@ static void test_bf16_gemm(void)
  * 32 and passes of 256 rows with tails, blocks of X that are all zero,
  * tiny, huge, or hold a single value (ties of the rounding), one and three
  * threads; then the switch: off gives the f32 path. */
+/* Int8 decode (m <= 8, every quantized type, every kernel set): X
+ * quantized per block of 32 once per product; check_product_x holds it to
+ * the oracle on the quantized X and to the int8 bound. Special X blocks
+ * as in test_int8_gemm, one kind per row; the switch turns it off. */
+static void test_int8_decode(void)
+{
+    for (int m = 1; m <= 8; m++) {
+        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_0, 2048, m));
+        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q8_0, 2048, m));
+        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_K, 2048, m));
+        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q5_K, 2048, m));
+        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q6_K, 2048, m));
+        T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F16, 2048, m));
+        T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 2048, m));
+        T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 2048, m));
+    }
+    pool *p;
+    mm_ctx *c;
+    T_CHECK(pool_create(2, &p) == 0);
+    T_CHECK(mm_ctx_create(p, 2048, &c) == 0);
+    uint64_t seed = 4242;
+    const int m = 6, n_in = 2048;
+    float *x = malloc((size_t)(m * n_in) * sizeof(float));
+    T_CHECK(x != NULL);
+    for (int i = 0; i < m * n_in; i++) {
+        const int b = i / n_in;
+        const float u = ref_rand_f32(&seed);
+        x[i] = b == 0 ? 0.0f : b == 1 ? 1e-30f * u : b == 2 ? 1e30f * u
+             : b == 3 ? (i % 4 == 0 ? 127.0f : i % 4 == 1 ? 2.5f : i % 4 == 2 ? -0.5f : 1.5f)
+             : b == 4 ? (i % 32 ? 0.01f * u : 3.0f)
+             : u;
+    }
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        if (ref_block_elems(all_types[ti]) == 1) continue;
+        for (int mm = 1; mm <= m; mm += 5) /* 1 row; all 6 kinds */
+            T_CHECK(check_product_x(c, all_types[ti], n_in, 19, mm, x, &seed) == 0);
+        T_CHECK(check_product(c, all_types[ti], n_in, 67, 1, &seed) == 0);
+    }
+    free(x);
+    mm_set_int8_gemm(0);
+    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q4_0, 2048, 1));
+    T_CHECK(check_product(c, GGML_TYPE_Q4_0, 512, 40, 1, &seed) == 0);
+    mm_set_int8_gemm(1);
+    mm_ctx_free(c);
+    pool_free(p);
+}
+
 static void test_int8_gemm(void)
 {
     if (!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 64))
@@ -476,7 +538,6 @@ static void test_int8_gemm(void)
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
     T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q5_K, 256, 64));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q5_0, 256, 64));
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 8));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 256, 64));
     T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 256, 64));
     static const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
@@ -764,18 +825,38 @@ static void test_real_weights(void)
 
 int main(void)
 {
-    T_RUN(test_f16_known);
-    T_RUN(test_f16_exhaustive);
-    T_RUN(test_f16_random);
-    T_RUN(test_bf16);
-    T_RUN(test_supported);
-    T_RUN(test_dequant_exact);
-    T_RUN(test_dequant_extreme);
-    T_RUN(test_get_row);
-    T_RUN(test_matmul_types);
-    T_RUN(test_matmul_edges);
-    T_RUN(test_bf16_gemm);
-    T_RUN(test_int8_gemm);
+    /* every kernel set this host has, the portable one last (cpu.h) */
+    for (int set = CPU_SET_COUNT - 1; set >= 0; set--) {
+        if (!cpu_set_supported(set)) {
+            fprintf(stderr, "  kernel set %s: not on this host\n", cpu_set_name(set));
+            continue;
+        }
+        T_CHECK(cpu_set_force(set) == 0);
+        fprintf(stderr, "  kernel set %s\n", cpu_set_name(set));
+        T_RUN(test_f16_known);
+        T_RUN(test_f16_exhaustive);
+        T_RUN(test_f16_random);
+        T_RUN(test_bf16);
+        T_RUN(test_supported);
+        T_RUN(test_dequant_exact);
+        T_RUN(test_dequant_extreme);
+        T_RUN(test_get_row);
+        T_RUN(test_matmul_types);
+        T_RUN(test_matmul_edges);
+        T_RUN(test_bf16_gemm);
+        T_RUN(test_int8_decode);
+        T_RUN(test_int8_gemm);
+    }
+    T_CHECK(cpu_set_force(CPU_SET_PORTABLE) == 0);
+    T_CHECK(cpu_set_active() == CPU_SET_PORTABLE);
+    T_CHECK(cpu_set_force(CPU_SET_COUNT) == -EINVAL);
+    T_CHECK(cpu_set_parse("avx2") == CPU_SET_AVX2);
+    T_CHECK(cpu_set_parse("sse9") == -EINVAL);
+    for (int set = CPU_SET_COUNT - 1; set >= 0; set--)
+        if (cpu_set_supported(set)) {
+            T_CHECK(cpu_set_force(set) == 0);
+            break;
+        }
     T_RUN(test_real_weights);
     T_RUN(test_bf16_ppl);
     T_RUN(test_iq4_nl_model);

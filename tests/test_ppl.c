@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../engine/cpu.h"
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "t.h"
@@ -210,7 +211,11 @@ static void test_bad_input(void)
     fputs("caf\xe9 au lait\n", f);
     fclose(f);
     snprintf(a, sizeof a, "ppl models/tiny-kjv-f32.gguf -f %s", path);
-    expect_error(a, "not valid UTF-8");
+    expect_error(a, "invalid UTF-8 at byte 3");
+    /* --utf8 replace: the byte becomes its byte piece <0xE9>, and ppl runs */
+    snprintf(a, sizeof a, "ppl models/tiny-kjv-f32.gguf -f %s --utf8 replace --json --quiet", path);
+    T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
+    T_CHECK(t_json_num(out, "ppl") > 1.0);
     /* truncated model */
     snprintf(path, sizeof path, "%s/cut.gguf", dir);
     snprintf(a, sizeof a, "head -c 100000 models/tiny-kjv-f32.gguf > %s", path);
@@ -255,6 +260,38 @@ static void test_tokenize_count(void)
     T_CHECK(strncmp(out, "1 612 262 875", 13) == 0);
 }
 
+/* Teacher-forced decode with tile selection (--decode, --attend): every
+ * tile chosen = exact, bit for bit; disk = RAM for selective reads too; a
+ * small budget reads a fraction and changes the result; --attend-sweep
+ * gives the same sums from one prefix; bad policies are refused. */
+static void test_decode_attend(void)
+{
+    const char *base = "models/tiny-kjv-f32.gguf -f " NT " -c 1100 --chunks 1 --score-from 1000 "
+                       "--tile-tokens 32 --decode";
+    char a[512];
+    snprintf(a, sizeof a, "%s --attend all", base);
+    double exact = ppl_json(a, "nll_sum");
+    T_CHECK(isfinite(exact));
+    T_CHECK(t_json_num(out, "cache_fraction") == 1.0);
+    snprintf(a, sizeof a, "%s --attend sink:32,recent:64,top:100%%", base);
+    T_CHECK(ppl_json(a, "nll_sum") == exact);
+    snprintf(a, sizeof a, "%s --attend sink:32,recent:64,top:10%% --kv-store ram", base);
+    double ram = ppl_json(a, "nll_sum");
+    snprintf(a, sizeof a, "%s --attend sink:32,recent:64,top:10%% --codec plane-huf", base);
+    double disk = ppl_json(a, "nll_sum");
+    double frac = t_json_num(out, "cache_fraction");
+    T_CHECK(disk == ram && disk != exact);
+    T_CHECK(frac > 0.05 && frac < 0.3);
+    T_CHECK(t_json_num(out, "decode_steps") == 100);
+    snprintf(a, sizeof a, "%s --attend-sweep sink:32,recent:64,top:10%%", base);
+    T_CHECK(ppl_json(a, "nll_sum") == ram);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ppl %s --attend top:0%%", base);
+    T_CHECK(t_run(cmd, out, sizeof out, err, sizeof err) != 0 && strstr(err, "--attend"));
+    snprintf(cmd, sizeof cmd, "ppl models/tiny-kjv-f32.gguf -f " NT " -c 512 --attend top:5%%");
+    T_CHECK(t_run(cmd, out, sizeof out, err, sizeof err) != 0 && strstr(err, "--decode"));
+}
+
 /* kvtile info counts every tensor type of the quantized mixes (the counts
  * llama-quantize reported, models/README.md). */
 static void test_info_types(void)
@@ -278,9 +315,19 @@ static void test_info_types(void)
 int main(void)
 {
     T_RUN(test_tokenize_count);
-    T_RUN(test_reference_short);
+    /* the 16-window references on every kernel set this host has
+     * (KVT_CPU, cpu.h), the portable one last; the whole-text ones
+     * (test_parity) run on the default set */
+    for (int set = CPU_SET_COUNT - 1; set >= 0; set--) {
+        if (!cpu_set_supported(set)) continue;
+        setenv("KVT_CPU", cpu_set_name(set), 1);
+        fprintf(stderr, "  kernel set %s\n", cpu_set_name(set));
+        T_RUN(test_reference_short);
+    }
+    unsetenv("KVT_CPU");
     T_RUN(test_reference_scaled_2048);
     T_RUN(test_disk_equals_ram);
+    T_RUN(test_decode_attend);
     T_RUN(test_grow_positions);
     T_RUN(test_resume_64k_tokens);
     T_RUN(test_resume_inside_a_window);

@@ -40,23 +40,20 @@ static void fx_close(fixture *fx)
     gguf_close(fx->g);
 }
 
-/* Run every vector of tests/data/vocab/NAME.{inp,out}; return how many
- * matched, and count the vectors in *n_total. */
-static int run_vectors(const char *name, int *n_total)
+/* Run every vector of INP_PATH / OUT_PATH through the tokenizer of
+ * GGUF_PATH; return how many matched, and count the vectors in *n_total. */
+static int run_vectors_at(const char *gguf_path, const char *inp_path,
+                          const char *out_path, const char *name, int *n_total)
 {
-    char path[256];
     fixture fx;
     *n_total = 0;
-    snprintf(path, sizeof path, "tests/data/vocab/%s", name);
-    if (fx_open(&fx, path) < 0) {
+    if (fx_open(&fx, gguf_path) < 0) {
         fx_close(&fx);
         return -1;
     }
     size_t ilen, olen;
-    snprintf(path, sizeof path, "tests/data/vocab/%s.inp", name);
-    char *inp = t_slurp(path, &ilen);
-    snprintf(path, sizeof path, "tests/data/vocab/%s.out", name);
-    char *out = t_slurp(path, &olen);
+    char *inp = t_slurp(inp_path, &ilen);
+    char *out = t_slurp(out_path, &olen);
     T_CHECK(inp != NULL && out != NULL);
     if (!inp || !out) {
         free(inp);
@@ -108,6 +105,16 @@ static int run_vectors(const char *name, int *n_total)
     return ok;
 }
 
+/* Every vector of tests/data/vocab/NAME.{inp,out}. */
+static int run_vectors(const char *name, int *n_total)
+{
+    char g[256], i[256], o[256];
+    snprintf(g, sizeof g, "tests/data/vocab/%s", name);
+    snprintf(i, sizeof i, "tests/data/vocab/%s.inp", name);
+    snprintf(o, sizeof o, "tests/data/vocab/%s.out", name);
+    return run_vectors_at(g, i, o, name, n_total);
+}
+
 static void check_vectors(const char *name)
 {
     int total;
@@ -120,6 +127,51 @@ static void check_vectors(const char *name)
 static void test_vectors_llama_spm(void) { check_vectors("ggml-vocab-llama-spm.gguf"); }
 static void test_vectors_phi3(void) { check_vectors("ggml-vocab-phi-3.gguf"); }
 static void test_vectors_gpt2(void) { check_vectors("ggml-vocab-gpt-2.gguf"); }
+static void test_vectors_llama_bpe(void) { check_vectors("ggml-vocab-llama-bpe.gguf"); }
+static void test_vectors_deepseek_llm(void) { check_vectors("ggml-vocab-deepseek-llm.gguf"); }
+static void test_vectors_deepseek_coder(void) { check_vectors("ggml-vocab-deepseek-coder.gguf"); }
+
+/* The Llama 3 vocabulary relabelled with other tokenizer.ggml.pre names
+ * against llama.cpp's ids for the same files (tests/data/vocab/README.md). */
+static void test_pretok_names_vs_llama_cpp(void)
+{
+    static const char *const names[] = {
+        "default", "gpt-2", "llama-bpe", "dbrx", "chatglm-bpe", "qwen2",
+        "deepseek-llm", "deepseek-coder", "deepseek-v3", "falcon", "starcoder",
+        "bloom", "viking", "tekken", "chameleon",
+    };
+    char dir[64];
+    T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
+    char err[256];
+    gguf *src;
+    T_CHECK(gguf_open("tests/data/vocab/ggml-vocab-llama-bpe.gguf", &src, err, sizeof err) == 0);
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        char path[256], out[256], bos[256];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, names[k]);
+        gguf_w *w;
+        T_CHECK(gguf_w_init(&w) == 0);
+        T_CHECK(gguf_w_copy_from(w, src) == 0);
+        T_CHECK(gguf_w_set_str(w, "tokenizer.ggml.pre", names[k]) == 0);
+        T_CHECK(gguf_w_write(w, path) == 0);
+        gguf_w_free(w);
+        snprintf(out, sizeof out, "tests/data/vocab/pretok/%s.out", names[k]);
+        int total, ok = run_vectors_at(path, "tests/data/vocab/pretok/pretok.inp", out,
+                                       names[k], &total);
+        fprintf(stderr, "  pre-tokenizer %s: %d/%d as llama.cpp\n", names[k], ok, total);
+        T_CHECK(total == 49 && ok == total);
+        /* BOS by default (the file has no add_bos_token key) as llama.cpp */
+        snprintf(bos, sizeof bos, "tests/data/vocab/pretok/%s.bos", names[k]);
+        char *b = t_slurp(bos, NULL);
+        fixture fx;
+        T_CHECK(b != NULL && fx_open(&fx, path) == 0);
+        if (b && fx.t) T_CHECK(tok_add_bos(fx.t) == (strstr(b, "128000") != NULL));
+        fx_close(&fx);
+        free(b);
+        unlink(path);
+    }
+    gguf_close(src);
+    rmdir(dir);
+}
 
 
 /* ---- naive SPM oracle: O(n^2) scans, sorted-array piece lookup ---------- */
@@ -581,6 +633,10 @@ int main(void)
     T_RUN(test_vectors_llama_spm);
     T_RUN(test_vectors_phi3);
     T_RUN(test_vectors_gpt2);
+    T_RUN(test_vectors_llama_bpe);
+    T_RUN(test_vectors_deepseek_llm);
+    T_RUN(test_vectors_deepseek_coder);
+    T_RUN(test_pretok_names_vs_llama_cpp);
     T_RUN(test_spm_pieces);
     T_RUN(test_spm_oracle);
     T_RUN(test_roundtrip);

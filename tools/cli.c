@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/cpu.h"
 #include "io/io.h"
 #include "io/kvt.h"
 #include "kvstore/journal.h"
@@ -25,6 +26,9 @@ const char *const cli_io_names[] = { "uring", "pread", "mmap", NULL };
 _Static_assert(sizeof cli_io_names / sizeof cli_io_names[0] == IO_NKINDS + 1, "io kinds");
 const char *const cli_backing_names[] = { [KVS_RAM] = "ram", [KVS_DISK] = "disk", NULL };
 const char *const cli_krot_names[] = { "read", "write", NULL };
+const char *const cli_utf8_names[] = { "error", "replace", NULL };
+
+struct cli_text_opts cli_text; /* CLI_OPTS_TEXT; read by cli_open_tok, cli_encode */
 
 static void vwarn(const char *fmt, va_list ap)
 {
@@ -220,6 +224,12 @@ void cli_opt_rope_scaling(void *field, const char *name, const char *v)
     *(const char **)field = v;
 }
 
+void cli_opt_attend(void *field, const char *name, const char *v)
+{
+    if (sel_parse(v, field) < 0)
+        cli_die("%s: '%s' (expected all, or sink:S,recent:R,top:K or top:P%%)", name, v);
+}
+
 void cli_opt_self_extend(void *field, const char *name, const char *v)
 {
     struct cli_opts *o = field;
@@ -248,15 +258,31 @@ char *cli_read_file(const char *path, size_t *len)
     return buf;
 }
 
+tok *cli_open_tok(const gguf *g, const char *path)
+{
+    char err[512] = "";
+    struct tok_params p = {.pre = cli_text.pre};
+    tok *t;
+    int rc = tok_open_with(g, &p, &t, err, sizeof err);
+    if (rc < 0) cli_die("%s: tokenizer: %s", path, err[0] ? err : kvt_strerror(rc));
+    const char *file_pre = NULL;
+    size_t n = 0;
+    if (tok_pre_name(t) && gguf_get_str(g, "tokenizer.ggml.pre", &file_pre, &n) < 0)
+        file_pre = NULL;
+    if (cli_text.pre && tok_pre_name(t))
+        cli_warn("%s: --pre-tokenizer: splitting as '%s' (the file says '%.*s')", path,
+                 tok_pre_name(t), file_pre ? (int)KVT_MIN(n, 64) : 4, file_pre ? file_pre : "none");
+    else if (tok_pre_name(t) && !file_pre)
+        cli_warn("%s: no tokenizer.ggml.pre; splitting as 'default' (as llama.cpp)", path);
+    return t;
+}
+
 void cli_load(const char *path, model **m, tok **t)
 {
     char err[512] = "";
     int rc = model_open(path, m, err, sizeof err);
     if (rc < 0) cli_die("%s: %s", path, err[0] ? err : kvt_strerror(rc));
-    if (t) {
-        rc = tok_open(model_gguf(*m), t, err, sizeof err);
-        if (rc < 0) cli_die("%s: tokenizer: %s", path, err[0] ? err : kvt_strerror(rc));
-    }
+    if (t) *t = cli_open_tok(model_gguf(*m), path);
 }
 
 void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_params *rp)
@@ -289,14 +315,26 @@ void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_param
     }
 }
 
+int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
+                   int32_t *ids, size_t cap, size_t *bad_off)
+{
+    unsigned fl = (add_special ? TOK_ADD_BOS : 0) |
+                  (add_special && tok_add_eos(t) ? TOK_ADD_EOS : 0) |
+                  (cli_text.parse_special ? TOK_PARSE_SPECIAL : 0) |
+                  (cli_text.utf8_replace ? TOK_UTF8_REPLACE : 0);
+    return tok_encode_ex(t, text, len, fl, ids, cap, bad_off);
+}
+
 int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
                       int add_bos, int64_t *n_out)
 {
     size_t cap = tok_encode_bound(len);
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) cli_die("%s: out of memory", src);
-    int64_t n = tok_encode(t, text, len, add_bos, ids, cap);
-    if (n == KVT_EUTF8) cli_die("%s: text is not valid UTF-8", src);
+    size_t bad = 0;
+    int64_t n = cli_encode(t, text, len, add_bos, ids, cap, &bad);
+    if (n == KVT_EUTF8)
+        cli_die("%s: invalid UTF-8 at byte %zu (--utf8 replace to substitute it)", src, bad);
     if (n < 0) cli_die("%s: tokenizer: %s", src, kvt_strerror((int)n));
     *n_out = n;
     return ids;
@@ -324,6 +362,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
         .queue_depth = o->queue_depth, .ram_budget_bytes = o->ram_budget,
         .reopen = reopen,
     };
+    model_kv_pairing(m, &cfg.head_dim, &cfg.neox_rot);
     model_fingerprint(m, cfg.model_fp);
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
@@ -359,6 +398,27 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
     if (ck->keep && !cfg.reopen && (rc = jnl_fsync_dir(ck->path)) < 0) /* the new file survives */
         cli_die("%s: %s", ck->dir, kvt_strerror(rc));
     cli_note_io(ck->path, o, ck->kv);
+    /* a cache written before summaries (or with damaged ones): rebuild */
+    if (cfg.reopen && o->sel.on && kvs_summary_missing(ck->kv) > 0) {
+        int64_t n = kvs_summary_rebuild(ck->kv);
+        if (n < 0) cli_die("%s: rebuilding tile summaries: %s", ck->path, kvt_strerror((int)n));
+    }
+}
+
+void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
+                     const struct attn_stats *s)
+{
+    char spec[128];
+    sel_format(&o->sel, spec, sizeof spec);
+    struct attn_stats st = *s;
+    double steps = (double)st.steps / model_hparams(m)->n_layer; /* tokens */
+    double d = steps > 0 ? steps : 1;
+    fprintf(f, ", \"attend\": \"%s\", \"decode_steps\": %.0f, \"tiles_per_token\": %.2f, "
+               "\"tiles_read_per_token\": %.2f, \"bytes_read_per_token\": %.0f, "
+               "\"cache_fraction\": %.6f",
+            spec, steps, (double)st.tiles / d, (double)st.tiles_read / d,
+            (double)st.bytes_read / d,
+            st.tiles > 0 ? (double)st.tiles_read / (double)st.tiles : 0.0);
 }
 
 void cli_kv_close(struct cli_kv *ck)
@@ -411,6 +471,7 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
         .n_batch = o->n_batch, .n_threads = o->n_threads,
         .tile_tokens = o->tile_tokens, .se_group = o->se_group,
         .se_window = o->se_window, .rotate_k_on_write = o->rotate_k_on_write,
+        .sel = o->sel,
     };
     if (o->rotate_k_on_write && o->se_group)
         cli_die("--k-rotation write cannot serve SelfExtend (it needs two rotations of each key)");
@@ -465,6 +526,15 @@ double cli_nll(const float *logits, int n_vocab, int target)
     double sum = 0.0;
     for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
     return -((double)(logits[target] - mx) - log(sum));
+}
+
+void cli_json_cpu(FILE *f)
+{
+    char d[256];
+    cpu_describe(d, sizeof d);
+    fputs("\"cpu\": ", f);
+    cli_json_str(f, d);
+    fputs(", ", f);
 }
 
 /* Length of the valid UTF-8 sequence at s (strict: no overlongs, no

@@ -41,6 +41,7 @@ struct cli_opts {
     const char *longrope_factors;
     int se_group, se_window;
     int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
+    struct sel_policy sel;  /* --attend all | sink:S,recent:R,top:K|P% */
 };
 
 /* The same defaults for every command (kv-store disk, f32 tiles, lz4, ...). */
@@ -54,13 +55,21 @@ void cli_opts_default(struct cli_opts *o);
  *   CLI_OPTS_DISK    --kv-store, --cache-dir, --keep-cache, --codec, --io,
  *                    --queue-depth, --ram-budget (the disk store)
  *   CLI_OPTS_POS     positions (--rope-*, --yarn-*, --longrope-factors,
- *                    --self-extend, --k-rotation) */
+ *                    --self-extend, --k-rotation)
+ *   CLI_OPT_ATTEND   --attend (decode-step tile selection, select.h) */
 extern const char *const cli_backing_names[], *const cli_type_names[],
                   *const cli_io_names[], *const cli_krot_names[];
 void cli_opt_codec(void *field, const char *name, const char *v);
 void cli_opt_rope_scaling(void *field, const char *name, const char *v);
 void cli_opt_self_extend(void *field, const char *name, const char *v);
+void cli_opt_attend(void *field, const char *name, const char *v);
 
+#define CLI_OPT_ATTEND(o) \
+    OPT_FN("--attend", NULL, "P", &(o)->sel, cli_opt_attend, \
+           "decode steps: every tile (exact), or sink:S,recent:R,top:K|top:P%:\n" \
+           "the tiles of the first S and last R tokens and K more (or P% of them)\n" \
+           "taken in turn from each KV head's ranking by a score bound from the\n" \
+           "tiles' key summaries", .def = "all")
 #define CLI_OPTS_RUN(o) \
     OPT_INT("--threads", "-t", "N", &(o)->n_threads, 1, 1024, "threads", .def = "all cores"), \
     OPT_INT("--batch", "-b", "N", &(o)->n_batch, 1, 65536, "tokens per forward pass"), \
@@ -83,6 +92,27 @@ void cli_opt_self_extend(void *field, const char *name, const char *v);
             "tile reads in flight"), \
     OPT_BYTES("--ram-budget", NULL, "BYTES", &(o)->ram_budget, \
               "prefetch window + decoded tiles (e.g. 64M)", .def = "queue depth x one record")
+/* Text options (every command that reads text): process-wide, since a
+ * process has one tokenizer; cli_open_tok and cli_encode read them. */
+struct cli_text_opts {
+    int utf8_replace;   /* --utf8 replace */
+    int parse_special;  /* --parse-special */
+    const char *pre;    /* --pre-tokenizer NAME */
+};
+extern struct cli_text_opts cli_text;
+extern const char *const cli_utf8_names[];
+#define CLI_OPTS_TEXT \
+    OPT_GROUP("Text:"), \
+    OPT_CHOICE("--utf8", NULL, &cli_text.utf8_replace, cli_utf8_names, \
+               "invalid UTF-8: stop naming its byte offset, or replace\n" \
+               "each bad byte (U+FFFD; byte pieces <0xNN> in SentencePiece)"), \
+    OPT_FLAG("--parse-special", NULL, &cli_text.parse_special, \
+             "match control pieces (\"<|eot_id|>\", ...) inside the text"), \
+    CLI_OPT_PRE
+#define CLI_OPT_PRE \
+    OPT_STR("--pre-tokenizer", NULL, "NAME", &cli_text.pre, \
+            "split byte-level BPE text as NAME, not as the file's\n" \
+            "tokenizer.ggml.pre says (warns)", .def = "from the file")
 #define CLI_OPTS_POS(o) \
     OPT_GROUP("Positions:"), \
     OPT_FN("--rope-scaling", NULL, "S", &(o)->rope_scaling, cli_opt_rope_scaling, \
@@ -147,13 +177,22 @@ char *cli_read_file(const char *path, size_t *len);
 
 /* Open model + tokenizer; exits with "kvtile: PATH: reason". */
 void cli_load(const char *path, model **m, tok **t);
+/* The tokenizer of G (from PATH) with the tokenizer options; warns when
+ * the pre-tokenizer is forced or the file names none; exits on error. */
+tok *cli_open_tok(const gguf *g, const char *path);
+
 
 /* Positions for this run: the file's scheme with the overrides applied. */
 void cli_rope_params(const struct cli_opts *o, const model *m,
                      struct rope_params *rp);
 
-/* Tokenize text (with BOS if add_bos); exits naming SRC on invalid UTF-8.
- * Returns a malloc'ed array. */
+/* tok_encode_ex with the tokenizer options: ADD_SPECIAL adds BOS (if the
+ * vocabulary has one) and EOS when the model asks for it. */
+int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
+                   int32_t *ids, size_t cap, size_t *bad_off);
+
+/* Tokenize text (cli_encode); exits naming SRC and the byte offset on
+ * invalid UTF-8. Returns a malloc'ed array. */
 int32_t *cli_tokenize(tok *t, const char *src, const char *text, size_t len,
                       int add_bos, int64_t *n_out);
 
@@ -209,11 +248,19 @@ void cli_progress_end(struct cli_progress *p);
 /* -log softmax(logits)[target], in double: the scored loss of one token. */
 double cli_nll(const float *logits, int n_vocab, int target);
 
+/* The decode-step read counters as JSON members (each preceded by ", "):
+ * "attend", "decode_steps" (tokens), "tiles_per_token", "tiles_read_per_token",
+ * "bytes_read_per_token", "cache_fraction" (tiles read / tiles held). */
+void cli_json_attend(FILE *f, const struct cli_opts *o, const model *m,
+                     const struct attn_stats *st);
+
 /* JSON string to F, quoted and escaped by jansson (json_dumpf): \" \\ \b
  * \f \n \r \t, other controls as \u00XX, everything else raw UTF-8. Bytes
  * that are not strict UTF-8 (a generated text can end inside a character)
  * become U+FFFD first, one per byte, so the output is always valid JSON. */
 void cli_json_str(FILE *f, const char *s);
+/* `"cpu": "FEATURES; kernels SET", ` (cpu_describe) for a JSON object. */
+void cli_json_cpu(FILE *f);
 
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

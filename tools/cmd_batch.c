@@ -297,14 +297,15 @@ static int load_doc(struct batch *b, int64_t i, struct doc_in *d, char *err, siz
     return -1;
 }
 
-/* Tokenize; KVT_EUTF8 is a bad record, anything else fatal. */
+/* Tokenize; KVT_EUTF8 is a bad record (first bad byte in *bad), anything
+ * else fatal. */
 static int64_t tokenize(struct batch *b, const char *text, size_t len, int bos,
-                        int32_t **ids)
+                        int32_t **ids, size_t *bad)
 {
     size_t cap = tok_encode_bound(len);
     *ids = malloc(cap * sizeof **ids);
     if (!*ids) cli_die("out of memory");
-    int64_t n = tok_encode(b->tk, text, len, bos && tok_add_bos(b->tk), *ids, cap);
+    int64_t n = cli_encode(b->tk, text, len, bos && tok_add_bos(b->tk), *ids, cap, bad);
     if (n < 0 && n != KVT_EUTF8) cli_die("%s: tokenizer: %s", b->input, kvt_strerror((int)n));
     return n;
 }
@@ -389,9 +390,14 @@ static void dcache_open(struct batch *b, const char *tag, const int32_t *ids, in
         .queue_depth = b->o.queue_depth, .ram_budget_bytes = b->o.ram_budget,
         .path = dc->path, .reopen = 1,
     };
+    model_kv_pairing(b->m, &cfg.head_dim, &cfg.neox_rot);
     memcpy(cfg.model_fp, b->fp, 32);
     int64_t have = 0;
     rc = durable > 0 ? kvs_open(&cfg, &dc->kv) : -ENOENT;
+    if (rc == 0 && b->o.sel.on && kvs_summary_missing(dc->kv) > 0) {
+        int64_t nb = kvs_summary_rebuild(dc->kv); /* a cache from before summaries */
+        if (nb < 0) kv_fatal(dc->path, (int)nb);
+    }
     if (rc == 0) {
         have = kvs_n_tokens(dc->kv);
     } else if (rc == -EIO || rc == -ENOSPC || rc == -EACCES || rc == -ENOMEM) {
@@ -564,11 +570,12 @@ static void timings(struct batch *b, FILE *f, const struct dcache *dc, int64_t p
 static char *do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_progress *pr)
 {
     int32_t *ids;
-    int64_t n = tokenize(b, d->text, d->text_len, 1, &ids);
+    size_t bad = 0;
+    int64_t n = tokenize(b, d->text, d->text_len, 1, &ids, &bad);
     char err[8400];
     if (n == KVT_EUTF8) {
         free(ids);
-        snprintf(err, sizeof err, "%s: text is not valid UTF-8", d->src);
+        snprintf(err, sizeof err, "%s: text is not valid UTF-8 (byte %zu)", d->src, bad);
         return error_line(b, i, d->id, err);
     }
     if (n < 2) {
@@ -635,13 +642,14 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
     int64_t plen = tmpl_render(tm, d->text, d->text_len, q, strlen(q), prompt, cap, &doc_part);
     KVT_ASSERT(plen >= 0);
     int32_t *ids, *dids;
-    int64_t n = tokenize(b, prompt, (size_t)plen, 1, &ids);
-    int64_t nd = n < 0 ? n : tokenize(b, prompt, doc_part, 1, &dids);
+    size_t bad = 0;
+    int64_t n = tokenize(b, prompt, (size_t)plen, 1, &ids, &bad);
+    int64_t nd = n < 0 ? n : tokenize(b, prompt, doc_part, 1, &dids, &bad);
     if (n == KVT_EUTF8 || nd == KVT_EUTF8) {
         free(prompt);
         free(ids);
         if (n >= 0) free(dids);
-        snprintf(err, sizeof err, "%s: text is not valid UTF-8", d->src);
+        snprintf(err, sizeof err, "%s: text is not valid UTF-8 (byte %zu of the prompt)", d->src, bad);
         return error_line(b, i, d->id, err);
     }
     if (n < 1) {
@@ -677,6 +685,8 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
     ans[0] = 0;
     const char *why = "length";
     int64_t n_out = 0;
+    struct attn_stats st0, st1;
+    model_ctx_attn_stats(b->mc, &st0);
     for (; n_out < b->n_gen; n_out++) {
         int id = sample(b, b->logits, &rng);
         if (id == tok_eos(b->tk)) { why = "eos"; break; }
@@ -708,6 +718,7 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
         }
     }
     double t2 = kvt_now_s();
+    model_ctx_attn_stats(b->mc, &st1);
     if (dc.own && (rc = kvs_truncate(dc.kv, D)) < 0) kv_fatal(dc.path, rc);
     /* a decoded piece may end inside a UTF-8 sequence; the JSON string
      * carries the bytes as they are */
@@ -721,6 +732,12 @@ static char *do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cl
     fprintf(f, ",\"answer_tokens\":%lld,\"finish\":\"%s\",\"tokens\":%lld,\"doc_tokens\":%lld,"
                "\"question_tokens\":%lld",
             (long long)n_out, why, (long long)n, (long long)D, (long long)(n - D));
+    if (b->o.sel.on) { /* what the decode steps of this answer read */
+        struct attn_stats d_st = { st1.steps - st0.steps, st1.tiles - st0.tiles,
+                                   st1.tiles_read - st0.tiles_read,
+                                   st1.bytes_read - st0.bytes_read };
+        cli_json_attend(f, &b->o, b->m, &d_st);
+    }
     timings(b, f, &dc, dc.hit ? 0 : D - start, t1 - t0, t2 - t1);
     fputc('}', f);
     fclose(f);
@@ -777,6 +794,11 @@ static uint64_t run_key(const struct batch *b)
         if (stat(p, &st) == 0)
             fprintf(f, "|%lld@%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
                     st.st_mtim.tv_nsec);
+    }
+    if (b->o.sel.on) { /* only then: journals of exact runs keep their keys */
+        char spec[128];
+        sel_format(&b->o.sel, spec, sizeof spec);
+        fprintf(f, "|attend=%s", spec);
     }
     fclose(f);
     uint64_t h = XXH3_64bits(s, n);
@@ -891,6 +913,8 @@ static void parse_args(struct batch *b, int argc, char **argv)
         CLI_OPTS_TILES(&b->o),
         CLI_OPTS_DISK(&b->o),
         CLI_OPTS_POS(&b->o),
+        CLI_OPT_ATTEND(&b->o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL -i INPUT -o OUT.jsonl [options]";

@@ -81,6 +81,8 @@ int cmd_generate(int argc, char **argv)
         CLI_OPTS_TILES(&o),
         CLI_OPTS_DISK(&o),
         CLI_OPTS_POS(&o),
+        CLI_OPT_ATTEND(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL -p PROMPT|-f FILE [options]";
@@ -161,7 +163,9 @@ int cmd_generate(int argc, char **argv)
     double decode_tps = (double)n_out / (t2 - t1 + 1e-9);
     out[out_len] = 0;
     if (o.json) {
-        printf("{\"prompt\": ");
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"prompt\": ");
         cli_json_str(stdout, text);
         printf(", \"text\": ");
         cli_json_str(stdout, out);
@@ -171,6 +175,9 @@ int cmd_generate(int argc, char **argv)
                (long long)n_prompt, (long long)n_out, prompt_tps, decode_tps, t1 - t0,
                t2 - t1, (long long)n_reeval, (long long)cli_peak_rss_bytes());
         cli_json_io(stdout);
+        struct attn_stats st;
+        model_ctx_attn_stats(mc, &st);
+        cli_json_attend(stdout, &o, m, &st);
         printf("}\n");
     } else {
         printf("\n");

@@ -1,9 +1,43 @@
-/* cmd_info.c - `kvtile info MODEL`: what the file holds and what will be used. */
+/* cmd_info.c - `kvtile info MODEL`: what the file holds and what will be used.
+ * A vocabulary-only file (no tensors) gets its tokenizer described. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "engine/cpu.h"
 #include "io/kvt.h"
+
+static void print_tokenizer(const tok *tk)
+{
+    const char *pre = tok_pre_name(tk);
+    printf("vocabulary      %d (BOS %d, EOS %d)\n", tok_n_vocab(tk), tok_bos(tk), tok_eos(tk));
+    printf("tokenizer       %s%s, adds%s%s%s\n", pre ? "byte-level BPE, pre-tokenizer " : "SentencePiece BPE",
+           pre ? pre : "", tok_add_bos(tk) ? " BOS" : "", tok_add_eos(tk) ? " EOS" : "",
+           tok_add_bos(tk) || tok_add_eos(tk) ? "" : " nothing");
+}
+
+/* 1 if PATH is a GGUF without tensors (then its tokenizer was described). */
+static int info_vocab_only(const char *path)
+{
+    gguf *g;
+    char err[512] = "";
+    int rc = gguf_open(path, &g, err, sizeof err);
+    if (rc < 0) cli_die("%s: %s", path, err[0] ? err : kvt_strerror(rc));
+    if (gguf_n_tensors(g) > 0) {
+        gguf_close(g);
+        return 0;
+    }
+    tok *tk = cli_open_tok(g, path);
+    const char *arch = "";
+    size_t n = 0;
+    if (gguf_get_str(g, "general.architecture", &arch, &n) < 0) n = 0;
+    printf("file            %s (GGUF v%u, %zu bytes, vocabulary only)\n", path, gguf_version(g), gguf_file_size(g));
+    printf("architecture    %.*s\n", (int)KVT_MIN(n, 64), n ? arch : "");
+    print_tokenizer(tk);
+    tok_free(tk);
+    gguf_close(g);
+    return 1;
+}
 
 int cmd_info(int argc, char **argv)
 {
@@ -13,10 +47,12 @@ int cmd_info(int argc, char **argv)
         OPT_I64("--ctx", "-c", "N", &o.n_ctx, 1, 1e12, "context the positions are shown for",
                 .def = "the trained context"),
         CLI_OPTS_POS(&o),
+        CLI_OPT_PRE,
         OPT_END(),
     };
     const char *usage = "MODEL [-c N] [position options]";
     if (opt_parse("info", usage, tab, argc, argv, &o.model_path, 1) < 1) opt_usage("info", usage);
+    if (info_vocab_only(o.model_path)) return 0;
     model *m;
     tok *tk;
     cli_load(o.model_path, &m, &tk);
@@ -45,7 +81,7 @@ int cmd_info(int argc, char **argv)
     printf("embedding       %d\n", hp->n_embd);
     printf("heads           %d (KV heads %d, head size %d, KV dim %d)\n", hp->n_head, hp->n_head_kv, hp->head_dim, hp->kv_dim);
     printf("feed-forward    %d\n", hp->n_ff);
-    printf("vocabulary      %d (BOS %d, EOS %d)\n", tok_n_vocab(tk), tok_bos(tk), tok_eos(tk));
+    print_tokenizer(tk);
     printf("context         %lld trained\n", (long long)hp->n_ctx_train);
     if (hp->sliding_window) printf("sliding window  %lld\n", (long long)hp->sliding_window);
     printf("parameters      %llu (%.1f MiB of tensors, %d tensors)\n", (unsigned long long)n_params, (double)n_bytes / 1048576.0, gguf_n_tensors(g));
@@ -72,6 +108,9 @@ int cmd_info(int argc, char **argv)
         printf("\n");
     }
     if (o.se_group) printf("self-extend     group %d, window %d\n", o.se_group, o.se_window);
+    char cpu[256];
+    cpu_describe(cpu, sizeof cpu);
+    printf("cpu             %s\n", cpu);
     printf("fingerprint     ");
     for (int i = 0; i < 32; i++) printf("%02x", fp[i]);
     printf("\n");

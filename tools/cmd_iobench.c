@@ -347,7 +347,7 @@ static void scan_cache(struct ib_cache *c)
         if (got < 0) cli_die("%s: %s", c->path, kvt_strerror((int)got));
         if ((size_t)got < sizeof h || tile_hdr_check(&h) < 0) break;
         uint64_t len = (sizeof h + (uint64_t)h.enc_size + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN;
-        if (!(h.flags & (TILE_F_MARK | TILE_F_TAIL)) && h.layer < (uint32_t)c->n_layer &&
+        if (!(h.flags & (TILE_F_MARK | TILE_F_TAIL | TILE_F_SUM)) && h.layer < (uint32_t)c->n_layer &&
             h.n == (uint32_t)T && h.pos0 / (uint64_t)T < (uint64_t)tiles) {
             size_t i = (size_t)h.layer * (size_t)tiles + (size_t)(h.pos0 / (uint64_t)T);
             enc[i] = h.enc_size;
@@ -620,7 +620,9 @@ int cmd_iobench(int argc, char **argv)
         uring_used |= R.rows[i].used == IO_URING;
     }
     if (o->json) {
-        printf("{\"size_bytes\": %zu, \"n_layer\": %d, \"kv_dim\": %d, "
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"size_bytes\": %zu, \"n_layer\": %d, \"kv_dim\": %d, "
                "\"io_info\": %d, \"uring_in_use\": %s, \"uring_fallback\": %s, "
                "\"direct_fallback\": %s,\n \"probes\": [",
                o->size, o->n_layer, o->kv_dim,

@@ -669,6 +669,7 @@ int cmd_longrope(int argc, char **argv)
         /* candidates are scored with a RAM store: the disk options do not apply */
         CLI_OPTS_TILES(&o),
         CLI_OPTS_POS(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL -f TEXT --target-ctx L -o OUT [options]";
@@ -709,7 +710,7 @@ int cmd_longrope(int argc, char **argv)
     char *text = cli_read_file(file, &len);
     if (before) len = cut_before(text, len, before);
     int64_t n_tok;
-    int32_t *ids = cli_tokenize(tk, file, text, len, 1, &n_tok);
+    int32_t *ids = cli_tokenize(tk, file, text, len, tok_add_bos(tk), &n_tok);
     free(text);
     int64_t lo = skip, hi = n_tok;
     if (ra >= 0) { lo = KVT_MAX(lo, ra); hi = KVT_MIN(hi, rb); }
@@ -759,7 +760,7 @@ int cmd_longrope(int argc, char **argv)
     S.win = win;
     S.n_batch = o.n_batch;
     S.n_vocab = hp->n_vocab;
-    S.bos = tok_bos(tk);
+    S.bos = tok_add_bos(tk) ? tok_bos(tk) : -1;
     S.score_all = score_all;
     S.P = P;
     S.T = T;
@@ -832,7 +833,9 @@ int cmd_longrope(int argc, char **argv)
     write_gguf(path, m, o.model_path, L, orig, mscale, lf, sf, np);
 
     if (o.json) {
-        printf("{\"best_ppl\": %.6f, \"best_nll\": %.17g, \"evaluations\": %d, \"computed\": %lld, "
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"best_ppl\": %.6f, \"best_nll\": %.17g, \"evaluations\": %d, \"computed\": %lld, "
                "\"seconds\": %.3f, \"factors\": ",
                exp(best_nll), best_nll, n_evals, (long long)S.n_computed, secs);
         json_factors(stdout, S.c[best].q, np);

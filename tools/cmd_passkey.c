@@ -168,6 +168,8 @@ int cmd_passkey(int argc, char **argv)
         CLI_OPTS_TILES(&o),
         CLI_OPTS_DISK(&o),
         CLI_OPTS_POS(&o),
+        CLI_OPT_ATTEND(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL [options]";
@@ -207,6 +209,7 @@ int cmd_passkey(int argc, char **argv)
                 fit_reps(tk, (int64_t)lens[l], depths[d], key, &buf, &cap, &ids, &n);
                 int rc = kvs_truncate(ck.kv, 0);
                 if (rc == 0) rc = model_ctx_set_rope(mc, &rp, n + n_gen);
+                if (rc > 0) rc = 0; /* 1: the table changed, not an error */
                 for (int64_t p0 = 0; p0 < n && rc == 0; p0 += o.n_batch) {
                     int nb = (int)KVT_MIN((int64_t)o.n_batch, n - p0);
                     rc = model_eval(mc, ck.kv, ids + p0, nb, p0, logits, 0);
@@ -241,13 +244,18 @@ int cmd_passkey(int argc, char **argv)
     int beyond = max_len > hp->n_ctx_train;
 
     if (o.json) {
-        printf("{\"model\": ");
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"model\": ");
         cli_json_str(stdout, o.model_path);
         printf(", \"n_ctx_train\": %lld, \"rope\": \"%s\", \"trials\": %d, \"seed\": %llu, "
                "\"n_gen\": %d, \"chance\": %.3g, \"seconds\": %.3f, ",
                (long long)hp->n_ctx_train, rope_scheme_name(rp.scheme), trials,
                (unsigned long long)seed, n_gen, 1.0 / 90000, secs);
         cli_json_io(stdout);
+        struct attn_stats st;
+        model_ctx_attn_stats(mc, &st);
+        cli_json_attend(stdout, &o, m, &st);
         printf(", \"cells\": [");
         for (int l = 0; l < n_len; l++)
             for (int d = 0; d < n_dep; d++) {

@@ -1,10 +1,11 @@
 /* cmd_ppl.c - `kvtile ppl`: perplexity of a long text.
  *
  * Protocol (llama.cpp's llama-perplexity, so numbers compare): the text is
- * tokenized once with BOS and cut into non-overlapping windows of n_ctx
- * tokens (the tail is dropped; a text shorter than n_ctx is one window of
- * its own length); each window is evaluated from an empty KV store with its
- * first token replaced by BOS; the logits at positions n/2 .. n-2 are
+ * tokenized once (BOS first when the model adds one) and cut into
+ * non-overlapping windows of n_ctx tokens (the tail is dropped; a text
+ * shorter than n_ctx is one window of its own length); each window is
+ * evaluated from an empty KV store with its first token replaced by BOS
+ * (when the model adds one: Qwen2 files say add_bos_token = false); the logits at positions n/2 .. n-2 are
  * scored against the next tokens (--score all: positions 0 .. n-2);
  * PPL = exp(mean NLL). Positions are prepared for the window's true length.
  * --stride S: sliding windows of n_ctx starting every S tokens; the first
@@ -47,6 +48,7 @@ struct ppl_job {
     int score_all;
     int64_t score_from;     /* > 0: score positions >= score_from only */
     int grow, exact;        /* positions follow the length evaluated so far */
+    int decode;             /* scored positions one token at a time */
     struct rope_params rp;
     int resume;
     const char *text_path;
@@ -59,6 +61,7 @@ struct ppl_job {
 
 struct ppl_result {
     struct ppl_sums s;
+    struct attn_stats att;  /* decode-step reads (--decode) */
     int64_t n_eval;
     double secs;
     int resumed_from;       /* window index a resumed run started in, -1 */
@@ -100,6 +103,12 @@ static void journal_key(const struct ppl_job *j, char *key, size_t cap)
                                             XXH3_64bits(j->rp.factors_short, sizeof j->rp.factors_short)
                                       : 0),
              o->se_group, o->se_window, (long long)j->score_from, o->rotate_k_on_write);
+    if (j->decode) { /* only then: older journals keep their keys */
+        char spec[128];
+        sel_format(&o->sel, spec, sizeof spec);
+        size_t at = strlen(key);
+        snprintf(key + at, cap - at, " decode=1 attend=%s", spec);
+    }
 }
 
 /* The cache tag of window W of this run (never 0). */
@@ -230,7 +239,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     float *logits = malloc((size_t)oo.n_batch * (size_t)n_vocab * sizeof *logits);
     int32_t *win = malloc((size_t)n_ctx * sizeof *win);
     if (!logits || !win) cli_die("out of memory");
-    int bos = tok_bos(j->tk);
+    int bos = tok_add_bos(j->tk) ? tok_bos(j->tk) : -1; /* as llama-perplexity */
     struct cli_progress pr;
     cli_progress_start(&pr, o->quiet || o->json, "windows");
     double t0 = kvt_now_s();
@@ -250,8 +259,10 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                 journal_put(&jr, w, 0, &res->s);
             }
         }
-        for (int64_t p0 = p_begin; p0 < n_ctx; p0 += oo.n_batch) {
-            int n = (int)KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
+        for (int64_t p0 = p_begin, n; p0 < n_ctx; p0 += n) {
+            n = KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
+            if (j->decode) /* the prefix in batches, then decode steps */
+                n = p0 >= first ? 1 : KVT_MIN(n, first - p0);
             if (j->grow) {
                 int changed = model_ctx_set_rope(mc, &j->rp, p0 + n);
                 if (changed < 0) cli_die("%s: positions: %s", o->model_path, kvt_strerror(changed));
@@ -259,8 +270,8 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
                     cli_reevaluate(mc, ck.kv, win, p0, oo.n_batch, kvname);
             }
             /* logits only from the first scored position of this batch */
-            int from = (int)KVT_MIN((int64_t)n, KVT_MAX((int64_t)0, first - p0));
-            rc = model_eval_rows(mc, ck.kv, win + p0, n, p0, from < n ? logits : NULL, from);
+            int from = (int)KVT_MIN(n, KVT_MAX((int64_t)0, first - p0));
+            rc = model_eval_rows(mc, ck.kv, win + p0, (int)n, p0, from < n ? logits : NULL, from);
             if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
             res->n_eval += n;
             for (int t = from; t < n; t++) {
@@ -294,6 +305,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
     free(logits);
     free(win);
     cli_kv_close(&ck);
+    model_ctx_attn_stats(mc, &res->att);
     model_ctx_free(mc);
 }
 
@@ -390,7 +402,11 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
     double *ppl = malloc(sizeof(double) * (size_t)(n_ctx * n_sch));
     if (!ppl) cli_die("out of memory");
     const struct cli_opts *o = j->o;
-    if (o->json) printf("{\"sweep\": [");
+    if (o->json) {
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"sweep\": [");
+    }
     else {
         printf("%-8s", "ctx");
         for (int i = 0; i < n_sch; i++) printf(" %12s", sch_s[i]);
@@ -466,6 +482,156 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
     free(ppl);
 }
 
+/* ---- --attend-sweep: one prefix, teacher-forced decode per policy ------- */
+
+/* Window 0 only: its unscored prefix is evaluated once (batches, exact);
+ * then for each policy the scored positions are decoded one token at a
+ * time from that prefix (the store cut back to it between policies), as
+ * --decode --attend P would, with the same operations in the same order.
+ * If the first policy is "all", every later one is also compared with it
+ * token by token: the mean KL divergence KL(exact || policy) of the next-
+ * token distributions (nats) and how often both rank the same token first. */
+
+/* log softmax of logits into lp (n); @return the argmax. */
+static int log_softmax(const float *logits, int n, float *lp)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++) best = logits[i] > logits[best] ? i : best;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - logits[best]);
+    double lse = logits[best] + log(sum);
+    for (int i = 0; i < n; i++) lp[i] = (float)(logits[i] - lse);
+    return best;
+}
+static void run_attend_sweep(struct ppl_job *j, const char *list, const char *plot)
+{
+    const struct cli_opts *o = j->o;
+    const struct model_hparams *hp = model_hparams(j->m);
+    int n_vocab = hp->n_vocab, rc;
+    int64_t n_ctx = j->n_ctx, first = window_first(j, 0);
+    if (first < 1 || first > n_ctx - 2) cli_die("--attend-sweep: nothing to decode (see --score-from)");
+    struct sel_policy pol[16];
+    int n_pol = 0;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *sv = NULL, *t = strtok_r(buf, ";", &sv); t; t = strtok_r(NULL, ";", &sv)) {
+        if (n_pol == 16) cli_die("--attend-sweep: at most 16 policies");
+        if (sel_parse(t, &pol[n_pol++]) < 0) cli_die("--attend-sweep: bad policy '%s'", t);
+    }
+    if (n_pol == 0) cli_die("--attend-sweep: empty list");
+    struct cli_opts oo = *o;
+    if (oo.n_batch > n_ctx) oo.n_batch = (int)n_ctx;
+    struct cli_kv ck;
+    cli_kv_open(o, j->m, "ppl.kvt", 0, &ck);
+    const char *kvname = ck.path[0] ? ck.path : "KV store";
+    int32_t *win = malloc((size_t)n_ctx * sizeof *win);
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    float *lp = malloc((size_t)n_vocab * sizeof *lp);
+    int64_t n_steps = n_ctx - 1 - first;
+    int compare = !pol[0].on;
+    float *ref = compare ? malloc((size_t)n_steps * (size_t)n_vocab * sizeof *ref) : NULL;
+    int *ref_top = compare ? malloc((size_t)n_steps * sizeof *ref_top) : NULL;
+    if (!win || !logits || !lp || (compare && (!ref || !ref_top))) cli_die("out of memory");
+    memcpy(win, j->ids, (size_t)n_ctx * sizeof *win);
+    if (tok_bos(j->tk) >= 0) win[0] = tok_bos(j->tk);
+    oo.sel.on = 0;
+    model_ctx *mc = cli_model_ctx(&oo, j->m);
+    if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
+        cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
+    double t0 = kvt_now_s();
+    for (int64_t p0 = 0, n; p0 < first; p0 += n) {
+        n = KVT_MIN((int64_t)oo.n_batch, first - p0);
+        if ((rc = model_eval_rows(mc, ck.kv, win + p0, (int)n, p0, NULL, 0)) < 0)
+            cli_die("%s: %s", kvname, kvt_strerror(rc));
+    }
+    model_ctx_free(mc);
+    double t_prefix = kvt_now_s() - t0;
+    double ppl_v[16], frac[16], x[16], exact = NAN;
+    if (o->json) printf("{\"n_ctx\": %lld, \"first\": %lld, \"prefix_seconds\": %.3f, \"runs\": [",
+                        (long long)n_ctx, (long long)first, t_prefix);
+    else printf("prefix of %lld tokens in %.1f s; %lld decode steps per policy\n%-36s %10s %9s %12s %10s %8s%s\n",
+                (long long)first, t_prefix, (long long)(n_ctx - 1 - first), "attend",
+                "PPL", "vs exact", "tiles/token", "fraction", "s",
+                compare ? "  KL nats    top1=" : "");
+    for (int pi = 0; pi < n_pol; pi++) {
+        if ((rc = kvs_truncate(ck.kv, first)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+        oo.sel = pol[pi];
+        mc = cli_model_ctx(&oo, j->m);
+        if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
+            cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
+        struct ppl_sums sm = { 0 };
+        double kl = 0;
+        int64_t same_top = 0;
+        double t1 = kvt_now_s();
+        for (int64_t pos = first; pos <= n_ctx - 2; pos++) {
+            if ((rc = model_eval_rows(mc, ck.kv, win + pos, 1, pos, logits, 0)) < 0)
+                cli_die("%s: %s", kvname, kvt_strerror(rc));
+            if (compare) {
+                size_t at = (size_t)(pos - first);
+                float *r = ref + at * (size_t)n_vocab;
+                int top = log_softmax(logits, n_vocab, pi == 0 ? r : lp);
+                if (pi == 0) {
+                    ref_top[at] = top;
+                } else {
+                    for (int i = 0; i < n_vocab; i++) kl += exp((double)r[i]) * ((double)r[i] - lp[i]);
+                    same_top += top == ref_top[at];
+                }
+            }
+            double v = cli_nll(logits, n_vocab, win[pos + 1]);
+            sm.nll_sum += v;
+            sm.nll2_sum += v * v;
+            sm.n_scored++;
+        }
+        double secs = kvt_now_s() - t1, err;
+        ppl_stats(&sm, &ppl_v[pi], &err);
+        struct attn_stats st;
+        model_ctx_attn_stats(mc, &st);
+        model_ctx_free(mc);
+        frac[pi] = st.tiles ? (double)st.tiles_read / (double)st.tiles : 0.0;
+        x[pi] = pol[pi].on ? 100.0 * frac[pi] : 100.0;
+        if (!pol[pi].on && isnan(exact)) exact = ppl_v[pi];
+        char spec[128];
+        sel_format(&pol[pi], spec, sizeof spec);
+        double steps = (double)st.steps / hp->n_layer;
+        if (o->json) {
+            printf("%s{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, \"n_scored\": %lld, "
+                   "\"seconds\": %.3f", pi ? ", " : "", ppl_v[pi], err, sm.nll_sum,
+                   (long long)sm.n_scored, secs);
+            if (compare && pi > 0)
+                printf(", \"kl_vs_exact\": %.6f, \"same_top1\": %.4f", kl / (double)n_steps,
+                       (double)same_top / (double)n_steps);
+            cli_json_attend(stdout, &oo, j->m, &st);
+            printf("}");
+        } else {
+            printf("%-36s %10.4f %+8.2f%% %12.1f %10.4f %8.1f", spec, ppl_v[pi],
+                   isnan(exact) ? 0.0 : 100.0 * (ppl_v[pi] / exact - 1),
+                   (double)st.tiles_read / (steps > 0 ? steps : 1), frac[pi], secs);
+            if (compare && pi > 0)
+                printf(" %8.4f %7.1f%%", kl / (double)n_steps, 100.0 * (double)same_top / (double)n_steps);
+            printf("\n");
+        }
+        fflush(stdout);
+    }
+    if (o->json) printf("]}\n");
+    if (plot) {
+        double ex[16];
+        for (int i = 0; i < n_pol; i++) ex[i] = exact;
+        struct svg_series ser[2] = { { "selected tiles", ppl_v }, { "exact (every tile)", ex } };
+        char title[256];
+        snprintf(title, sizeof title, "Teacher-forced decode after %lld tokens (%s)",
+                 (long long)first, j->text_path);
+        rc = svg_line_plot(plot, title, "tiles read (% of the cache)", "perplexity", x, n_pol,
+                           ser, isnan(exact) ? 1 : 2, 1);
+        if (rc < 0) cli_die("%s: %s", plot, kvt_strerror(rc));
+    }
+    free(win);
+    free(logits);
+    free(lp);
+    free(ref);
+    free(ref_top);
+    cli_kv_close(&ck);
+}
+
 /* ---- command ------------------------------------------------------------ */
 
 static const char *const ppl_score_names[] = { "half", "all", NULL };
@@ -475,8 +641,9 @@ int cmd_ppl(int argc, char **argv)
     struct cli_opts o;
     cli_opts_default(&o);
     const char *file = NULL, *sweep = NULL, *schemes = NULL, *plot = NULL, *curve = NULL;
+    const char *attend_sweep = NULL;
     int64_t max_chunks = -1, stride = 0, bucket = 256, sweep_tokens = 0;
-    int score_all = 0, resume = 0, grow = 0, exact = 0;
+    int score_all = 0, resume = 0, grow = 0, exact = 0, decode = 0;
     int64_t score_from = 0;
     struct opt tab[] = {
         OPT_STR("--file", "-f", "FILE", &file, "text to score (UTF-8)"),
@@ -505,12 +672,24 @@ int cmd_ppl(int argc, char **argv)
                 "dynamic-ntk, yarn, longrope, self-extend"),
         OPT_I64("--sweep-tokens", NULL, "N", &sweep_tokens, 0, 1e12,
                 "with --sweep: about N tokens per length (whole windows)", .def = "all"),
-        OPT_STR("--plot", NULL, "FILE.svg", &plot, "with --sweep: perplexity vs context length"),
+        OPT_FLAG("--decode", NULL, &decode,
+                 "teacher-forced decode: the unscored prefix in batches,\n"
+                 "every scored position one token at a time (the steps\n"
+                 "--attend selects tiles for)"),
+        OPT_STR("--attend-sweep", NULL, "'P1;P2;..'", &attend_sweep,
+                "--decode of the first window for each --attend policy\n"
+                "from one evaluation of its prefix: a table, --json,\n"
+                "--plot FILE.svg (perplexity by tiles read)"),
+        OPT_STR("--plot", NULL, "FILE.svg", &plot,
+                "with --sweep: perplexity vs context length; with\n"
+                "--attend-sweep: perplexity vs tiles read"),
         CLI_OPTS_RUN(&o),
         CLI_OPT_JSON(&o),
         CLI_OPTS_TILES(&o),
         CLI_OPTS_DISK(&o),
         CLI_OPTS_POS(&o),
+        CLI_OPT_ATTEND(&o),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL -f FILE [options]";
@@ -519,6 +698,9 @@ int cmd_ppl(int argc, char **argv)
     if (exact) grow = 1;
     if (sweep && (resume || curve || stride || grow)) cli_die("--sweep runs without --resume, --curve, --stride or --grow-positions");
     if (grow && resume) cli_die("--grow-positions runs without --resume");
+    if (o.sel.on && !decode)
+        cli_die("ppl: --attend selects tiles for decode steps; add --decode (scored tokens one at a time)");
+    if (sweep && decode) cli_die("--sweep runs without --decode");
 
     model *m;
     tok *tk;
@@ -530,14 +712,14 @@ int cmd_ppl(int argc, char **argv)
     size_t len;
     char *text = cli_read_file(file, &len);
     int64_t n_tok;
-    int32_t *ids = cli_tokenize(tk, file, text, len, 1, &n_tok);
+    int32_t *ids = cli_tokenize(tk, file, text, len, tok_add_bos(tk), &n_tok);
     free(text);
     if (n_tok < 2) cli_die("%s: only %lld tokens", file, (long long)n_tok);
 
     struct ppl_job j = { .o = &o, .m = m, .tk = tk, .ids = ids, .n_tok = n_tok,
                          .score_all = score_all, .resume = resume, .text_path = file,
                          .stride = stride, .bucket = bucket, .grow = grow, .exact = exact,
-                         .score_from = score_from,
+                         .score_from = score_from, .decode = decode,
                          .sweep_tokens = sweep_tokens };
     j.n_ctx = o.n_ctx > n_tok ? n_tok : o.n_ctx; /* one window: the whole text */
     if (stride && (stride >= j.n_ctx || stride < 1)) cli_die("--stride must be in 1 .. n_ctx-1");
@@ -554,6 +736,15 @@ int cmd_ppl(int argc, char **argv)
         return 0;
     }
     cli_rope_params(&o, m, &j.rp);
+    if (attend_sweep) {
+        if (resume || curve || stride || grow || o.sel.on)
+            cli_die("--attend-sweep runs without --resume, --curve, --stride, --grow-positions or --attend");
+        run_attend_sweep(&j, attend_sweep, plot);
+        free(ids);
+        tok_free(tk);
+        model_close(m);
+        return 0;
+    }
     if (curve) {
         int64_t nb = (j.n_ctx + bucket - 1) / bucket;
         j.curve_nll = calloc((size_t)nb, sizeof *j.curve_nll);
@@ -579,7 +770,9 @@ int cmd_ppl(int argc, char **argv)
             cli_warn("%s: the curve covers only the part evaluated after resuming", curve);
     }
     if (o.json) {
-        printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, "
+        printf("{");
+        cli_json_cpu(stdout);
+        printf("\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"nll_sum\": %.17g, "
                "\"n_scored\": %lld, \"n_ctx\": %lld, \"n_chunks\": %lld, "
                "\"n_tokens\": %lld, \"tokens_per_s\": %.1f, \"seconds\": %.3f, "
                "\"peak_rss_bytes\": %lld, \"rope\": \"%s\", \"resumed_from\": %d, "
@@ -589,6 +782,7 @@ int cmd_ppl(int argc, char **argv)
                rope_scheme_name(j.rp.scheme), r.resumed_from, (long long)r.cache_peak_bytes,
                (long long)r.cache_end_bytes);
         cli_json_io(stdout);
+        cli_json_attend(stdout, &o, m, &r.att);
         printf("}\n");
     } else {
         printf("%lld tokens, %lld windows of %lld, %lld scored, %.1f tokens/s, peak RSS %.1f MiB\n",

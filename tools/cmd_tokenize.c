@@ -1,8 +1,11 @@
-/* cmd_tokenize.c - `kvtile tokenize MODEL TEXT|-f FILE`. */
+/* cmd_tokenize.c - `kvtile tokenize MODEL TEXT|-f FILE`: token ids of a
+ * text. Reads only the tokenizer's metadata, so vocabulary-only GGUF files
+ * (no tensors, any architecture) work. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "io/kvt.h"
 
 int cmd_tokenize(int argc, char **argv)
 {
@@ -13,6 +16,7 @@ int cmd_tokenize(int argc, char **argv)
         OPT_FLAG("--no-bos", NULL, &no_bos, "do not add BOS"),
         OPT_FLAG("--pieces", NULL, &pieces, "print id:\"piece\" pairs"),
         OPT_FLAG("--count", NULL, &count, "print the number of tokens only"),
+        CLI_OPTS_TEXT,
         OPT_END(),
     };
     const char *usage = "MODEL TEXT|-f FILE [options]";
@@ -20,9 +24,11 @@ int cmd_tokenize(int argc, char **argv)
     const char *model_path = pos[0], *text_arg = pos[1];
     if (n_pos < 1 || (!text_arg && !file) || (text_arg && file)) opt_usage("tokenize", usage);
     int add_bos = !no_bos;
-    model *m;
-    tok *tk;
-    cli_load(model_path, &m, &tk);
+    gguf *g;
+    char err[512] = "";
+    int rc = gguf_open(model_path, &g, err, sizeof err);
+    if (rc < 0) cli_die("%s: %s", model_path, err[0] ? err : kvt_strerror(rc));
+    tok *tk = cli_open_tok(g, model_path);
     size_t len;
     char *text;
     const char *src = file ? file : "TEXT";
@@ -47,6 +53,6 @@ int cmd_tokenize(int argc, char **argv)
     free(ids);
     free(text);
     tok_free(tk);
-    model_close(m);
+    gguf_close(g);
     return 0;
 }

@@ -1,8 +1,11 @@
 /* kvtile.c - the command line: dispatch to the subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "engine/cpu.h"
+#include "io/kvt.h"
 
 struct cmd {
     const char *name;
@@ -38,6 +41,12 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;
+    }
+    const int rc = cpu_env_check();
+    if (rc < 0) {
+        fprintf(stderr, "kvtile: KVT_CPU=%s: %s (portable, avx2, avx512)\n", getenv("KVT_CPU"),
+                rc == KVT_EUNSUPP ? "this CPU lacks that kernel set" : "unknown kernel set");
+        return 2;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
