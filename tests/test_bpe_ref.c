@@ -123,7 +123,7 @@ static void ref_byte_map(ref *r)
 static void ref_word(const ref *r, const char *w, size_t len, int32_t *out,
                      size_t *n)
 {
-    char *m = malloc(2 * len + 1);
+    char *m = calloc(2 * len + 1, 1);
     size_t ml = 0;
     for (size_t i = 0; i < len; i++) {
         const char *u = r->b2u[(unsigned char)w[i]];
