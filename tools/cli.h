@@ -113,6 +113,11 @@ extern const char *const cli_utf8_names[];
     OPT_STR("--pre-tokenizer", NULL, "NAME", &cli_text.pre, \
             "split byte-level BPE text as NAME, not as the file's\n" \
             "tokenizer.ggml.pre says (warns)", .def = "from the file")
+/* Every shared option of a command that runs the model over a KV store
+ * and prints results (generate, passkey, ppl). */
+#define CLI_OPTS_MODEL_RUN(o) \
+    CLI_OPTS_RUN(o), CLI_OPT_JSON(o), CLI_OPTS_TILES(o), CLI_OPTS_DISK(o), \
+    CLI_OPTS_POS(o), CLI_OPT_ATTEND(o), CLI_OPTS_TEXT
 #define CLI_OPTS_POS(o) \
     OPT_GROUP("Positions:"), \
     OPT_FN("--rope-scaling", NULL, "S", &(o)->rope_scaling, cli_opt_rope_scaling, \

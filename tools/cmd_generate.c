@@ -76,13 +76,7 @@ int cmd_generate(int argc, char **argv)
         OPT_FLAG("--longrope-exact", NULL, &exact,
                  "with growing positions: re-evaluate the prefix when the\n"
                  "rotation table changes (implies --grow-positions)"),
-        CLI_OPTS_RUN(&o),
-        CLI_OPT_JSON(&o),
-        CLI_OPTS_TILES(&o),
-        CLI_OPTS_DISK(&o),
-        CLI_OPTS_POS(&o),
-        CLI_OPT_ATTEND(&o),
-        CLI_OPTS_TEXT,
+        CLI_OPTS_MODEL_RUN(&o),
         OPT_END(),
     };
     const char *usage = "MODEL -p PROMPT|-f FILE [options]";

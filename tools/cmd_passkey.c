@@ -163,13 +163,7 @@ int cmd_passkey(int argc, char **argv)
         OPT_U64("--seed", NULL, "S", &seed, "key generator seed"),
         OPT_INT("--n-predict", "-n", "N", &n_gen, 1, 64, "tokens decoded per answer"),
         OPT_STR("--svg", NULL, "FILE", &svg, "heat map of accuracy"),
-        CLI_OPTS_RUN(&o),
-        CLI_OPT_JSON(&o),
-        CLI_OPTS_TILES(&o),
-        CLI_OPTS_DISK(&o),
-        CLI_OPTS_POS(&o),
-        CLI_OPT_ATTEND(&o),
-        CLI_OPTS_TEXT,
+        CLI_OPTS_MODEL_RUN(&o),
         OPT_END(),
     };
     const char *usage = "MODEL [options]";

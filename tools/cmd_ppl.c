@@ -683,13 +683,7 @@ int cmd_ppl(int argc, char **argv)
         OPT_STR("--plot", NULL, "FILE.svg", &plot,
                 "with --sweep: perplexity vs context length; with\n"
                 "--attend-sweep: perplexity vs tiles read"),
-        CLI_OPTS_RUN(&o),
-        CLI_OPT_JSON(&o),
-        CLI_OPTS_TILES(&o),
-        CLI_OPTS_DISK(&o),
-        CLI_OPTS_POS(&o),
-        CLI_OPT_ATTEND(&o),
-        CLI_OPTS_TEXT,
+        CLI_OPTS_MODEL_RUN(&o),
         OPT_END(),
     };
     const char *usage = "MODEL -f FILE [options]";

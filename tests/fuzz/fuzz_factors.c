@@ -30,11 +30,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KVT_REPLAY
-#include "replay.h"
-
-int main(int argc, char **argv)
-{
-    replay_files(argc, argv);
-    return 0;
-}
+#include "replay.h"   /* main: replay the files named */
 #endif

@@ -126,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KVT_REPLAY
+#define REPLAY_OWN_MAIN
 #include "replay.h"
 
 /* A real cache file of CFG, in the compact form. */

@@ -58,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 #ifdef KVT_REPLAY
 #include <math.h>
+#define REPLAY_OWN_MAIN
 #include "replay.h"
 
 /* One valid tile per (codec, type): smooth values with repeats, so every

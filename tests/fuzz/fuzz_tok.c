@@ -50,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KVT_REPLAY
+#define REPLAY_OWN_MAIN
 #include "replay.h"
 
 int main(int argc, char **argv)

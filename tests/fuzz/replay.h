@@ -27,4 +27,13 @@ static void replay_files(int argc, char **argv)
     }
 }
 
+#ifndef REPLAY_OWN_MAIN
+/* The replay program of a target without seeds of its own to write. */
+int main(int argc, char **argv)
+{
+    replay_files(argc, argv);
+    return 0;
+}
+#endif
+
 #endif
