@@ -129,7 +129,7 @@ static void test_malformed(void)
 
 static void test_limits(void)
 {
-    struct jrec_field f[2];
+    struct jrec_field f[3];
     struct json_t *root = NULL;
     struct jrec_err e;
     const char *s = "{\"a\":1,\"b\":2,\"c\":3}";

@@ -289,7 +289,7 @@ static void test_needle_2m(void)
         }
         uint8_t *tile = saved + (size_t)d * T * rb;
         tile_pack(KVS_F16, kv_dim, kn, 1, tile + (size_t)off * rb);
-        float s_old[64 * 2], mn_old[128], mx_old[128];
+        float s_old[2 * 32], mn_old[128], mx_old[128]; /* nkv * half, kv_dim */
         memcpy(s_old, sums + (size_t)nt * nkv * half, sizeof s_old);
         memcpy(mn_old, qmn + (size_t)nt * kv_dim, sizeof mn_old);
         memcpy(mx_old, qmx + (size_t)nt * kv_dim, sizeof mx_old);
