@@ -5,7 +5,6 @@
  * References: an uninterrupted run of the same command (bit-identical
  * nll_sum / output bytes), the K/V size of one window computed from the
  * model's shape, an empty $TMPDIR. Seeded randomness prints its seed. */
-#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -62,19 +61,6 @@ static long file_size(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 ? (long)st.st_size : -1;
-}
-
-/* Entries in DIR other than . and .. (-1: cannot open). */
-static int dir_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
 }
 
 /* Cut the journal's last record at a random offset inside it. */
@@ -189,7 +175,7 @@ static void test_signals_clean_tmpdir(void)
         unsetenv("TMPDIR");
         int seen = 0;
         for (int t = 0; t < 1000 && !seen; t++) { /* the cache exists: 10 s */
-            seen = dir_entries(tmp) > 0;
+            seen = t_dir_entries(tmp) > 0;
             usleep(10000);
         }
         usleep(200000);
@@ -197,7 +183,7 @@ static void test_signals_clean_tmpdir(void)
         kill(pid, sigs[i]);
         int st = 0;
         waitpid(pid, &st, 0);
-        int left = dir_entries(tmp);
+        int left = t_dir_entries(tmp);
         fprintf(stderr, "  signal %d: exit %d, %d entries left in TMPDIR\n", sigs[i],
                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, left);
         T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[i]);
@@ -211,9 +197,9 @@ static void test_signals_clean_tmpdir(void)
     snprintf(a, sizeof a, "TMPDIR=%s %s ppl " MODEL " -f " NT " -c 256 --chunks 2 "
                           "--curve /nonexistent/dir/curve.tsv 2>/dev/null", tmp, t_kvtile());
     int rc = sh("%s", a);
-    fprintf(stderr, "  error exit %d, %d entries left in TMPDIR\n", rc, dir_entries(tmp));
+    fprintf(stderr, "  error exit %d, %d entries left in TMPDIR\n", rc, t_dir_entries(tmp));
     T_CHECK(rc == 1);
-    T_CHECK(dir_entries(tmp) == 0);
+    T_CHECK(t_dir_entries(tmp) == 0);
     sh("rm -rf %s", tmp);
 }
 

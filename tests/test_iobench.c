@@ -2,7 +2,6 @@
  * of the JSON is there with positive numbers, codec none has ratio 1 and
  * every run decodes exactly the raw bytes; without io_uring (KVT_NO_URING=1)
  * the run says once that it falls back to pread and still completes. */
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +13,6 @@
 #define OUT_CAP (1 << 16)
 
 static char out[OUT_CAP], err[OUT_CAP];
-
-/* Files left in DIR (the bench must remove its caches). */
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
 
 static int count_str(const char *s, const char *needle)
 {
@@ -82,7 +68,7 @@ static void test_json_rows(void)
     T_CHECK(t_json_num(out, "ref_gbps") > 0);
     /* 2 codecs x 1 tile x 2 queue depths x 3 backends */
     T_CHECK(check_rows(out, NULL) == 12);
-    T_CHECK(count_entries(tmp) == 0);
+    T_CHECK(t_dir_entries(tmp) == 0);
     rmdir(tmp);
 }
 
@@ -99,7 +85,7 @@ static void test_no_uring(void)
     T_CHECK(strstr(out, "\"uring_in_use\": false") != NULL);
     T_CHECK(strstr(out, "\"uring_fallback\": true") != NULL);
     T_CHECK(check_rows(out, "pread") == 12);
-    T_CHECK(count_entries(tmp) == 0);
+    T_CHECK(t_dir_entries(tmp) == 0);
     rmdir(tmp);
 }
 

@@ -19,6 +19,7 @@
 #include "engine/rope.h"
 #include "kvstore/kvs.h"
 #include "io/kvt.h"
+#include "teval.h"
 #include "ref_model.h"
 #include "t.h"
 #include "tproc.h"
@@ -137,24 +138,7 @@ static const struct ref_rope *fixed_rope(int64_t len, void *ctx)
 static int engine_logits(const model *m, const int32_t *tokens, int n, int batch,
                          int tile, float *logits)
 {
-    const struct model_hparams *hp = model_hparams(m);
-    struct model_ctx_params p = {.n_batch = batch, .n_threads = 2, .tile_tokens = tile};
-    model_ctx *c;
-    int rc = model_ctx_create(m, &p, &c);
-    if (rc < 0) return rc;
-    struct rope_params rp = hp->rope;
-    if ((rc = model_ctx_set_rope(c, &rp, n)) < 0) return rc;
-    struct kvs_config cfg = {.n_layer = hp->n_layer, .kv_dim = hp->kv_dim,
-                             .tile_tokens = tile, .backing = KVS_RAM, .type = KVS_F32};
-    kvs *kv;
-    if ((rc = kvs_open(&cfg, &kv)) < 0) return rc;
-    for (int p0 = 0; p0 < n && rc >= 0; p0 += batch) {
-        int nb = n - p0 < batch ? n - p0 : batch;
-        rc = model_eval(c, kv, tokens + p0, nb, p0, logits + (size_t)p0 * hp->n_vocab, 1);
-    }
-    kvs_close(kv);
-    model_ctx_free(c);
-    return rc;
+    return t_engine_logits(m, tokens, n, batch, tile, 2, 0, 0, logits);
 }
 
 enum { N = 40 };

@@ -1,6 +1,7 @@
 /* tproc.c - run the kvtile binary from tests (see tproc.h). */
 #include "tproc.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -115,4 +116,16 @@ char *t_tmpdir(char *buf, size_t cap)
 {
     snprintf(buf, cap, "/tmp/kvt-test-XXXXXX");
     return mkdtemp(buf);
+}
+
+int t_dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
 }

@@ -28,6 +28,8 @@ char *t_slurp(const char *path, size_t *len);
 long t_count_lines(const char *path);
 
 /* A fresh temporary directory (static buffer per call site: copy it). */
+/* Entries in DIR other than . and .. (-1: cannot open). */
+int t_dir_entries(const char *dir);
 char *t_tmpdir(char *buf, size_t cap);
 
 #endif
