@@ -24,7 +24,7 @@ override CFLAGS += -Werror
 endif
 LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
-LIB_SRC   := $(wildcard io/*.c) $(wildcard kvstore/*.c) \
+LIB_SRC   := $(wildcard base/*.c) $(wildcard io/*.c) $(wildcard kvstore/*.c) \
              $(filter-out engine/matmul.c,$(wildcard engine/*.c))
 # engine/matmul.c per kernel set (engine/mm_kern.h): flags of each set
 MM_SETS   := portable avx2 avx512
@@ -34,6 +34,9 @@ MM_FLAGS_avx512   := -DMM_SET=CPU_SET_AVX512 -march=x86-64-v4 -mavx512vnni -mavx
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
+# `kvtile iobench`'s parts the benches share (not in the library): the
+# synthetic cache writer and the raw device probe
+BENCHLIB_OBJ := $(BUILD)/tools/synth.o $(BUILD)/tools/probe.o
 TESTLIB_SRC := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MM_SETS:%=$(BUILD)/engine/matmul_%.o)
@@ -74,7 +77,7 @@ $(BUILD)/libkvtcli.a: $(CLI_OBJ)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJ) $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libkvt.a
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCHLIB_OBJ) $(BUILD)/libkvt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 deps:
@@ -114,7 +117,7 @@ tsan:
 # which test_fuzz runs over each corpus in tests/fuzz/corpus/NAME/.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
-FUZZ_LIB := io/kvt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c \
+FUZZ_LIB := base/kvt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c \
             kvstore/kvs.c kvstore/journal.c tools/json.c tools/batch_cache.c
 all: $(FUZZ_REPLAY)
 $(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.h $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a

@@ -38,7 +38,7 @@
 #include "engine/pool.h"
 #include "engine/rope.h"
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 

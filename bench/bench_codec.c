@@ -40,7 +40,7 @@
 #include <time.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 

@@ -1,7 +1,7 @@
 /* bench_decode2m.c - single-token decode steps over a huge disk KV cache.
  *
  * For each shape and cache length N (tokens), a synthetic f16 cache of N
- * tokens (kvstore/synth.h, the data kvtile iobench writes) is written
+ * tokens (tools/synth.h, the data kvtile iobench writes) is written
  * with the real writer (kvs_append) into --dir, or
  * reused if a cache with the same parameters is already there; then each
  * decode step runs, for every layer, one query token (random q, k, v)
@@ -11,7 +11,7 @@
  *   GB/s        cache file bytes / step time
  *   probe GB/s  raw device bandwidth of the same file in the same run:
  *               1 MiB O_DIRECT reads, 32 in flight, via io_uring (mean
- *               of a probe before and after the steps; io/probe.h)
+ *               of a probe before and after the steps; tools/probe.h)
  *   bound s     file bytes / probe GB/s: the I/O lower bound of a step
  *   x bound     step s / bound s (1.0 = the step runs at device speed)
  *   RSS MiB     peak RSS during the steps (VmHWM reset through
@@ -51,10 +51,10 @@
 #include "engine/pool.h"
 #include "engine/rope.h"
 #include "io/io.h"
-#include "io/kvt.h"
-#include "io/probe.h"
+#include "base/kvt.h"
+#include "tools/probe.h"
 #include "kvstore/kvs.h"
-#include "kvstore/synth.h"
+#include "tools/synth.h"
 #include "kvstore/tile.h"
 
 void openblas_set_num_threads(int num_threads);
@@ -280,7 +280,7 @@ static kvs *open_cache(const struct kvs_config *c, int64_t tokens)
 
 /* ---- probe, RSS ------------------------------------------------------------ */
 
-/* The whole file by O_DIRECT reads, PROBE_QD in flight (io/probe.h).
+/* The whole file by O_DIRECT reads, PROBE_QD in flight (tools/probe.h).
  * @return GB/s; *size_out = the file's bytes. */
 static double device_gbps(const char *path, uint64_t *size_out)
 {

@@ -20,7 +20,7 @@
 #include "engine/gguf.h"
 #include "engine/matmul.h"
 #include "engine/pool.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 void openblas_set_num_threads(int num_threads);
 

@@ -36,7 +36,7 @@
 #include "engine/matmul.h"
 #include "engine/model.h"
 #include "engine/pool.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 
 void openblas_set_num_threads(int num_threads);

@@ -36,7 +36,7 @@
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
 #include "engine/matmul.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 struct shape {
     const char *name;

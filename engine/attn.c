@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #include <immintrin.h>
 

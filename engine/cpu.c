@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 static const char *const cpu_names[CPU_SET_COUNT] = {"portable", "avx2", "avx512"};
 

@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian files by memcpy: little-endian hosts only"

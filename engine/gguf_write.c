@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #define GGUF_W_DEFAULT_ALIGNMENT 32
 

@@ -59,7 +59,7 @@
 
 #include <cblas.h>
 
-#include "../io/kvt.h"
+#include "../base/kvt.h"
 #include "cpu.h"
 
 #if !defined(MM_ISA) || !defined(MM_SET)

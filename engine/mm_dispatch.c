@@ -3,7 +3,7 @@
 #include "matmul.h"
 
 #include "cpu.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "mm_kern.h"
 
 static const struct mm_kernels *const mm_sets[CPU_SET_COUNT] = {

@@ -11,7 +11,7 @@
 
 #include "attn.h"
 #include "matmul.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 struct model {
     gguf *g;

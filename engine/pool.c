@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "../io/kvt.h"
+#include "../base/kvt.h"
 
 struct pool {
     int n_threads;

@@ -15,7 +15,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #define PRETOK_MAX_RE 6
 

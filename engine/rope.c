@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../io/kvt.h"
+#include "../base/kvt.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 static int parse_tokens(const char *s, const char *end, int64_t *out)
 {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 /* ---- string table: strings in one arena + open-addressing hash ---------- */
 

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "engine/tok_int.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 /* Bytes in the UTF-8 sequence starting with lead byte C (1 for bad). */
 size_t tok_utf8_len(unsigned char c)

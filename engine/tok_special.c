@@ -16,7 +16,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 struct toksp {
     int n;

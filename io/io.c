@@ -14,7 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 /* user_data of an SQE whose submit failed: its completion is dropped */
 #define IO_SQE_DEAD UINT64_MAX

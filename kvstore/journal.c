@@ -13,7 +13,7 @@
 #include <xxhash.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #define JNL_MAGIC "kvtile-journal 1 "
 #define JNL_HASH_HEX 16

@@ -36,7 +36,7 @@
 #include <string.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/tile.h"
 
 #define KVS_DEFAULT_BUDGET ((size_t)64 << 20)

@@ -11,7 +11,7 @@
 #include <immintrin.h>
 
 #include "engine/cpu.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 static const char *const tile_codec_names[TILE_NCODECS] = {
     "none", "lz4", "shuf-lz4", "lz4hc", "xpose-lz4", "plane-huf", "dedup-huf",

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine/gguf.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 static const float *W(const model *m, const char *name)
 {

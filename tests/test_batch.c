@@ -13,7 +13,7 @@
 
 #include "t.h"
 #include "tproc.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/json.h"
 
 #define MODEL T_MODEL("tiny-kjv-f32.gguf")

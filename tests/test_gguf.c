@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tests/t.h"
 
 static char g_dir[64];  /* temp dir for crafted files */

@@ -17,7 +17,7 @@
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tests/t.h"
 
 static char g_dir[64];

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tests/t.h"
 
 static char path[256];

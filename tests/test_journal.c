@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/journal.h"
 #include "t.h"
 #include "tproc.h"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "t.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/json.h"
 
 #include <jansson.h>

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 #include "tests/t.h"

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tests/t.h"
 #include "tests/tproc.h"
 

@@ -18,7 +18,7 @@
 #include "../engine/gguf_write.h"
 #include "../engine/matmul.h"
 #include "../engine/pool.h"
-#include "../io/kvt.h"
+#include "../base/kvt.h"
 #include "ref_quant.h"
 #include "t.h"
 #include "tproc.h"

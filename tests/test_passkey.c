@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "t.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/batch_prompt.h"
 #include "tools/json.h"
 

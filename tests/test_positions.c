@@ -18,7 +18,7 @@
 
 #include "engine/model.h"
 #include "engine/rope.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "ref_model.h"
 #include "t.h"

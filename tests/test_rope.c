@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine/rope.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tests/t.h"
 
 /* tiny-kjv: head dim 64, base 10000, trained on 256, extended x8. */

@@ -17,9 +17,9 @@
 #include "engine/rope.h"
 #include "engine/select.h"
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
-#include "kvstore/synth.h"
+#include "tools/synth.h"
 #include "kvstore/tile.h"
 #include "t.h"
 

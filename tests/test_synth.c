@@ -1,4 +1,4 @@
-/* test_synth.c - the synthetic K/V generator (kvstore/synth.h): the same
+/* test_synth.c - the synthetic K/V generator (tools/synth.h): the same
  * seed gives the same floats, another seed other floats, every value is
  * finite, and the data has the per-channel structure it promises (channel
  * means spread far more across channels than a channel wanders over
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvstore/synth.h"
+#include "tools/synth.h"
 #include "t.h"
 
 #define N_LAYER 2

@@ -7,7 +7,7 @@
 #include <immintrin.h>
 #endif
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/tile.h"
 #include "tests/t.h"
 

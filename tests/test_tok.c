@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "engine/gguf_write.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tests/t.h"
 #include "tests/tproc.h"
 

@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 _Static_assert(sizeof(double) == 8, "doubles are 8 bytes");
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #define KEY_FMT " The pass key is %ld. Remember it. %ld is the pass key."
 

@@ -14,7 +14,7 @@
 
 #include "engine/cpu.h"
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/journal.h"
 #include "kvstore/tile.h"
 

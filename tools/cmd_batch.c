@@ -62,7 +62,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/journal.h"
 #include "tools/batch_cache.h"
 #include "tools/batch_prompt.h"

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/batch_cache.h"
 
 struct entry {

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 /* xorshift64*: the sampler's generator, reproducible from the seed. */
 static double rng_uniform(uint64_t *s)

@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "engine/cpu.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 static void print_tokenizer(const tok *tk)
 {

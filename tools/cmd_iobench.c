@@ -19,10 +19,10 @@
  * --cache FILE streams an existing cache instead (shape, type, tile size
  * and fingerprint from its header; never modified or deleted).
  *
- * Synthetic K/V (kvstore/synth.h, SYNTH_SEED_DEFAULT): per channel an
+ * Synthetic K/V (tools/synth.h, SYNTH_SEED_DEFAULT): per channel an
  * offset and a scale (a few outlier channels 8x larger, as real K has), a
  * smooth AR(1) drift across tokens plus small noise, so codecs see data
- * shaped like real caches. The probe is io/probe.h.
+ * shaped like real caches. The probe is tools/probe.h.
  *
  * Row numbers: raw_bytes = the K/V bytes of the cache in its element type
  * (what decoding must produce), decoded_bytes = bytes of the spans actually
@@ -42,9 +42,9 @@
 
 #include "cli.h"
 #include "io/io.h"
-#include "io/kvt.h"
-#include "io/probe.h"
-#include "kvstore/synth.h"
+#include "base/kvt.h"
+#include "tools/probe.h"
+#include "tools/synth.h"
 #include "kvstore/tile.h"
 
 #define IB_MAX_LIST 16
@@ -203,7 +203,7 @@ static double cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
-/* ---- probe: plain sequential reads of the whole file (io/probe.h) ----- */
+/* ---- probe: plain sequential reads of the whole file (tools/probe.h) ----- */
 
 /* O_DIRECT reads, PROBE_QD in flight, via io_uring. @return GB/s. */
 static double gbps_direct(const char *path)

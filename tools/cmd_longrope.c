@@ -62,7 +62,7 @@
 #include "cli.h"
 #include "kvstore/journal.h"
 #include "engine/gguf_write.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 #define LR_MUT_PROB 0.3
 #define LR_MAX_TRIES 2000

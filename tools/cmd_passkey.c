@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/batch_prompt.h"
 
 #define MAX_LIST 64

@@ -28,7 +28,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/journal.h"
 #include "svg.h"
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 int cmd_tokenize(int argc, char **argv)
 {

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 /* Levels of arrays/objects in V (a scalar is 0, [] and {} are 1). jansson
  * bounds the recursion (JSON_PARSER_MAX_DEPTH = 2048). */

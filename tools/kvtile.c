@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "engine/cpu.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 struct cmd {
     const char *name;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 /* One line on stderr, "kvtile CMD: problem (see kvtile CMD --help)", exit 2. */
 __attribute__((format(printf, 2, 3)))

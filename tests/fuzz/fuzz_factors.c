@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "engine/rope.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

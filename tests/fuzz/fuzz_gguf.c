@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "engine/gguf.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/journal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

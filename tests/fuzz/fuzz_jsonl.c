@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "tools/batch_cache.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "engine/tok.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

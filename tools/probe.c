@@ -1,5 +1,5 @@
 /* probe.c - raw sequential read bandwidth of a file (see probe.h). */
-#include "io/probe.h"
+#include "tools/probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 int probe_drop_cache(const char *path)
 {

@@ -1,12 +1,12 @@
 /* synth.c - synthetic K/V with per-channel structure (see synth.h). */
-#include "kvstore/synth.h"
+#include "tools/synth.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "io/kvt.h"
+#include "base/kvt.h"
 
 struct synth {
     int n_layer, kv_dim;
