@@ -335,6 +335,7 @@ static void run_policy(const struct opts *o, const struct shape *sh, int64_t tok
                               .tile_tokens = o->tile, .sel = *pol };
     attn_ctx *a;
     int rc = attn_ctx_create(&ap, pl, &a);
+    if (rc == 0) rc = attn_reserve(a, tokens + 1);
     if (rc < 0) die("attention: %s", kvt_strerror(rc));
     struct rope_params rp;
     rope_params_default(&rp, sh->head_dim, sh->freq_base);

@@ -63,6 +63,12 @@ typedef struct attn_ctx attn_ctx;
 int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out);
 void attn_ctx_free(attn_ctx *a);
 
+/* Size the decode-step selection buffers (sel.on) for a cache of up to
+ * n_tokens, so that decode steps below it allocate nothing: about
+ * (12 n_head_kv + 9) bytes per tile. No-op without selection.
+ * @return 0 or -ENOMEM. */
+int attn_reserve(attn_ctx *a, int64_t n_tokens);
+
 /* q: (n, n_head*head_dim) pre-rotation (clobbered);
  * k_new, v_new: (n, kv_dim) the chunk's own K/V (K pre-rotation unless
  * k_rotated);

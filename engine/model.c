@@ -419,6 +419,7 @@ int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp, int64_t seq_l
     struct rope_table t;
     int rc = rope_prepare(rp, seq_len, &t);
     if (rc < 0) return rc;
+    if ((rc = attn_reserve(c->attn, seq_len)) < 0) return rc;
     int changed = !c->have_rope || !rope_table_equal(&t, &c->rt);
     c->rt = t;
     c->have_rope = 1;

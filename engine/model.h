@@ -93,7 +93,8 @@ void model_ctx_free(model_ctx *c);
 /* Positions for the coming evaluations: the scheme and the true sequence
  * length it is fixed for (rope_prepare). Can be called again as a sequence
  * grows (dynamic NTK, LongRoPE's switch to long factors): every cached key
- * is then rotated with the new table when it is next used.
+ * is then rotated with the new table when it is next used. Also sizes
+ * the decode-step tile selection (attn_reserve) for seq_len.
  * @return 1 if the rotation table changed, 0 if not, < 0 on error. */
 int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp,
                        int64_t seq_len);

@@ -31,6 +31,8 @@
 #include "kvstore/kvs.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +71,9 @@ struct kvs_layer {
     struct kvs_rec *idx;   /* (idx_cap) sealed tiles: tile i at idx[i] */
     int64_t idx_cap;
     struct kvs_rec tail_ref; /* replay: record holding the tail (n = 0: none) */
-    /* key summaries of full tiles (both backings), capacity = idx_cap
-     * (disk) or ram_cap (RAM) */
-    float *sum;            /* (cap, kv_dim/2) */
+    /* key summaries of full tiles (both backings), packed (sum_pack),
+     * capacity = idx_cap (disk) or ram_cap (RAM) */
+    uint8_t *sum;          /* (cap, sum_rb) */
     uint8_t *sum_ok;       /* (cap) 1: sum row i is tile i's summary */
 };
 
@@ -83,7 +85,9 @@ struct kvs {
     float *span_k, *span_v; /* (T, kv_dim) each: unpacked span */
     struct tile_pairing pair; /* summaries */
     size_t sum_n;          /* floats per summary: kv_dim/2 */
+    size_t sum_rb;         /* bytes of a packed summary in RAM */
     float *sum_row;        /* (kv_dim) summarize scratch */
+    float *sum_f;          /* (sum_n) one summary as floats */
     uint64_t bytes_read;   /* kvs_bytes_read */
     int file_version;      /* disk: of the file header on disk */
 
@@ -227,8 +231,8 @@ static int kvs_put_tile(kvs *s, int layer, int64_t pos0, int n, uint32_t flags,
 /* Grow L's summary arrays from old_cap to cap tiles. */
 static int kvs_sum_grow(kvs *s, struct kvs_layer *ly, int64_t old_cap, int64_t cap)
 {
-    if ((uint64_t)cap > SIZE_MAX / sizeof(float) / s->sum_n) return -ENOMEM;
-    float *p = realloc(ly->sum, (size_t)cap * s->sum_n * sizeof *p);
+    if ((uint64_t)cap > SIZE_MAX / s->sum_rb) return -ENOMEM;
+    uint8_t *p = realloc(ly->sum, (size_t)cap * s->sum_rb);
     if (!p) return -ENOMEM;
     ly->sum = p;
     uint8_t *ok = realloc(ly->sum_ok, (size_t)cap);
@@ -252,18 +256,113 @@ static int kvs_idx_reserve(kvs *s, struct kvs_layer *ly, int64_t n)
     return 0;
 }
 
-/* Summarize full tile TI of L from its packed K rows (both backings). */
+/* ---- summaries in RAM: 8-bit codes on a log scale (kvs.h) -------------
+ * Code c of a pair is the largest in 0..255 with H * sum_step[c] >= M[p]
+ * in float arithmetic, and unpacking computes the same product, so an
+ * unpacked norm is never below M[p]. */
+
+static const float sum_step[256] = { /* (float)2^(-c/32) */
+    0x1p+0, 0x1.f50766p-1, 0x1.ea4afap-1, 0x1.dfc974p-1, 0x1.d5818ep-1, 0x1.cb720ep-1,
+    0x1.c199bep-1, 0x1.b7f77p-1, 0x1.ae89fap-1, 0x1.a5503cp-1, 0x1.9c4918p-1, 0x1.93737cp-1,
+    0x1.8ace54p-1, 0x1.82589ap-1, 0x1.7a1148p-1, 0x1.71f75ep-1, 0x1.6a09e6p-1, 0x1.6247ecp-1,
+    0x1.5ab07ep-1, 0x1.5342b6p-1, 0x1.4bfdaep-1, 0x1.44e086p-1, 0x1.3dea64p-1, 0x1.371a74p-1,
+    0x1.306fep-1, 0x1.29e9ep-1, 0x1.2387a6p-1, 0x1.1d4874p-1, 0x1.172b84p-1, 0x1.11301ep-1,
+    0x1.0b5586p-1, 0x1.059b0ep-1, 0x1p-1, 0x1.f50766p-2, 0x1.ea4afap-2, 0x1.dfc974p-2,
+    0x1.d5818ep-2, 0x1.cb720ep-2, 0x1.c199bep-2, 0x1.b7f77p-2, 0x1.ae89fap-2, 0x1.a5503cp-2,
+    0x1.9c4918p-2, 0x1.93737cp-2, 0x1.8ace54p-2, 0x1.82589ap-2, 0x1.7a1148p-2, 0x1.71f75ep-2,
+    0x1.6a09e6p-2, 0x1.6247ecp-2, 0x1.5ab07ep-2, 0x1.5342b6p-2, 0x1.4bfdaep-2, 0x1.44e086p-2,
+    0x1.3dea64p-2, 0x1.371a74p-2, 0x1.306fep-2, 0x1.29e9ep-2, 0x1.2387a6p-2, 0x1.1d4874p-2,
+    0x1.172b84p-2, 0x1.11301ep-2, 0x1.0b5586p-2, 0x1.059b0ep-2, 0x1p-2, 0x1.f50766p-3,
+    0x1.ea4afap-3, 0x1.dfc974p-3, 0x1.d5818ep-3, 0x1.cb720ep-3, 0x1.c199bep-3, 0x1.b7f77p-3,
+    0x1.ae89fap-3, 0x1.a5503cp-3, 0x1.9c4918p-3, 0x1.93737cp-3, 0x1.8ace54p-3, 0x1.82589ap-3,
+    0x1.7a1148p-3, 0x1.71f75ep-3, 0x1.6a09e6p-3, 0x1.6247ecp-3, 0x1.5ab07ep-3, 0x1.5342b6p-3,
+    0x1.4bfdaep-3, 0x1.44e086p-3, 0x1.3dea64p-3, 0x1.371a74p-3, 0x1.306fep-3, 0x1.29e9ep-3,
+    0x1.2387a6p-3, 0x1.1d4874p-3, 0x1.172b84p-3, 0x1.11301ep-3, 0x1.0b5586p-3, 0x1.059b0ep-3,
+    0x1p-3, 0x1.f50766p-4, 0x1.ea4afap-4, 0x1.dfc974p-4, 0x1.d5818ep-4, 0x1.cb720ep-4,
+    0x1.c199bep-4, 0x1.b7f77p-4, 0x1.ae89fap-4, 0x1.a5503cp-4, 0x1.9c4918p-4, 0x1.93737cp-4,
+    0x1.8ace54p-4, 0x1.82589ap-4, 0x1.7a1148p-4, 0x1.71f75ep-4, 0x1.6a09e6p-4, 0x1.6247ecp-4,
+    0x1.5ab07ep-4, 0x1.5342b6p-4, 0x1.4bfdaep-4, 0x1.44e086p-4, 0x1.3dea64p-4, 0x1.371a74p-4,
+    0x1.306fep-4, 0x1.29e9ep-4, 0x1.2387a6p-4, 0x1.1d4874p-4, 0x1.172b84p-4, 0x1.11301ep-4,
+    0x1.0b5586p-4, 0x1.059b0ep-4, 0x1p-4, 0x1.f50766p-5, 0x1.ea4afap-5, 0x1.dfc974p-5,
+    0x1.d5818ep-5, 0x1.cb720ep-5, 0x1.c199bep-5, 0x1.b7f77p-5, 0x1.ae89fap-5, 0x1.a5503cp-5,
+    0x1.9c4918p-5, 0x1.93737cp-5, 0x1.8ace54p-5, 0x1.82589ap-5, 0x1.7a1148p-5, 0x1.71f75ep-5,
+    0x1.6a09e6p-5, 0x1.6247ecp-5, 0x1.5ab07ep-5, 0x1.5342b6p-5, 0x1.4bfdaep-5, 0x1.44e086p-5,
+    0x1.3dea64p-5, 0x1.371a74p-5, 0x1.306fep-5, 0x1.29e9ep-5, 0x1.2387a6p-5, 0x1.1d4874p-5,
+    0x1.172b84p-5, 0x1.11301ep-5, 0x1.0b5586p-5, 0x1.059b0ep-5, 0x1p-5, 0x1.f50766p-6,
+    0x1.ea4afap-6, 0x1.dfc974p-6, 0x1.d5818ep-6, 0x1.cb720ep-6, 0x1.c199bep-6, 0x1.b7f77p-6,
+    0x1.ae89fap-6, 0x1.a5503cp-6, 0x1.9c4918p-6, 0x1.93737cp-6, 0x1.8ace54p-6, 0x1.82589ap-6,
+    0x1.7a1148p-6, 0x1.71f75ep-6, 0x1.6a09e6p-6, 0x1.6247ecp-6, 0x1.5ab07ep-6, 0x1.5342b6p-6,
+    0x1.4bfdaep-6, 0x1.44e086p-6, 0x1.3dea64p-6, 0x1.371a74p-6, 0x1.306fep-6, 0x1.29e9ep-6,
+    0x1.2387a6p-6, 0x1.1d4874p-6, 0x1.172b84p-6, 0x1.11301ep-6, 0x1.0b5586p-6, 0x1.059b0ep-6,
+    0x1p-6, 0x1.f50766p-7, 0x1.ea4afap-7, 0x1.dfc974p-7, 0x1.d5818ep-7, 0x1.cb720ep-7,
+    0x1.c199bep-7, 0x1.b7f77p-7, 0x1.ae89fap-7, 0x1.a5503cp-7, 0x1.9c4918p-7, 0x1.93737cp-7,
+    0x1.8ace54p-7, 0x1.82589ap-7, 0x1.7a1148p-7, 0x1.71f75ep-7, 0x1.6a09e6p-7, 0x1.6247ecp-7,
+    0x1.5ab07ep-7, 0x1.5342b6p-7, 0x1.4bfdaep-7, 0x1.44e086p-7, 0x1.3dea64p-7, 0x1.371a74p-7,
+    0x1.306fep-7, 0x1.29e9ep-7, 0x1.2387a6p-7, 0x1.1d4874p-7, 0x1.172b84p-7, 0x1.11301ep-7,
+    0x1.0b5586p-7, 0x1.059b0ep-7, 0x1p-7, 0x1.f50766p-8, 0x1.ea4afap-8, 0x1.dfc974p-8,
+    0x1.d5818ep-8, 0x1.cb720ep-8, 0x1.c199bep-8, 0x1.b7f77p-8, 0x1.ae89fap-8, 0x1.a5503cp-8,
+    0x1.9c4918p-8, 0x1.93737cp-8, 0x1.8ace54p-8, 0x1.82589ap-8, 0x1.7a1148p-8, 0x1.71f75ep-8,
+    0x1.6a09e6p-8, 0x1.6247ecp-8, 0x1.5ab07ep-8, 0x1.5342b6p-8, 0x1.4bfdaep-8, 0x1.44e086p-8,
+    0x1.3dea64p-8, 0x1.371a74p-8, 0x1.306fep-8, 0x1.29e9ep-8, 0x1.2387a6p-8, 0x1.1d4874p-8,
+    0x1.172b84p-8, 0x1.11301ep-8, 0x1.0b5586p-8, 0x1.059b0ep-8,
+};
+
+static uint8_t sum_code(float h, float m)
+{
+    if (!(m > 0)) return 255; /* 0 (or NaN: h is +inf then) */
+    float x = -32.0f * log2f(m / h); /* >= 0; +inf if m / h underflows */
+    int c = x < 255.0f ? (int)x : 255;
+    while (c > 0 && !(h * sum_step[c] >= m)) c--;
+    while (c < 255 && h * sum_step[c + 1] >= m) c++;
+    return (uint8_t)c;
+}
+
+size_t kvs_sum_packed_bytes(int kv_dim, int head_dim)
+{
+    return 4 * (size_t)(kv_dim / head_dim) + (size_t)kv_dim / 2;
+}
+
+void kvs_sum_pack(int kv_dim, int head_dim, const float *f, uint8_t *out)
+{
+    int half = head_dim / 2, heads = kv_dim / head_dim;
+    uint8_t *code = out + 4 * (size_t)heads;
+    for (int g = 0; g < heads; g++) {
+        const float *m = f + (size_t)g * half;
+        float h = 0;
+        for (int p = 0; p < half; p++) h = m[p] > h || m[p] != m[p] ? m[p] : h;
+        if (!(h <= FLT_MAX)) h = INFINITY; /* NaN or inf: an unbounded tile */
+        memcpy(out + 4 * (size_t)g, &h, 4);
+        for (int p = 0; p < half; p++)
+            code[(size_t)g * half + p] = h == INFINITY ? 0 : sum_code(h, m[p]);
+    }
+}
+
+void kvs_sum_unpack(int kv_dim, int head_dim, const uint8_t *in, float *f)
+{
+    int half = head_dim / 2, heads = kv_dim / head_dim;
+    const uint8_t *code = in + 4 * (size_t)heads;
+    for (int g = 0; g < heads; g++) {
+        float h;
+        memcpy(&h, in + 4 * (size_t)g, 4);
+        for (int p = 0; p < half; p++)
+            f[(size_t)g * half + p] = h * sum_step[code[(size_t)g * half + p]];
+    }
+}
+
+/* Summarize full tile TI of L from its packed K rows (both backings), into
+ * s->sum_f (the float form) and L's packed row. */
 static void kvs_summarize(kvs *s, struct kvs_layer *ly, int64_t ti, const uint8_t *k_raw)
 {
     tile_summarize(s->cfg.type, s->cfg.kv_dim, &s->pair, k_raw, s->cfg.tile_tokens,
-                   ly->sum + (size_t)ti * s->sum_n, s->sum_row);
+                   s->sum_f, s->sum_row);
+    kvs_sum_pack(s->cfg.kv_dim, s->pair.head_dim, s->sum_f, ly->sum + (size_t)ti * s->sum_rb);
     ly->sum_ok[ti] = 1;
 }
 
 static int kvs_write_file_hdr(kvs *s);
 
-/* Append the summary record of L's full tile TI (upgrading a version 2
- * file header first). */
+/* Append the summary record of L's full tile TI, whose summary kvs_summarize
+ * just left in s->sum_f (upgrading a version 2 file header first). */
 static int kvs_put_sum(kvs *s, int layer, int64_t ti)
 {
     if (s->file_version < KVS_FILE_VERSION) {
@@ -274,10 +373,9 @@ static int kvs_put_sum(kvs *s, int layer, int64_t ti)
         s->tag_end = tag;
         if (rc < 0) return rc;
     }
-    struct kvs_layer *ly = &s->layers[layer];
     const int T = s->cfg.tile_tokens;
     int64_t len = tile_sum_encode(layer, ti * T, T, s->cfg.kv_dim, &s->pair,
-                                  ly->sum + (size_t)ti * s->sum_n, s->wbuf, s->rec_cap);
+                                  s->sum_f, s->wbuf, s->rec_cap);
     if (len < 0) return (int)len;
     return kvs_put_record(s, (size_t)len, NULL);
 }
@@ -601,7 +699,8 @@ static int kvs_replay_sum(kvs *s, const struct tile_hdr *h, const void *payload)
     int64_t full = ly->n_tokens - ly->tail_ref.n;
     if (!payload || (int64_t)h->pos0 + T > full) return 1; /* ignored */
     int64_t ti = (int64_t)h->pos0 / T;
-    int rc = tile_sum_decode(h, payload, &s->pair, ly->sum + (size_t)ti * s->sum_n);
+    int rc = tile_sum_decode(h, payload, &s->pair, s->sum_f);
+    if (rc == 1) kvs_sum_pack(s->cfg.kv_dim, s->pair.head_dim, s->sum_f, ly->sum + (size_t)ti * s->sum_rb);
     ly->sum_ok[ti] = rc == 1;
     return 1;
 }
@@ -766,6 +865,7 @@ int kvs_open(const struct kvs_config *cfg, kvs **out)
     s->pair.head_dim = cfg->head_dim ? cfg->head_dim : cfg->kv_dim;
     s->pair.neox_rot = cfg->neox_rot;
     s->sum_n = (size_t)cfg->kv_dim / 2;
+    s->sum_rb = kvs_sum_packed_bytes(cfg->kv_dim, s->pair.head_dim);
     s->tile_raw = tile_raw_bytes(cfg->type, cfg->kv_dim, cfg->tile_tokens);
     s->rd_layer = -1;
     size_t span = (size_t)cfg->tile_tokens * (size_t)cfg->kv_dim;
@@ -773,8 +873,9 @@ int kvs_open(const struct kvs_config *cfg, kvs **out)
     s->span_k = malloc(span * sizeof(float));
     s->span_v = malloc(span * sizeof(float));
     s->sum_row = malloc((size_t)cfg->kv_dim * sizeof(float));
+    s->sum_f = malloc(s->sum_n * sizeof(float));
     rc = -ENOMEM;
-    if (s->layers && s->span_k && s->span_v && s->sum_row) {
+    if (s->layers && s->span_k && s->span_v && s->sum_row && s->sum_f) {
         rc = 0;
         if (cfg->backing == KVS_DISK) {
             s->cfg.path = cfg->path;
@@ -813,6 +914,7 @@ void kvs_close(kvs *s)
     free(s->span_k);
     free(s->span_v);
     free(s->sum_row);
+    free(s->sum_f);
     io_free(s->wbuf);
     free(s->raw);
     free(s->scratch);
@@ -1174,13 +1276,17 @@ uint64_t kvs_bytes_read(const kvs *s) { return s->bytes_read; }
 
 /* ---- key summaries ---------------------------------------------------- */
 
-const float *kvs_summary(const kvs *s, int layer, int64_t tile)
+int kvs_summary(const kvs *s, int layer, int64_t tile, float *out)
 {
     KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
     const struct kvs_layer *ly = &s->layers[layer];
     KVT_ASSERT(tile >= 0 && tile < ly->n_tokens / s->cfg.tile_tokens);
-    return ly->sum_ok[tile] ? ly->sum + (size_t)tile * s->sum_n : NULL;
+    if (!ly->sum_ok[tile]) return 0;
+    kvs_sum_unpack(s->cfg.kv_dim, s->pair.head_dim, ly->sum + (size_t)tile * s->sum_rb, out);
+    return 1;
 }
+
+size_t kvs_summary_ram_bytes(const kvs *s) { return s->sum_rb + 1; }
 
 void kvs_summary_pairing(const kvs *s, int *head_dim, int *neox_rot)
 {
