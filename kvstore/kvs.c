@@ -71,6 +71,7 @@ struct kvs_layer {
     struct kvs_rec *idx;   /* (idx_cap) sealed tiles: tile i at idx[i] */
     int64_t idx_cap;
     struct kvs_rec tail_ref; /* replay: record holding the tail (n = 0: none) */
+    int64_t replay_tiles;  /* replay: full-tile records in the file */
     /* key summaries of full tiles (both backings), packed (sum_pack),
      * capacity = idx_cap (disk) or ram_cap (RAM) */
     uint8_t *sum;          /* (cap, sum_rb) */
@@ -242,11 +243,9 @@ static int kvs_sum_grow(kvs *s, struct kvs_layer *ly, int64_t old_cap, int64_t c
     return 0;
 }
 
-static int kvs_idx_reserve(kvs *s, struct kvs_layer *ly, int64_t n)
+/* Room for CAP sealed tiles in L's index and summaries. */
+static int kvs_idx_grow(kvs *s, struct kvs_layer *ly, int64_t cap)
 {
-    if (n <= ly->idx_cap) return 0;
-    int64_t cap = ly->idx_cap ? ly->idx_cap * 2 : 64;
-    while (cap < n) cap *= 2;
     int rc = kvs_sum_grow(s, ly, ly->idx_cap, cap);
     if (rc < 0) return rc;
     struct kvs_rec *p = realloc(ly->idx, (size_t)cap * sizeof *p);
@@ -254,6 +253,14 @@ static int kvs_idx_reserve(kvs *s, struct kvs_layer *ly, int64_t n)
     ly->idx = p;
     ly->idx_cap = cap;
     return 0;
+}
+
+static int kvs_idx_reserve(kvs *s, struct kvs_layer *ly, int64_t n)
+{
+    if (n <= ly->idx_cap) return 0;
+    int64_t cap = ly->idx_cap ? ly->idx_cap * 2 : 64;
+    while (cap < n) cap *= 2;
+    return kvs_idx_grow(s, ly, cap);
 }
 
 /* ---- summaries in RAM: 8-bit codes on a log scale (kvs.h) -------------
@@ -761,14 +768,24 @@ static int kvs_replay(kvs *s)
     if (rc < 0) return rc;
     rc = kvs_check_file_hdr(s, size);
     if (rc < 0) return rc;
-    /* pass 1: headers only, to find the end of the last SYNC marker */
+    /* pass 1: headers only, to find the end of the last SYNC marker and
+     * count each layer's full-tile records (at least its live tiles: the
+     * index and summaries are sized once, not grown by doubling) */
     uint64_t off = KVS_FILE_HDR_BYTES, synced = off;
     struct tile_hdr h;
     while ((rc = kvs_replay_hdr(s, off, size, &h)) == 1) {
         off += align_up(sizeof h + h.enc_size);
         if ((h.flags & TILE_F_MARK) && h.layer == TILE_MARK_SYNC) synced = off;
+        if (!(h.flags & (TILE_F_MARK | TILE_F_SUM | TILE_F_TAIL)) &&
+            h.layer < (uint32_t)s->cfg.n_layer)
+            s->layers[h.layer].replay_tiles++;
     }
     if (rc < 0) return rc;
+    for (int l = 0; l < s->cfg.n_layer; l++) {
+        struct kvs_layer *ly = &s->layers[l];
+        int64_t n = ly->replay_tiles;
+        if (n > ly->idx_cap && (rc = kvs_idx_grow(s, ly, n)) < 0) return rc;
+    }
     /* pass 2: apply; verify payloads past the last sync, and summaries' */
     off = KVS_FILE_HDR_BYTES;
     s->tag_end = off;
