@@ -326,8 +326,11 @@ static int sel_grow(attn_ctx *a, int64_t cap)
 
 int attn_reserve(attn_ctx *a, int64_t n_tokens)
 {
-    if (!a->p.sel.on) return 0;
-    return sel_grow(a, n_tokens / a->p.tile_tokens);
+    int64_t need = n_tokens / a->p.tile_tokens;
+    if (!a->p.sel.on || need <= a->sel_cap) return 0;
+    /* the first call sizes exactly; positions prepared step by step
+     * (generate --grow-positions) grow it by doubling */
+    return sel_grow(a, a->sel_cap ? KVT_MAX(need, 2 * a->sel_cap) : need);
 }
 
 /* A step past the reserved length: double (the fallback). */

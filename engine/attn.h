@@ -65,7 +65,8 @@ void attn_ctx_free(attn_ctx *a);
 
 /* Size the decode-step selection buffers (sel.on) for a cache of up to
  * n_tokens, so that decode steps below it allocate nothing: about
- * (12 n_head_kv + 9) bytes per tile. No-op without selection.
+ * (12 n_head_kv + 9) bytes per tile; exactly on the first call, at least
+ * doubling on later ones that need more. No-op without selection.
  * @return 0 or -ENOMEM. */
 int attn_reserve(attn_ctx *a, int64_t n_tokens);
 
