@@ -44,6 +44,7 @@
 
 #include "io/io.h"
 #include "base/kvt.h"
+#include "base/numfmt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 
@@ -268,7 +269,7 @@ static void f16_entropy(const struct kvdata *d, float **x, int T, double out[3])
             memset(lo, 0, sizeof lo);
             for (int64_t t = t0; t < t0 + T; t++)
                 for (int c = 0; c < D; c++) {
-                    uint16_t h = tile_f32_to_f16(x[l][(size_t)t * D + c]);
+                    uint16_t h = numfmt_f32_to_f16(x[l][(size_t)t * D + c]);
                     hi[h >> 8]++;
                     lo[h & 255]++;
                     ch[(size_t)c * 256 + (h >> 8)]++;

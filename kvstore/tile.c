@@ -12,6 +12,7 @@
 
 #include "engine/cpu.h"
 #include "base/kvt.h"
+#include "base/numfmt.h"
 
 static const char *const tile_codec_names[TILE_NCODECS] = {
     "none", "lz4", "shuf-lz4", "lz4hc", "xpose-lz4", "plane-huf", "dedup-huf",
@@ -53,74 +54,7 @@ int tile_type_parse(const char *name)
     return KVT_ERANGE;
 }
 
-/* ---- element conversions ------------------------------------------------ */
-
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* Round to nearest even; NaN -> quiet NaN, overflow -> Inf. */
-uint16_t tile_f32_to_f16(float f)
-{
-    uint32_t u = f2u(f);
-    uint32_t sign = u & 0x80000000u;
-    uint32_t o;
-    u ^= sign;
-    if (u >= (127u + 16u) << 23) {           /* >= 65536: Inf or NaN */
-        o = u > (255u << 23) ? 0x7e00u : 0x7c00u;
-    } else if (u < (113u << 23)) {           /* subnormal or zero half */
-        const uint32_t magic = 126u << 23;    /* 0.5f */
-        o = f2u(u2f(u) + u2f(magic)) - magic;
-    } else {
-        uint32_t mant_odd = (u >> 13) & 1u;
-        u += ((uint32_t)(15 - 127) << 23) + 0xfffu + mant_odd;
-        o = u >> 13;
-    }
-    return (uint16_t)(o | (sign >> 16));
-}
-
-float tile_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t em = h & 0x7fffu;
-    if (em >= 0x7c00u) return u2f(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
-    if (em >= 0x0400u) return u2f(sign | ((em << 13) + (112u << 23)));
-    return u2f(sign | f2u((float)em * 5.9604644775390625e-8f)); /* em*2^-24 */
-}
-
-/* dst[i] = f16 element i of S8 for i < count rounded down to 8 (returned):
- * exact like tile_f16_to_f32 (a signalling NaN comes out quiet; tile_pack
- * never makes one). Only on CPUs with F16C. */
-__attribute__((target("avx,f16c"))) static size_t tile_f16_unpack8(const uint8_t *s8,
-                                                                   size_t count, float *dst)
-{
-    size_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s8 + 2 * i));
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-    }
-    return i;
-}
-
-uint16_t tile_f32_to_bf16(float f)
-{
-    uint32_t u = f2u(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-float tile_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
+/* ---- element packing ------------------------------------------------------ */
 
 int tile_check_dims(int type, int kv_dim)
 {
@@ -175,62 +109,15 @@ size_t tile_scratch_bound(int type, int kv_dim, int n)
     return tile_raw_bytes(type, kv_dim, n) + dedup_table_bytes((size_t)n);
 }
 
-static void q8_0_pack_row(const float *x, int kv_dim, uint8_t *dst)
-{
-    for (int b = 0; b < kv_dim / TILE_QK; b++) {
-        const float *xb = x + b * TILE_QK;
-        uint8_t *yb = dst + (size_t)b * (2 + TILE_QK);
-        float amax = 0.0f;
-        for (int j = 0; j < TILE_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        uint16_t dh = tile_f32_to_f16(d);
-        memcpy(yb, &dh, 2);
-        for (int j = 0; j < TILE_QK; j++) {
-            float q = roundf(xb[j] * id);
-            yb[2 + j] = (uint8_t)(int8_t)q;
-        }
-    }
-}
-
-static void q8_0_unpack_row(const uint8_t *src, int kv_dim, float *x)
-{
-    for (int b = 0; b < kv_dim / TILE_QK; b++) {
-        const uint8_t *yb = src + (size_t)b * (2 + TILE_QK);
-        uint16_t dh;
-        memcpy(&dh, yb, 2);
-        float d = tile_f16_to_f32(dh);
-        for (int j = 0; j < TILE_QK; j++)
-            x[b * TILE_QK + j] = (float)(int8_t)yb[2 + j] * d;
-    }
-}
-
 void tile_pack(int type, int kv_dim, const float *src, int n, void *dst)
 {
     KVT_ASSERT(tile_check_dims(type, kv_dim) == 0);
     size_t count = (size_t)n * (size_t)kv_dim;
-    uint8_t *d8 = dst;
     switch (type) {
-    case KVS_F32:
-        memcpy(dst, src, count * 4);
-        break;
-    case KVS_F16:
-        for (size_t i = 0; i < count; i++) {
-            uint16_t h = tile_f32_to_f16(src[i]);
-            memcpy(d8 + 2 * i, &h, 2);
-        }
-        break;
-    case KVS_BF16:
-        for (size_t i = 0; i < count; i++) {
-            uint16_t h = tile_f32_to_bf16(src[i]);
-            memcpy(d8 + 2 * i, &h, 2);
-        }
-        break;
-    default:
-        for (int t = 0; t < n; t++)
-            q8_0_pack_row(src + (size_t)t * kv_dim, kv_dim,
-                          d8 + (size_t)t * tile_row_bytes(type, kv_dim));
-        break;
+    case KVS_F32: memcpy(dst, src, count * 4); break;
+    case KVS_F16: numfmt_f32_to_f16_row(src, count, dst); break;
+    case KVS_BF16: numfmt_f32_to_bf16_row(src, count, dst); break;
+    default: numfmt_q8_0_quantize(src, count, dst); break; /* rows of whole blocks */
     }
 }
 
@@ -238,43 +125,12 @@ void tile_unpack(int type, int kv_dim, const void *src, int n, float *dst)
 {
     KVT_ASSERT(tile_check_dims(type, kv_dim) == 0);
     size_t count = (size_t)n * (size_t)kv_dim;
-    const uint8_t *s8 = src;
     switch (type) {
-    case KVS_F32:
-        memcpy(dst, src, count * 4);
-        break;
-    case KVS_F16: {
-        /* F16C on the avx2 and avx512 kernel sets (cpu.h) */
-        size_t i = cpu_set_active() >= CPU_SET_AVX2 ? tile_f16_unpack8(s8, count, dst) : 0;
-        for (; i < count; i++) {
-            uint16_t h;
-            memcpy(&h, s8 + 2 * i, 2);
-            dst[i] = tile_f16_to_f32(h);
-        }
-        break;
-    }
-    case KVS_BF16: {
-        size_t i = 0;
-#ifdef __SSE2__
-        for (; i + 8 <= count; i += 8) {
-            __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s8 + 2 * i));
-            __m128i z = _mm_setzero_si128();
-            _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_unpacklo_epi16(z, h));
-            _mm_storeu_si128((__m128i *)(void *)(dst + i + 4), _mm_unpackhi_epi16(z, h));
-        }
-#endif
-        for (; i < count; i++) {
-            uint16_t h;
-            memcpy(&h, s8 + 2 * i, 2);
-            dst[i] = tile_bf16_to_f32(h);
-        }
-        break;
-    }
-    default:
-        for (int t = 0; t < n; t++)
-            q8_0_unpack_row(s8 + (size_t)t * tile_row_bytes(type, kv_dim),
-                            kv_dim, dst + (size_t)t * kv_dim);
-        break;
+    case KVS_F32: memcpy(dst, src, count * 4); break;
+    /* F16C on the avx2 and avx512 kernel sets (cpu.h) */
+    case KVS_F16: numfmt_f16_to_f32_row(src, count, dst, cpu_set_active() >= CPU_SET_AVX2); break;
+    case KVS_BF16: numfmt_bf16_to_f32_row(src, count, dst); break;
+    default: numfmt_q8_0_dequantize(src, count, dst); break;
     }
 }
 
