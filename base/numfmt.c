@@ -6,22 +6,25 @@
 
 #include "base/kvt.h"
 
-void numfmt_f32_to_f16_row(const float *src, size_t n, void *dst)
+/* n values through cvt into 16-bit little-endian at dst (inlined per
+ * conversion: cvt is a constant at each call). */
+static inline void to16_row(const float *src, size_t n, void *dst, uint16_t (*cvt)(float))
 {
     uint8_t *d8 = dst;
     for (size_t i = 0; i < n; i++) {
-        uint16_t h = numfmt_f32_to_f16(src[i]);
+        uint16_t h = cvt(src[i]);
         memcpy(d8 + 2 * i, &h, 2);
     }
 }
 
+void numfmt_f32_to_f16_row(const float *src, size_t n, void *dst)
+{
+    to16_row(src, n, dst, numfmt_f32_to_f16);
+}
+
 void numfmt_f32_to_bf16_row(const float *src, size_t n, void *dst)
 {
-    uint8_t *d8 = dst;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h = numfmt_f32_to_bf16(src[i]);
-        memcpy(d8 + 2 * i, &h, 2);
-    }
+    to16_row(src, n, dst, numfmt_f32_to_bf16);
 }
 
 void numfmt_bf16_to_f32_row(const void *src, size_t n, float *dst)

@@ -127,10 +127,9 @@ struct enc_set {          /* all tiles of one (type, codec, section kind) */
 static size_t sc_cap, enc_cap;
 static uint8_t *sc, *kraw, *vraw;
 
-/* Encode tiles of n tokens: K half from a, V half from b (row offsets
- * given per tile by the caller's layout). */
-static void enc_tile(struct enc_set *e, int type, int codec, int D, int n,
-                     const float *a, const float *b, int layer, int64_t pos0)
+/* Pack n rows of a and of b into kraw, vraw; the header to encode them. */
+static struct tile_hdr pack_tile(int type, int codec, int D, int n, const float *a,
+                                 const float *b, int layer, int64_t pos0)
 {
     tile_pack(type, D, a, n, kraw);
     tile_pack(type, D, b, n, vraw);
@@ -142,6 +141,15 @@ static void enc_tile(struct enc_set *e, int type, int codec, int D, int n,
     h.n = (uint32_t)n;
     h.pos0 = (uint64_t)pos0;
     h.kv_dim = (uint32_t)D;
+    return h;
+}
+
+/* Encode tiles of n tokens: K half from a, V half from b (row offsets
+ * given per tile by the caller's layout). */
+static void enc_tile(struct enc_set *e, int type, int codec, int D, int n,
+                     const float *a, const float *b, int layer, int64_t pos0)
+{
+    struct tile_hdr h = pack_tile(type, codec, D, n, a, b, layer, pos0);
     size_t o = e->n_tiles ? e->off[e->n_tiles - 1] + e->len[e->n_tiles - 1] : 0;
     int64_t len = tile_encode(&h, kraw, vraw, e->buf + o, enc_cap, sc, sc_cap);
     if (len < 0) die("tile_encode", (int)len);
@@ -212,16 +220,7 @@ static double time_encode(const struct kvdata *d, int type, int codec, int T, ui
     for (int l = 0; l < d->n_layer; l++)
         for (int64_t i = 0; i < d->n_tok / T; i++) {
             size_t r0 = (size_t)(i * T) * (size_t)D;
-            tile_pack(type, D, d->k[l] + r0, T, kraw);
-            tile_pack(type, D, d->v[l] + r0, T, vraw);
-            struct tile_hdr h;
-            memset(&h, 0, sizeof h);
-            h.type = (uint8_t)type;
-            h.codec = (uint8_t)codec;
-            h.layer = (uint32_t)l;
-            h.n = (uint32_t)T;
-            h.pos0 = (uint64_t)(i * T);
-            h.kv_dim = (uint32_t)D;
+            struct tile_hdr h = pack_tile(type, codec, D, T, d->k[l] + r0, d->v[l] + r0, l, i * T);
             double t0 = cpu_now_s();
             int64_t len = tile_encode(&h, kraw, vraw, dst, enc_cap, sc, sc_cap);
             t += cpu_now_s() - t0;

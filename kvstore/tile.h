@@ -88,6 +88,11 @@
  *                  rows' raw bytes exceed the bitmap and refs.
  *   A payload that would not shrink is stored as TILE_NONE (the header says
  *   which codec was actually used).
+ *   The codecs sit behind one interface in a table indexed by enum
+ *   tile_codec (kvstore/codec.h), one file per family: codec.c (none),
+ *   codec_lz4.c (lz4, lz4hc, shuf-lz4, xpose-lz4), codec_huff.c
+ *   (plane-huf), codec_dedup.c (dedup-huf). tile.c owns the header, the
+ *   checksums and the stored-raw fallback.
  *
  * Cache file (kvs.c, backing KVS_DISK): one append-only file per sequence.
  *

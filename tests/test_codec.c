@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/kvt.h"
+#include "kvstore/codec.h"
 #include "kvstore/tile.h"
 #include "tests/t.h"
 
@@ -150,9 +151,27 @@ static void test_golden(void)
     fclose(g);
 }
 
+/* The table: entry i is codec i, names parse back, the bounds tile.h
+ * states (LZ4's bound for the payload; raw plus dedup-huf's tables for
+ * the scratch) are the maxima over the table. */
+static void test_table(void)
+{
+    for (int c = 0; c < TILE_NCODECS; c++) {
+        T_CHECK(codec_table[c] != NULL && codec_table[c]->id == c);
+        T_CHECK(tile_codec_parse(tile_codec_name(c)) == c);
+        T_CHECK(!strcmp(codec_table[c]->name, tile_codec_name(c)));
+    }
+    T_CHECK(tile_codec_parse("zstd") == KVT_ERANGE);
+    T_CHECK(!strcmp(tile_codec_name(TILE_NCODECS), "?"));
+    size_t raw = tile_raw_bytes(KVS_F16, 128, 256);
+    T_CHECK(tile_encode_bound(KVS_F16, 128, 256) == 64 + raw + raw / 255 + 16);
+    T_CHECK(tile_scratch_bound(KVS_F16, 128, 256) == raw + 8 + 4 * 512 + 8 * 256);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--write")) return run_cases(stdout, NULL) ? 1 : 0;
+    T_RUN(test_table);
     T_RUN(test_golden);
     return t_done();
 }
