@@ -96,24 +96,32 @@ static int prefill_chunk(void *user, int64_t p0, int c, const float *logits)
     return 0;
 }
 
-/* Evaluate ids[dc->start, n) in chunks (the document part); score: the
- * NLLs into dc->nll. */
-static void prefill(struct batch *b, struct dcache *dc, const int32_t *ids, int64_t n,
-                    int score, struct cli_progress *pr)
-{
-    struct prefill_state ps = { b, dc, ids, n, 0, pr };
-    struct gen_prefill_params pp = {
-        .n_batch = b->chunk, .logits = score ? GEN_LOGITS_ALL : GEN_LOGITS_NONE,
-        .logits_buf = b->logits, .on_chunk = prefill_chunk, .user = &ps,
-    };
-    int rc = gen_prefill(b->mc, dc->kv, ids, dc->start, n, &pp);
-    if (rc < 0) cli_die("%s: %s", dcache_name(dc), kvt_strerror(rc));
-}
-
 static void set_positions(struct batch *b, int64_t len)
 {
     int rc = model_ctx_set_rope(b->mc, &b->rp, len);
     if (rc < 0) cli_die("%s: positions: %s", b->o.model_path, kvt_strerror(rc));
+}
+
+/* The document part ids[0, n) through its cache (positions prepared for
+ * n): what is not cached is evaluated in chunks from dc->start; score: its
+ * NLLs into dc->nll. @return the tokens evaluated. */
+static int64_t cached_prefill(struct batch *b, const char *tag, const int32_t *ids, int64_t n,
+                              struct dcache *dc, struct cli_progress *pr)
+{
+    if (n > 0) set_positions(b, n);
+    dcache_open(b, tag, ids, n, dc);
+    if (dc->hit) {
+        b->n_hits++;
+        return 0;
+    }
+    struct prefill_state ps = { b, dc, ids, n, 0, pr };
+    struct gen_prefill_params pp = {
+        .n_batch = b->chunk, .logits = b->task == TASK_SCORE ? GEN_LOGITS_ALL : GEN_LOGITS_NONE,
+        .logits_buf = b->logits, .on_chunk = prefill_chunk, .user = &ps,
+    };
+    int rc = gen_prefill(b->mc, dc->kv, ids, dc->start, n, &pp);
+    if (rc < 0) cli_die("%s: %s", dcache_name(dc), kvt_strerror(rc));
+    return n - dc->start;
 }
 
 /* ---- score ---------------------------------------------------------------- */
@@ -149,12 +157,8 @@ char *batch_do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_pr
         return batch_error_line(b, i, d->id, err);
     }
     double t0 = kvt_now_s();
-    set_positions(b, n);
     struct dcache dc;
-    dcache_open(b, "score", ids, n, &dc);
-    int64_t start = dc.start;
-    if (dc.hit) b->n_hits++;
-    else prefill(b, &dc, ids, n, 1, pr);
+    int64_t evaluated = cached_prefill(b, "score", ids, n, &dc, pr);
     double t1 = kvt_now_s();
     double sum = 0;
     for (int64_t p = 0; p < n - 1; p++) sum += dc.nll[p];
@@ -164,7 +168,7 @@ char *batch_do_score(struct batch *b, int64_t i, struct doc_in *d, struct cli_pr
                "\"perplexity\":%.6f,\"bucket\":%lld",
             (long long)n, (long long)(n - 1), sum, exp(sum / (double)(n - 1)), (long long)b->bucket);
     bucket_ppl(f, dc.nll, n, b->bucket);
-    timings(b, f, &dc, dc.hit ? 0 : n - start, t1 - t0, 0.0);
+    timings(b, f, &dc, evaluated, t1 - t0, 0.0);
     dcache_close(&dc);
     free(ids);
     return line_close(&l);
@@ -216,12 +220,8 @@ char *batch_do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cli
     if (n < 0) return batch_error_line(b, i, d->id, err);
 
     double t0 = kvt_now_s();
-    if (D > 0) set_positions(b, D);
     struct dcache dc;
-    dcache_open(b, "generate", ids, D, &dc);
-    int64_t start = dc.start;
-    if (dc.hit) b->n_hits++;
-    else prefill(b, &dc, ids, D, 0, pr);
+    int64_t evaluated = cached_prefill(b, "generate", ids, D, &dc, pr);
     double t1 = kvt_now_s();
     /* the question and the answer: positions for prompt + n; document i
      * samples from stream i of the seed; the last token is not evaluated */
@@ -261,7 +261,7 @@ char *batch_do_generate(struct batch *b, int64_t i, struct doc_in *d, struct cli
             (long long)r.n_out, finish[r.finish], (long long)n, (long long)D, (long long)(n - D));
     if (b->o.sel.on) /* what the decode steps of this answer read */
         cli_json_attend(f, &b->o, b->m, &r.decode_st);
-    timings(b, f, &dc, dc.hit ? 0 : D - start, t1 - t0, t2 - t1);
+    timings(b, f, &dc, evaluated, t1 - t0, t2 - t1);
     dcache_close(&dc);
     free(ids);
     return line_close(&l);

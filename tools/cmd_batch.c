@@ -167,10 +167,7 @@ static void teardown(struct batch *b)
     free(b->in_text);
     free(b->logits);
     gen_free(b->gen);
-    if (!b->o.cache_dir) cli_kv_close(&b->shared);
-    model_ctx_free(b->mc);
-    tok_free(b->tk);
-    model_close(b->m);
+    cli_unload(b->o.cache_dir ? NULL : &b->shared, b->mc, b->tk, b->m);
     free(b->tmpl_owned);
     free(b);
 }
