@@ -10,39 +10,30 @@
 #error "mm_avx2.c needs -march=x86-64-v3 (Makefile)"
 #endif
 
-/* ---- unpackers (integer work: the same codes on every set) --------------- */
+/* ---- unpackers: the code extractors of mm_unpack.h ----------------------- */
 
-static void up_q4_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+static void codes_q4_0(const uint8_t *qs, int8_t *q)
 {
-    const blk_q4_0 *x = src;
     const __m128i m4 = _mm_set1_epi8(0xF), k8 = _mm_set1_epi8(8);
-    for (int i = 0; i < nb; i++, q += 32) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)x[i].qs);
-        _mm_storeu_si128((__m128i *)q, _mm_sub_epi8(_mm_and_si128(v, m4), k8));
-        _mm_storeu_si128((__m128i *)(q + 16),
-                         _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), k8));
-        mm_scales32(i, MM_H2F(x[i].d), 0, sc, bi);
-    }
+    const __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    _mm_storeu_si128((__m128i *)q, _mm_sub_epi8(_mm_and_si128(v, m4), k8));
+    _mm_storeu_si128((__m128i *)(q + 16),
+                     _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), k8));
 }
 
-static void up_q4_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+static void codes_q4_K(const uint8_t *qs, int8_t *q)
 {
-    KVT_ASSERT(nb == 1);
-    const blk_q4_K *x = src;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     for (int j = 0; j < 4; j++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
         _mm256_storeu_si256((__m256i *)(q + 64 * j), _mm256_and_si256(v, m4));
         _mm256_storeu_si256((__m256i *)(q + 64 * j + 32),
                             _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
     }
-    mm_k4_scales(x->scales, MM_H2F(x->d), MM_H2F(x->dmin), sc, bi);
 }
 
-static void up_q5_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+static void codes_q5_K(const blk_q5_K *x, int8_t *q)
 {
-    KVT_ASSERT(nb == 1);
-    const blk_q5_K *x = src;
     const __m256i m4 = _mm256_set1_epi8(0xF), b4 = _mm256_set1_epi8(0x10);
     /* h >> 2j per 16-bit lane keeps every byte's own bits 2j, 2j+1 at
      * bits 0, 1 of that byte (2j + 1 <= 7); they are then moved to bit 4. */
@@ -57,13 +48,10 @@ static void up_q5_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), hh));
         h = _mm256_srli_epi16(h, 2);
     }
-    mm_k4_scales(x->scales, MM_H2F(x->d), MM_H2F(x->dmin), sc, bi);
 }
 
-static void up_q6_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+static void codes_q6_K(const blk_q6_K *x, int8_t *q)
 {
-    KVT_ASSERT(nb == 1);
-    const blk_q6_K *x = src;
     const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     const __m256i k32 = _mm256_set1_epi8(32);
     for (int h = 0; h < 2; h++) {
@@ -86,12 +74,9 @@ static void up_q6_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
         _mm256_storeu_si256((__m256i *)(o + 64), _mm256_sub_epi8(q3, k32));
         _mm256_storeu_si256((__m256i *)(o + 96), _mm256_sub_epi8(q4, k32));
     }
-    mm_q6_K_scales(x, sc, bi);
 }
 
-/* Q2_K / Q3_K: the 2-bit fields of 128 elements from 32 bytes QS into
- * Q[0..128): element 32j + l is bits 2j..2j+1 of qs[l]. */
-static void up_2bits(const uint8_t *qs, int8_t *q)
+static void codes_2bits(const uint8_t *qs, int8_t *q)
 {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
@@ -100,23 +85,9 @@ static void up_2bits(const uint8_t *qs, int8_t *q)
                             _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3));
 }
 
-static void up_q2_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
+static void codes_q3_K_high(const uint8_t *hmask, int8_t *q)
 {
-    KVT_ASSERT(nb == 1);
-    const blk_q2_K *x = src;
-    up_2bits(x->qs, q);
-    up_2bits(x->qs + 32, q + 128);
-    mm_q2_K_scales(x, sc, bi);
-}
-
-static void up_q3_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_q3_K *x = src;
-    up_2bits(x->qs, q);
-    up_2bits(x->qs + 32, q + 128);
-    /* q -= 4 where bit e/32 of hmask[e%32] is clear */
-    const __m256i hm = _mm256_loadu_si256((const __m256i *)x->hmask);
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)hmask);
     const __m256i k4 = _mm256_set1_epi8(4);
     for (int j = 0; j < 8; j++) {
         const __m256i bit = _mm256_set1_epi8((char)(1 << j));
@@ -125,11 +96,9 @@ static void up_q3_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
         _mm256_storeu_si256((__m256i *)(q + 32 * j),
                             _mm256_sub_epi8(v, _mm256_andnot_si256(set, k4)));
     }
-    mm_q3_K_scales(x, sc, bi);
 }
 
-/* IQ4_NL / IQ4_XS: the 32 levels of one 32-block from 16 bytes QS. */
-static void up_iq4_32(const uint8_t *qs, int8_t *q)
+static void codes_iq4_32(const uint8_t *qs, int8_t *q)
 {
     const __m128i tbl = _mm_loadu_si128((const __m128i *)mm_iq4_levels);
     const __m128i m4 = _mm_set1_epi8(0xF);
@@ -139,31 +108,8 @@ static void up_iq4_32(const uint8_t *qs, int8_t *q)
                      _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
 }
 
-static void up_iq4_nl(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_iq4_nl *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        up_iq4_32(x[i].qs, q);
-        mm_scales32(i, MM_H2F(x[i].d), 0, sc, bi);
-    }
-}
-
-static void up_iq4_xs(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_iq4_xs *x = src;
-    for (int s = 0; s < 8; s++) up_iq4_32(x->qs + 16 * s, q + 32 * s);
-    mm_iq4_xs_scales(x, sc, bi);
-}
-
-const mm_unpack_fn mm_unpack_avx2[GGML_TYPE_COUNT] = {
-    [GGML_TYPE_Q8_0] = mm_up_q8_0, [GGML_TYPE_Q4_0] = up_q4_0,
-    [GGML_TYPE_Q4_1] = mm_up_q4_1, [GGML_TYPE_Q5_0] = mm_up_q5_0,
-    [GGML_TYPE_Q5_1] = mm_up_q5_1, [GGML_TYPE_Q4_K] = up_q4_K,
-    [GGML_TYPE_Q5_K] = up_q5_K,    [GGML_TYPE_Q6_K] = up_q6_K,
-    [GGML_TYPE_Q2_K] = up_q2_K,    [GGML_TYPE_Q3_K] = up_q3_K,
-    [GGML_TYPE_IQ4_NL] = up_iq4_nl, [GGML_TYPE_IQ4_XS] = up_iq4_xs,
-};
+#define MM_UNPACK_TABLE mm_unpack_avx2
+#include "mm_unpack.h"
 
 /* ---- the avx2 set's float kernels (as mm_portable.c's, 8 lanes) --------- */
 
@@ -257,17 +203,9 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
     return acc;
 }
 
-static void dequant(int type, const void *src, float *dst, int64_t n)
-{
-    mm_dequant_with(mm_unpack_avx2, dq_f16, affine_store, type, src, dst, n);
-}
-
-static void dot_rows(int type, const uint8_t *row, const float *x, int64_t n, int m,
-                     float *acc)
-{
-    mm_dot_rows_with(mm_unpack_avx2, dot_f32, dot_f16, dot_bf16, dot_groups, type, row, x,
-                     n, m, acc);
-}
+#define MM_ROWS_UNPACK mm_unpack_avx2
+#define MM_ROWS_F32
+#include "mm_rows.h"
 
 const struct mm_kernels mm_kernels_avx2 = {
     .set = CPU_SET_AVX2,

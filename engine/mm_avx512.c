@@ -103,17 +103,9 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
     return acc;
 }
 
-static void dequant(int type, const void *src, float *dst, int64_t n)
-{
-    mm_dequant_with(mm_unpack_avx2, dq_f16, affine_store, type, src, dst, n);
-}
-
-static void dot_rows(int type, const uint8_t *row, const float *x, int64_t n, int m,
-                     float *acc)
-{
-    mm_dot_rows_with(mm_unpack_avx2, dot_f32, dot_f16, dot_bf16, dot_groups, type, row, x,
-                     n, m, acc);
-}
+#define MM_ROWS_UNPACK mm_unpack_avx2
+#define MM_ROWS_F32
+#include "mm_rows.h"
 
 const struct mm_kernels mm_kernels_avx512 = {
     .set = CPU_SET_AVX512,

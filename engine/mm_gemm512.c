@@ -47,6 +47,32 @@
 #error "mm_gemm512.c needs -march=x86-64-v4 -mavx512vnni -mavx512bf16 (Makefile)"
 #endif
 
+/* ---- what both GEMMs share -------------------------------------------------- */
+
+/* Y rows [row0, row0 + ni), columns [r, r + nr) from the tile T (nr rows of
+ * LDT floats, one per X row: t[q * ldt + i] = y[row0 + i][r + q]). */
+static void mm_tile_store(float *y, int64_t n_out, int64_t row0, int64_t r,
+                          const float *t, int ldt, int ni, int nr)
+{
+    float *yb = y + (size_t)row0 * (size_t)n_out + r;
+    for (int i = 0; i < ni; i++, yb += n_out)
+        for (int q = 0; q < nr; q++) yb[q] = t[q * ldt + i];
+}
+
+/* The passes of a GEMM over M rows of X, XCHUNK at a time: set *I0 and
+ * *MC (fields of JOB) for each, pack its X (blocks of NX rows) with PACK,
+ * then run TASK over N_TASKS blocks of W rows. */
+static void mm_run_passes(pool *p, int m, int64_t xchunk, int64_t nx, int64_t *i0,
+                          int64_t *mc, pool_fn pack, pool_fn task, void *job,
+                          int64_t n_tasks)
+{
+    for (*i0 = 0; *i0 < m; *i0 += xchunk) {
+        *mc = KVT_MIN(xchunk, (int64_t)m - *i0);
+        pool_run(p, pack, job, (int)((*mc + nx - 1) / nx));
+        pool_run(p, task, job, (int)n_tasks);
+    }
+}
+
 /* ---- direct bf16 GEMM ---------------------------------------------------- */
 
 /* One pass of the direct bf16 product: rows [i0, i0 + mc) of X. */
@@ -187,15 +213,12 @@ static void mm_bg_task(void *ctx, int task, int thread)
             mm_bg_kernel(j->c->xp + (size_t)b * (size_t)j->n_kp * MM_BG_NX, w,
                          ldw, j->n_kp, t);
             const int ni = (int)KVT_MIN((int64_t)MM_BG_NX, j->mc - b * MM_BG_NX);
-            float *yb = j->y + (size_t)(j->i0 + b * MM_BG_NX) * (size_t)j->n_out + r;
-            for (int i = 0; i < ni; i++, yb += j->n_out)
-                for (int q = 0; q < nr; q++) yb[q] = t[q][i];
+            mm_tile_store(j->y, j->n_out, j->i0 + b * MM_BG_NX, r, t[0], MM_BG_NX, ni, nr);
         }
     }
 }
 
-void mm_gemm_bf16(mm_ctx *c, const gguf_tensor *w, const float *x,
-                         int m, float *y)
+void mm_gemm_bf16(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 {
     struct mm_bg_job j = {
         .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
@@ -203,14 +226,9 @@ void mm_gemm_bf16(mm_ctx *c, const gguf_tensor *w, const float *x,
     };
     j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_BG_NW);
     const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
-    for (int64_t i0 = 0; i0 < m; i0 += MM_BG_XCHUNK) {
-        j.i0 = i0;
-        j.mc = KVT_MIN((int64_t)MM_BG_XCHUNK, (int64_t)m - i0);
-        pool_run(c->p, mm_bg_pack_x, &j, (int)((j.mc + MM_BG_NX - 1) / MM_BG_NX));
-        pool_run(c->p, mm_bg_task, &j, (int)n_tasks);
-    }
+    mm_run_passes(c->p, m, MM_BG_XCHUNK, MM_BG_NX, &j.i0, &j.mc, mm_bg_pack_x, mm_bg_task,
+                  &j, n_tasks);
 }
-
 
 /* ---- int8 GEMM ----------------------------------------------------------- */
 
@@ -485,15 +503,12 @@ static void mm_ig_task(void *ctx, int task, int thread)
             const struct mm_ig_xblk *xb = j->c->ixp + (size_t)b * (size_t)j->n_blk;
             j->kernel(xb, wb, j->n_blk, t);
             const int ni = (int)KVT_MIN((int64_t)MM_IG_NX, j->mc - b * MM_IG_NX);
-            float *yb = j->y + (size_t)(j->i0 + b * MM_IG_NX) * (size_t)j->n_out + r;
-            for (int i = 0; i < ni; i++, yb += j->n_out)
-                for (int q = 0; q < nr; q++) yb[q] = t[q][i];
+            mm_tile_store(j->y, j->n_out, j->i0 + b * MM_IG_NX, r, t[0], MM_IG_NX, ni, nr);
         }
     }
 }
 
-void mm_gemm_int8(mm_ctx *c, const gguf_tensor *w, const float *x,
-                         int m, float *y)
+void mm_gemm_int8(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 {
     struct mm_ig_job j = {
         .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
@@ -504,11 +519,7 @@ void mm_gemm_int8(mm_ctx *c, const gguf_tensor *w, const float *x,
                                     : (bias ? mm_ig_kernel_bias : mm_ig_kernel);
     j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_IG_NW);
     const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
-    for (int64_t i0 = 0; i0 < m; i0 += MM_IG_XCHUNK) {
-        j.i0 = i0;
-        j.mc = KVT_MIN((int64_t)MM_IG_XCHUNK, (int64_t)m - i0);
-        pool_run(c->p, mm_ig_pack_x, &j, (int)((j.mc + MM_IG_NX - 1) / MM_IG_NX));
-        pool_run(c->p, mm_ig_task, &j, (int)n_tasks);
-    }
+    mm_run_passes(c->p, m, MM_IG_XCHUNK, MM_IG_NX, &j.i0, &j.mc, mm_ig_pack_x, mm_ig_task,
+                  &j, n_tasks);
 }
 

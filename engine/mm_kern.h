@@ -12,10 +12,13 @@
  *   mm_avx512.c       AVX-512 kernels (x86-64-v4); the avx512 set's table
  *   mm_gemm512.c      the direct bf16 GEMM (AVX512-BF16) and the int8
  *                     GEMM (AVX512-VNNI) for prompt chunks
- * Each file is compiled with its set's flags (Makefile); the loops over
- * 256-element chunks of a row are written once, below, and inlined into
- * each set with its kernels. Every set gives bit-identical dequantized
- * weights; products differ between sets only in f32 summation order.
+ *   mm_unpack.h       the unpackers' structure, included by mm_portable.c
+ *                     and mm_avx2.c with their code extractors
+ *   mm_rows.h         the loops over a row's 256-element chunks, included
+ *                     by each set's file with its kernels
+ * Each .c file is compiled with its set's flags (Makefile). Every set
+ * gives bit-identical dequantized weights; products differ between sets
+ * only in f32 summation order.
  *
  * Block layouts (ggml, little-endian; "half" = IEEE fp16):
  *   Q8_0  34 B / 32: half d | i8 qs[32]                 w = qs*d
@@ -163,80 +166,6 @@ void mm_up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi);
 extern const mm_unpack_fn mm_unpack_portable[GGML_TYPE_COUNT];
 extern const mm_unpack_fn mm_unpack_avx2[GGML_TYPE_COUNT]; /* avx2, avx512 */
 
-/* The scale parts of the unpackers, the same for every set. */
-
-/* 6-bit scale SC and min MN of sub-block J (0..7) of Q4_K / Q5_K. */
-static inline void mm_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-/* Scales of the 8 sub-blocks of a Q4_K / Q5_K block, as 16 groups. */
-static inline void mm_k4_scales(const uint8_t *scales, float d, float dmin, float *sc,
-                                float *bi)
-{
-    for (int s = 0; s < 8; s++) {
-        uint8_t a, b;
-        mm_scale_min_k4(s, scales, &a, &b);
-        sc[2 * s] = sc[2 * s + 1] = d * a;
-        bi[2 * s] = bi[2 * s + 1] = -(dmin * b);
-    }
-}
-
-static inline void mm_q6_K_scales(const blk_q6_K *x, float *sc, float *bi)
-{
-    const float d = MM_H2F(x->d);
-    for (int g = 0; g < 16; g++) {
-        sc[g] = d * x->scales[g];
-        bi[g] = 0;
-    }
-}
-
-static inline void mm_q2_K_scales(const blk_q2_K *x, float *sc, float *bi)
-{
-    const float d = MM_H2F(x->d), dmin = MM_H2F(x->dmin);
-    for (int g = 0; g < 16; g++) {
-        sc[g] = d * (float)(x->scales[g] & 0xF);
-        bi[g] = -(dmin * (float)(x->scales[g] >> 4));
-    }
-}
-
-static inline void mm_q3_K_scales(const blk_q3_K *x, float *sc, float *bi)
-{
-    const float d = MM_H2F(x->d);
-    const uint8_t *s = x->scales;
-    for (int g = 0; g < 16; g++) {
-        const int lo = g < 8 ? (s[g] & 0xF) : (s[g - 8] >> 4);
-        const int hi = (s[8 + g % 4] >> (2 * (g / 4))) & 3;
-        sc[g] = d * (float)((lo | hi << 4) - 32);
-        bi[g] = 0;
-    }
-}
-
-static inline void mm_iq4_xs_scales(const blk_iq4_xs *x, float *sc, float *bi)
-{
-    const float d = MM_H2F(x->d);
-    for (int s = 0; s < 8; s++) {
-        const int ls = ((x->scales_l[s / 2] >> (4 * (s % 2))) & 0xF) |
-                       (((x->scales_h >> (2 * s)) & 3) << 4);
-        sc[2 * s] = sc[2 * s + 1] = d * (float)(ls - 32);
-        bi[2 * s] = bi[2 * s + 1] = 0;
-    }
-}
-
-/* Per-32 scale D (and bias M) of NB 32-blocks as groups of 16. */
-static inline void mm_scales32(int i, float d, float m, float *sc, float *bi)
-{
-    sc[2 * i] = sc[2 * i + 1] = d;
-    bi[2 * i] = bi[2 * i + 1] = m;
-}
-
 /* ---- contexts ------------------------------------------------------------ */
 
 /* Direct bf16 GEMM and int8 GEMM blocking (mm_gemm512.c). */
@@ -309,107 +238,6 @@ static inline int64_t mm_rows_per_task(int64_t n_out, int n_threads, int64_t nw)
     int64_t rpt = (n_out + want - 1) / want;
     rpt = (rpt + nw - 1) / nw * nw;
     return KVT_MIN((int64_t)8 * nw, rpt);
-}
-
-/* ---- the chunk loops, instantiated per set ------------------------------ */
-
-#define MM_INLINE static inline __attribute__((always_inline))
-
-typedef void (*mm_affine_fn)(const int8_t *q, const float *sc, const float *bi, int bias,
-                             float *y, int n_groups);
-typedef float (*mm_groups_fn)(const int8_t *q, const float *sc, const float *bi,
-                              const float *x, int n_groups);
-typedef float (*mm_groups_x8_fn)(const int8_t *q, const float *sc, const float *bi,
-                                 int bias, const int8_t *xq, const float *xd,
-                                 const float *xs, int n_groups);
-typedef float (*mm_dot_f32_fn)(const float *w, const float *x, int64_t n);
-typedef float (*mm_dot_u16_fn)(const uint16_t *w, const float *x, int64_t n);
-typedef void (*mm_dq_u16_fn)(const uint16_t *x, float *y, int64_t n);
-
-/* mm_dequant with a set's unpackers UP, f16 converter and AFFINE map. */
-MM_INLINE void mm_dequant_with(const mm_unpack_fn *up, mm_dq_u16_fn dq_f16,
-                               mm_affine_fn affine, int type, const void *src,
-                               float *dst, int64_t n)
-{
-    switch (type) {
-    case GGML_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return;
-    case GGML_TYPE_F16: dq_f16(src, dst, n); return;
-    case GGML_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) dst[i] = mm_bf16_f32(((const uint16_t *)src)[i]);
-        return;
-    default: break;
-    }
-    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
-    const mm_unpack_fn unpack = up[type];
-    const int bias = mm_has_bias(type), per_chunk = MM_QK_K / blck;
-    const int64_t n_blk = n / blck;
-    const uint8_t *s = src;
-    int8_t q[MM_QK_K];
-    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
-    for (int64_t b = 0; b < n_blk; b += per_chunk) {
-        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
-        unpack(s + b * bytes, nb, q, sc, bi);
-        affine(q, sc, bi, bias, dst + b * blck, nb * blck / 16);
-    }
-}
-
-/* dot_rows (struct mm_kernels) with a set's kernels: each chunk of the
- * row is unpacked once for all M rows of X. */
-MM_INLINE void mm_dot_rows_with(const mm_unpack_fn *up, mm_dot_f32_fn dot_f32,
-                                mm_dot_u16_fn dot_f16, mm_dot_u16_fn dot_bf16,
-                                mm_groups_fn groups, int type, const uint8_t *row,
-                                const float *x, int64_t n, int m, float *acc)
-{
-    switch (type) {
-    case GGML_TYPE_F32:
-        for (int i = 0; i < m; i++) acc[i] = dot_f32((const float *)row, x + i * n, n);
-        return;
-    case GGML_TYPE_F16:
-        for (int i = 0; i < m; i++) acc[i] = dot_f16((const uint16_t *)row, x + i * n, n);
-        return;
-    case GGML_TYPE_BF16:
-        for (int i = 0; i < m; i++) acc[i] = dot_bf16((const uint16_t *)row, x + i * n, n);
-        return;
-    default: break;
-    }
-    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
-    const mm_unpack_fn unpack = up[type];
-    const int per_chunk = MM_QK_K / blck;
-    const int64_t n_blk = n / blck;
-    int8_t q[MM_QK_K];
-    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
-    for (int i = 0; i < m; i++) acc[i] = 0;
-    for (int64_t b = 0; b < n_blk; b += per_chunk) {
-        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
-        unpack(row + b * bytes, nb, q, sc, bi);
-        for (int i = 0; i < m; i++)
-            acc[i] += groups(q, sc, bi, x + i * n + b * blck, nb * blck / 16);
-    }
-}
-
-/* dot_rows_x8 (struct mm_kernels) through unpacked chunks and GROUPS. */
-MM_INLINE void mm_dot_rows_x8_with(const mm_unpack_fn *up, mm_groups_x8_fn groups,
-                                   int type, const uint8_t *row, const mm_ctx *c,
-                                   int64_t n, int m, float *acc)
-{
-    const int64_t ng = n / 16;
-    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
-    const mm_unpack_fn unpack = up[type];
-    const int bias = mm_has_bias(type);
-    const int per_chunk = MM_QK_K / blck;
-    const int64_t n_blk = n / blck;
-    int8_t q[MM_QK_K];
-    float sc[MM_QK_K / 16], bi[MM_QK_K / 16];
-    for (int i = 0; i < m; i++) acc[i] = 0;
-    for (int64_t b = 0; b < n_blk; b += per_chunk) {
-        const int nb = (int)KVT_MIN((int64_t)per_chunk, n_blk - b);
-        const int64_t k0 = b * blck;
-        unpack(row + b * bytes, nb, q, sc, bi);
-        for (int i = 0; i < m; i++)
-            acc[i] += groups(q, sc, bi, bias, c->x8q + i * n + k0,
-                             c->x8d + i * ng + k0 / 16, c->x8s + i * ng + k0 / 16,
-                             nb * blck / 16);
-    }
 }
 
 /* The scalar tail of the int8 group dots (groups [g, n_groups)) added to

@@ -68,24 +68,78 @@ static uint32_t qh_u32(const uint8_t qh[4])
            (uint32_t)qh[3] << 24;
 }
 
+static void codes_q4_0(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((qs[j] & 0xF) - 8);
+        q[j + 16] = (int8_t)((qs[j] >> 4) - 8);
+    }
+}
+
+static void codes_q4_K(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * j + l] = (int8_t)(qs[32 * j + l] & 0xF);
+            q[64 * j + 32 + l] = (int8_t)(qs[32 * j + l] >> 4);
+        }
+}
+
+static void codes_q5_K(const blk_q5_K *x, int8_t *q)
+{
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t b = x->qs[32 * j + l], h = x->qh[l];
+            q[64 * j + l] = (int8_t)((b & 0xF) | (((h >> (2 * j)) & 1) << 4));
+            q[64 * j + 32 + l] = (int8_t)((b >> 4) | (((h >> (2 * j + 1)) & 1) << 4));
+        }
+}
+
+static void codes_q6_K(const blk_q6_K *x, int8_t *q)
+{
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+        int8_t *o = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+}
+
+static void codes_2bits(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) q[32 * j + l] = (int8_t)((qs[l] >> (2 * j)) & 3);
+}
+
+static void codes_q3_K_high(const uint8_t *hmask, int8_t *q)
+{
+    for (int e = 0; e < 256; e++)
+        if (!((hmask[e % 32] >> (e / 32)) & 1)) q[e] = (int8_t)(q[e] - 4);
+}
+
+static void codes_iq4_32(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = mm_iq4_levels[qs[j] & 0xF];
+        q[j + 16] = mm_iq4_levels[qs[j] >> 4];
+    }
+}
+
+#define MM_UNPACK_TABLE mm_unpack_portable
+#include "mm_unpack.h"
+
+/* The types no vector set unpacks on its own (every set uses these). */
+
 void mm_up_q8_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
 {
     const blk_q8_0 *x = src;
     for (int i = 0; i < nb; i++, q += 32) {
         memcpy(q, x[i].qs, 32);
-        mm_scales32(i, MM_H2F(x[i].d), 0, sc, bi);
-    }
-}
-
-static void up_q4_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_q4_0 *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        for (int j = 0; j < 16; j++) {
-            q[j] = (int8_t)((x[i].qs[j] & 0xF) - 8);
-            q[j + 16] = (int8_t)((x[i].qs[j] >> 4) - 8);
-        }
-        mm_scales32(i, MM_H2F(x[i].d), 0, sc, bi);
+        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
     }
 }
 
@@ -97,7 +151,7 @@ void mm_up_q4_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
             q[j] = (int8_t)(x[i].qs[j] & 0xF);
             q[j + 16] = (int8_t)(x[i].qs[j] >> 4);
         }
-        mm_scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
+        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
     }
 }
 
@@ -114,7 +168,7 @@ void mm_up_q5_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
     const blk_q5_0 *x = src;
     for (int i = 0; i < nb; i++, q += 32) {
         up_q5(x[i].qs, qh_u32(x[i].qh), 16, q);
-        mm_scales32(i, MM_H2F(x[i].d), 0, sc, bi);
+        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
     }
 }
 
@@ -123,115 +177,9 @@ void mm_up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
     const blk_q5_1 *x = src;
     for (int i = 0; i < nb; i++, q += 32) {
         up_q5(x[i].qs, qh_u32(x[i].qh), 0, q);
-        mm_scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
+        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
     }
 }
-
-static void up_q4_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_q4_K *x = src;
-    for (int j = 0; j < 4; j++)
-        for (int l = 0; l < 32; l++) {
-            q[64 * j + l] = (int8_t)(x->qs[32 * j + l] & 0xF);
-            q[64 * j + 32 + l] = (int8_t)(x->qs[32 * j + l] >> 4);
-        }
-    mm_k4_scales(x->scales, MM_H2F(x->d), MM_H2F(x->dmin), sc, bi);
-}
-
-static void up_q5_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_q5_K *x = src;
-    for (int j = 0; j < 4; j++)
-        for (int l = 0; l < 32; l++) {
-            const uint8_t b = x->qs[32 * j + l], h = x->qh[l];
-            q[64 * j + l] = (int8_t)((b & 0xF) | (((h >> (2 * j)) & 1) << 4));
-            q[64 * j + 32 + l] = (int8_t)((b >> 4) | (((h >> (2 * j + 1)) & 1) << 4));
-        }
-    mm_k4_scales(x->scales, MM_H2F(x->d), MM_H2F(x->dmin), sc, bi);
-}
-
-static void up_q6_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_q6_K *x = src;
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
-        int8_t *o = q + 128 * h;
-        for (int l = 0; l < 32; l++) {
-            o[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
-            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-        }
-    }
-    mm_q6_K_scales(x, sc, bi);
-}
-
-/* Q2_K / Q3_K: the 2-bit fields of 128 elements from 32 bytes QS into
- * Q[0..128): element 32j + l is bits 2j..2j+1 of qs[l]. */
-static void up_2bits(const uint8_t *qs, int8_t *q)
-{
-    for (int j = 0; j < 4; j++)
-        for (int l = 0; l < 32; l++) q[32 * j + l] = (int8_t)((qs[l] >> (2 * j)) & 3);
-}
-
-static void up_q2_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_q2_K *x = src;
-    up_2bits(x->qs, q);
-    up_2bits(x->qs + 32, q + 128);
-    mm_q2_K_scales(x, sc, bi);
-}
-
-static void up_q3_K(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_q3_K *x = src;
-    up_2bits(x->qs, q);
-    up_2bits(x->qs + 32, q + 128);
-    /* q -= 4 where bit e/32 of hmask[e%32] is clear */
-    for (int e = 0; e < 256; e++)
-        if (!((x->hmask[e % 32] >> (e / 32)) & 1)) q[e] = (int8_t)(q[e] - 4);
-    mm_q3_K_scales(x, sc, bi);
-}
-
-/* IQ4_NL / IQ4_XS: the 32 levels of one 32-block from 16 bytes QS. */
-static void up_iq4_32(const uint8_t *qs, int8_t *q)
-{
-    for (int j = 0; j < 16; j++) {
-        q[j] = mm_iq4_levels[qs[j] & 0xF];
-        q[j + 16] = mm_iq4_levels[qs[j] >> 4];
-    }
-}
-
-static void up_iq4_nl(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_iq4_nl *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        up_iq4_32(x[i].qs, q);
-        mm_scales32(i, MM_H2F(x[i].d), 0, sc, bi);
-    }
-}
-
-static void up_iq4_xs(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    KVT_ASSERT(nb == 1);
-    const blk_iq4_xs *x = src;
-    for (int s = 0; s < 8; s++) up_iq4_32(x->qs + 16 * s, q + 32 * s);
-    mm_iq4_xs_scales(x, sc, bi);
-}
-
-const mm_unpack_fn mm_unpack_portable[GGML_TYPE_COUNT] = {
-    [GGML_TYPE_Q8_0] = mm_up_q8_0, [GGML_TYPE_Q4_0] = up_q4_0,
-    [GGML_TYPE_Q4_1] = mm_up_q4_1, [GGML_TYPE_Q5_0] = mm_up_q5_0,
-    [GGML_TYPE_Q5_1] = mm_up_q5_1, [GGML_TYPE_Q4_K] = up_q4_K,
-    [GGML_TYPE_Q5_K] = up_q5_K,    [GGML_TYPE_Q6_K] = up_q6_K,
-    [GGML_TYPE_Q2_K] = up_q2_K,    [GGML_TYPE_Q3_K] = up_q3_K,
-    [GGML_TYPE_IQ4_NL] = up_iq4_nl, [GGML_TYPE_IQ4_XS] = up_iq4_xs,
-};
 
 /* ---- the portable set's kernels ------------------------------------------- */
 
@@ -312,28 +260,15 @@ static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, in
     return mm_groups_x8_tail(q, sc, bi, bias, xq, xd, xs, 0, n_groups, 0);
 }
 
-static void dequant(int type, const void *src, float *dst, int64_t n)
-{
-    mm_dequant_with(mm_unpack_portable, dq_f16, affine_store, type, src, dst, n);
-}
-
-static void dot_rows(int type, const uint8_t *row, const float *x, int64_t n, int m,
-                     float *acc)
-{
-    mm_dot_rows_with(mm_unpack_portable, dot_f32, dot_f16, dot_bf16, dot_groups, type, row,
-                     x, n, m, acc);
-}
-
-static void dot_rows_x8(int type, const uint8_t *row, const mm_ctx *c, int64_t n, int m,
-                        float *acc)
-{
-    mm_dot_rows_x8_with(mm_unpack_portable, dot_groups_x8, type, row, c, n, m, acc);
-}
+#define MM_ROWS_UNPACK mm_unpack_portable
+#define MM_ROWS_F32
+#define MM_ROWS_X8
+#include "mm_rows.h"
 
 const struct mm_kernels mm_kernels_portable = {
     .set = CPU_SET_PORTABLE,
     .unpack = mm_unpack_portable,
     .dequant = dequant,
     .dot_rows = dot_rows,
-    .dot_rows_x8 = dot_rows_x8,
+    .dot_rows_x8 = dot_rows_x8_chunks,
 };

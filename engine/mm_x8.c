@@ -176,6 +176,10 @@ static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, in
     return mm_groups_x8_tail(q, sc, bi, bias, xq, xd, xs, g, n_groups, mm_hsum8(va));
 }
 
+#define MM_ROWS_UNPACK mm_unpack_avx2
+#define MM_ROWS_X8
+#include "mm_rows.h"
+
 void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ctx *c,
                                        int64_t n, int m, float *acc)
 {
@@ -191,5 +195,5 @@ void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ct
         }
         return;
     }
-    mm_dot_rows_x8_with(mm_unpack_avx2, dot_groups_x8, type, row, c, n, m, acc);
+    dot_rows_x8_chunks(type, row, c, n, m, acc);
 }
