@@ -457,7 +457,7 @@ static void test_matmul_edges(void)
 static void test_bf16_gemm(void)
 {
     if (!used(&prm, 0, GGML_TYPE_BF16, 256, 64))
-        T_SKIP("no AVX512-BF16 (or not compiled in): direct bf16 GEMM unused");
+        T_SKIP("this set or CPU has no direct bf16 GEMM (avx512 + AVX512-BF16)");
     T_CHECK(!used(&prm, 0, GGML_TYPE_BF16, 256, 8));
     T_CHECK(!used(&prm, 0, GGML_TYPE_BF16, 255, 64));
     T_CHECK(!used(&prm, 0, GGML_TYPE_F32, 256, 64));
@@ -550,7 +550,7 @@ static void test_int8_decode(void)
 static void test_int8_gemm(void)
 {
     if (!used(&prm, 1, GGML_TYPE_Q8_0, 256, 64))
-        T_SKIP("no AVX512-VNNI (or not compiled in): int8 GEMM unused");
+        T_SKIP("this set has no int8 GEMM (avx512: AVX512-VNNI)");
     T_CHECK(used(&prm, 1, GGML_TYPE_Q4_0, 256, 9));
     T_CHECK(used(&prm, 1, GGML_TYPE_Q4_K, 256, 9));
     T_CHECK(used(&prm, 1, GGML_TYPE_IQ4_NL, 32, 9));
