@@ -66,7 +66,6 @@
 #include "base/kvt.h"
 #include "base/numfmt.h"
 #include "gguf.h"
-#include "matmul.h"
 #include "pool.h"
 
 /* A half's value (base/numfmt.h: F16C in the files built with it). */
@@ -144,12 +143,7 @@ static inline int mm_has_bias(int type)
 typedef void (*mm_unpack_fn)(const void *src, int nb, int8_t *q, float *sc,
                              float *bi);
 
-/* The plain C unpackers (mm_portable.c); the vector sets reuse those of
- * the types they do not vectorise. */
-void mm_up_q8_0(const void *src, int nb, int8_t *q, float *sc, float *bi);
-void mm_up_q4_1(const void *src, int nb, int8_t *q, float *sc, float *bi);
-void mm_up_q5_0(const void *src, int nb, int8_t *q, float *sc, float *bi);
-void mm_up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi);
+/* The unpacker tables (mm_unpack.h) of mm_portable.c and mm_avx2.c. */
 extern const mm_unpack_fn mm_unpack_portable[GGML_TYPE_COUNT];
 extern const mm_unpack_fn mm_unpack_avx2[GGML_TYPE_COUNT]; /* avx2, avx512 */
 
@@ -228,9 +222,20 @@ static inline int64_t mm_rows_per_task(int64_t n_out, int n_threads, int64_t nw)
 }
 
 /* The scalar tail of the int8 group dots (groups [g, n_groups)) added to
- * ACC in order: every set's dot_groups_x8 ends with it (mm_portable.c). */
-float mm_groups_x8_tail(const int8_t *q, const float *sc, const float *bi, int bias,
-                        const int8_t *xq, const float *xd, const float *xs, int g,
-                        int n_groups, float acc);
+ * ACC in order: every set's dot_groups_x8 ends with it (inline: it runs
+ * once per chunk and row, mostly with nothing left to do). */
+static inline float mm_groups_x8_tail(const int8_t *q, const float *sc, const float *bi,
+                                      int bias, const int8_t *xq, const float *xd,
+                                      const float *xs, int g, int n_groups, float acc)
+{
+    for (; g < n_groups; g++) {
+        int32_t isum = 0;
+        for (int i = 0; i < 16; i++) isum += (int32_t)q[16 * g + i] * xq[16 * g + i];
+        float t = (float)isum * (sc[g] * xd[g]);
+        if (bias) t += bi[g] * xs[g];
+        acc += t;
+    }
+    return acc;
+}
 
 #endif

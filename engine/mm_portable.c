@@ -13,11 +13,6 @@ const int8_t mm_iq4_levels[16] = {
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
 
-static uint32_t qh_u32(const uint8_t qh[4])
-{
-    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
-           (uint32_t)qh[3] << 24;
-}
 
 static void codes_q4_0(const uint8_t *qs, int8_t *q)
 {
@@ -83,55 +78,6 @@ static void codes_iq4_32(const uint8_t *qs, int8_t *q)
 #define MM_UNPACK_TABLE mm_unpack_portable
 #include "mm_unpack.h"
 
-/* The types no vector set unpacks on its own (every set uses these). */
-
-void mm_up_q8_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_q8_0 *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        memcpy(q, x[i].qs, 32);
-        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
-    }
-}
-
-void mm_up_q4_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_q4_1 *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        for (int j = 0; j < 16; j++) {
-            q[j] = (int8_t)(x[i].qs[j] & 0xF);
-            q[j + 16] = (int8_t)(x[i].qs[j] >> 4);
-        }
-        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
-    }
-}
-
-static void up_q5(const uint8_t *qs, uint32_t qh, int off, int8_t *q)
-{
-    for (int j = 0; j < 16; j++) {
-        q[j] = (int8_t)(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - off);
-        q[j + 16] = (int8_t)(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - off);
-    }
-}
-
-void mm_up_q5_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_q5_0 *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        up_q5(x[i].qs, qh_u32(x[i].qh), 16, q);
-        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
-    }
-}
-
-void mm_up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
-{
-    const blk_q5_1 *x = src;
-    for (int i = 0; i < nb; i++, q += 32) {
-        up_q5(x[i].qs, qh_u32(x[i].qh), 0, q);
-        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
-    }
-}
-
 /* ---- the portable set's kernels ------------------------------------------- */
 
 /* y[i] = q[i] * sc[i/16] (+ bi[i/16]) for N_GROUPS groups of 16, as a
@@ -185,20 +131,6 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
 {
     float acc = 0;
     for (int64_t i = 0; i < n; i++) acc += numfmt_bf16_to_f32(w[i]) * x[i];
-    return acc;
-}
-
-float mm_groups_x8_tail(const int8_t *q, const float *sc, const float *bi, int bias,
-                        const int8_t *xq, const float *xd, const float *xs, int g,
-                        int n_groups, float acc)
-{
-    for (; g < n_groups; g++) {
-        int32_t isum = 0;
-        for (int i = 0; i < 16; i++) isum += (int32_t)q[16 * g + i] * xq[16 * g + i];
-        float t = (float)isum * (sc[g] * xd[g]);
-        if (bias) t += bi[g] * xs[g];
-        acc += t;
-    }
     return acc;
 }
 

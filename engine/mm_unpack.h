@@ -10,7 +10,9 @@
  *   codes_q3_K_high(hm, q)  q -= 4 where the Q3_K high bit is clear
  *   codes_iq4_32(qs, q)   16 bytes -> 32 IQ4 levels
  * and MM_UNPACK_TABLE, the name of the table this defines. The scales
- * come from the same f32 arithmetic on every set. */
+ * come from the same f32 arithmetic on every set; the types without an
+ * extractor (Q8_0, Q4_1, Q5_0, Q5_1) are plain C here, which each set's
+ * compiler vectorises with its own flags. */
 #ifndef MM_UNPACK_TABLE
 #error "define MM_UNPACK_TABLE and the codes_* extractors first"
 #endif
@@ -42,6 +44,61 @@ static void k4_scales(const uint8_t *scales, float d, float dmin, float *sc, flo
         scale_min_k4(s, scales, &a, &b);
         sc[2 * s] = sc[2 * s + 1] = d * a;
         bi[2 * s] = bi[2 * s + 1] = -(dmin * b);
+    }
+}
+
+/* Plain C in every set (the compiler vectorises it with the set's flags). */
+
+static uint32_t qh_u32(const uint8_t qh[4])
+{
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
+           (uint32_t)qh[3] << 24;
+}
+
+static void up_q8_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q8_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        memcpy(q, x[i].qs, 32);
+        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
+    }
+}
+
+static void up_q4_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q4_1 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(x[i].qs[j] & 0xF);
+            q[j + 16] = (int8_t)(x[i].qs[j] >> 4);
+        }
+        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
+    }
+}
+
+static void up_q5(const uint8_t *qs, uint32_t qh, int off, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - off);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - off);
+    }
+}
+
+static void up_q5_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q5_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_q5(x[i].qs, qh_u32(x[i].qh), 16, q);
+        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
+    }
+}
+
+static void up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q5_1 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_q5(x[i].qs, qh_u32(x[i].qh), 0, q);
+        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
     }
 }
 
@@ -136,9 +193,9 @@ static void up_iq4_xs(const void *src, int nb, int8_t *q, float *sc, float *bi)
 }
 
 const mm_unpack_fn MM_UNPACK_TABLE[GGML_TYPE_COUNT] = {
-    [GGML_TYPE_Q8_0] = mm_up_q8_0, [GGML_TYPE_Q4_0] = up_q4_0,
-    [GGML_TYPE_Q4_1] = mm_up_q4_1, [GGML_TYPE_Q5_0] = mm_up_q5_0,
-    [GGML_TYPE_Q5_1] = mm_up_q5_1, [GGML_TYPE_Q4_K] = up_q4_K,
+    [GGML_TYPE_Q8_0] = up_q8_0, [GGML_TYPE_Q4_0] = up_q4_0,
+    [GGML_TYPE_Q4_1] = up_q4_1, [GGML_TYPE_Q5_0] = up_q5_0,
+    [GGML_TYPE_Q5_1] = up_q5_1, [GGML_TYPE_Q4_K] = up_q4_K,
     [GGML_TYPE_Q5_K] = up_q5_K,    [GGML_TYPE_Q6_K] = up_q6_K,
     [GGML_TYPE_Q2_K] = up_q2_K,    [GGML_TYPE_Q3_K] = up_q3_K,
     [GGML_TYPE_IQ4_NL] = up_iq4_nl, [GGML_TYPE_IQ4_XS] = up_iq4_xs,

@@ -113,7 +113,7 @@ static inline void mm_k4_scales8(const uint8_t *q, float d, float dmin, __m256 *
  * = 2i+1; w = (d*sc)*q - dmin*mn per sub-block of 32. The 8 integer sums
  * of a block land in one vector (hadd), scaled by (d*sc) * dx, minus
  * (dmin*mn) * (dx * sum(xq)) per sub-block. */
-static float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
+static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
                          const float *xs32, int64_t nb)
 {
     const __m256i lo = _mm256_set1_epi8(0x0F);
