@@ -19,6 +19,7 @@
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "../engine/matmul.h"
+#include "../engine/model.h"
 #include "../engine/pool.h"
 #include "../base/kvt.h"
 #include "ref_quant.h"
@@ -574,12 +575,12 @@ static int make_iq4_nl_model(const char *path)
     return rc < 0 ? rc : n_nl;
 }
 
-/* Perplexity of kvtile ppl on MODEL over the first 64 windows of 256. */
-static double ppl_of(const char *model)
+/* Perplexity of kvtile ppl on PATH over the first 64 windows of 256. */
+static double ppl_of(const char *path)
 {
     char cmd[512], out[4096], err[2048];
     snprintf(cmd, sizeof cmd, "ppl %s -f tests/data/kjv-nt.txt -c 256 --chunks 64 "
-             "--kv-store ram --json --quiet", model);
+             "--kv-store ram --json --quiet", path);
     int rc = t_run(cmd, out, sizeof out, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "  kvtile %s: exit %d: %s\n", cmd, rc, err);
@@ -793,10 +794,32 @@ static void test_sets(void)
     pool_free(p);
 }
 
+/* A model context takes its kernel set from model_ctx_params.mm: out of
+ * range is refused, every set the host has is accepted. */
+static void test_model_ctx_set(void)
+{
+    char err[256];
+    model *m;
+    T_REQUIRE(model_open(T_MODEL("tiny-kjv-f32.gguf"), &m, err, sizeof err) == 0,
+              "models/tiny-kjv-f32.gguf not readable");
+    struct model_ctx_params mp = {.n_batch = 4, .n_threads = 1, .tile_tokens = 64};
+    model_ctx *mc = NULL;
+    mp.mm.cpu_set = CPU_SET_COUNT;
+    T_CHECK(model_ctx_create(m, &mp, &mc) == -EINVAL);
+    for (int s = CPU_SET_DEFAULT; s < CPU_SET_COUNT; s++) {
+        if (s != CPU_SET_DEFAULT && !cpu_set_supported(s)) continue;
+        mp.mm.cpu_set = s;
+        T_CHECK(model_ctx_create(m, &mp, &mc) == 0);
+        model_ctx_free(mc);
+    }
+    model_close(m);
+}
+
 int main(void)
 {
     T_RUN(test_supported);
     T_RUN(test_sets);
+    T_RUN(test_model_ctx_set);
     /* every kernel set this host has, the portable one last (cpu.h) */
     for (int set = CPU_SET_COUNT - 1; set >= CPU_SET_PORTABLE; set--) {
         if (!cpu_set_supported(set)) {
