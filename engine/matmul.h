@@ -40,7 +40,8 @@ struct mm_params {
 /* Scratch for products with up to MAX_N_IN inputs, for every thread of P,
  * with the kernels of MP (NULL = defaults). Allocated once; mm_matmul
  * allocates nothing. @return 0, KVT_EUNSUPP if the host lacks the set
- * asked for, -EINVAL for a set out of range, -ENOMEM. */
+ * asked for, -EINVAL for a set out of range, KVT_ERANGE if the scratch
+ * size overflows, -ENOMEM. */
 int mm_ctx_create(pool *p, int64_t max_n_in, const struct mm_params *mp, mm_ctx **out);
 void mm_ctx_free(mm_ctx *c); /* NULL is a no-op */
 
