@@ -135,7 +135,7 @@ void tile_unpack(int type, int kv_dim, const void *src, int n, float *dst)
     switch (type) {
     case KVS_F32: memcpy(dst, src, count * 4); break;
     /* F16C on the avx2 and avx512 kernel sets (cpu.h) */
-    case KVS_F16: numfmt_f16_to_f32_row(src, count, dst, cpu_set_active() >= CPU_SET_AVX2); break;
+    case KVS_F16: numfmt_f16_to_f32_row(src, count, dst, cpu_set_default() >= CPU_SET_AVX2); break;
     case KVS_BF16: numfmt_bf16_to_f32_row(src, count, dst); break;
     default: numfmt_q8_0_dequantize(src, count, dst); break;
     }
