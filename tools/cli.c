@@ -1,5 +1,6 @@
 /* cli.c - shared plumbing of the kvtile subcommands (see cli.h). */
 #include "cli.h"
+#include "engine/score.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -484,11 +485,7 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
 void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
                     int batch, const char *kvname)
 {
-    int rc = kvs_truncate(kv, 0);
-    for (int64_t p0 = 0; rc >= 0 && p0 < n; p0 += batch) {
-        int nb = (int)KVT_MIN((int64_t)batch, n - p0);
-        rc = model_eval(mc, kv, ids + p0, nb, p0, NULL, 0);
-    }
+    int rc = score_reevaluate(mc, kv, ids, n, batch);
     if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
 }
 
@@ -521,11 +518,7 @@ void cli_progress_end(struct cli_progress *p)
 
 double cli_nll(const float *logits, int n_vocab, int target)
 {
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
-    return -((double)(logits[target] - mx) - log(sum));
+    return score_nll(logits, n_vocab, target);
 }
 
 void cli_json_cpu(FILE *f)
