@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "base/kvt.h"
+#include "engine/generate.h"
 
 double score_nll(const float *logits, int n_vocab, int target)
 {
@@ -25,16 +26,6 @@ void score_stats(const struct score_sums *s, double *ppl, double *err)
     double var = s->nll2_sum / (double)s->n_scored - mean * mean;
     *ppl = exp(mean);
     *err = s->n_scored > 1 && var > 0 ? sqrt(var / (double)(s->n_scored - 1)) * *ppl : 0.0;
-}
-
-int score_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n, int batch)
-{
-    int rc = kvs_truncate(kv, 0);
-    for (int64_t p0 = 0; rc >= 0 && p0 < n; p0 += batch) {
-        int nb = (int)KVT_MIN((int64_t)batch, n - p0);
-        rc = model_eval(mc, kv, ids + p0, nb, p0, NULL, 0);
-    }
-    return rc < 0 ? rc : 0;
 }
 
 int score_buf_init(struct score_buf *b, int64_t n_ctx, int n_batch, int n_vocab)
@@ -81,8 +72,11 @@ int score_window(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n, int64_t 
         if (p->grow) {
             int changed = model_ctx_set_rope(mc, p->rp, p0 + nb);
             if (changed < 0) return changed;
-            if (changed && p->exact && p0 > 0) /* the prefix again, under the new table */
-                if ((rc = score_reevaluate(mc, kv, win, p0, p->n_batch)) < 0) return rc;
+            if (changed && p->exact && p0 > 0) { /* the prefix again, under the new table */
+                struct gen_prefill_params pp = { .n_batch = p->n_batch, .logits = GEN_LOGITS_NONE };
+                if ((rc = kvs_truncate(kv, 0)) < 0 || (rc = gen_prefill(mc, kv, win, 0, p0, &pp)) < 0)
+                    return rc;
+            }
         }
         /* logits only from the first scored position of this batch */
         int from = (int)KVT_MIN(nb, KVT_MAX((int64_t)0, first - p0));

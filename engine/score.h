@@ -41,11 +41,6 @@ struct score_sums {
  * tokens). s->n_scored must be > 0. */
 void score_stats(const struct score_sums *s, double *ppl, double *err);
 
-/* Empty the store and evaluate ids[0..n) again in batches of BATCH without
- * logits (the prefix under a new rotation table). @return 0 or a store
- * error. */
-int score_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n, int batch);
-
 /* Called after every evaluated batch of a window: POS tokens of the
  * window are in the store, S holds the sums so far, N_EVAL the tokens
  * evaluated so far (by this call of score_window). A negative return stops

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine/cpu.h"
+#include "engine/generate.h"
 #include "io/io.h"
 #include "base/kvt.h"
 #include "kvstore/journal.h"
@@ -485,8 +486,19 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
 void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
                     int batch, const char *kvname)
 {
-    int rc = score_reevaluate(mc, kv, ids, n, batch);
+    struct gen_prefill_params pp = { .n_batch = batch, .logits = GEN_LOGITS_NONE };
+    int rc = kvs_truncate(kv, 0);
+    if (rc >= 0) rc = gen_prefill(mc, kv, ids, 0, n, &pp);
     if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+}
+
+void cli_gen_check(int rc, const struct gen_result *r, const char *model_path,
+                   const char *kvname)
+{
+    if (rc >= 0) return;
+    if (r->fail == GEN_FAIL_POSITIONS) cli_die("%s: positions: %s", model_path, kvt_strerror(rc));
+    if (r->fail == GEN_FAIL_STORE) cli_die("%s: %s", kvname, kvt_strerror(rc));
+    cli_die("generate: %s", kvt_strerror(rc));
 }
 
 void cli_progress_start(struct cli_progress *p, int quiet, const char *unit)
