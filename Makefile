@@ -18,14 +18,14 @@ ARCH    = -march=native
 endif
 override CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wundef \
                    -D_GNU_SOURCE -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-                   $(OPT) $(ARCH) -pthread
+                   $(OPT) $(ARCH) -pthread -fPIC
 ifdef CI
 override CFLAGS += -Werror
 endif
 LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
 LIB_SRC   := $(wildcard base/*.c) $(wildcard io/*.c) $(wildcard kvstore/*.c) \
-             $(filter-out engine/matmul.c,$(wildcard engine/*.c))
+             $(filter-out engine/matmul.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
 # engine/matmul.c per kernel set (engine/mm_kern.h): flags of each set
 MM_SETS   := portable avx2 avx512
 MM_FLAGS_portable := -DMM_SET=CPU_SET_PORTABLE -march=x86-64-v2
@@ -46,19 +46,24 @@ TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test demo asan ubsan tsan bench fuzz clean deps
+.PHONY: all test demo asan ubsan tsan bench fuzz clean deps lib install
 # keep object files of tests and benches (they are intermediates of the
 # pattern rules) so a second `make` has nothing to do
 .SECONDARY:
 
-all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN)
+all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN) lib
 
-$(BUILD)/%.o: %.c
+# every object is rebuilt when the compiler flags change (e.g. -fPIC added)
+$(BUILD)/cflags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # (a static pattern rule: only these targets, never a .d file's remake)
-$(MM_SETS:%=$(BUILD)/engine/matmul_%.o): $(BUILD)/engine/matmul_%.o: engine/matmul.c
+$(MM_SETS:%=$(BUILD)/engine/matmul_%.o): $(BUILD)/engine/matmul_%.o: engine/matmul.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MM_FLAGS_$*) -DMM_ISA=$* -MMD -MP -c $< -o $@
 
@@ -68,6 +73,56 @@ $(BUILD)/libkvt.a: $(LIB_OBJ)
 
 $(BUILD)/kvtile: $(TOOL_OBJ) $(BUILD)/libkvt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# libkvtile: the engine as a library (api/kvtile.h). Every object is
+# compiled -fPIC; the shared library exports only kvtile_* (a version
+# script) and is named by the header's version, soname by its major.
+VERSION_PART = $(shell sed -n 's/^\#define KVTILE_VERSION_$(1) \([0-9]*\)$$/\1/p' api/kvtile.h)
+VMAJOR  := $(call VERSION_PART,MAJOR)
+VERSION := $(VMAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
+SONAME  := libkvtile.so.$(VMAJOR)
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# pkg-config: what a static link needs besides the archive
+PC_PRIVATE := $(LDLIBS) -L/usr/lib/x86_64-linux-gnu/openblas-pthread
+
+lib: $(BUILD)/libkvtile.so.$(VERSION) $(BUILD)/libkvtile.a $(BUILD)/kvtile.pc $(BUILD)/kvtile.1
+
+$(BUILD)/libkvtile.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libkvtile.so.$(VERSION): $(LIB_OBJ) api/libkvtile.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=api/libkvtile.map \
+	    -Wl,--no-undefined $(LIB_OBJ) -o $@ $(LDLIBS)
+	ln -sf libkvtile.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libkvtile.so
+
+# (rebuilt when PREFIX changes: the file records it)
+$(BUILD)/kvtile.pc: api/kvtile.pc.in api/kvtile.h FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@PRIVATE@|$(PC_PRIVATE)|' api/kvtile.pc.in > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+# the man page from the option tables --help prints (kvtile --man)
+$(BUILD)/kvtile.1: $(BUILD)/kvtile
+	$(BUILD)/kvtile --man > $@.tmp && mv $@.tmp $@
+
+install: $(BUILD)/kvtile lib
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/kvtile $(DESTDIR)$(PREFIX)/bin/kvtile
+	install -m 644 api/kvtile.h $(DESTDIR)$(PREFIX)/include/kvtile.h
+	install -m 755 $(BUILD)/libkvtile.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libkvtile.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libkvtile.so
+	install -m 644 $(BUILD)/libkvtile.a $(DESTDIR)$(PREFIX)/lib/libkvtile.a
+	install -m 644 $(BUILD)/kvtile.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvtile.pc
+	install -m 644 $(BUILD)/kvtile.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvtile.1
+
+.PHONY: FORCE
+FORCE:
 
 # the CLI's pieces (everything in tools/ but main) for tests of its parts
 $(BUILD)/libkvtcli.a: $(CLI_OBJ)
