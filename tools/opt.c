@@ -111,7 +111,11 @@ static void roff_text(FILE *f, const char *s)
 
 void opt_man(FILE *f, const char *cmd, const char *usage, const struct opt *tab)
 {
-    fprintf(f, ".SS kvtile %s\n.B kvtile %s\n", cmd, cmd);
+    fputs(".SS kvtile ", f);
+    roff_text(f, cmd);
+    fputs("\n.B kvtile ", f);
+    roff_text(f, cmd);
+    fputs("\n", f);
     roff_text(f, usage);
     fputs("\n", f);
     for (const struct opt *o = tab; o->type != OPT_T_END; o++) {
