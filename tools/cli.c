@@ -477,6 +477,14 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
     return c;
 }
 
+void cli_unload(struct cli_kv *ck, model_ctx *mc, tok *tk, model *m)
+{
+    if (ck) cli_kv_close(ck);
+    model_ctx_free(mc);
+    tok_free(tk);
+    model_close(m);
+}
+
 void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
                     int batch, const char *kvname)
 {

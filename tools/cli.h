@@ -233,6 +233,10 @@ void cli_mkdir(const char *dir);
 /* A model context for this run. */
 model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m);
 
+/* Close what cli_kv_open (CK, NULL: none), cli_model_ctx and cli_load
+ * opened, in that order. */
+void cli_unload(struct cli_kv *ck, model_ctx *mc, tok *tk, model *m);
+
 /* Empty KV and evaluate ids[0..n) again in batches of `batch`, without
  * logits: the prefix under a new rotation table (--longrope-exact). Exits
  * naming KVNAME on a store error. */
