@@ -7,11 +7,11 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -g
 # One binary for every x86-64 host: code outside the kernels is built for
-# the x86-64-v2 baseline; engine/matmul.c is built once per kernel set
-# (engine/cpu.h) with that set's flags and chosen at run time from cpuid.
-# `make NATIVE=1` builds everything for this host's CPU instead (the
-# kernel sets are still built and dispatched; the baseline code is not
-# portable then).
+# the x86-64-v2 baseline; the kernel files of each instruction set
+# (engine/mm_kern.h) are built with that set's flags and chosen at run
+# time from cpuid (engine/cpu.h). `make NATIVE=1` builds everything else
+# for this host's CPU instead (the kernel sets are still built and
+# dispatched; the baseline code is not portable then).
 ARCH    ?= -march=x86-64-v2 -mtune=generic
 ifdef NATIVE
 ARCH    = -march=native
@@ -24,13 +24,20 @@ override CFLAGS += -Werror
 endif
 LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
+# the kernel files, each with its instruction set's flags; mm_x8.c twice
+MM_KERN   := mm_portable mm_avx2 mm_x8_avx2 mm_avx512 mm_x8_avx512 mm_gemm512
+MM_V3     := -march=x86-64-v3
+MM_V4     := -march=x86-64-v4 -mavx512vnni
+MM_FLAGS_mm_portable  := -march=x86-64-v2
+MM_FLAGS_mm_avx2      := $(MM_V3)
+MM_FLAGS_mm_x8_avx2   := $(MM_V3) -DMM_X8_SET=avx2
+MM_FLAGS_mm_avx512    := $(MM_V4)
+MM_FLAGS_mm_x8_avx512 := $(MM_V4) -DMM_X8_SET=avx512
+MM_FLAGS_mm_gemm512   := $(MM_V4) -mavx512bf16
+MM_SRC_mm_x8_avx2     := engine/mm_x8.c
+MM_SRC_mm_x8_avx512   := engine/mm_x8.c
 LIB_SRC   := $(wildcard base/*.c) $(wildcard io/*.c) $(wildcard kvstore/*.c) \
-             $(filter-out engine/matmul.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
-# engine/matmul.c per kernel set (engine/mm_kern.h): flags of each set
-MM_SETS   := portable avx2 avx512
-MM_FLAGS_portable := -DMM_SET=CPU_SET_PORTABLE -march=x86-64-v2
-MM_FLAGS_avx2     := -DMM_SET=CPU_SET_AVX2 -march=x86-64-v3
-MM_FLAGS_avx512   := -DMM_SET=CPU_SET_AVX512 -march=x86-64-v4 -mavx512vnni -mavx512bf16
+             $(filter-out engine/mm_%.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -39,7 +46,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCHLIB_OBJ := $(BUILD)/tools/synth.o $(BUILD)/tools/probe.o
 TESTLIB_SRC := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MM_SETS:%=$(BUILD)/engine/matmul_%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MM_KERN:%=$(BUILD)/engine/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ   := $(filter-out $(BUILD)/tools/kvtile.o,$(TOOL_OBJ))
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
@@ -64,10 +71,12 @@ $(BUILD)/%.o: %.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# (a static pattern rule: only these targets, never a .d file's remake)
-$(MM_SETS:%=$(BUILD)/engine/matmul_%.o): $(BUILD)/engine/matmul_%.o: engine/matmul.c $(BUILD)/cflags
+# (a static pattern rule: only these targets, never a .d file's remake;
+# secondary expansion finds mm_x8.c for both of its objects)
+.SECONDEXPANSION:
+$(MM_KERN:%=$(BUILD)/engine/%.o): $(BUILD)/engine/%.o: $$(or $$(MM_SRC_$$*),engine/$$*.c) $(BUILD)/cflags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(MM_FLAGS_$*) -DMM_ISA=$* -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(MM_FLAGS_$*) -MMD -MP -c $< -o $@
 
 $(BUILD)/libkvt.a: $(LIB_OBJ)
 	@rm -f $@

@@ -140,7 +140,12 @@ int main(int argc, char **argv)
     mm_ctx *c;
     int rc = pool_create(n_threads, &p);
     if (rc < 0) { fprintf(stderr, "pool: %s\n", kvt_strerror(rc)); return 1; }
-    rc = mm_ctx_create(p, max_in, &c);
+    rc = mm_ctx_create(p, max_in, NULL, &c);
+    if (rc < 0) { fprintf(stderr, "mm_ctx: %s\n", kvt_strerror(rc)); return 1; }
+    /* the same kernels with the int8 paths off, for the int8x column */
+    const struct mm_params no_int8 = {.int8_gemm_off = 1};
+    mm_ctx *c_dq;
+    rc = mm_ctx_create(p, max_in, &no_int8, &c_dq);
     if (rc < 0) { fprintf(stderr, "mm_ctx: %s\n", kvt_strerror(rc)); return 1; }
 
     const size_t n_w = (size_t)max_in * (size_t)max_out;
@@ -175,10 +180,8 @@ int main(int argc, char **argv)
                    shapes[s].model, m, n_in, n_out, ggml_type_name(t->type),
                    flop / t_mm * 1e-9, flop / t_ref * 1e-9, t_ref / t_mm,
                    (double)w.size / t_1 * 1e-9, t_1 * 1e6);
-            if (mm_int8_gemm_used(t->type, n_in, m)) {
-                mm_set_int8_gemm(0);
-                const double t_dq = time_mm(c, &w, x, m, y, big);
-                mm_set_int8_gemm(1);
+            if (mm_int8_gemm_used(c, t->type, n_in, m)) {
+                const double t_dq = time_mm(c_dq, &w, x, m, y, big);
                 printf("   %9.1f %6.2f", flop / t_dq * 1e-9, t_dq / t_mm);
             }
             printf("\n");
@@ -190,6 +193,7 @@ int main(int argc, char **argv)
     free(x);
     free(y);
     mm_ctx_free(c);
+    mm_ctx_free(c_dq);
     pool_free(p);
     return 0;
 }

@@ -54,11 +54,11 @@ __attribute__((target("avx512f,avx512dq"))) static int exp_shift_sum16(float *ro
     return c;
 }
 
-static float exp_shift_sum(float *row, int n, float m)
+static float exp_shift_sum(float *row, int n, float m, int exp16)
 {
     int c = 0;
     float sum = 0.0f;
-    if (cpu_set_active() == CPU_SET_AVX512) c = exp_shift_sum16(row, n, m, &sum);
+    if (exp16) c = exp_shift_sum16(row, n, m, &sum);
     for (; c < n; c++) {
         float p = expf(row[c] - m);
         row[c] = p;
@@ -71,6 +71,7 @@ struct attn_ctx {
     struct attn_params p;
     pool *pool;
     int grp, hd, kv_dim, half, n_kv, n_threads;
+    int exp16;           /* the AVX-512 exp (p.cpu_set is avx512) */
     size_t rows_max;     /* max_q * grp: rows of one KV head's Q */
     float *qg, *qg_se;   /* (n_kv, rows_max, hd) rotated Q, normal / grouped */
     float *acc;          /* (n_kv, rows_max, hd) */
@@ -119,6 +120,12 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     openblas_set_num_threads(1);
     a->p = *ap;
     a->pool = p;
+    const int set = cpu_set_resolve(ap->cpu_set);
+    if (set < 0) {
+        free(a);
+        return set;
+    }
+    a->exp16 = set == CPU_SET_AVX512;
     a->n_kv = ap->n_head_kv;
     a->grp = ap->n_head / ap->n_head_kv;
     a->hd = ap->head_dim;
@@ -283,7 +290,7 @@ static void span_block(void *ctx, int task, int thread)
         float *mi = a->m + r0 + (size_t)r, *li = a->l + r0 + (size_t)r;
         float mnew = mx > *mi ? mx : *mi;
         float corr = *mi == -INFINITY ? 0.0f : expf(*mi - mnew);
-        float sum = exp_shift_sum(row, n_s, mnew);
+        float sum = exp_shift_sum(row, n_s, mnew, a->exp16);
         *li = *li * corr + sum;
         *mi = mnew;
         if (corr != 1.0f) {

@@ -48,6 +48,8 @@ struct attn_params {
                                post-rotation K, as llama.cpp does); no K
                                rotation here. Incompatible with SelfExtend. */
     struct sel_policy sel;  /* decode-step tile selection (sel.on = 0: off) */
+    int cpu_set;            /* kernel set of the softmax exp (enum cpu_set;
+                               CPU_SET_DEFAULT = cpu_set_default()) */
 };
 
 /* What decode steps (n == 1 with a cached past) read, summed over calls. */

@@ -22,6 +22,7 @@
 #include "gguf.h"
 #include "pool.h"
 #include "attn.h"
+#include "matmul.h"
 #include "rope.h"
 #include "select.h"
 #include "kvstore/kvs.h"
@@ -77,6 +78,9 @@ struct model_ctx_params {
     struct sel_policy sel;   /* decode-step tile selection (attn.h); the KV
                                 store must pair its summaries as the model
                                 rotates (model_kv_pairing) */
+    struct mm_params mm;     /* kernel set (products and attention) and
+                                GEMM paths; zero = defaults (KVT_CPU or the
+                                host's best set, every path on) */
 };
 
 int model_ctx_create(const model *m, const struct model_ctx_params *p,

@@ -245,7 +245,7 @@ void tile_unpack(int type, int kv_dim, const void *src, int n, float *dst)
         break;
     case KVS_F16: {
         /* F16C on the avx2 and avx512 kernel sets (cpu.h) */
-        size_t i = cpu_set_active() >= CPU_SET_AVX2 ? tile_f16_unpack8(s8, count, dst) : 0;
+        size_t i = cpu_set_default() >= CPU_SET_AVX2 ? tile_f16_unpack8(s8, count, dst) : 0;
         for (; i < count; i++) {
             uint16_t h;
             memcpy(&h, s8 + 2 * i, 2);

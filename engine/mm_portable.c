@@ -1,0 +1,274 @@
+/* mm_portable.c - plain C kernels (mm_kern.h): the half / bfloat scalar
+ * conversions, the unpackers of every quantized type, the row dots and
+ * dequantization of the portable kernel set. Built for the x86-64-v2
+ * baseline; any compiler vectorising keeps the f32 order (no
+ * -ffast-math, no FMA contraction under -std=c11). */
+#include "mm_kern.h"
+
+#include "cpu.h"
+
+/* ---- fp16 / bf16 ---------------------------------------------------------- */
+
+static uint32_t mm_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float mm_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+float mm_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact */
+        float v = (float)mant * 0x1p-24f;
+        return mm_bits_f32(mm_f32_bits(v) | sign);
+    }
+    if (exp == 31) return mm_bits_f32(sign | 0x7F800000u | (mant << 13));
+    return mm_bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t mm_f32_to_f16(float f)
+{
+    uint32_t u = mm_f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    u &= 0x7FFFFFFFu;
+    if (u > 0x7F800000u) /* NaN: keep the top payload bits, make it quiet */
+        return (uint16_t)(sign | 0x7E00 | ((u >> 13) & 0x3FF));
+    if (u >= 0x477FF000u) return (uint16_t)(sign | 0x7C00); /* >= 65520 */
+    if (u < 0x38800000u) { /* below 2^-14: f16 subnormal or zero */
+        if (u <= 0x33000000u) return sign; /* <= 2^-25 rounds to 0 */
+        uint32_t e = u >> 23, mant = (u & 0x7FFFFFu) | 0x800000u;
+        uint32_t shift = 126 - e; /* 14..24 */
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = (u - 0x38000000u) >> 13, rem = u & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+float mm_bf16_to_f32(uint16_t h) { return mm_bf16_f32(h); }
+
+uint16_t mm_f32_to_bf16(float f)
+{
+    uint32_t u = mm_f32_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7FFFu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+/* ---- unpackers ------------------------------------------------------------ */
+
+const int8_t mm_iq4_levels[16] = {
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
+
+static uint32_t qh_u32(const uint8_t qh[4])
+{
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
+           (uint32_t)qh[3] << 24;
+}
+
+static void codes_q4_0(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((qs[j] & 0xF) - 8);
+        q[j + 16] = (int8_t)((qs[j] >> 4) - 8);
+    }
+}
+
+static void codes_q4_K(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * j + l] = (int8_t)(qs[32 * j + l] & 0xF);
+            q[64 * j + 32 + l] = (int8_t)(qs[32 * j + l] >> 4);
+        }
+}
+
+static void codes_q5_K(const blk_q5_K *x, int8_t *q)
+{
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t b = x->qs[32 * j + l], h = x->qh[l];
+            q[64 * j + l] = (int8_t)((b & 0xF) | (((h >> (2 * j)) & 1) << 4));
+            q[64 * j + 32 + l] = (int8_t)((b >> 4) | (((h >> (2 * j + 1)) & 1) << 4));
+        }
+}
+
+static void codes_q6_K(const blk_q6_K *x, int8_t *q)
+{
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+        int8_t *o = q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+            o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+    }
+}
+
+static void codes_2bits(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 4; j++)
+        for (int l = 0; l < 32; l++) q[32 * j + l] = (int8_t)((qs[l] >> (2 * j)) & 3);
+}
+
+static void codes_q3_K_high(const uint8_t *hmask, int8_t *q)
+{
+    for (int e = 0; e < 256; e++)
+        if (!((hmask[e % 32] >> (e / 32)) & 1)) q[e] = (int8_t)(q[e] - 4);
+}
+
+static void codes_iq4_32(const uint8_t *qs, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = mm_iq4_levels[qs[j] & 0xF];
+        q[j + 16] = mm_iq4_levels[qs[j] >> 4];
+    }
+}
+
+#define MM_UNPACK_TABLE mm_unpack_portable
+#include "mm_unpack.h"
+
+/* The types no vector set unpacks on its own (every set uses these). */
+
+void mm_up_q8_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q8_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        memcpy(q, x[i].qs, 32);
+        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
+    }
+}
+
+void mm_up_q4_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q4_1 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(x[i].qs[j] & 0xF);
+            q[j + 16] = (int8_t)(x[i].qs[j] >> 4);
+        }
+        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
+    }
+}
+
+static void up_q5(const uint8_t *qs, uint32_t qh, int off, int8_t *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - off);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - off);
+    }
+}
+
+void mm_up_q5_0(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q5_0 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_q5(x[i].qs, qh_u32(x[i].qh), 16, q);
+        scales32(i, MM_H2F(x[i].d), 0, sc, bi);
+    }
+}
+
+void mm_up_q5_1(const void *src, int nb, int8_t *q, float *sc, float *bi)
+{
+    const blk_q5_1 *x = src;
+    for (int i = 0; i < nb; i++, q += 32) {
+        up_q5(x[i].qs, qh_u32(x[i].qh), 0, q);
+        scales32(i, MM_H2F(x[i].d), MM_H2F(x[i].m), sc, bi);
+    }
+}
+
+/* ---- the portable set's kernels ------------------------------------------- */
+
+/* y[i] = q[i] * sc[i/16] (+ bi[i/16]) for N_GROUPS groups of 16, as a
+ * separate multiply and add: the same roundings as ggml's d*q (+ m) or
+ * d1*q - m1 (x - m == x + (-m) exactly). No add at all without a bias,
+ * so that -0 stays -0. (Every set does these two roundings.) */
+static void affine_store(const int8_t *q, const float *sc, const float *bi, int bias,
+                         float *y, int n_groups)
+{
+    for (int g = 0; g < n_groups; g++, q += 16, y += 16)
+        for (int i = 0; i < 16; i++) {
+            float v = (float)q[i] * sc[g];
+            y[i] = bias ? v + bi[g] : v;
+        }
+}
+
+static void dq_f16(const uint16_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = MM_H2F(x[i]);
+}
+
+/* sum over N_GROUPS groups of 16 of (q*sc[g] + bi[g]) * x. */
+static float dot_groups(const int8_t *q, const float *sc, const float *bi, const float *x,
+                        int n_groups)
+{
+    float acc = 0;
+    for (int g = 0; g < n_groups; g++) {
+        float part = 0;
+        for (int i = 0; i < 16; i++)
+            part += ((float)q[16 * g + i] * sc[g] + bi[g]) * x[16 * g + i];
+        acc += part;
+    }
+    return acc;
+}
+
+static float dot_f32(const float *w, const float *x, int64_t n)
+{
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++) acc += w[i] * x[i];
+    return acc;
+}
+
+static float dot_f16(const uint16_t *w, const float *x, int64_t n)
+{
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++) acc += MM_H2F(w[i]) * x[i];
+    return acc;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
+{
+    float acc = 0;
+    for (int64_t i = 0; i < n; i++) acc += mm_bf16_f32(w[i]) * x[i];
+    return acc;
+}
+
+float mm_groups_x8_tail(const int8_t *q, const float *sc, const float *bi, int bias,
+                        const int8_t *xq, const float *xd, const float *xs, int g,
+                        int n_groups, float acc)
+{
+    for (; g < n_groups; g++) {
+        int32_t isum = 0;
+        for (int i = 0; i < 16; i++) isum += (int32_t)q[16 * g + i] * xq[16 * g + i];
+        float t = (float)isum * (sc[g] * xd[g]);
+        if (bias) t += bi[g] * xs[g];
+        acc += t;
+    }
+    return acc;
+}
+
+/* sum over N_GROUPS groups g of 16 of sc[g] * xd[g] * sum(q * xq)
+ * (+ bi[g] * xs[g] if BIAS): a row chunk unpacked as for dot_groups
+ * against one int8 X row. Integer sums are exact; the rest is f32. */
+static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, int bias,
+                           const int8_t *xq, const float *xd, const float *xs, int n_groups)
+{
+    return mm_groups_x8_tail(q, sc, bi, bias, xq, xd, xs, 0, n_groups, 0);
+}
+
+#define MM_ROWS_UNPACK mm_unpack_portable
+#define MM_ROWS_F32
+#define MM_ROWS_X8
+#include "mm_rows.h"
+
+const struct mm_kernels mm_kernels_portable = {
+    .set = CPU_SET_PORTABLE,
+    .unpack = mm_unpack_portable,
+    .dequant = dequant,
+    .dot_rows = dot_rows,
+    .dot_rows_x8 = dot_rows_x8_chunks,
+};
