@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "base/kvt.h"
+#include "engine/cpu.h"
 #include "engine/generate.h"
 #include "engine/select.h"
 #include "io/io.h"
@@ -307,6 +308,10 @@ KVTILE_API int kvtile_ctx_create(const kvtile_model *m, const struct kvtile_ctx_
     };
     int rc = 0;
     if (p->attend && sel_parse(p->attend, &c->mp.sel) < 0) rc = -EINVAL;
+    if (rc >= 0 && p->kernels && (rc = cpu_set_parse(p->kernels)) >= 0) {
+        c->mp.mm.cpu_set = rc;
+        rc = cpu_set_supported(rc) ? 0 : KVT_EUNSUPP;
+    }
     c->rp = model_hparams(m->m)->rope;
     struct rope_override ov = {
         .scheme = p->rope_scaling ? rope_scheme_parse(p->rope_scaling) : -1,

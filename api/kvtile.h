@@ -217,13 +217,17 @@ struct kvtile_ctx_params {
     const char *attend;     /* decode-step tile selection: NULL or "all"
                                (every tile), or "sink:S,recent:R,top:K" /
                                "top:P%" */
+    const char *kernels;    /* matrix and attention kernel set of this
+                               context: "portable", "avx2", "avx512" (NULL:
+                               $KVT_CPU if set, else the best the CPU has);
+                               every set gives the same results to rounding */
 };
 void kvtile_ctx_params_default(struct kvtile_ctx_params *p);
 
 /* A context for M (which must outlive it). @return 0 and *out, -EINVAL
  * (a bad name or value in P), KVTILE_ERANGE (positions: LongRoPE without
  * factors, a factor count that is not the model's rotated pairs, a scale
- * < 1), -ENOMEM. */
+ * < 1), KVTILE_EUNSUPP (this CPU lacks the kernel set), -ENOMEM. */
 int kvtile_ctx_create(const kvtile_model *m, const struct kvtile_ctx_params *p,
                       kvtile_ctx **out);
 void kvtile_ctx_free(kvtile_ctx *c);

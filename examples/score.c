@@ -1,10 +1,11 @@
 /* score.c - perplexity of a text file with libkvtile, as `kvtile ppl`.
  *
  *   cc score.c $(pkg-config --cflags --libs kvtile) -o score
- *   ./score MODEL.gguf TEXT.txt [N_CTX [WINDOWS]]
+ *   ./score MODEL.gguf TEXT.txt [N_CTX [WINDOWS [KERNELS]]]
  *
  * Prints one JSON object: the same nll_sum (bit for bit), n_scored and ppl
- * as `kvtile ppl MODEL -f TEXT -c N_CTX --chunks WINDOWS --json`.
+ * as `kvtile ppl MODEL -f TEXT -c N_CTX --chunks WINDOWS --json` (with
+ * KVT_CPU=KERNELS when a kernel set is given: portable, avx2, avx512).
  */
 #include <kvtile.h>
 
@@ -29,7 +30,7 @@ static char *read_file(const char *path, size_t *len)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s MODEL.gguf TEXT.txt [N_CTX [WINDOWS]]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf TEXT.txt [N_CTX [WINDOWS [KERNELS]]]\n", argv[0]);
         return 2;
     }
     char err[512];
@@ -61,6 +62,7 @@ int main(int argc, char **argv)
     struct kvtile_ctx_params cp;
     kvtile_ctx_params_default(&cp);
     cp.n_ctx = argc > 3 ? atoll(argv[3]) : 0;
+    cp.kernels = argc > 5 ? argv[5] : NULL;
     kvtile_ctx *c;
     if ((rc = kvtile_ctx_create(m, &cp, &c)) < 0) {
         fprintf(stderr, "context: %s\n", kvtile_strerror(rc));

@@ -30,7 +30,7 @@ class CtxParams(C.Structure):
                 ("longrope_factors", C.POINTER(C.c_float)), ("n_longrope_factors", C.c_int),
                 ("self_extend_group", C.c_int), ("self_extend_window", C.c_int),
                 ("rotate_k_on_write", C.c_int), ("grow_positions", C.c_int),
-                ("longrope_exact", C.c_int), ("attend", C.c_char_p)]
+                ("longrope_exact", C.c_int), ("attend", C.c_char_p), ("kernels", C.c_char_p)]
 
 
 class ScoreParams(C.Structure):

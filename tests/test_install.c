@@ -149,18 +149,26 @@ static void test_score_example(void)
     T_CHECK(build_example("score") == 0);
     snprintf(cmd, sizeof cmd, "head -c 80000 %s > %s/text.txt", TEXT, tmp);
     T_CHECK(t_sh(cmd, NULL, 0, NULL, 0) == 0);
-    static const char *const runs[][2] = { { "256", "4" }, { "100", "7" } };
-    for (size_t i = 0; i < 2; i++) {
+    /* (the kernel set: the library's per-context option against the
+     * CLI's KVT_CPU; "" = the default) */
+    static const char *const runs[][3] = { { "256", "4", "" }, { "100", "7", "" },
+                                           { "256", "2", "portable" } };
+    for (size_t i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd, "ppl %s -f %s/text.txt -c %s --chunks %s --json -q", MODEL,
                  tmp, runs[i][0], runs[i][1]);
-        T_CHECK(t_run(cmd, out, sizeof out, err, sizeof err) == 0);
+        char envcmd[sizeof cmd + 64];
+        snprintf(envcmd, sizeof envcmd, "%s%s %s %s", runs[i][2][0] ? "KVT_CPU=" : "",
+                 runs[i][2], t_kvtile(), cmd);
+        T_CHECK(t_sh(envcmd, out, sizeof out, err, sizeof err) == 0);
         double ref = nll_sum(out), ref_n = t_json_num(out, "n_scored");
-        snprintf(cmd, sizeof cmd, "export %s; %s/score %s %s/text.txt %s %s", env, tmp, MODEL,
-                 tmp, runs[i][0], runs[i][1]);
+        if (runs[i][2][0]) T_CHECK(strstr(out, "kernels portable") != NULL);
+        snprintf(cmd, sizeof cmd, "export %s; %s/score %s %s/text.txt %s %s %s", env, tmp,
+                 MODEL, tmp, runs[i][0], runs[i][1], runs[i][2]);
         T_CHECK(t_sh(cmd, out, sizeof out, err, sizeof err) == 0);
         if (nll_sum(out) != ref) fprintf(stderr, "  score: %s  cli: %.17g\n", out, ref);
         T_CHECK(!isnan(ref) && nll_sum(out) == ref); /* bit for bit */
         T_CHECK(t_json_num(out, "n_scored") == ref_n);
+        if (runs[i][2][0]) continue;
         /* the same through ctypes */
         snprintf(cmd, sizeof cmd, "export %s; python3 examples/score.py %s %s/text.txt %s %s",
                  env, MODEL, tmp, runs[i][0], runs[i][1]);
