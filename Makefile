@@ -1,7 +1,8 @@
 # kvtile - build, test, demo, sanitizers, benchmarks.
 # Dependencies (Debian 12): liburing-dev liblz4-dev libopenblas-dev
 # libpcre2-dev libxxhash-dev libjansson-dev (JSON reading and string encoding,
-# tools/json.c and cli_json_str) pkg-config (scripts/deps.sh installs them).
+# tools/json.c and cli_json_str) pkg-config, python3 (tests/test_install
+# runs examples/score.py) (scripts/deps.sh installs them).
 
 CC      ?= cc
 BUILD   ?= build
