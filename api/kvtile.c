@@ -236,7 +236,9 @@ KVTILE_API int kvtile_store_open(const kvtile_model *m, const struct kvtile_stor
         rc = n < 0 ? (int)n : 0;
     }
     if (rc < 0) {
-        s->keep = s->keep && cfg.reopen; /* never remove a cache we did not make */
+        /* remove nothing but a temporary directory of our own: the file
+         * may be another handle's (-EBUSY) or a cache kept for later */
+        s->keep = !s->tmp_dir;
         kvtile_store_close(s);
         return rc;
     }

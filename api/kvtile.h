@@ -275,7 +275,8 @@ struct kvtile_score_params {
     int64_t score_from;     /* > 0: score positions >= score_from only */
     int decode;             /* scored positions one token at a time */
     const char *resume_dir; /* NULL, or the directory of the journal
-                               (ppl.journal) and KV cache (ppl.kvt) */
+                               (ppl.journal) and KV cache (ppl.kvt); made
+                               if missing (its parent must exist) */
     int resume;             /* continue the run recorded there */
     kvtile_progress_fn progress;
     void *user;

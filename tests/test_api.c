@@ -196,6 +196,10 @@ static void test_ctx_and_store_errors(void)
     T_CHECK(kvtile_store_n_tokens(s) == 300 && kvtile_store_tag(s) == 77);
     T_CHECK(kvtile_prefill(c, s, ids, 299) == -EINVAL); /* less than it holds */
     T_CHECK(kvtile_store_open(m, &sp, &(kvtile_store *){ NULL }) == -EBUSY);
+    sp.open = KVTILE_STORE_CREATE; /* refused too, and the file left alone */
+    T_CHECK(kvtile_store_open(m, &sp, &(kvtile_store *){ NULL }) == -EBUSY);
+    T_CHECK(access(path, F_OK) == 0);
+    sp.open = KVTILE_STORE_ANY;
     kvtile_store_close(s);
     T_CHECK(kvtile_store_open(m16, &sp, &s) == KVTILE_EMODEL);
     T_CHECK(access(path, F_OK) == 0); /* a refused cache is left alone */
