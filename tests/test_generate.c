@@ -179,6 +179,8 @@ struct fx {
     tok *tk;
     model_ctx *mc;
     kvs *kv;
+    gen *gen;
+    struct rope_params rp; /* the file's positions */
     int V;
 };
 
@@ -195,12 +197,23 @@ static int fx_open(struct fx *f, const char *path, int n_batch)
     struct kvs_config cfg = { .n_layer = hp->n_layer, .kv_dim = hp->kv_dim, .tile_tokens = 16,
                               .backing = KVS_RAM, .type = KVS_F32 };
     model_kv_pairing(f->m, &cfg.head_dim, &cfg.neox_rot);
+    f->rp = hp->rope;
     if (model_ctx_create(f->m, &p, &f->mc) < 0 || kvs_open(&cfg, &f->kv) < 0) return -1;
-    return 0;
+    return gen_create(f->m, f->tk, &f->gen);
+}
+
+/* Defaults with N_PREDICT, N_BATCH and the file's positions. */
+static void fx_params(struct fx *f, struct gen_params *p, int64_t n_predict, int n_batch)
+{
+    gen_params_default(p);
+    p->n_predict = n_predict;
+    p->n_batch = n_batch;
+    p->rope = &f->rp;
 }
 
 static void fx_close(struct fx *f)
 {
+    gen_free(f->gen);
     kvs_close(f->kv);
     model_ctx_free(f->mc);
     tok_free(f->tk);
@@ -222,13 +235,11 @@ static int64_t ref_generate(struct fx *f, const int32_t *ids0, int64_t n, int64_
                             int n_batch, double temp, double top_p, uint64_t state, int feed_last,
                             int32_t *out)
 {
-    const struct model_hparams *hp = model_hparams(f->m);
     int32_t *ids = malloc((size_t)(n + n_gen) * sizeof *ids);
     memcpy(ids, ids0, (size_t)n * sizeof *ids);
     float *lg = malloc((size_t)f->V * sizeof *lg);
-    struct rope_params rp = hp->rope;
     int rc = kvs_truncate(f->kv, 0);
-    if (rc == 0) rc = model_ctx_set_rope(f->mc, &rp, n + n_gen) < 0;
+    if (rc == 0) rc = model_ctx_set_rope(f->mc, &f->rp, n + n_gen) < 0;
     for (int64_t p0 = 0; rc == 0 && p0 < n; p0 += n_batch)
         rc = model_eval(f->mc, f->kv, ids + p0, (int)KVT_MIN((int64_t)n_batch, n - p0), p0, lg, 0);
     int64_t k = 0;
@@ -248,17 +259,12 @@ static void test_generate_matches_reference(void)
     struct fx f;
     T_REQUIRE(fx_open(&f, MODEL, 8) == 0, "no model");
     const struct model_hparams *hp = model_hparams(f.m);
-    struct rope_params rp = hp->rope;
     int32_t *ids, ref[40], eos = tok_eos(f.tk);
     int64_t n = prompt(&f, "In the beginning God created", 40, &ids);
     T_CHECK(n > 2);
-    gen *g;
-    T_CHECK(gen_create(f.m, f.tk, &g) == 0);
+    gen *g = f.gen;
     struct gen_params p;
-    gen_params_default(&p);
-    p.n_predict = 40;
-    p.n_batch = 8;
-    p.rope = &rp;
+    fx_params(&f, &p, 40, 8);
     p.stop_ids = &eos;
     p.n_stop_ids = 1;
     p.sample = (struct sample_params){ 0.8, 0.9, 7, 0 };
@@ -304,7 +310,6 @@ static void test_generate_matches_reference(void)
     T_CHECK(gen_run(g, f.mc, f.kv, ids, 2, n, &p, &r) == 0);
     T_CHECK(r.n_prefill == n - 2 && r.n_out == n_first);
     T_CHECK(memcmp(first, ids + n, (size_t)n_first * sizeof *first) == 0);
-    gen_free(g);
     free(ids);
     fx_close(&f);
 }
@@ -323,16 +328,11 @@ static void test_generate_stops(void)
 {
     struct fx f;
     T_REQUIRE(fx_open(&f, MODEL, 16) == 0, "no model");
-    struct rope_params rp = model_hparams(f.m)->rope;
     int32_t *ids;
     int64_t n = prompt(&f, "And God said", 30, &ids);
-    gen *g;
-    T_CHECK(gen_create(f.m, f.tk, &g) == 0);
+    gen *g = f.gen;
     struct gen_params p;
-    gen_params_default(&p);
-    p.n_predict = 30;
-    p.n_batch = 16;
-    p.rope = &rp;
+    fx_params(&f, &p, 30, 16);
     p.feed_last = 0;
     struct gen_result r;
     T_CHECK(gen_run(g, f.mc, f.kv, ids, 0, n, &p, &r) == 0 && r.n_out == 30);
@@ -387,7 +387,6 @@ static void test_generate_stops(void)
     p.stop_strs = empty;
     p.n_stop_strs = 1;
     T_CHECK(gen_run(g, f.mc, f.kv, ids, 0, n, &p, &r) == -EINVAL && kvs_n_tokens(f.kv) == 0);
-    gen_free(g);
     gen_free(NULL);
     free(ids);
     fx_close(&f);
@@ -422,10 +421,9 @@ static void test_prefill_chunks(void)
     n = 17;
     float *want = malloc((size_t)n * f.V * sizeof *want), *buf = malloc((size_t)5 * f.V * sizeof *buf);
     T_CHECK(t_engine_logits(f.m, ids, (int)n, 17, 16, 2, 0, 0, want) == 0); /* one shot */
-    struct rope_params rp = model_hparams(f.m)->rope;
     struct chunks c = { .want = want, .V = f.V };
     struct gen_prefill_params pp = { 5, GEN_LOGITS_ALL, buf, on_chunk, &c };
-    T_CHECK(model_ctx_set_rope(f.mc, &rp, n) >= 0);
+    T_CHECK(model_ctx_set_rope(f.mc, &f.rp, n) >= 0);
     T_CHECK(gen_prefill(f.mc, f.kv, ids, 0, 3, &(struct gen_prefill_params){ .n_batch = 2, .logits = GEN_LOGITS_NONE }) == 0);
     T_CHECK(gen_prefill(f.mc, f.kv, ids, 3, n, &pp) == 0);
     T_CHECK(c.calls == 3 && c.pos0[0] == 3 && c.pos0[1] == 8 && c.pos0[2] == 13);
@@ -455,18 +453,13 @@ static void test_generate_exact(void)
     char text[701];
     text[fread(text, 1, 700, in)] = 0;
     fclose(in);
-    struct rope_params rp = model_hparams(f.m)->rope;
     int32_t *ids;
     const int64_t n_gen = 24;
     int64_t n = prompt(&f, text, n_gen, &ids);
     T_CHECK(n < 256 && n + n_gen > 257);
-    gen *g;
-    T_CHECK(gen_create(f.m, f.tk, &g) == 0);
+    gen *g = f.gen;
     struct gen_params p;
-    gen_params_default(&p);
-    p.n_predict = n_gen;
-    p.n_batch = 64;
-    p.rope = &rp;
+    fx_params(&f, &p, n_gen, 64);
     p.grow = p.exact = 1;
     struct gen_result r;
     T_CHECK(gen_run(g, f.mc, f.kv, ids, 0, n, &p, &r) == 0);
@@ -477,7 +470,7 @@ static void test_generate_exact(void)
     for (int64_t k = 0; k < n_gen; k++) {
         int64_t len = n + k; /* tokens before the one to predict */
         int rc = kvs_truncate(f.kv, 0);
-        if (rc == 0) rc = model_ctx_set_rope(f.mc, &rp, len) < 0;
+        if (rc == 0) rc = model_ctx_set_rope(f.mc, &f.rp, len) < 0;
         for (int64_t p0 = 0; rc == 0 && p0 < len; p0 += 64)
             rc = model_eval(f.mc, f.kv, ids + p0, (int)KVT_MIN((int64_t)64, len - p0), p0, lg, 0);
         T_CHECK(rc == 0);
@@ -485,7 +478,6 @@ static void test_generate_exact(void)
     }
     T_CHECK(mismatch == 0);
     free(lg);
-    gen_free(g);
     free(ids);
     fx_close(&f);
 }

@@ -113,6 +113,11 @@ extern const char *const cli_utf8_names[];
     OPT_STR("--pre-tokenizer", NULL, "NAME", &cli_text.pre, \
             "split byte-level BPE text as NAME, not as the file's\n" \
             "tokenizer.ggml.pre says (warns)", .def = "from the file")
+/* The sampler's options (engine/sample.h) into SP (struct sample_params *). */
+#define CLI_OPTS_SAMPLE(sp) \
+    OPT_DOUBLE("--temp", NULL, "T", &(sp)->temp, 0, 1e3, "temperature (0: greedy)"), \
+    OPT_DOUBLE("--top-p", NULL, "P", &(sp)->top_p, 1e-9, 1, "nucleus sampling mass"), \
+    OPT_U64("--seed", NULL, "S", &(sp)->seed, "sampler seed")
 /* Every shared option of a command that runs the model over a KV store
  * and prints results (generate, passkey, ppl). */
 #define CLI_OPTS_MODEL_RUN(o) \
