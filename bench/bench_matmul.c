@@ -21,6 +21,7 @@
 #include "engine/matmul.h"
 #include "engine/pool.h"
 #include "base/kvt.h"
+#include "base/numfmt.h"
 
 void openblas_set_num_threads(int num_threads);
 
@@ -61,20 +62,20 @@ static size_t fill_weights(const struct btype *t, uint8_t *buf, int64_t n)
         const float v = 0.02f * next_f32();
         switch (t->type) {
         case GGML_TYPE_F32: memcpy(p, &v, 4); break;
-        case GGML_TYPE_F16: put16(p, mm_f32_to_f16(v)); break;
-        case GGML_TYPE_BF16: put16(p, mm_f32_to_bf16(v)); break;
-        case GGML_TYPE_Q8_0: put16(p, mm_f32_to_f16(v / 64)); break;
+        case GGML_TYPE_F16: put16(p, numfmt_f32_to_f16(v)); break;
+        case GGML_TYPE_BF16: put16(p, numfmt_f32_to_bf16(v)); break;
+        case GGML_TYPE_Q8_0: put16(p, numfmt_f32_to_f16(v / 64)); break;
         case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K:
-            put16(p, mm_f32_to_f16(v / 512));
-            put16(p + 2, mm_f32_to_f16(v / 512));
+            put16(p, numfmt_f32_to_f16(v / 512));
+            put16(p + 2, numfmt_f32_to_f16(v / 512));
             break;
         case GGML_TYPE_Q2_K:
-            put16(p + 80, mm_f32_to_f16(v / 32));
-            put16(p + 82, mm_f32_to_f16(v / 32));
+            put16(p + 80, numfmt_f32_to_f16(v / 32));
+            put16(p + 82, numfmt_f32_to_f16(v / 32));
             break;
-        case GGML_TYPE_Q3_K: put16(p + 108, mm_f32_to_f16(v / 128)); break;
-        case GGML_TYPE_IQ4_XS: put16(p, mm_f32_to_f16(v / 4096)); break;
-        case GGML_TYPE_Q6_K: put16(p + 208, mm_f32_to_f16(v / 1024)); break;
+        case GGML_TYPE_Q3_K: put16(p + 108, numfmt_f32_to_f16(v / 128)); break;
+        case GGML_TYPE_IQ4_XS: put16(p, numfmt_f32_to_f16(v / 4096)); break;
+        case GGML_TYPE_Q6_K: put16(p + 208, numfmt_f32_to_f16(v / 1024)); break;
         }
     }
     return size;

@@ -80,10 +80,4 @@ void mm_dequant(int type, const void *src, float *dst, int64_t n);
  * tests that compare the sets. */
 void mm_dequant_on(int set, int type, const void *src, float *dst, int64_t n);
 
-/* fp16 / bf16 scalar conversions (round to nearest even). */
-float mm_f16_to_f32(uint16_t h);
-uint16_t mm_f32_to_f16(float f);
-float mm_bf16_to_f32(uint16_t h);
-uint16_t mm_f32_to_bf16(float f);
-
 #endif

@@ -199,7 +199,7 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
     float t[8];
     _mm256_storeu_ps(t, a0);
     for (int k = 0; k < 8; k++) acc += t[k];
-    for (; i < n; i++) acc += mm_bf16_f32(w[i]) * x[i];
+    for (; i < n; i++) acc += numfmt_bf16_to_f32(w[i]) * x[i];
     return acc;
 }
 

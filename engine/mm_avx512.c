@@ -99,7 +99,7 @@ static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
                              _mm512_loadu_ps(x + i + 16), a1);
     }
     float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-    for (; i < n; i++) acc += mm_bf16_f32(w[i]) * x[i];
+    for (; i < n; i++) acc += numfmt_bf16_to_f32(w[i]) * x[i];
     return acc;
 }
 

@@ -191,7 +191,7 @@ static const uint16_t *mm_bg_wrows(const struct mm_bg_job *j, int64_t r,
             const __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i + 16)));
             _mm512_storeu_si512(buf + i, (__m512i)_mm512_cvtne2ps_pbh(b, a));
         }
-        for (; i < n; i++) buf[i] = mm_f32_to_bf16(MM_H2F(src[i]));
+        for (; i < n; i++) buf[i] = numfmt_f32_to_bf16(MM_H2F(src[i]));
     }
     memset(buf + nr * j->n_in, 0, (size_t)((MM_BG_NW - nr) * j->n_in) * sizeof *buf);
     return buf;

@@ -64,26 +64,13 @@
 #include <string.h>
 
 #include "base/kvt.h"
+#include "base/numfmt.h"
 #include "gguf.h"
 #include "matmul.h"
 #include "pool.h"
 
-/* A half's value: F16C where the file's set has it, else plain C (both
- * exact). */
-#if defined(__F16C__)
-#include <immintrin.h>
-#define MM_H2F(h) _cvtsh_ss(h)
-#else
-#define MM_H2F(h) mm_f16_to_f32(h)
-#endif
-
-static inline float mm_bf16_f32(uint16_t h)
-{
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+/* A half's value (base/numfmt.h: F16C in the files built with it). */
+#define MM_H2F(h) numfmt_f16_to_f32(h)
 
 #define MM_QK_K 256
 #define MM_ROWS_MAX 128 /* W rows dequantized per sgemm call */

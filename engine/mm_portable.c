@@ -1,60 +1,11 @@
-/* mm_portable.c - plain C kernels (mm_kern.h): the half / bfloat scalar
- * conversions, the unpackers of every quantized type, the row dots and
- * dequantization of the portable kernel set. Built for the x86-64-v2
+/* mm_portable.c - plain C kernels (mm_kern.h): the unpackers of every
+ * quantized type, the row dots and dequantization of the portable kernel
+ * set (half / bfloat values: base/numfmt.h). Built for the x86-64-v2
  * baseline; any compiler vectorising keeps the f32 order (no
  * -ffast-math, no FMA contraction under -std=c11). */
 #include "mm_kern.h"
 
 #include "cpu.h"
-
-/* ---- fp16 / bf16 ---------------------------------------------------------- */
-
-static uint32_t mm_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float mm_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-float mm_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact */
-        float v = (float)mant * 0x1p-24f;
-        return mm_bits_f32(mm_f32_bits(v) | sign);
-    }
-    if (exp == 31) return mm_bits_f32(sign | 0x7F800000u | (mant << 13));
-    return mm_bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-uint16_t mm_f32_to_f16(float f)
-{
-    uint32_t u = mm_f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-    u &= 0x7FFFFFFFu;
-    if (u > 0x7F800000u) /* NaN: keep the top payload bits, make it quiet */
-        return (uint16_t)(sign | 0x7E00 | ((u >> 13) & 0x3FF));
-    if (u >= 0x477FF000u) return (uint16_t)(sign | 0x7C00); /* >= 65520 */
-    if (u < 0x38800000u) { /* below 2^-14: f16 subnormal or zero */
-        if (u <= 0x33000000u) return sign; /* <= 2^-25 rounds to 0 */
-        uint32_t e = u >> 23, mant = (u & 0x7FFFFFu) | 0x800000u;
-        uint32_t shift = 126 - e; /* 14..24 */
-        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1);
-        uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = (u - 0x38000000u) >> 13, rem = u & 0x1FFF;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
-float mm_bf16_to_f32(uint16_t h) { return mm_bf16_f32(h); }
-
-uint16_t mm_f32_to_bf16(float f)
-{
-    uint32_t u = mm_f32_bits(f);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7FFFu + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
 
 /* ---- unpackers ------------------------------------------------------------ */
 
@@ -199,7 +150,7 @@ static void affine_store(const int8_t *q, const float *sc, const float *bi, int 
 
 static void dq_f16(const uint16_t *x, float *y, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] = MM_H2F(x[i]);
+    numfmt_f16_to_f32_row(x, (size_t)n, y, 0);
 }
 
 /* sum over N_GROUPS groups of 16 of (q*sc[g] + bi[g]) * x. */
@@ -233,7 +184,7 @@ static float dot_f16(const uint16_t *w, const float *x, int64_t n)
 static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
 {
     float acc = 0;
-    for (int64_t i = 0; i < n; i++) acc += mm_bf16_f32(w[i]) * x[i];
+    for (int64_t i = 0; i < n; i++) acc += numfmt_bf16_to_f32(w[i]) * x[i];
     return acc;
 }
 

@@ -17,9 +17,7 @@ static void dequant(int type, const void *src, float *dst, int64_t n)
     switch (type) {
     case GGML_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return;
     case GGML_TYPE_F16: dq_f16(src, dst, n); return;
-    case GGML_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) dst[i] = mm_bf16_f32(((const uint16_t *)src)[i]);
-        return;
+    case GGML_TYPE_BF16: numfmt_bf16_to_f32_row(src, (size_t)n, dst); return;
     default: break;
     }
     const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;

@@ -1,5 +1,5 @@
 /* test_matmul.c - engine/matmul against the naive oracles of ref_quant.c:
- * fp16/bf16 conversions, bit-exact dequantization of every type, products
+ * bit-exact dequantization of every type, products
  * against a double-precision triple loop, real GGUF weights, the direct
  * bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16 copy of
  * tiny-kjv against the F32 original) and the int8 GEMM (its error bound
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../base/numfmt.h"
 #include "../engine/cpu.h"
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
@@ -33,7 +34,6 @@ static const int all_types[] = {
 #define N_TYPES ((int)(sizeof all_types / sizeof all_types[0]))
 
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float fbits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 /* Same float, NaNs counted equal to NaNs. */
 static int same(float a, float b)
@@ -58,114 +58,6 @@ static int used(const struct mm_params *mp, int int8, int type, int64_t n_in, in
     mm_ctx_free(c);
     pool_free(p);
     return r;
-}
-
-static void test_f16_known(void)
-{
-    T_CHECK(mm_f32_to_f16(1.0f) == 0x3C00);
-    T_CHECK(mm_f32_to_f16(-2.0f) == 0xC000);
-    T_CHECK(mm_f32_to_f16(65504.0f) == 0x7BFF);
-    T_CHECK(mm_f32_to_f16(65519.0f) == 0x7BFF);      /* below the midpoint */
-    T_CHECK(mm_f32_to_f16(65520.0f) == 0x7C00);      /* tie, odd -> inf */
-    T_CHECK(mm_f32_to_f16(1e6f) == 0x7C00);
-    T_CHECK(mm_f32_to_f16(-INFINITY) == 0xFC00);
-    T_CHECK(mm_f32_to_f16(0.0f) == 0x0000);
-    T_CHECK(mm_f32_to_f16(-0.0f) == 0x8000);
-    T_CHECK(mm_f32_to_f16(0x1p-24f) == 0x0001);      /* smallest subnormal */
-    T_CHECK(mm_f32_to_f16(0x1p-25f) == 0x0000);      /* tie -> even 0 */
-    T_CHECK(mm_f32_to_f16(0x1.000002p-25f) == 0x0001);
-    T_CHECK(mm_f32_to_f16(0x3p-25f) == 0x0002);      /* 1.5 ulp, tie -> 2 */
-    T_CHECK(mm_f32_to_f16(0x5p-25f) == 0x0002);      /* 2.5 ulp, tie -> 2 */
-    T_CHECK(mm_f32_to_f16(0x1p-14f) == 0x0400);      /* smallest normal */
-    T_CHECK(mm_f32_to_f16(0x1.ff8p-15f) == 0x03FF);  /* largest subnormal */
-    T_CHECK(mm_f32_to_f16(0x1.ffcp-15f) == 0x0400);  /* tie, odd -> normal */
-    T_CHECK(mm_f32_to_f16(0x1.ffbp-15f) == 0x03FF);
-    T_CHECK(mm_f32_to_f16(1.0f + 0x1p-11f) == 0x3C00); /* tie -> even */
-    T_CHECK(mm_f32_to_f16(1.0f + 0x3p-11f) == 0x3C02); /* tie -> even */
-    T_CHECK(mm_f32_to_f16(1.0f + 0x1.2p-11f) == 0x3C01);
-    T_CHECK(mm_f32_to_f16(1e-10f) == 0x0000);
-    uint16_t hn = mm_f32_to_f16(NAN);
-    T_CHECK((hn & 0x7C00) == 0x7C00 && (hn & 0x3FF) != 0);
-
-    T_CHECK(mm_f16_to_f32(0x3C00) == 1.0f);
-    T_CHECK(mm_f16_to_f32(0xC000) == -2.0f);
-    T_CHECK(mm_f16_to_f32(0x7BFF) == 65504.0f);
-    T_CHECK(mm_f16_to_f32(0x0001) == 0x1p-24f);
-    T_CHECK(mm_f16_to_f32(0x03FF) == 0x1.ff8p-15f);
-    T_CHECK(mm_f16_to_f32(0x3555) == 0x1.554p-2f);
-    T_CHECK(bits(mm_f16_to_f32(0x8000)) == 0x80000000u);
-    T_CHECK(isinf(mm_f16_to_f32(0x7C00)) && mm_f16_to_f32(0x7C00) > 0);
-    T_CHECK(isnan(mm_f16_to_f32(0x7E00)));
-}
-
-static void test_f16_exhaustive(void)
-{
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536; h++) {
-        float f = mm_f16_to_f32((uint16_t)h);
-        if (!same(f, ref_f16_to_f32((uint16_t)h))) bad++;
-        /* every non-NaN half survives the round trip */
-        if (!isnan(f) && mm_f32_to_f16(f) != h) bad++;
-    }
-    T_CHECK(bad == 0);
-}
-
-static void test_f16_random(void)
-{
-    uint64_t seed = 0x9E3779B97F4A7C15u;
-    int bad = 0;
-    for (int i = 0; i < 200000; i++) {
-        float f;
-        switch (i % 4) {
-        case 0: f = fbits((uint32_t)ref_rand_u64(&seed)); break; /* any bits */
-        case 1: f = 70000.0f * ref_rand_f32(&seed); break;
-        case 2: f = 0x1p-13f * ref_rand_f32(&seed); break; /* subnormal range */
-        default: { /* near a midpoint between two halves */
-            uint16_t h = (uint16_t)(ref_rand_u64(&seed) & 0x7BFE);
-            float a = ref_f16_to_f32(h), b = ref_f16_to_f32((uint16_t)(h + 1));
-            f = fbits(bits(a + (b - a) / 2) + (uint32_t)(ref_rand_u64(&seed) % 3) - 1);
-        }
-        }
-        uint16_t got = mm_f32_to_f16(f), want = ref_f32_to_f16(f);
-        if (isnan(f)) {
-            if (!isnan(mm_f16_to_f32(got)) || (got & 0x8000) != (want & 0x8000)) bad++;
-        } else if (got != want) {
-            if (bad < 5) fprintf(stderr, "  f16(%a) = %04x, want %04x\n", f, got, want);
-            bad++;
-        }
-    }
-    T_CHECK(bad == 0);
-}
-
-static void test_bf16(void)
-{
-    T_CHECK(mm_f32_to_bf16(1.0f) == 0x3F80);
-    T_CHECK(mm_f32_to_bf16(-2.0f) == 0xC000);
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F808000u)) == 0x3F80); /* tie -> even */
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F818000u)) == 0x3F82); /* tie -> even */
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F808001u)) == 0x3F81);
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F807FFFu)) == 0x3F80);
-    T_CHECK(mm_f32_to_bf16(fbits(0x7F7FFFFFu)) == 0x7F80); /* max -> inf */
-    T_CHECK(mm_f32_to_bf16(fbits(0x00000001u)) == 0x0000);
-    T_CHECK(mm_f32_to_bf16(INFINITY) == 0x7F80);
-    /* NaN must stay NaN even when only low mantissa bits are set. */
-    T_CHECK(isnan(mm_bf16_to_f32(mm_f32_to_bf16(fbits(0x7F800001u)))));
-    T_CHECK(isnan(mm_bf16_to_f32(mm_f32_to_bf16(fbits(0xFFC00000u)))));
-    T_CHECK(mm_bf16_to_f32(0x3F80) == 1.0f);
-    T_CHECK(mm_bf16_to_f32(0x4049) == 3.140625f);
-    T_CHECK(bits(mm_bf16_to_f32(0x8000)) == 0x80000000u);
-
-    uint64_t seed = 12345;
-    int bad = 0;
-    for (int i = 0; i < 200000; i++) {
-        float f = fbits((uint32_t)ref_rand_u64(&seed));
-        if (i % 2) f = fbits((bits(f) & 0xFFFF0000u) | 0x8000u); /* ties */
-        uint16_t got = mm_f32_to_bf16(f);
-        if (isnan(f)) { if (!isnan(mm_bf16_to_f32(got))) bad++; continue; }
-        if (got != ref_f32_to_bf16(f)) bad++;
-        if (!same(mm_bf16_to_f32(got), ref_bf16_to_f32(got))) bad++;
-    }
-    T_CHECK(bad == 0);
 }
 
 static void test_supported(void)
@@ -457,7 +349,7 @@ static void test_matmul_edges(void)
 static void test_bf16_gemm(void)
 {
     if (!used(&prm, 0, GGML_TYPE_BF16, 256, 64))
-        T_SKIP("no AVX512-BF16 (or not compiled in): direct bf16 GEMM unused");
+        T_SKIP("this set or CPU has no direct bf16 GEMM (avx512 + AVX512-BF16)");
     T_CHECK(!used(&prm, 0, GGML_TYPE_BF16, 256, 8));
     T_CHECK(!used(&prm, 0, GGML_TYPE_BF16, 255, 64));
     T_CHECK(!used(&prm, 0, GGML_TYPE_F32, 256, 64));
@@ -550,7 +442,7 @@ static void test_int8_decode(void)
 static void test_int8_gemm(void)
 {
     if (!used(&prm, 1, GGML_TYPE_Q8_0, 256, 64))
-        T_SKIP("no AVX512-VNNI (or not compiled in): int8 GEMM unused");
+        T_SKIP("this set has no int8 GEMM (avx512: AVX512-VNNI)");
     T_CHECK(used(&prm, 1, GGML_TYPE_Q4_0, 256, 9));
     T_CHECK(used(&prm, 1, GGML_TYPE_Q4_K, 256, 9));
     T_CHECK(used(&prm, 1, GGML_TYPE_IQ4_NL, 32, 9));
@@ -623,7 +515,7 @@ static int fill_bf16(void *ctx, void *dst, size_t size)
     const float *f = t->data;
     uint16_t *h = dst;
     KVT_ASSERT(size == t->size / 2);
-    for (size_t i = 0; i < size / 2; i++) h[i] = mm_f32_to_bf16(f[i]);
+    for (size_t i = 0; i < size / 2; i++) h[i] = numfmt_f32_to_bf16(f[i]);
     return 0;
 }
 
@@ -903,10 +795,6 @@ static void test_sets(void)
 
 int main(void)
 {
-    T_RUN(test_f16_known);
-    T_RUN(test_f16_exhaustive);
-    T_RUN(test_f16_random);
-    T_RUN(test_bf16);
     T_RUN(test_supported);
     T_RUN(test_sets);
     /* every kernel set this host has, the portable one last (cpu.h) */
