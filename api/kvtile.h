@@ -331,13 +331,16 @@ struct kvtile_gen_result {
 };
 
 /* Continue the prompt ids[0..n_prompt): S must hold its first
- * kvtile_store_n_tokens(s) < n_prompt tokens (0: evaluate all; a kept
- * cache of a document: only the rest); the rest is evaluated, then up to
- * n_predict tokens are generated. TEXT[0..cap): the generated text,
- * NUL-terminated when it fits. Afterwards S holds the prompt and the
- * generated tokens. @return the bytes of the whole generated text (as
- * kvtile_detokenize: retry with a larger buffer is not needed, the text
- * so far is in TEXT up to cap-1 bytes), -EINVAL, store errors, or
+ * k = kvtile_store_n_tokens(s) < n_prompt tokens (0: evaluate it all; a
+ * kept cache of a document: only the rest), which are evaluated with the
+ * positions prepared for n_prompt + n_predict (grow_positions: for the
+ * length so far); then up to n_predict tokens
+ * are generated (each passed to on_token). TEXT[0..cap): the generated
+ * text, cut to cap - 1 bytes and NUL-terminated (cap 0: not wanted).
+ * Afterwards S holds the prompt and the generated tokens. R: counts and
+ * times. @return the bytes of the whole generated text (> cap - 1: TEXT
+ * holds its start), -EINVAL (k >= n_prompt, a bad id or parameter, a
+ * store whose tile size is not the context's), -ENOMEM, store errors, or
  * on_token's error. */
 int64_t kvtile_generate(kvtile_ctx *c, kvtile_store *s, const int32_t *ids, int64_t n_prompt,
                         const struct kvtile_gen_params *p, char *text, size_t cap,
