@@ -1,7 +1,8 @@
 # kvtile - build, test, demo, sanitizers, benchmarks.
 # Dependencies (Debian 12): liburing-dev liblz4-dev libopenblas-dev
 # libpcre2-dev libxxhash-dev libjansson-dev (JSON reading and string encoding,
-# tools/json.c and cli_json_str) pkg-config (scripts/deps.sh installs them).
+# tools/json.c and cli_json_str) pkg-config, python3 (tests/test_install
+# runs examples/score.py) (scripts/deps.sh installs them).
 
 CC      ?= cc
 BUILD   ?= build
@@ -18,7 +19,7 @@ ARCH    = -march=native
 endif
 override CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wundef \
                    -D_GNU_SOURCE -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread \
-                   $(OPT) $(ARCH) -pthread
+                   $(OPT) $(ARCH) -pthread -fPIC
 ifdef CI
 override CFLAGS += -Werror
 endif
@@ -37,7 +38,7 @@ MM_FLAGS_mm_gemm512   := $(MM_V4) -mavx512bf16
 MM_SRC_mm_x8_avx2     := engine/mm_x8.c
 MM_SRC_mm_x8_avx512   := engine/mm_x8.c
 LIB_SRC   := $(wildcard base/*.c) $(wildcard io/*.c) $(wildcard kvstore/*.c) \
-             $(filter-out engine/mm_%.c,$(wildcard engine/*.c))
+             $(filter-out engine/mm_%.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -53,21 +54,28 @@ TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test demo asan ubsan tsan bench fuzz clean deps
+.PHONY: all test demo asan ubsan tsan bench fuzz clean deps lib install
 # keep object files of tests and benches (they are intermediates of the
 # pattern rules) so a second `make` has nothing to do
 .SECONDARY:
 
-all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN)
+all: $(BUILD)/kvtile $(TEST_BIN) $(BENCH_BIN) lib
 
-$(BUILD)/%.o: %.c
+# every object is rebuilt when the compiler flags change (e.g. -fPIC
+# added); -Werror changes no object
+FLAGS_NOW = $(CC) $(filter-out -Werror,$(CFLAGS))
+$(BUILD)/cflags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+
+$(BUILD)/%.o: %.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # (a static pattern rule: only these targets, never a .d file's remake;
 # secondary expansion finds mm_x8.c for both of its objects)
 .SECONDEXPANSION:
-$(MM_KERN:%=$(BUILD)/engine/%.o): $(BUILD)/engine/%.o: $$(or $$(MM_SRC_$$*),engine/$$*.c)
+$(MM_KERN:%=$(BUILD)/engine/%.o): $(BUILD)/engine/%.o: $$(or $$(MM_SRC_$$*),engine/$$*.c) $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MM_FLAGS_$*) -MMD -MP -c $< -o $@
 
@@ -77,6 +85,56 @@ $(BUILD)/libkvt.a: $(LIB_OBJ)
 
 $(BUILD)/kvtile: $(TOOL_OBJ) $(BUILD)/libkvt.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# libkvtile: the engine as a library (api/kvtile.h). Every object is
+# compiled -fPIC; the shared library exports only kvtile_* (a version
+# script) and is named by the header's version, soname by its major.
+VERSION_PART = $(shell sed -n 's/^\#define KVTILE_VERSION_$(1) \([0-9]*\)$$/\1/p' api/kvtile.h)
+VMAJOR  := $(call VERSION_PART,MAJOR)
+VERSION := $(VMAJOR).$(call VERSION_PART,MINOR).$(call VERSION_PART,PATCH)
+SONAME  := libkvtile.so.$(VMAJOR)
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# pkg-config: what a static link needs besides the archive
+PC_PRIVATE := $(LDLIBS) -L/usr/lib/x86_64-linux-gnu/openblas-pthread
+
+lib: $(BUILD)/libkvtile.so.$(VERSION) $(BUILD)/libkvtile.a $(BUILD)/kvtile.pc $(BUILD)/kvtile.1
+
+$(BUILD)/libkvtile.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libkvtile.so.$(VERSION): $(LIB_OBJ) api/libkvtile.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=api/libkvtile.map \
+	    -Wl,--no-undefined $(LIB_OBJ) -o $@ $(LDLIBS)
+	ln -sf libkvtile.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libkvtile.so
+
+# (rebuilt when PREFIX changes: the file records it)
+$(BUILD)/kvtile.pc: api/kvtile.pc.in api/kvtile.h FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@PRIVATE@|$(PC_PRIVATE)|' api/kvtile.pc.in > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; fi
+
+# the man page from the option tables --help prints (kvtile --man)
+$(BUILD)/kvtile.1: $(BUILD)/kvtile
+	$(BUILD)/kvtile --man > $@.tmp && mv $@.tmp $@
+
+install: $(BUILD)/kvtile lib
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/kvtile $(DESTDIR)$(PREFIX)/bin/kvtile
+	install -m 644 api/kvtile.h $(DESTDIR)$(PREFIX)/include/kvtile.h
+	install -m 755 $(BUILD)/libkvtile.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libkvtile.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libkvtile.so
+	install -m 644 $(BUILD)/libkvtile.a $(DESTDIR)$(PREFIX)/lib/libkvtile.a
+	install -m 644 $(BUILD)/kvtile.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvtile.pc
+	install -m 644 $(BUILD)/kvtile.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvtile.1
+
+.PHONY: FORCE
+FORCE:
 
 # the CLI's pieces (everything in tools/ but main) for tests of its parts
 $(BUILD)/libkvtcli.a: $(CLI_OBJ)

@@ -266,7 +266,7 @@ void cli_progress(struct cli_progress *p, int64_t done, int64_t total,
                   int64_t tokens, const char *extra);
 void cli_progress_end(struct cli_progress *p);
 
-/* -log softmax(logits)[target], in double: the scored loss of one token. */
+/* score_nll (engine/score.h), for the commands not yet on score.h. */
 double cli_nll(const float *logits, int n_vocab, int target);
 
 /* The decode-step read counters as JSON members (each preceded by ", "):
