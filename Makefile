@@ -10,7 +10,7 @@ OPT     ?= -O2 -g
 # One binary for every x86-64 host: code outside the kernels is built for
 # the x86-64-v2 baseline; the kernel files of each instruction set
 # (engine/mm_kern.h) are built with that set's flags and chosen at run
-# time from cpuid (engine/cpu.h). `make NATIVE=1` builds everything else
+# time from cpuid (base/cpu.h). `make NATIVE=1` builds everything else
 # for this host's CPU instead (the kernel sets are still built and
 # dispatched; the baseline code is not portable then).
 ARCH    ?= -march=x86-64-v2 -mtune=generic
@@ -184,7 +184,7 @@ tsan:
 # which test_fuzz runs over each corpus in tests/fuzz/corpus/NAME/.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
-FUZZ_LIB := base/kvt.c base/numfmt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c $(wildcard kvstore/codec*.c) \
+FUZZ_LIB := base/kvt.c base/cpu.c base/numfmt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c $(wildcard kvstore/codec*.c) \
             kvstore/kvs.c kvstore/kvs_file.c kvstore/kvs_read.c kvstore/journal.c tools/json.c tools/batch_cache.c
 all: $(FUZZ_REPLAY)
 $(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.h $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a

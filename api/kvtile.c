@@ -11,7 +11,7 @@
 #include <xxhash.h>
 
 #include "base/kvt.h"
-#include "engine/cpu.h"
+#include "base/cpu.h"
 #include "engine/generate.h"
 #include "engine/select.h"
 #include "io/io.h"

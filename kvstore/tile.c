@@ -12,7 +12,7 @@
 #define XXH_INLINE_ALL /* compiled here with this build's vector ISA */
 #include <xxhash.h>
 
-#include "engine/cpu.h"
+#include "base/cpu.h"
 #include "base/kvt.h"
 #include "base/numfmt.h"
 

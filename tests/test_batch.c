@@ -23,19 +23,6 @@ static char dir[64] = "/tmp/kvt-batch-XXXXXX";
 static char bin[4096];
 
 
-/* Run a shell command; @return its exit status (or -1). */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[16384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return rc == -1 || !WIFEXITED(rc) ? -1 : WEXITSTATUS(rc);
-}
-
 /* Lines of a file (up to max), each malloc'ed. */
 static int read_lines(const char *path, char **lines, int max)
 {
@@ -128,9 +115,9 @@ static int make_docs(void)
 
 static void test_score_cache(void)
 {
-    T_CHECK(sh("%s batch %s -i %s/docs.jsonl -o %s/s1.jsonl --cache-dir %s/cache --quiet",
+    T_CHECK(t_system("%s batch %s -i %s/docs.jsonl -o %s/s1.jsonl --cache-dir %s/cache --quiet",
                bin, MODEL, dir, dir, dir) == 0);
-    T_CHECK(sh("%s batch %s -i %s/docs.jsonl -o %s/s2.jsonl --cache-dir %s/cache --quiet",
+    T_CHECK(t_system("%s batch %s -i %s/docs.jsonl -o %s/s2.jsonl --cache-dir %s/cache --quiet",
                bin, MODEL, dir, dir, dir) == 0);
     char p1[256], p2[256], *l1[NDOC + 1], *l2[NDOC + 1];
     snprintf(p1, sizeof p1, "%s/s1.jsonl", dir);
@@ -174,7 +161,7 @@ static void test_score_cache(void)
         T_CHECK(ref[0] && !strcmp(ref, got));
     }
     /* the directory form gives the same numbers (ids are file names) */
-    T_CHECK(sh("%s batch %s -i %s/txt -o %s/s3.jsonl --quiet", bin, MODEL, dir, dir) == 0);
+    T_CHECK(t_system("%s batch %s -i %s/txt -o %s/s3.jsonl --quiet", bin, MODEL, dir, dir) == 0);
     char p3[256], *l3[NDOC + 1];
     snprintf(p3, sizeof p3, "%s/s3.jsonl", dir);
     int n3 = read_lines(p3, l3, NDOC + 1);
@@ -190,13 +177,13 @@ static void test_score_cache(void)
     /* cache ls / gc */
     char lsout[256];
     snprintf(lsout, sizeof lsout, "%s/ls.txt", dir);
-    T_CHECK(sh("%s cache ls %s/cache --json > %s", bin, dir, lsout) == 0);
+    T_CHECK(t_system("%s cache ls %s/cache --json > %s", bin, dir, lsout) == 0);
     char *ls[NDOC + 2];
     int nl = read_lines(lsout, ls, NDOC + 2);
     T_CHECK(nl == NDOC);
     free_lines(ls, nl > 0 ? nl : 0);
-    T_CHECK(sh("%s cache gc --max-bytes 0 %s/cache > /dev/null", bin, dir) == 0);
-    T_CHECK(sh("test -z \"$(ls %s/cache)\"", dir) == 0);
+    T_CHECK(t_system("%s cache gc --max-bytes 0 %s/cache > /dev/null", bin, dir) == 0);
+    T_CHECK(t_system("test -z \"$(ls %s/cache)\"", dir) == 0);
     free_lines(l1, n1 > 0 ? n1 : 0);
     free_lines(l2, n2 > 0 ? n2 : 0);
     free_lines(l3, n3 > 0 ? n3 : 0);
@@ -207,12 +194,12 @@ static void test_generate_cache(void)
     /* 3 documents; a first question fills the caches, a second question on
      * the same documents hits them; a fresh run (no cache) of the second
      * question is the reference answer */
-    T_CHECK(sh("head -n 3 %s/docs.jsonl > %s/g1.jsonl && sed 's/Who is the son of David?/"
+    T_CHECK(t_system("head -n 3 %s/docs.jsonl > %s/g1.jsonl && sed 's/Who is the son of David?/"
                "What did Jesus say?/' %s/g1.jsonl > %s/g2.jsonl", dir, dir, dir, dir) == 0);
     const char *opts = "--task generate -n 10 --quiet";
-    T_CHECK(sh("%s batch %s -i %s/g1.jsonl -o %s/ga.jsonl --cache-dir %s/gcache %s", bin, MODEL, dir, dir, dir, opts) == 0);
-    T_CHECK(sh("%s batch %s -i %s/g2.jsonl -o %s/gb.jsonl --cache-dir %s/gcache %s", bin, MODEL, dir, dir, dir, opts) == 0);
-    T_CHECK(sh("%s batch %s -i %s/g2.jsonl -o %s/gc.jsonl %s", bin, MODEL, dir, dir, opts) == 0);
+    T_CHECK(t_system("%s batch %s -i %s/g1.jsonl -o %s/ga.jsonl --cache-dir %s/gcache %s", bin, MODEL, dir, dir, dir, opts) == 0);
+    T_CHECK(t_system("%s batch %s -i %s/g2.jsonl -o %s/gb.jsonl --cache-dir %s/gcache %s", bin, MODEL, dir, dir, dir, opts) == 0);
+    T_CHECK(t_system("%s batch %s -i %s/g2.jsonl -o %s/gc.jsonl %s", bin, MODEL, dir, dir, opts) == 0);
     char pa[256], pb[256], pc[256], *la[4], *lb[4], *lc[4];
     snprintf(pa, sizeof pa, "%s/ga.jsonl", dir);
     snprintf(pb, sizeof pb, "%s/gb.jsonl", dir);
@@ -236,7 +223,7 @@ static void test_generate_cache(void)
         jrec_free(ba); jrec_free(bb); jrec_free(bc);
     }
     /* a stop string cuts the answer before it */
-    T_CHECK(sh("%s batch %s -i %s/g2.jsonl -o %s/gd.jsonl --task generate -n 10 --stop ' ' --quiet",
+    T_CHECK(t_system("%s batch %s -i %s/g2.jsonl -o %s/gd.jsonl --task generate -n 10 --stop ' ' --quiet",
                bin, MODEL, dir, dir) == 0);
     char pd[256], *ld[4];
     snprintf(pd, sizeof pd, "%s/gd.jsonl", dir);
@@ -263,7 +250,7 @@ static void make_bad_input(void)
     FILE *f = fopen(path, "wb");
     fputs("valid start \xff\xfe then junk\n", f);
     fclose(f);
-    T_CHECK(sh("cd %s && { head -n 2 docs.jsonl; echo '{\"id\": \"broken\", \"text\": '; "
+    T_CHECK(t_system("cd %s && { head -n 2 docs.jsonl; echo '{\"id\": \"broken\", \"text\": '; "
                "sed -n 3,4p docs.jsonl; echo '{\"id\": \"nofile\", \"path\": \"no/such.txt\"}'; "
                "sed -n 5,6p docs.jsonl; echo '{\"id\": \"latin1\", \"path\": \"bad.bin\"}'; "
                "sed -n 7,8p docs.jsonl; printf '{\"id\": \"raw\", \"text\": \"caf\\351\"}\\n'; "
@@ -273,7 +260,7 @@ static void make_bad_input(void)
 static void test_bad_input(void)
 {
     make_bad_input();
-    T_CHECK(sh("%s batch %s -i %s/mixed.jsonl -o %s/m.jsonl --no-timings --quiet 2> %s/m.err",
+    T_CHECK(t_system("%s batch %s -i %s/mixed.jsonl -o %s/m.jsonl --no-timings --quiet 2> %s/m.err",
                bin, MODEL, dir, dir, dir) == 0);
     char p[256], *l[32];
     snprintf(p, sizeof p, "%s/m.jsonl", dir);
@@ -318,15 +305,15 @@ static void test_bad_input(void)
 static void test_shards(void)
 {
     const char *o = "--no-timings --quiet";
-    T_CHECK(sh("%s batch %s -i %s/mixed.jsonl -o %s/all.jsonl %s", bin, MODEL, dir, dir, o) == 0);
+    T_CHECK(t_system("%s batch %s -i %s/mixed.jsonl -o %s/all.jsonl %s", bin, MODEL, dir, dir, o) == 0);
     for (int s = 0; s < 3; s++)
-        T_CHECK(sh("%s batch %s -i %s/mixed.jsonl -o %s/sh%d.jsonl --shard %d/3 %s",
+        T_CHECK(t_system("%s batch %s -i %s/mixed.jsonl -o %s/sh%d.jsonl --shard %d/3 %s",
                    bin, MODEL, dir, dir, s, s, o) == 0);
-    T_CHECK(sh("%s merge %s/merged.jsonl %s/sh2.jsonl %s/sh0.jsonl %s/sh1.jsonl", bin, dir, dir, dir, dir) == 0);
-    T_CHECK(sh("cmp -s %s/all.jsonl %s/merged.jsonl", dir, dir) == 0);
-    T_CHECK(sh("test $(wc -l < %s/sh1.jsonl) -eq 5", dir) == 0); /* indices 1,4,7,10,13 */
+    T_CHECK(t_system("%s merge %s/merged.jsonl %s/sh2.jsonl %s/sh0.jsonl %s/sh1.jsonl", bin, dir, dir, dir, dir) == 0);
+    T_CHECK(t_system("cmp -s %s/all.jsonl %s/merged.jsonl", dir, dir) == 0);
+    T_CHECK(t_system("test $(wc -l < %s/sh1.jsonl) -eq 5", dir) == 0); /* indices 1,4,7,10,13 */
     /* a shard left out is an error */
-    T_CHECK(sh("%s merge %s/m2.jsonl %s/sh0.jsonl %s/sh2.jsonl 2>/dev/null", bin, dir, dir, dir) != 0);
+    T_CHECK(t_system("%s merge %s/m2.jsonl %s/sh0.jsonl %s/sh2.jsonl 2>/dev/null", bin, dir, dir, dir) != 0);
 }
 
 static int count_lines(const char *path)
@@ -357,11 +344,11 @@ static void test_resume(void)
 {
     /* a long document at index 5 (~3000 tokens) so the kill lands inside
      * a prefill with checkpoints every 512 tokens */
-    T_CHECK(sh("sed -n 2000,2130p %s > %s/long.txt", T_DATA("kjv-nt.txt"), dir) == 0);
-    T_CHECK(sh("cd %s && { head -n 5 docs.jsonl; printf '{\"id\": \"long\", \"path\": \"long.txt\"}\\n'; "
+    T_CHECK(t_system("sed -n 2000,2130p %s > %s/long.txt", T_DATA("kjv-nt.txt"), dir) == 0);
+    T_CHECK(t_system("cd %s && { head -n 5 docs.jsonl; printf '{\"id\": \"long\", \"path\": \"long.txt\"}\\n'; "
                "sed -n 6,12p docs.jsonl; } > r.jsonl", dir) == 0);
     const char *o = "--checkpoint 512 --quiet";
-    T_CHECK(sh("%s batch %s -i %s/r.jsonl -o %s/r-ref.jsonl %s", bin, MODEL, dir, dir, o) == 0);
+    T_CHECK(t_system("%s batch %s -i %s/r.jsonl -o %s/r-ref.jsonl %s", bin, MODEL, dir, dir, o) == 0);
     char journal[256], cache[256];
     snprintf(journal, sizeof journal, "%s/r.jsonl.out.journal", dir);
     snprintf(cache, sizeof cache, "%s/rcache", dir);
@@ -382,7 +369,7 @@ static void test_resume(void)
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) { pid = -1; break; }
         if (count_lines(journal) < 6) continue;
-        int n_side = sh("test $(find %s -name '*.kvm' -size +1000c | wc -l) -ge 6", cache) == 0;
+        int n_side = t_system("test $(find %s -name '*.kvm' -size +1000c | wc -l) -ge 6", cache) == 0;
         if (!n_side) continue;
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
@@ -396,7 +383,7 @@ static void test_resume(void)
     snprintf(out, sizeof out, "%s/r.jsonl.out", dir);
     snprintf(ref, sizeof ref, "%s/r-ref.jsonl", dir);
     T_CHECK(access(out, F_OK) != 0); /* no output before the end */
-    T_CHECK(sh("%s batch %s -i %s/r.jsonl -o %s --cache-dir %s %s --resume 2> %s/r.err",
+    T_CHECK(t_system("%s batch %s -i %s/r.jsonl -o %s --cache-dir %s %s --resume 2> %s/r.err",
                bin, MODEL, dir, out, cache, "--checkpoint 512", dir) == 0);
     char *a = content(out), *b = content(ref);
     T_CHECK(a && b && !strcmp(a, b));
@@ -421,7 +408,7 @@ static void test_resume(void)
     free(a);
     free(b);
     /* a journal of another run is refused */
-    T_CHECK(sh("printf '{\"kvtile_journal\":1,\"run\":\"0\"}\\n' > %s/x.journal && "
+    T_CHECK(t_system("printf '{\"kvtile_journal\":1,\"run\":\"0\"}\\n' > %s/x.journal && "
                "%s batch %s -i %s/r.jsonl -o %s/x --resume --quiet 2>/dev/null", dir, bin, MODEL, dir, dir) != 0);
 }
 
@@ -431,7 +418,7 @@ static void test_disk_full(void)
     snprintf(mnt, sizeof mnt, "%s/small", dir);
     mkdir(mnt, 0755);
     if (mount("tmpfs", mnt, "tmpfs", 0, "size=3M") != 0) T_SKIP("cannot mount a small tmpfs");
-    int rc = sh("%s batch %s -i %s/docs.jsonl -o %s/full.jsonl --cache-dir %s --quiet 2> %s/full.err",
+    int rc = t_system("%s batch %s -i %s/docs.jsonl -o %s/full.jsonl --cache-dir %s --quiet 2> %s/full.err",
                 bin, MODEL, dir, dir, mnt, dir);
     T_CHECK(rc == 1);
     char p[256];
@@ -472,7 +459,7 @@ int main(void)
         return 77;
     }
     if (!mkdtemp(dir)) return 1;
-    sh("mkdir -p %s/txt", dir);
+    t_system("mkdir -p %s/txt", dir);
     if (make_docs() < 0) return 1;
     T_RUN(test_score_cache);
     T_RUN(test_generate_cache);
@@ -481,7 +468,7 @@ int main(void)
     T_RUN(test_resume);
     T_RUN(test_disk_full);
     int rc = t_done();
-    if (rc == 0) sh("rm -rf %s", dir);
+    if (rc == 0) t_system("rm -rf %s", dir);
     else fprintf(stderr, "kept %s\n", dir);
     return rc;
 }

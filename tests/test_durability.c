@@ -45,18 +45,6 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static long file_size(const char *p)
 {
     struct stat st;
@@ -125,7 +113,7 @@ static void test_kill_tear_resume(void)
             resumed, whole, rc);
     if (rc != 0) fprintf(stderr, "  refused: %s", err);
     T_CHECK(rc == 0 && resumed == whole);
-    sh("rm -rf %s", dir);
+    t_system("rm -rf %s", dir);
 }
 
 /* The cache and the window it held: tear away the record that finished a
@@ -143,7 +131,7 @@ static void test_resume_never_on_other_window(void)
     T_CHECK(t_run(a, NULL, 0, NULL, 0) == 0); /* the cache now holds window 2 */
     /* keep the key line and records w0 p0..p128, w1 p0, p32, p64: the
      * journal of a run stopped inside window 1 */
-    T_CHECK(sh("head -n 9 %s > %s.x && mv %s.x %s", journal, journal, journal, journal) == 0);
+    T_CHECK(t_system("head -n 9 %s > %s.x && mv %s.x %s", journal, journal, journal, journal) == 0);
     snprintf(a, sizeof a, "ppl " PPL_ARGS " --chunks 3 --cache-dir %s --resume --json", dir);
     T_CHECK(t_run(a, out, sizeof out, NULL, 0) == 0);
     double resumed = t_json_num(out, "nll_sum");
@@ -152,13 +140,13 @@ static void test_resume_never_on_other_window(void)
     T_CHECK(t_json_num(out, "resumed_from") == 1 && resumed == whole);
     /* the same with the cache file cut inside its header (a kill while it
      * was being made): started over, with a warning */
-    T_CHECK(sh("head -n 9 %s > %s.x && mv %s.x %s && truncate -s 100 %s/ppl.kvt", journal,
+    T_CHECK(t_system("head -n 9 %s > %s.x && mv %s.x %s && truncate -s 100 %s/ppl.kvt", journal,
                journal, journal, journal, dir) == 0);
     T_CHECK(t_run(a, out, sizeof out, err, sizeof err) == 0);
     resumed = t_json_num(out, "nll_sum");
     fprintf(stderr, "  cache cut to 100 bytes: %.17g; said: %s", resumed, err);
     T_CHECK(resumed == whole && strstr(err, "starting the cache over"));
-    sh("rm -rf %s", dir);
+    t_system("rm -rf %s", dir);
 }
 
 /* Signals and an error exit leave nothing in $TMPDIR; the exit status of
@@ -188,7 +176,7 @@ static void test_signals_clean_tmpdir(void)
                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, left);
         T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[i]);
         T_CHECK(left == 0);
-        sh("rm -rf %s", tmp);
+        t_system("rm -rf %s", tmp);
     }
     /* an error exit after the cache was made (the curve file cannot be
      * written): the temporary directory goes too */
@@ -196,11 +184,11 @@ static void test_signals_clean_tmpdir(void)
     T_CHECK(t_tmpdir(tmp, sizeof tmp) != NULL);
     snprintf(a, sizeof a, "TMPDIR=%s %s ppl " MODEL " -f " NT " -c 256 --chunks 2 "
                           "--curve /nonexistent/dir/curve.tsv 2>/dev/null", tmp, t_kvtile());
-    int rc = sh("%s", a);
+    int rc = t_system("%s", a);
     fprintf(stderr, "  error exit %d, %d entries left in TMPDIR\n", rc, t_dir_entries(tmp));
     T_CHECK(rc == 1);
     T_CHECK(t_dir_entries(tmp) == 0);
-    sh("rm -rf %s", tmp);
+    t_system("rm -rf %s", tmp);
 }
 
 static void test_kept_cache_after_sigterm(void)
@@ -227,7 +215,7 @@ static void test_kept_cache_after_sigterm(void)
     fprintf(stderr, "  SIGTERM, then --resume from window %g: %.17g vs %.17g\n",
             t_json_num(out, "resumed_from"), resumed, whole);
     T_CHECK(t_json_num(out, "resumed_from") >= 0 && resumed == whole);
-    sh("rm -rf %s", dir);
+    t_system("rm -rf %s", dir);
 }
 
 /* Two batch runs at once on one cache directory: both correct; two on
@@ -238,19 +226,19 @@ static void test_two_batches_one_cache_dir(void)
     char dir[64];
     T_CHECK(t_tmpdir(dir, sizeof dir) != NULL);
     /* 6 documents of ~2000 tokens each */
-    T_CHECK(sh("cd %s && for i in 1 2 3 4 5 6; do "
+    T_CHECK(t_system("cd %s && for i in 1 2 3 4 5 6; do "
                "printf '{\"id\":\"d%%s\",\"path\":\"d%%s.txt\"}\\n' $i $i >> docs.jsonl; "
                "tail -c +$((i * 20000)) %s/" NT " | head -c 9000 > d$i.txt; done",
                dir, getcwd(out, sizeof out)) == 0);
     const char *bin = t_kvtile();
-    T_CHECK(sh("%s batch " MODEL " -i %s/docs.jsonl -o %s/ref.jsonl --no-timings --quiet",
+    T_CHECK(t_system("%s batch " MODEL " -i %s/docs.jsonl -o %s/ref.jsonl --no-timings --quiet",
                bin, dir, dir) == 0);
-    int rc = sh("(%s batch " MODEL " -i %s/docs.jsonl -o %s/a.jsonl --cache-dir %s/c --no-timings "
+    int rc = t_system("(%s batch " MODEL " -i %s/docs.jsonl -o %s/a.jsonl --cache-dir %s/c --no-timings "
                 "--quiet & %s batch " MODEL " -i %s/docs.jsonl -o %s/b.jsonl --cache-dir %s/c "
                 "--no-timings --quiet & wait %%1; r1=$?; wait %%2; r2=$?; exit $((r1 + r2)))",
                 bin, dir, dir, dir, bin, dir, dir, dir);
     T_CHECK(rc == 0);
-    T_CHECK(sh("cmp -s %s/ref.jsonl %s/a.jsonl && cmp -s %s/ref.jsonl %s/b.jsonl", dir, dir,
+    T_CHECK(t_system("cmp -s %s/ref.jsonl %s/a.jsonl && cmp -s %s/ref.jsonl %s/b.jsonl", dir, dir,
                dir, dir) == 0);
     /* `cache rm --all` leaves a cache a batch holds (its sidecar's flock) */
     char cmd[512];
@@ -264,12 +252,12 @@ static void test_two_batches_one_cache_dir(void)
     side[strcspn(side, "\n")] = 0;
     int hold = side[0] ? open(side, O_RDONLY) : -1;
     T_CHECK(hold >= 0 && flock(hold, LOCK_EX) == 0);
-    T_CHECK(sh("%s cache rm %s/c --all 2>/dev/null >/dev/null", bin, dir) == 0);
+    T_CHECK(t_system("%s cache rm %s/c --all 2>/dev/null >/dev/null", bin, dir) == 0);
     T_CHECK(access(side, F_OK) == 0);
-    T_CHECK(sh("test $(ls %s/c/*.kvm | wc -l) -eq 1", dir) == 0);
+    T_CHECK(t_system("test $(ls %s/c/*.kvm | wc -l) -eq 1", dir) == 0);
     if (hold >= 0) close(hold);
     /* same output file: one of them refuses at once, the other is right */
-    rc = sh("(%s batch " MODEL " -i %s/docs.jsonl -o %s/s.jsonl --no-timings --quiet "
+    rc = t_system("(%s batch " MODEL " -i %s/docs.jsonl -o %s/s.jsonl --no-timings --quiet "
             "2>%s/s1.err & sleep 0.3; %s batch " MODEL " -i %s/docs.jsonl -o %s/s.jsonl "
             "--no-timings --quiet 2>%s/s2.err; r2=$?; wait %%1; r1=$?; echo $r1 $r2 > %s/rc)",
             bin, dir, dir, dir, bin, dir, dir, dir, dir);
@@ -283,7 +271,7 @@ static void test_two_batches_one_cache_dir(void)
             e ? e : "?");
     T_CHECK(rcs && (!strcmp(rcs, "0 1\n") || !strcmp(rcs, "1 0\n")));
     T_CHECK(e && strstr(e, "in use by another kvtile run"));
-    T_CHECK(sh("cmp -s %s/ref.jsonl %s/s.jsonl", dir, dir) == 0);
+    T_CHECK(t_system("cmp -s %s/ref.jsonl %s/s.jsonl", dir, dir) == 0);
     free(rcs);
     free(e);
     /* a document file changed under an interrupted batch: its journal is
@@ -295,7 +283,7 @@ static void test_two_batches_one_cache_dir(void)
     kill(kp, SIGKILL);
     waitpid(kp, NULL, 0);
     T_CHECK(t_count_lines(p) >= 3 && t_count_lines(p) < 7);
-    T_CHECK(sh("echo ' And more.' >> %s/d6.txt", dir) == 0);
+    T_CHECK(t_system("echo ' And more.' >> %s/d6.txt", dir) == 0);
     snprintf(cmd, sizeof cmd, "batch " MODEL " -i %s/docs.jsonl -o %s/k.jsonl --resume --quiet",
              dir, dir);
     rc = t_run(cmd, NULL, 0, err, sizeof err);
@@ -315,7 +303,7 @@ static void test_two_batches_one_cache_dir(void)
     T_CHECK(rc == 1 && strstr(err, "in use by another kvtile run"));
     kill(pid, SIGCONT);
     waitpid(pid, NULL, 0);
-    sh("rm -rf %s", dir);
+    t_system("rm -rf %s", dir);
 }
 
 /* KVT_NO_URING=1: one line on stderr, and --json says what was used. */
@@ -363,7 +351,7 @@ static void test_disk_bound(void)
     fprintf(stderr, "  -c 128 journaled: peak %.0f B, file %ld B, one window's K/V %.0f B\n",
             peak, file_size(a), window);
     T_CHECK(peak <= 3 * window && file_size(a) <= 3 * window);
-    sh("rm -rf %s", dir);
+    t_system("rm -rf %s", dir);
 }
 
 int main(void)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "../base/numfmt.h"
-#include "../engine/cpu.h"
+#include "../base/cpu.h"
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "../engine/matmul.h"

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../engine/cpu.h"
+#include "../base/cpu.h"
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "t.h"

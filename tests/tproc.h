@@ -30,9 +30,14 @@ char *t_slurp(const char *path, size_t *len);
 /* Lines in a file (0 if it does not exist). */
 long t_count_lines(const char *path);
 
-/* A fresh temporary directory (static buffer per call site: copy it). */
 /* Entries in DIR other than . and .. (-1: cannot open). */
 int t_dir_entries(const char *dir);
+
+/* A fresh temporary directory (static buffer per call site: copy it). */
 char *t_tmpdir(char *buf, size_t cap);
+
+/* Run the shell command printf(FMT, ...) (system(3)), output not captured.
+ * @return its exit status, or -1 if it did not exit normally. */
+int t_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

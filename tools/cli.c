@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/cpu.h"
+#include "base/cpu.h"
 #include "engine/generate.h"
 #include "io/io.h"
 #include "base/kvt.h"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "engine/cpu.h"
+#include "base/cpu.h"
 #include "base/kvt.h"
 
 static void print_tokenizer(const tok *tk)

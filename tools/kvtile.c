@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "engine/cpu.h"
+#include "base/cpu.h"
 #include "base/kvt.h"
 #include "api/kvtile.h"
 #include "tools/opt.h"
