@@ -297,6 +297,7 @@ void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_param
     if (o->rope_freq_base > 0) rp->freq_base = o->rope_freq_base;
     if (o->yarn_beta_fast >= 0) rp->beta_fast = o->yarn_beta_fast;
     if (o->yarn_beta_slow >= 0) rp->beta_slow = o->yarn_beta_slow;
+    if (o->longrope_n_hat > 0) rp->n_hat = o->longrope_n_hat;
     if (o->longrope_factors) {
         size_t len;
         char *text = cli_read_file(o->longrope_factors, &len);
