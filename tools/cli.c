@@ -1,5 +1,6 @@
 /* cli.c - shared plumbing of the kvtile subcommands (see cli.h). */
 #include "cli.h"
+#include "engine/score.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine/cpu.h"
+#include "engine/generate.h"
 #include "io/io.h"
 #include "base/kvt.h"
 #include "kvstore/journal.h"
@@ -485,12 +487,19 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
 void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
                     int batch, const char *kvname)
 {
+    struct gen_prefill_params pp = { .n_batch = batch, .logits = GEN_LOGITS_NONE };
     int rc = kvs_truncate(kv, 0);
-    for (int64_t p0 = 0; rc >= 0 && p0 < n; p0 += batch) {
-        int nb = (int)KVT_MIN((int64_t)batch, n - p0);
-        rc = model_eval(mc, kv, ids + p0, nb, p0, NULL, 0);
-    }
+    if (rc >= 0) rc = gen_prefill(mc, kv, ids, 0, n, &pp);
     if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+}
+
+void cli_gen_check(int rc, const struct gen_result *r, const char *model_path,
+                   const char *kvname)
+{
+    if (rc >= 0) return;
+    if (r->fail == GEN_FAIL_POSITIONS) cli_die("%s: positions: %s", model_path, kvt_strerror(rc));
+    if (r->fail == GEN_FAIL_STORE) cli_die("%s: %s", kvname, kvt_strerror(rc));
+    cli_die("generate: %s", kvt_strerror(rc));
 }
 
 void cli_progress_start(struct cli_progress *p, int quiet, const char *unit)
@@ -522,11 +531,7 @@ void cli_progress_end(struct cli_progress *p)
 
 double cli_nll(const float *logits, int n_vocab, int target)
 {
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
-    return -((double)(logits[target] - mx) - log(sum));
+    return score_nll(logits, n_vocab, target);
 }
 
 void cli_json_cpu(FILE *f)

@@ -242,6 +242,13 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m);
 void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
                     int batch, const char *kvname);
 
+/* After gen_run (engine/generate.h) returned RC: nothing when RC >= 0,
+ * else exit with one line naming MODEL_PATH (positions) or KVNAME (the
+ * KV store) as r->fail says. */
+struct gen_result;
+void cli_gen_check(int rc, const struct gen_result *r, const char *model_path,
+                   const char *kvname);
+
 /* Progress on stderr, only when stderr is a terminal and not quiet. */
 struct cli_progress {
     int on;
@@ -253,7 +260,7 @@ void cli_progress(struct cli_progress *p, int64_t done, int64_t total,
                   int64_t tokens, const char *extra);
 void cli_progress_end(struct cli_progress *p);
 
-/* -log softmax(logits)[target], in double: the scored loss of one token. */
+/* score_nll (engine/score.h), for the commands not yet on score.h. */
 double cli_nll(const float *logits, int n_vocab, int target);
 
 /* The decode-step read counters as JSON members (each preceded by ", "):

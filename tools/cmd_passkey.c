@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "base/kvt.h"
+#include "engine/generate.h"
 #include "tools/batch_prompt.h"
 
 #define MAX_LIST 64
@@ -98,6 +99,24 @@ static int fit_reps(tok *tk, int64_t L, double depth, long key, char **buf,
     while (prompt_tokens(tk, reps + 1, depth, key, buf, cap, ids) <= L) reps++;
     *n_tok = prompt_tokens(tk, reps, depth, key, buf, cap, ids);
     return reps;
+}
+
+/* The decoded answer: every piece that still fits (ANSWER_CAP). */
+struct answer {
+    char *buf;
+    size_t len;
+};
+
+static int answer_piece(void *user, int32_t id, const char *piece, int len)
+{
+    struct answer *a = user;
+    (void)id;
+    if (len > 0 && a->len + (size_t)len < ANSWER_CAP) {
+        memcpy(a->buf + a->len, piece, (size_t)len);
+        a->len += (size_t)len;
+    }
+    a->buf[a->len] = 0;
+    return 0;
 }
 
 struct cell {
@@ -183,9 +202,22 @@ int cmd_passkey(int argc, char **argv)
     model_ctx *mc = cli_model_ctx(&o, m);
     struct cli_kv ck;
     cli_kv_open(&o, m, "passkey.kvt", 0, &ck);
-    float *logits = malloc((size_t)hp->n_vocab * sizeof *logits);
     struct cell *cells = calloc((size_t)(n_len * n_dep), sizeof *cells);
-    if (!logits || !cells) cli_die("out of memory");
+    gen *g;
+    if (!cells || gen_create(m, tk, &g) < 0) cli_die("out of memory");
+    struct gen_params gp; /* greedy, the last answer token not evaluated */
+    gen_params_default(&gp);
+    int32_t eos = tok_eos(tk);
+    gp.n_predict = n_gen;
+    gp.n_batch = o.n_batch;
+    gp.sample.temp = 0;
+    gp.stop_ids = &eos;
+    gp.n_stop_ids = 1;
+    gp.feed_last = 0;
+    gp.rope = &rp;
+    gp.on_token = answer_piece;
+    struct gen_result r;
+    const char *kvname = ck.path[0] ? ck.path : "KV store";
 
     char *buf = NULL;
     size_t cap = 0;
@@ -201,32 +233,17 @@ int cmd_passkey(int argc, char **argv)
                 long key = trial_key(seed, l, d, t);
                 int64_t n;
                 fit_reps(tk, (int64_t)lens[l], depths[d], key, &buf, &cap, &ids, &n);
+                struct answer a = { c->answers[t], 0 };
+                a.buf[0] = 0;
+                int32_t *seq = realloc(ids, (size_t)(n + n_gen) * sizeof *seq);
+                if (!seq) cli_die("out of memory");
+                ids = seq;
                 int rc = kvs_truncate(ck.kv, 0);
-                if (rc == 0) rc = model_ctx_set_rope(mc, &rp, n + n_gen);
-                if (rc > 0) rc = 0; /* 1: the table changed, not an error */
-                for (int64_t p0 = 0; p0 < n && rc == 0; p0 += o.n_batch) {
-                    int nb = (int)KVT_MIN((int64_t)o.n_batch, n - p0);
-                    rc = model_eval(mc, ck.kv, ids + p0, nb, p0, logits, 0);
-                }
-                char *ans = c->answers[t];
-                size_t alen = 0;
-                for (int g = 0; g < n_gen && rc == 0; g++) {
-                    int best = 0;
-                    for (int v = 1; v < hp->n_vocab; v++) if (logits[v] > logits[best]) best = v;
-                    if (best == tok_eos(tk)) break;
-                    char piece[64];
-                    int w = tok_decode_piece(tk, best, piece, sizeof piece);
-                    if (w > 0 && alen + (size_t)w < ANSWER_CAP) {
-                        memcpy(ans + alen, piece, (size_t)w);
-                        alen += (size_t)w;
-                    }
-                    int32_t id = best;
-                    if (g + 1 < n_gen) rc = model_eval(mc, ck.kv, &id, 1, n + g, logits, 0);
-                }
-                if (rc < 0) cli_die("%s: %s", ck.path[0] ? ck.path : "KV store", kvt_strerror(rc));
-                ans[alen] = 0;
+                if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+                gp.user = &a;
+                cli_gen_check(gen_run(g, mc, ck.kv, ids, 0, n, &gp, &r), &r, o.model_path, kvname);
                 c->keys[t] = key;
-                c->correct += first_int(ans, alen) == key;
+                c->correct += first_int(a.buf, a.len) == key;
                 c->trials++;
                 c->tokens_mean += (double)n / trials;
                 n_eval += n + n_gen;
@@ -295,7 +312,7 @@ int cmd_passkey(int argc, char **argv)
     free(buf);
     free(ids);
     free(cells);
-    free(logits);
+    gen_free(g);
     cli_kv_close(&ck);
     model_ctx_free(mc);
     tok_free(tk);

@@ -25,10 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "cli.h"
 #include "base/kvt.h"
+#include "engine/score.h"
 #include "kvstore/journal.h"
 #include "svg.h"
 
@@ -68,242 +68,99 @@ struct ppl_result {
     int64_t cache_peak_bytes, cache_end_bytes; /* largest ever, at the end */
 };
 
-/* ---- journal ----------------------------------------------------------
+/* ---- evaluation (engine/score.h) -----------------------------------------
  *
- * DIR/ppl.journal (kvstore/journal.h) under the run key below; one record
- * "w W p P s NLL NLL2 N" after each batch once the KV tiles up to P are
- * durable, and one with p 0 when window W starts. The cache DIR/ppl.kvt is
- * reset with the tag of the window it holds (run key hash and W), so a
- * resume continues a window only on that window's keys. */
+ * The journal is DIR/ppl.journal, the cache DIR/ppl.kvt (score_run). */
 
-struct journal {
-    jnl_file *j;
-    char path[8192];
-    uint64_t key_hash;
-};
-
-static void journal_key(const struct ppl_job *j, char *key, size_t cap)
+static void score_job_of(const struct ppl_job *j, struct score_job *sj)
 {
-    uint8_t fp[32];
-    model_fingerprint(j->m, fp);
-    uint64_t th = XXH3_64bits(j->ids, (size_t)j->n_tok * sizeof *j->ids);
     const struct cli_opts *o = j->o;
-    int n = snprintf(key, cap, "kvtile-ppl 2 cache=ppl.kvt model=");
-    for (int i = 0; i < 32; i++) n += snprintf(key + n, cap - (size_t)n, "%02x", fp[i]);
-    snprintf(key + n, cap - (size_t)n,
-             " text=%016llx n_tok=%lld n_ctx=%lld windows=%lld stride=%lld score=%d batch=%d "
-             "tile=%d type=%d codec=%d rope=%d scale=%.17g base=%.17g beta=%.17g/%.17g "
-             "factors=%016llx se=%d:%d from=%lld kr=%d",
-             (unsigned long long)th, (long long)j->n_tok, (long long)j->n_ctx,
-             (long long)j->n_windows, (long long)j->stride, j->score_all, o->n_batch,
-             o->tile_tokens, o->cache_type, o->codec, j->rp.scheme, j->rp.scale,
-             j->rp.freq_base, j->rp.beta_fast, j->rp.beta_slow,
-             (unsigned long long)(j->rp.have_factors
-                                      ? XXH3_64bits(j->rp.factors_long, sizeof j->rp.factors_long) ^
-                                            XXH3_64bits(j->rp.factors_short, sizeof j->rp.factors_short)
-                                      : 0),
-             o->se_group, o->se_window, (long long)j->score_from, o->rotate_k_on_write);
-    if (j->decode) { /* only then: older journals keep their keys */
-        char spec[128];
-        sel_format(&o->sel, spec, sizeof spec);
-        size_t at = strlen(key);
-        snprintf(key + at, cap - at, " decode=1 attend=%s", spec);
-    }
-}
-
-/* The cache tag of window W of this run (never 0). */
-static uint64_t window_tag(const struct journal *jr, int64_t w)
-{
-    uint64_t t = XXH3_64bits_withSeed(&w, sizeof w, jr->key_hash);
-    return t ? t : 1;
-}
-
-struct jline { int64_t win, pos; struct ppl_sums s; };
-
-static int journal_parse(const char *rec, struct jline *r)
-{
-    long long w, p, ns;
-    char tail;
-    if (sscanf(rec, "w %lld p %lld s %lg %lg %lld%c", &w, &p, &r->s.nll_sum, &r->s.nll2_sum,
-               &ns, &tail) != 5 || w < 0 || p < 0 || ns < 0)
-        return -1;
-    r->win = w;
-    r->pos = p;
-    r->s.n_scored = ns;
-    return 0;
-}
-
-static void journal_open(struct journal *jr, const char *dir, const char *key, int resume)
-{
-    snprintf(jr->path, sizeof jr->path, "%s/ppl.journal", dir);
-    jr->key_hash = XXH3_64bits(key, strlen(key));
-    jr->j = cli_journal_open(jr->path, key, resume, "model, text or options");
-}
-
-/* Durable record: the KV tiles up to pos are synced before this is called. */
-static void journal_put(struct journal *jr, int64_t win, int64_t pos, const struct ppl_sums *s)
-{
-    if (!jr->j) return;
-    char rec[256];
-    int n = snprintf(rec, sizeof rec, "w %lld p %lld s %.17g %.17g %lld", (long long)win,
-                     (long long)pos, s->nll_sum, s->nll2_sum, (long long)s->n_scored);
-    int rc = jnl_append(jr->j, rec, (size_t)n);
-    if (rc < 0) cli_die("%s: %s", jr->path, kvt_strerror(rc));
-}
-
-/* ---- evaluation --------------------------------------------------------- */
-
-static int64_t window_start(const struct ppl_job *j, int64_t w)
-{
-    return j->stride ? w * j->stride : w * j->n_ctx;
+    *sj = (struct score_job){
+        .m = j->m, .ids = j->ids, .n_tok = j->n_tok, .n_ctx = j->n_ctx,
+        .n_windows = j->n_windows, .stride = j->stride, .score_all = j->score_all,
+        .score_from = j->score_from,
+        .bos = tok_add_bos(j->tk) ? tok_bos(j->tk) : -1, /* as llama-perplexity */
+        .n_batch = o->n_batch, .grow = j->grow, .exact = j->exact, .decode = j->decode,
+        .rp = j->rp, .tile_tokens = o->tile_tokens, .cache_type = o->cache_type,
+        .codec = o->codec, .se_group = o->se_group, .se_window = o->se_window,
+        .rotate_k_on_write = o->rotate_k_on_write, .sel = o->sel, .bucket = j->bucket,
+        .curve_nll = j->curve_nll, .curve_n = j->curve_n,
+    };
 }
 
 /* First scored position of window w. */
 static int64_t window_first(const struct ppl_job *j, int64_t w)
 {
-    if (j->score_from > 0) return j->score_from;
-    if (j->stride && w > 0) return j->n_ctx - j->stride - 1;
-    return j->score_all ? 0 : j->n_ctx / 2;
+    struct score_job sj;
+    score_job_of(j, &sj);
+    return score_first(&sj, w);
+}
+
+static int ppl_progress(void *arg, const struct score_progress *p)
+{
+    char extra[64];
+    snprintf(extra, sizeof extra, "ppl %.4f",
+             p->s.n_scored ? exp(p->s.nll_sum / (double)p->s.n_scored) : 0.0);
+    cli_progress(arg, p->window, p->n_windows, p->n_eval, extra);
+    return 0;
 }
 
 static void ppl_run(struct ppl_job *j, struct ppl_result *res)
 {
     const struct cli_opts *o = j->o;
-    const struct model_hparams *hp = model_hparams(j->m);
-    int n_vocab = hp->n_vocab, rc;
-    int64_t n_ctx = j->n_ctx;
     struct cli_opts oo = *o;
-    if (oo.n_batch > n_ctx) oo.n_batch = (int)n_ctx;
-    model_ctx *mc = cli_model_ctx(&oo, j->m);
-    if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
-        cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
+    if (oo.n_batch > j->n_ctx) oo.n_batch = (int)j->n_ctx;
+    struct score_job sj;
+    score_job_of(j, &sj);
+    struct cli_progress pr;
+    cli_progress_start(&pr, o->quiet || o->json, "windows");
+    sj.progress = ppl_progress;
+    sj.arg = &pr;
 
-    memset(res, 0, sizeof *res);
-    res->resumed_from = -1;
-    struct journal jr = { 0 };
-    struct cli_kv ck;
-    int64_t w0 = 0, p_start = 0;
-    int opened = 0;
-    char key[2048];
-    journal_key(j, key, sizeof key);
-    jr.key_hash = XXH3_64bits(key, strlen(key));
+    jnl_file *jr = NULL;
+    char jpath[8192] = "";
+    int reopen = 0;
     if (o->cache_dir) {
+        char key[2048], cpath[8192];
+        score_journal_key(&sj, key, sizeof key);
         cli_mkdir(o->cache_dir);
-        journal_open(&jr, o->cache_dir, key, j->resume);
-        int64_t nl = jnl_count(jr.j);
-        struct jline *lines = nl > 0 ? malloc((size_t)nl * sizeof *lines) : NULL;
-        if (nl > 0 && !lines) cli_die("out of memory");
-        for (int64_t i = 0; i < nl; i++)
-            if (journal_parse(jnl_record(jr.j, i, NULL), &lines[i]) < 0)
-                cli_die("%s: record %lld is not a ppl record; run without --resume to start over",
-                        jr.path, (long long)i + 1);
-        if (nl > 0) {
-            struct jline last = lines[nl - 1];
-            res->resumed_from = (int)last.win;
-            if (last.pos >= n_ctx) {           /* that window was finished */
-                w0 = last.win + 1;
-                res->s = last.s;
-            } else {
-                w0 = last.win;
-                int64_t have = 0;              /* tokens the cache still holds */
-                char cpath[8192];
-                snprintf(cpath, sizeof cpath, "%s/ppl.kvt", o->cache_dir);
-                if (o->kv_backing == KVS_DISK && access(cpath, F_OK) == 0) {
-                    cli_kv_open(o, j->m, "ppl.kvt", 2, &ck); /* damaged: start over */
-                    opened = 1;
-                    /* only keys of window w0 of this run count */
-                    if (kvs_tag(ck.kv) == window_tag(&jr, w0)) have = kvs_n_tokens(ck.kv);
-                }
-                /* the latest record of window w0 the cache still covers; the
-                 * window's start record (pos 0) is written before any other */
-                struct jline best = { .win = -1 };
-                for (int64_t i = 0; i < nl; i++)
-                    if (lines[i].win == w0 && lines[i].pos <= have) best = lines[i];
-                if (best.win != w0)
-                    cli_die("%s: no start record for window %lld; run without --resume",
-                            jr.path, (long long)w0);
-                p_start = best.pos;
-                res->s = best.s;
-            }
-        }
-        free(lines);
+        snprintf(jpath, sizeof jpath, "%s/ppl.journal", o->cache_dir);
+        jr = cli_journal_open(jpath, key, j->resume, "model, text or options");
+        /* (a record that is not a score record: score_run says which) */
+        int need = score_journal_needs_cache(jr, j->n_ctx) > 0;
+        snprintf(cpath, sizeof cpath, "%s/ppl.kvt", o->cache_dir);
+        reopen = need && o->kv_backing == KVS_DISK && access(cpath, F_OK) == 0;
     } else if (j->resume) {
         cli_die("--resume needs --cache-dir DIR (where the journal and the KV cache live)");
     }
-
-    if (!opened) cli_kv_open(o, j->m, "ppl.kvt", 0, &ck);
+    struct cli_kv ck;
+    cli_kv_open(o, j->m, "ppl.kvt", reopen ? 2 : 0, &ck); /* damaged: start over */
     const char *kvname = ck.path[0] ? ck.path : "KV store";
-    int reopen = p_start > 0; /* continue window w0 from p_start */
-    if (reopen && (rc = kvs_truncate(ck.kv, p_start)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
+    model_ctx *mc = cli_model_ctx(&oo, j->m);
 
-    float *logits = malloc((size_t)oo.n_batch * (size_t)n_vocab * sizeof *logits);
-    int32_t *win = malloc((size_t)n_ctx * sizeof *win);
-    if (!logits || !win) cli_die("out of memory");
-    int bos = tok_add_bos(j->tk) ? tok_bos(j->tk) : -1; /* as llama-perplexity */
-    struct cli_progress pr;
-    cli_progress_start(&pr, o->quiet || o->json, "windows");
+    memset(res, 0, sizeof *res);
+    struct score_result sr;
     double t0 = kvt_now_s();
-    for (int64_t w = w0; w < j->n_windows; w++) {
-        memcpy(win, j->ids + window_start(j, w), (size_t)n_ctx * sizeof *win);
-        if (bos >= 0) win[0] = bos;
-        int64_t first = window_first(j, w), p_begin = 0;
-        if (w == w0 && reopen) {
-            p_begin = p_start;
-        } else {
-            /* an empty cache labelled with this window: the space of the
-             * last window is reused */
-            if ((rc = kvs_reset(ck.kv, window_tag(&jr, w))) < 0)
-                cli_die("%s: %s", kvname, kvt_strerror(rc));
-            if (jr.j) {
-                if ((rc = kvs_sync(ck.kv)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
-                journal_put(&jr, w, 0, &res->s);
-            }
-        }
-        for (int64_t p0 = p_begin, n; p0 < n_ctx; p0 += n) {
-            n = KVT_MIN((int64_t)oo.n_batch, n_ctx - p0);
-            if (j->decode) /* the prefix in batches, then decode steps */
-                n = p0 >= first ? 1 : KVT_MIN(n, first - p0);
-            if (j->grow) {
-                int changed = model_ctx_set_rope(mc, &j->rp, p0 + n);
-                if (changed < 0) cli_die("%s: positions: %s", o->model_path, kvt_strerror(changed));
-                if (changed && j->exact && p0 > 0) /* the prefix again, under the new table */
-                    cli_reevaluate(mc, ck.kv, win, p0, oo.n_batch, kvname);
-            }
-            /* logits only from the first scored position of this batch */
-            int from = (int)KVT_MIN(n, KVT_MAX((int64_t)0, first - p0));
-            rc = model_eval_rows(mc, ck.kv, win + p0, (int)n, p0, from < n ? logits : NULL, from);
-            if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
-            res->n_eval += n;
-            for (int t = from; t < n; t++) {
-                int64_t pos = p0 + t;
-                if (pos > n_ctx - 2) continue;
-                double v = cli_nll(logits + (size_t)(t - from) * n_vocab, n_vocab, win[pos + 1]);
-                res->s.nll_sum += v;
-                res->s.nll2_sum += v * v;
-                res->s.n_scored++;
-                if (j->curve_nll) {
-                    j->curve_nll[pos / j->bucket] += v;
-                    j->curve_n[pos / j->bucket]++;
-                }
-            }
-            if (jr.j) {
-                if ((rc = kvs_sync(ck.kv)) < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
-                journal_put(&jr, w, p0 + n, &res->s);
-            }
-            char extra[64];
-            snprintf(extra, sizeof extra, "ppl %.4f",
-                     res->s.n_scored ? exp(res->s.nll_sum / (double)res->s.n_scored) : 0.0);
-            cli_progress(&pr, w, j->n_windows, res->n_eval, extra);
-        }
+    int rc = score_run(&sj, mc, ck.kv, jr, &sr);
+    if (rc == KVT_EFORMAT && sr.err_at == SCORE_AT_JOURNAL) {
+        if (sr.bad_record >= 0)
+            cli_die("%s: record %lld is not a ppl record; run without --resume to start over",
+                    jpath, (long long)sr.bad_record + 1);
+        cli_die("%s: no start record for window %d; run without --resume", jpath, sr.resumed_from);
     }
-    cli_progress(&pr, j->n_windows, j->n_windows, res->n_eval, NULL);
+    if (rc < 0)
+        cli_die("%s: %s%s", sr.err_at == SCORE_AT_POSITIONS ? o->model_path
+                            : sr.err_at == SCORE_AT_JOURNAL ? jpath : kvname,
+                sr.err_at == SCORE_AT_POSITIONS ? "positions: " : "", kvt_strerror(rc));
+    cli_progress(&pr, j->n_windows, j->n_windows, sr.n_eval, NULL);
     cli_progress_end(&pr);
     res->secs = kvt_now_s() - t0;
+    res->s = (struct ppl_sums){ sr.s.nll_sum, sr.s.nll2_sum, sr.s.n_scored };
+    res->n_eval = sr.n_eval;
+    res->resumed_from = sr.resumed_from;
     kvs_file_bytes(ck.kv, &res->cache_peak_bytes);
     res->cache_end_bytes = kvs_file_bytes(ck.kv, NULL);
-    jnl_close(jr.j);
-    free(logits);
-    free(win);
+    jnl_close(jr);
     cli_kv_close(&ck);
     model_ctx_attn_stats(mc, &res->att);
     model_ctx_free(mc);
@@ -311,17 +168,7 @@ static void ppl_run(struct ppl_job *j, struct ppl_result *res)
 
 static void ppl_stats(const struct ppl_sums *s, double *ppl, double *err)
 {
-    double mean = s->nll_sum / (double)s->n_scored;
-    double var = s->nll2_sum / (double)s->n_scored - mean * mean;
-    *ppl = exp(mean);
-    *err = s->n_scored > 1 && var > 0 ? sqrt(var / (double)(s->n_scored - 1)) * *ppl : 0.0;
-}
-
-/* Number of windows of n_ctx in n_tok tokens. */
-static int64_t count_windows(int64_t n_tok, int64_t n_ctx, int64_t stride)
-{
-    if (!stride) return n_tok / n_ctx;
-    return n_tok < n_ctx ? 0 : (n_tok - n_ctx) / stride + 1;
+    score_stats(&(struct score_sums){ s->nll_sum, s->nll2_sum, s->n_scored }, ppl, err);
 }
 
 /* ---- sweep -------------------------------------------------------------- */
@@ -435,7 +282,7 @@ static void run_sweep(struct ppl_job *j, const char *sweep, const char *schemes,
             }
             jj.o = &oo;
             jj.n_ctx = ctx > j->n_tok ? j->n_tok : ctx;
-            jj.n_windows = count_windows(j->n_tok, jj.n_ctx, 0);
+            jj.n_windows = score_count_windows(j->n_tok, jj.n_ctx, 0);
             if (j->n_windows > 0 && j->n_windows < jj.n_windows) jj.n_windows = j->n_windows;
             if (j->sweep_tokens > 0) {
                 int64_t nw = j->sweep_tokens / jj.n_ctx;
@@ -717,7 +564,7 @@ int cmd_ppl(int argc, char **argv)
                          .sweep_tokens = sweep_tokens };
     j.n_ctx = o.n_ctx > n_tok ? n_tok : o.n_ctx; /* one window: the whole text */
     if (stride && (stride >= j.n_ctx || stride < 1)) cli_die("--stride must be in 1 .. n_ctx-1");
-    j.n_windows = count_windows(n_tok, j.n_ctx, stride);
+    j.n_windows = score_count_windows(n_tok, j.n_ctx, stride);
     if (max_chunks >= 0 && max_chunks < j.n_windows) j.n_windows = max_chunks;
     if (j.n_windows < 1) cli_die("%s: no window to score", file);
 
