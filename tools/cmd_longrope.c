@@ -1,12 +1,12 @@
 /* cmd_longrope.c - `kvtile longrope-search`: the LongRoPE paper's
  * evolutionary search (engine/longrope_search.h) run on the model.
  *
- * Fitness: mean NLL over K windows of L tokens of TEXT, evaluated exactly as
- * `kvtile ppl MODEL -c L --longrope-factors F --longrope-n-hat N` evaluates
- * a chunk (first token replaced by BOS, empty RAM KV store, positions
- * prepared for length L), scoring the llama-perplexity second half
- * (positions L/2 .. L-2) by default or every token after the first with
- * --score all. Windows are spread evenly over the selected token range
+ * Fitness: mean NLL over K windows of L tokens of TEXT, each scored by
+ * engine/score's score_window, the loop `kvtile ppl MODEL -c L
+ * --longrope-factors F --longrope-n-hat N` runs for a chunk (first token
+ * replaced by BOS, empty RAM KV store, positions prepared for length L),
+ * scoring the llama-perplexity second half (positions L/2 .. L-2) by
+ * default or every token after the first with --score all. Windows are spread evenly over the selected token range
  * (--skip, --text-range, --text-before). The magnitude is the paper's
  * sqrt(1 + ln s / ln L_orig) for each target's s (or the file's
  * attn_factor). --self-extend G:W searches factors under SelfExtend's
@@ -43,6 +43,7 @@
 #include "longrope_out.h"
 #include "kvstore/journal.h"
 #include "engine/longrope_search.h"
+#include "engine/score.h"
 #include "base/kvt.h"
 
 #define LR_MAX_WORKERS 16
@@ -51,8 +52,7 @@
 struct worker {
     model_ctx *mc;
     struct cli_kv ck;
-    int32_t *chunk;        /* (L) */
-    float *logits;         /* (n_batch, n_vocab) */
+    struct score_buf buf;
 };
 
 /* Everything the stages share. */
@@ -95,37 +95,23 @@ static int lr_eval(void *user, int wi, const struct lrs_cand *c, double *nll)
 {
     struct stage *st = user;
     const struct run *R = st->R;
-    const struct worker *w = &R->w[wi];
+    struct worker *w = &st->R->w[wi];
     struct rope_params rp = st->rp;
     float *f = st->set ? rp.factors_short : rp.factors_long;
     for (int i = 0; i < R->np; i++) f[i] = (float)c->q[i] / 100.0f;
     rp.n_hat = c->n_hat;
     int rc = model_ctx_set_rope(w->mc, &rp, st->L);
     if (rc < 0) return rc;
-    const int64_t L = st->L, first = R->score_all ? 0 : L / 2;
-    const int nb_max = R->o.n_batch;
-    int64_t n = 0;
-    double sum = 0.0;
+    const struct score_window_params sp = {
+        .first = R->score_all ? 0 : st->L / 2, .bos = R->bos, .n_batch = R->o.n_batch, .rp = &rp,
+    };
+    struct score_sums sums = { 0 };
     for (int k = 0; k < R->K; k++) {
-        memcpy(w->chunk, st->win[k], (size_t)L * sizeof *w->chunk);
-        if (R->bos >= 0) w->chunk[0] = R->bos;
         if ((rc = kvs_truncate(w->ck.kv, 0)) < 0) return rc;
-        for (int64_t p0 = 0; p0 < L; p0 += nb_max) {
-            int nb = (int)KVT_MIN((int64_t)nb_max, L - p0);
-            int from = (int)KVT_MIN((int64_t)nb, KVT_MAX((int64_t)0, first - p0));
-            rc = model_eval_rows(w->mc, w->ck.kv, w->chunk + p0, nb, p0,
-                                 from < nb ? w->logits : NULL, from);
-            if (rc < 0) return rc;
-            for (int t = from; t < nb; t++) {
-                int64_t pos = p0 + t;
-                if (pos > L - 2) continue;
-                sum += cli_nll(w->logits + (size_t)(t - from) * R->n_vocab, R->n_vocab,
-                               w->chunk[pos + 1]);
-                n++;
-            }
-        }
+        if ((rc = score_window(w->mc, w->ck.kv, st->win[k], st->L, 0, &sp, &w->buf, &sums, NULL)) < 0)
+            return rc;
     }
-    *nll = sum / (double)n;
+    *nll = sums.nll_sum / (double)sums.n_scored;
     return 0;
 }
 
@@ -593,9 +579,7 @@ int cmd_longrope(int argc, char **argv)
         snprintf(name, sizeof name, "longrope%d.kvt", w);
         R.w[w].mc = cli_model_ctx(o, R.m);
         cli_kv_open(o, R.m, name, 0, &R.w[w].ck);
-        R.w[w].chunk = malloc((size_t)Lmax * sizeof *R.w[w].chunk);
-        R.w[w].logits = malloc((size_t)o->n_batch * (size_t)R.n_vocab * sizeof *R.w[w].logits);
-        if (!R.w[w].chunk || !R.w[w].logits) cli_die("out of memory");
+        if (score_buf_init(&R.w[w].buf, Lmax, o->n_batch, R.n_vocab) < 0) cli_die("out of memory");
     }
 
     double t0 = kvt_now_s();
@@ -617,8 +601,7 @@ int cmd_longrope(int argc, char **argv)
         printf("}\n");
     }
     for (int w = 0; w < R.n_workers; w++) {
-        free(R.w[w].chunk);
-        free(R.w[w].logits);
+        score_buf_free(&R.w[w].buf);
         cli_kv_close(&R.w[w].ck);
         model_ctx_free(R.w[w].mc);
     }
