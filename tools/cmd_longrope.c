@@ -270,7 +270,7 @@ static lrs *run_search(struct stage *st, struct lrs_config *cfg, int64_t TL, dou
         .model_path = R->o.model_path, .set = st->set ? "short" : "long", .eval_ctx = st->L,
         .target_ctx = TL, .orig_ctx = R->orig, .scale = s, .mscale = mscale, .n_pairs = R->np,
         .population = R->P, .samples = R->K, .n_workers = R->n_workers, .patience = R->patience,
-        .budget = R->budget, .search_n_hat = cfg->n_nhat > 1, .stopped = stopped,
+        .budget = R->budget, .search_n_hat = cfg->n_nhat > 1, .se_group = R->o.se_group, .se_window = R->o.se_window, .stopped = stopped,
         .seconds = *secs, .search = s_,
     };
     (void)it;

@@ -71,11 +71,11 @@ void lr_write_log(const char *path, const struct lr_result *r)
     cli_json_str(f, r->model_path);
     fprintf(f, ", \"factors\": \"%s\", \"eval_ctx\": %lld, \"target_ctx\": %lld, \"original_ctx\": %lld, "
                "\"scale\": %.6g, \"magnitude\": %.9g, \"n_hat\": %d, \"n_hat_searched\": %s, "
-               "\"population\": %d, \"samples\": %d, \"workers\": %d, \"patience\": %d, \"budget\": %lld, "
+               "\"self_extend\": \"%d:%d\", \"population\": %d, \"samples\": %d, \"workers\": %d, \"patience\": %d, \"budget\": %lld, "
                "\"stopped\": \"%s\", \"evaluations\": %d, \"computed\": %lld, \"seconds\": %.3f, "
                "\"best_ppl\": %.6f, \"best_nll\": %.17g, \"best_factors\": ",
             r->set, (long long)r->eval_ctx, (long long)r->target_ctx, (long long)r->orig_ctx, r->scale,
-            r->mscale, (int)bc->n_hat, r->search_n_hat ? "true" : "false", r->population, r->samples,
+            r->mscale, (int)bc->n_hat, r->search_n_hat ? "true" : "false", r->se_group, r->se_window, r->population, r->samples,
             r->n_workers, r->patience, (long long)r->budget, r->stopped, lrs_n_cands(r->search),
             n_it ? (long long)it[n_it - 1].n_computed : 0LL, r->seconds, exp(best_nll), best_nll);
     json_factors(f, bc->q, r->n_pairs);

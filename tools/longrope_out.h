@@ -22,6 +22,7 @@ struct lr_result {
     int n_pairs, population, samples, n_workers, patience;
     int64_t budget;
     int search_n_hat;
+    int se_group, se_window; /* SelfExtend during the search (0: off) */
     const char *stopped;   /* "iterations", "patience" or "budget" */
     double seconds;
     const lrs *search;
