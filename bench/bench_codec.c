@@ -23,6 +23,9 @@
  *                     runs; the codecs of one type
  *                     are timed interleaved within each run so machine
  *                     noise hits them alike.
+ *   enc GB/s          tile_encode of every real tile (packing excluded; raw
+ *                     and payload checksums included), raw bytes in per
+ *                     second, timed like dec GB/s.
  *   +f32 GB/s         decode then unpack to f32 (f32 bytes out per second).
  * Then for f16: order-0 entropy of each byte plane per tile, and the
  * per-channel conditional entropy of the high byte over a whole layer (a
@@ -41,6 +44,7 @@
 
 #include "io/io.h"
 #include "base/kvt.h"
+#include "base/numfmt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
 
@@ -123,10 +127,9 @@ struct enc_set {          /* all tiles of one (type, codec, section kind) */
 static size_t sc_cap, enc_cap;
 static uint8_t *sc, *kraw, *vraw;
 
-/* Encode tiles of n tokens: K half from a, V half from b (row offsets
- * given per tile by the caller's layout). */
-static void enc_tile(struct enc_set *e, int type, int codec, int D, int n,
-                     const float *a, const float *b, int layer, int64_t pos0)
+/* Pack n rows of a and of b into kraw, vraw; the header to encode them. */
+static struct tile_hdr pack_tile(int type, int codec, int D, int n, const float *a,
+                                 const float *b, int layer, int64_t pos0)
 {
     tile_pack(type, D, a, n, kraw);
     tile_pack(type, D, b, n, vraw);
@@ -138,6 +141,15 @@ static void enc_tile(struct enc_set *e, int type, int codec, int D, int n,
     h.n = (uint32_t)n;
     h.pos0 = (uint64_t)pos0;
     h.kv_dim = (uint32_t)D;
+    return h;
+}
+
+/* Encode tiles of n tokens: K half from a, V half from b (row offsets
+ * given per tile by the caller's layout). */
+static void enc_tile(struct enc_set *e, int type, int codec, int D, int n,
+                     const float *a, const float *b, int layer, int64_t pos0)
+{
+    struct tile_hdr h = pack_tile(type, codec, D, n, a, b, layer, pos0);
     size_t o = e->n_tiles ? e->off[e->n_tiles - 1] + e->len[e->n_tiles - 1] : 0;
     int64_t len = tile_encode(&h, kraw, vraw, e->buf + o, enc_cap, sc, sc_cap);
     if (len < 0) die("tile_encode", (int)len);
@@ -199,6 +211,24 @@ static double time_decode(const struct enc_set *e, uint8_t *raw, size_t raw_cap,
     return cpu_now_s() - t0;
 }
 
+/* Thread CPU seconds in tile_encode alone (packing excluded) over every
+ * real tile (K, V) of d, encoded into dst (enc_cap bytes). */
+static double time_encode(const struct kvdata *d, int type, int codec, int T, uint8_t *dst)
+{
+    int D = d->kv_dim;
+    double t = 0;
+    for (int l = 0; l < d->n_layer; l++)
+        for (int64_t i = 0; i < d->n_tok / T; i++) {
+            size_t r0 = (size_t)(i * T) * (size_t)D;
+            struct tile_hdr h = pack_tile(type, codec, D, T, d->k[l] + r0, d->v[l] + r0, l, i * T);
+            double t0 = cpu_now_s();
+            int64_t len = tile_encode(&h, kraw, vraw, dst, enc_cap, sc, sc_cap);
+            t += cpu_now_s() - t0;
+            if (len < 0) die("tile_encode", (int)len);
+        }
+    return t;
+}
+
 static int cmp_dbl(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -238,7 +268,7 @@ static void f16_entropy(const struct kvdata *d, float **x, int T, double out[3])
             memset(lo, 0, sizeof lo);
             for (int64_t t = t0; t < t0 + T; t++)
                 for (int c = 0; c < D; c++) {
-                    uint16_t h = tile_f32_to_f16(x[l][(size_t)t * D + c]);
+                    uint16_t h = numfmt_f32_to_f16(x[l][(size_t)t * D + c]);
                     hi[h >> 8]++;
                     lo[h & 255]++;
                     ch[(size_t)c * 256 + (h >> 8)]++;
@@ -336,11 +366,13 @@ int main(int argc, char **argv)
     float *fk = xmalloc(f_cap * sizeof *fk), *fv = xmalloc(f_cap * sizeof *fv);
     double *tr = xmalloc((size_t)reps * TILE_NCODECS * sizeof *tr);
     double *tf = xmalloc((size_t)reps * TILE_NCODECS * sizeof *tf);
+    double *te = xmalloc((size_t)reps * TILE_NCODECS * sizeof *te);
+    uint8_t *enc_tmp = xmalloc(enc_cap);
 
     static double kv_layer[TILE_NCODECS][64]; /* f16 real tiles, per layer */
     static const int types[] = { KVS_F16, KVS_BF16, KVS_F32, KVS_Q8_0 };
-    printf("\n| type | codec | K | Krot | V | K+V | dec GB/s | +f32 GB/s |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
+    printf("\n| type | codec | K | Krot | V | K+V | enc GB/s | dec GB/s | +f32 GB/s |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         int type = types[ti];
         if (only >= 0 && type != only) continue;
@@ -363,15 +395,17 @@ int main(int argc, char **argv)
             for (int c = 0; c < TILE_NCODECS; c++) {
                 tr[c * reps + r] = time_decode(&real[c], raw, sc_cap, fk, fv, f_cap, 0);
                 tf[c * reps + r] = time_decode(&real[c], raw, sc_cap, fk, fv, f_cap, 1);
+                te[c * reps + r] = time_encode(&d, type, c, T, enc_tmp);
             }
         for (int c = 0; c < TILE_NCODECS; c++) {
             double raw_b = real[c].raw_bytes;
             double f32_b = (double)real[c].n_tiles * 2.0 * (double)f_cap * 4.0;
             char krot[16] = "-";
             if (have_rot) snprintf(krot, sizeof krot, "%.3f", rkr[c]);
-            printf("| %s | %s | %.3f | %s | %.3f | %.3f | %.2f | %.2f |\n",
+            printf("| %s | %s | %.3f | %s | %.3f | %.3f | %.3f | %.2f | %.2f |\n",
                    tile_type_name(type), tile_codec_name(c), rk[c], krot, rv[c],
                    raw_b / real[c].payload_bytes,
+                   raw_b / median(te + c * reps, reps) / 1e9,
                    raw_b / median(tr + c * reps, reps) / 1e9,
                    f32_b / median(tf + c * reps, reps) / 1e9);
         }

@@ -15,9 +15,10 @@
  *   bound s     file bytes / probe GB/s: the I/O lower bound of a step
  *   x bound     step s / bound s (1.0 = the step runs at device speed)
  *   RSS MiB     peak RSS during the steps (VmHWM reset through
- *               /proc/self/clear_refs before them); must not grow with N
- *               beyond the tile summaries (kv_dim/2 floats per tile and
- *               layer, kept in RAM)
+ *               /proc/self/clear_refs before them; caches are written by a
+ *               child process, so the writer's heap never counts); must not
+ *               grow with N beyond the tile index and the packed summaries
+ *               (16 + 4 * KV heads + kv_dim/2 + 1 bytes per tile and layer)
  * With --attend P1,P2,.. (select.h policies, "all" = the full scan), each
  * policy runs its steps on the same cache, page cache dropped before
  * each, and the row also gives the tiles and bytes read per step and the
@@ -44,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/attn.h"
@@ -251,6 +253,25 @@ static void write_cache(const struct kvs_config *rc_cfg, int64_t tokens)
     free(v);
 }
 
+/* write_cache in a child process, so that nothing the writer allocated
+ * (and the allocator kept) counts in the peak RSS of the steps: a cache
+ * written in this run and one reused from an earlier run give the same. */
+static void write_cache_apart(const struct kvs_config *c, int64_t tokens)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        write_cache(c, tokens);
+        fflush(NULL);
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) die("waitpid: %s", strerror(errno));
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) exit(1); /* the child said why */
+}
+
 /* Open the cache for reading; write it first unless a cache with the same
  * parameters and length is there. */
 static kvs *open_cache(const struct kvs_config *c, int64_t tokens)
@@ -271,7 +292,7 @@ static kvs *open_cache(const struct kvs_config *c, int64_t tokens)
         kvs_close(s);
         s = NULL;
     }
-    write_cache(c, tokens);
+    write_cache_apart(c, tokens);
     int rc = kvs_open(&r, &s);
     if (rc < 0) die("%s: %s", c->path, kvt_strerror(rc));
     if (kvs_n_tokens(s) != tokens) die("%s: reopened with a different length", c->path);
@@ -335,6 +356,7 @@ static void run_policy(const struct opts *o, const struct shape *sh, int64_t tok
                               .tile_tokens = o->tile, .sel = *pol };
     attn_ctx *a;
     int rc = attn_ctx_create(&ap, pl, &a);
+    if (rc == 0) rc = attn_reserve(a, tokens + 1);
     if (rc < 0) die("attention: %s", kvt_strerror(rc));
     struct rope_params rp;
     rope_params_default(&rp, sh->head_dim, sh->freq_base);

@@ -21,6 +21,7 @@
 #include "engine/matmul.h"
 #include "engine/pool.h"
 #include "base/kvt.h"
+#include "base/numfmt.h"
 
 void openblas_set_num_threads(int num_threads);
 
@@ -61,20 +62,20 @@ static size_t fill_weights(const struct btype *t, uint8_t *buf, int64_t n)
         const float v = 0.02f * next_f32();
         switch (t->type) {
         case GGML_TYPE_F32: memcpy(p, &v, 4); break;
-        case GGML_TYPE_F16: put16(p, mm_f32_to_f16(v)); break;
-        case GGML_TYPE_BF16: put16(p, mm_f32_to_bf16(v)); break;
-        case GGML_TYPE_Q8_0: put16(p, mm_f32_to_f16(v / 64)); break;
+        case GGML_TYPE_F16: put16(p, numfmt_f32_to_f16(v)); break;
+        case GGML_TYPE_BF16: put16(p, numfmt_f32_to_bf16(v)); break;
+        case GGML_TYPE_Q8_0: put16(p, numfmt_f32_to_f16(v / 64)); break;
         case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K:
-            put16(p, mm_f32_to_f16(v / 512));
-            put16(p + 2, mm_f32_to_f16(v / 512));
+            put16(p, numfmt_f32_to_f16(v / 512));
+            put16(p + 2, numfmt_f32_to_f16(v / 512));
             break;
         case GGML_TYPE_Q2_K:
-            put16(p + 80, mm_f32_to_f16(v / 32));
-            put16(p + 82, mm_f32_to_f16(v / 32));
+            put16(p + 80, numfmt_f32_to_f16(v / 32));
+            put16(p + 82, numfmt_f32_to_f16(v / 32));
             break;
-        case GGML_TYPE_Q3_K: put16(p + 108, mm_f32_to_f16(v / 128)); break;
-        case GGML_TYPE_IQ4_XS: put16(p, mm_f32_to_f16(v / 4096)); break;
-        case GGML_TYPE_Q6_K: put16(p + 208, mm_f32_to_f16(v / 1024)); break;
+        case GGML_TYPE_Q3_K: put16(p + 108, numfmt_f32_to_f16(v / 128)); break;
+        case GGML_TYPE_IQ4_XS: put16(p, numfmt_f32_to_f16(v / 4096)); break;
+        case GGML_TYPE_Q6_K: put16(p + 208, numfmt_f32_to_f16(v / 1024)); break;
         }
     }
     return size;
@@ -140,7 +141,12 @@ int main(int argc, char **argv)
     mm_ctx *c;
     int rc = pool_create(n_threads, &p);
     if (rc < 0) { fprintf(stderr, "pool: %s\n", kvt_strerror(rc)); return 1; }
-    rc = mm_ctx_create(p, max_in, &c);
+    rc = mm_ctx_create(p, max_in, NULL, &c);
+    if (rc < 0) { fprintf(stderr, "mm_ctx: %s\n", kvt_strerror(rc)); return 1; }
+    /* the same kernels with the int8 paths off, for the int8x column */
+    const struct mm_params no_int8 = {.int8_gemm_off = 1};
+    mm_ctx *c_dq;
+    rc = mm_ctx_create(p, max_in, &no_int8, &c_dq);
     if (rc < 0) { fprintf(stderr, "mm_ctx: %s\n", kvt_strerror(rc)); return 1; }
 
     const size_t n_w = (size_t)max_in * (size_t)max_out;
@@ -175,10 +181,8 @@ int main(int argc, char **argv)
                    shapes[s].model, m, n_in, n_out, ggml_type_name(t->type),
                    flop / t_mm * 1e-9, flop / t_ref * 1e-9, t_ref / t_mm,
                    (double)w.size / t_1 * 1e-9, t_1 * 1e6);
-            if (mm_int8_gemm_used(t->type, n_in, m)) {
-                mm_set_int8_gemm(0);
-                const double t_dq = time_mm(c, &w, x, m, y, big);
-                mm_set_int8_gemm(1);
+            if (mm_int8_gemm_used(c, t->type, n_in, m)) {
+                const double t_dq = time_mm(c_dq, &w, x, m, y, big);
                 printf("   %9.1f %6.2f", flop / t_dq * 1e-9, t_dq / t_mm);
             }
             printf("\n");
@@ -190,6 +194,7 @@ int main(int argc, char **argv)
     free(x);
     free(y);
     mm_ctx_free(c);
+    mm_ctx_free(c_dq);
     pool_free(p);
     return 0;
 }

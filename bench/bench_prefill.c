@@ -48,16 +48,13 @@ enum { V_MM, V_DQ, V_F32, V_SGEMM, N_V }; /* see the top */
 
 
 /* The direct paths (BF16 GEMM for BF16/F16 weights, int8 VNNI GEMM for
- * Q8_0/Q4_0/Q4_K) on or off together, against dequantize + sgemm. */
-static void set_direct(int on)
-{
-    mm_set_bf16_gemm(on);
-    mm_set_int8_gemm(on);
-}
+ * Q8_0/Q4_0/Q4_K) on (the defaults) or off together, against dequantize
+ * + sgemm: the kernel choices of the "off" contexts. */
+static const struct mm_params direct_off = {.bf16_gemm_off = 1, .int8_gemm_off = 1};
 
-static int direct_used(int type, int64_t n_in, int m)
+static int direct_used(const mm_ctx *c, int type, int64_t n_in, int m)
 {
-    return mm_bf16_gemm_used(type, n_in, m) || mm_int8_gemm_used(type, n_in, m);
+    return mm_bf16_gemm_used(c, type, n_in, m) || mm_int8_gemm_used(c, type, n_in, m);
 }
 
 static _Noreturn void die(const char *what, int rc)
@@ -88,23 +85,21 @@ static double median(double *v, int n)
 }
 
 /* Seconds per forward pass of N tokens from an empty store, median of
- * REPS; with TOGGLE the direct GEMM alternates on/off per round and
- * t[1] gets the "off" median. */
-static void time_forward(model_ctx *mc, kvs *kv, const int32_t *tok, int n,
+ * REPS; with TOGGLE the direct GEMM alternates on (mc[0]) and off (mc[1])
+ * per round and t[1] gets the "off" median. */
+static void time_forward(model_ctx *const mc[2], kvs *kv, const int32_t *tok, int n,
                          float *logits, int reps, int toggle, double t[2])
 {
     double s[2][MAX_REPS];
     for (int r = 0; r < reps; r++)
         for (int v = 0; v < 1 + toggle; v++) {
-            set_direct(v == 0);
             int rc = kvs_truncate(kv, 0);
             if (rc < 0) die("kvs_truncate", rc);
             double t0 = kvt_now_s();
-            rc = model_eval(mc, kv, tok, n, 0, logits, 0);
+            rc = model_eval(mc[v], kv, tok, n, 0, logits, 0);
             s[v][r] = kvt_now_s() - t0;
             if (rc < 0) die("model_eval", rc);
         }
-    set_direct(1);
     t[0] = median(s[0], reps);
     t[1] = toggle ? median(s[1], reps) : 0;
 }
@@ -116,8 +111,9 @@ struct prod {
 };
 
 /* Time the products of weight W (m rows of X) in alternating rounds and
- * add medians * SCALE to P. W32 is room for the f32 copy. */
-static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
+ * add medians * SCALE to P: C with the defaults, C_OFF without the
+ * direct paths. W32 is room for the f32 copy. */
+static void time_weight(mm_ctx *c, mm_ctx *c_off, int n_threads, const gguf_tensor *w,
                         const float *x, int m, float *y, float *w32, int reps,
                         double scale, struct prod *p)
 {
@@ -127,7 +123,7 @@ static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
     wf.type = GGML_TYPE_F32;
     wf.data = w32;
     wf.size = (size_t)(n_in * n_out) * sizeof(float);
-    const int direct = direct_used(w->type, n_in, m);
+    const int direct = direct_used(c, w->type, n_in, m);
     /* calls per sample: at least ~20 ms of work, so small shapes are not
      * timed at the clock's and the scheduler's grain */
     double t0 = kvt_now_s();
@@ -140,11 +136,7 @@ static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
             t0 = kvt_now_s();
             for (int it = 0; it < n_call; it++) switch (v) {
             case V_MM: mm_matmul(c, w, x, m, y); break;
-            case V_DQ:
-                set_direct(0);
-                if (it == 0) t0 = kvt_now_s();
-                mm_matmul(c, w, x, m, y);
-                break;
+            case V_DQ: mm_matmul(c_off, w, x, m, y); break;
             case V_F32: mm_matmul(c, &wf, x, m, y); break;
             case V_SGEMM:
                 openblas_set_num_threads(n_threads);
@@ -155,7 +147,6 @@ static void time_weight(mm_ctx *c, int n_threads, const gguf_tensor *w,
                 break;
             }
             s[v][r] = (kvt_now_s() - t0) / n_call;
-            set_direct(1);
             openblas_set_num_threads(1); /* mm_matmul's setting */
         }
     p->flop += 2.0 * m * (double)n_in * (double)n_out * scale;
@@ -205,9 +196,13 @@ int main(int argc, char **argv)
     struct model_ctx_params mp = {
         .n_batch = n_tok, .n_threads = n_threads, .tile_tokens = 256,
     };
-    model_ctx *mc;
-    if ((rc = model_ctx_create(m, &mp, &mc)) < 0) die("model_ctx_create", rc);
-    if ((rc = model_ctx_set_rope(mc, &hp->rope, n_tok)) < 0) die("model_ctx_set_rope", rc);
+    model_ctx *mc[2];
+    if ((rc = model_ctx_create(m, &mp, &mc[0])) < 0) die("model_ctx_create", rc);
+    mp.mm = direct_off;
+    if ((rc = model_ctx_create(m, &mp, &mc[1])) < 0) die("model_ctx_create", rc);
+    for (int v = 0; v < 2; v++)
+        if ((rc = model_ctx_set_rope(mc[v], &hp->rope, n_tok)) < 0)
+            die("model_ctx_set_rope", rc);
     struct kvs_config kc = {
         .n_layer = hp->n_layer, .kv_dim = hp->kv_dim, .tile_tokens = 256,
         .backing = KVS_RAM, .type = KVS_F32,
@@ -254,7 +249,13 @@ int main(int argc, char **argv)
     const gguf_tensor *w0 = model_layer(m, 0)->wq ? model_layer(m, 0)->wq
                                                   : model_layer(m, 0)->wqkv;
     const char *wtype = ggml_type_name(w0->type);
-    const int toggle = direct_used(w0->type, w0->ne[0], n_tok);
+    mm_ctx *c;
+    pool *p;
+    if ((rc = pool_create(n_threads, &p)) < 0) die("pool_create", rc);
+    mm_ctx *c_off;
+    if ((rc = mm_ctx_create(p, max_in, NULL, &c)) < 0) die("mm_ctx_create", rc);
+    if ((rc = mm_ctx_create(p, max_in, &direct_off, &c_off)) < 0) die("mm_ctx_create", rc);
+    const int toggle = direct_used(c, w0->type, w0->ne[0], n_tok);
     printf("bench_prefill: %s  (%s, dim %d, %d layers, ffn %d, %d/%d heads, vocab %d; "
            "weights %s)  %d threads, %d tokens, %d reps (medians)\n",
            path, hp->arch_name, hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head,
@@ -266,10 +267,6 @@ int main(int argc, char **argv)
     time_forward(mc, kv, tok, n_tok, logits, reps, toggle, tf);
 
     /* 2. products */
-    mm_ctx *c;
-    pool *p;
-    if ((rc = pool_create(n_threads, &p)) < 0) die("pool_create", rc);
-    if ((rc = mm_ctx_create(p, max_in, &c)) < 0) die("mm_ctx_create", rc);
     struct prod pr[8];
     memset(pr, 0, sizeof pr);
     for (int k = 0; k < 8; k++) pr[k].role = roles[k];
@@ -279,7 +276,7 @@ int main(int argc, char **argv)
                                     L->w_gate, L->w_up, L->w_down};
         for (int k = 0; k < 8; k++)
             if (ws[k])
-                time_weight(c, n_threads, ws[k], x, n_tok, y, w32, reps, scale, &pr[k]);
+                time_weight(c, c_off, n_threads, ws[k], x, n_tok, y, w32, reps, scale, &pr[k]);
     }
     /* the output layer at m = 1 (last-token logits): mm only */
     double s1[MAX_REPS];
@@ -321,6 +318,7 @@ int main(int argc, char **argv)
     printf("\n");
 
     mm_ctx_free(c);
+    mm_ctx_free(c_off);
     pool_free(p);
     free(tok);
     free(logits);
@@ -328,7 +326,8 @@ int main(int argc, char **argv)
     free(y);
     free(w32);
     kvs_close(kv);
-    model_ctx_free(mc);
+    model_ctx_free(mc[0]);
+    model_ctx_free(mc[1]);
     model_close(m);
     return 0;
 }

@@ -35,7 +35,7 @@
 
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
-#include "engine/matmul.h"
+#include "base/numfmt.h"
 #include "base/kvt.h"
 
 struct shape {
@@ -93,7 +93,7 @@ static void quant_q8_0(const float *x, uint8_t *out, size_t n)
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        uint16_t h = mm_f32_to_f16(d);
+        uint16_t h = numfmt_f32_to_f16(d);
         memcpy(out, &h, 2);
         for (int j = 0; j < 32; j++) out[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
     }
@@ -106,7 +106,7 @@ static void quant_q4_0(const float *x, uint8_t *out, size_t n)
         for (int j = 0; j < 32; j++)
             if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
         const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-        uint16_t h = mm_f32_to_f16(d);
+        uint16_t h = numfmt_f32_to_f16(d);
         memcpy(out, &h, 2);
         for (int j = 0; j < 16; j++) {
             int q0 = (int)(int8_t)(x[j] * id + 8.5f);
@@ -142,13 +142,13 @@ static int fill(void *ctx, void *dst, size_t size)
         case GGML_TYPE_F32: memcpy(o, x, row); break;
         case GGML_TYPE_F16:
             for (int64_t i = 0; i < g->ne0; i++) {
-                uint16_t h = mm_f32_to_f16(x[i]);
+                uint16_t h = numfmt_f32_to_f16(x[i]);
                 memcpy(o + 2 * i, &h, 2);
             }
             break;
         case GGML_TYPE_BF16:
             for (int64_t i = 0; i < g->ne0; i++) {
-                uint16_t h = mm_f32_to_bf16(x[i]);
+                uint16_t h = numfmt_f32_to_bf16(x[i]);
                 memcpy(o + 2 * i, &h, 2);
             }
             break;

@@ -54,11 +54,11 @@ __attribute__((target("avx512f,avx512dq"))) static int exp_shift_sum16(float *ro
     return c;
 }
 
-static float exp_shift_sum(float *row, int n, float m)
+static float exp_shift_sum(float *row, int n, float m, int exp16)
 {
     int c = 0;
     float sum = 0.0f;
-    if (cpu_set_active() == CPU_SET_AVX512) c = exp_shift_sum16(row, n, m, &sum);
+    if (exp16) c = exp_shift_sum16(row, n, m, &sum);
     for (; c < n; c++) {
         float p = expf(row[c] - m);
         row[c] = p;
@@ -71,6 +71,7 @@ struct attn_ctx {
     struct attn_params p;
     pool *pool;
     int grp, hd, kv_dim, half, n_kv, n_threads;
+    int exp16;           /* the AVX-512 exp (p.cpu_set is avx512) */
     size_t rows_max;     /* max_q * grp: rows of one KV head's Q */
     float *qg, *qg_se;   /* (n_kv, rows_max, hd) rotated Q, normal / grouped */
     float *acc;          /* (n_kv, rows_max, hd) */
@@ -80,13 +81,16 @@ struct attn_ctx {
     int64_t *posbuf;     /* (max(tile, max_q)) */
     float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits */
     size_t s_cap;
-    /* decode-step selection (p.sel.on); grown with the cache, by doubling */
+    /* decode-step selection (p.sel.on); sized by attn_reserve for the
+     * sequence the positions were prepared for (a decode step past it
+     * grows them, by doubling) */
     int64_t sel_cap;     /* full tiles the arrays below hold */
     float *sel_bound;    /* (n_kv, sel_cap) */
     uint8_t *sel_chosen; /* (sel_cap) */
     int64_t *sel_list;   /* (sel_cap) tiles to read */
     int64_t *sel_rank;   /* (n_kv, sel_cap) the heads' rankings */
     float *sel_w;        /* (n_head, head_dim/2) bound weights */
+    float *sel_sum;      /* (kv_dim/2) one tile's summary */
     struct attn_stats st;
 };
 
@@ -97,7 +101,7 @@ void attn_ctx_free(attn_ctx *a)
     free(a->krot); free(a->krot_se); free(a->cs); free(a->sn);
     free(a->posbuf); free(a->S); free(a->S2);
     free(a->sel_bound); free(a->sel_chosen); free(a->sel_list);
-    free(a->sel_rank); free(a->sel_w);
+    free(a->sel_rank); free(a->sel_w); free(a->sel_sum);
     free(a);
 }
 
@@ -119,6 +123,12 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     openblas_set_num_threads(1);
     a->p = *ap;
     a->pool = p;
+    const int set = cpu_set_resolve(ap->cpu_set);
+    if (set < 0) {
+        free(a);
+        return set;
+    }
+    a->exp16 = set == CPU_SET_AVX512;
     a->n_kv = ap->n_head_kv;
     a->grp = ap->n_head / ap->n_head_kv;
     a->hd = ap->head_dim;
@@ -143,7 +153,8 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     a->S = falloc(a->s_cap * (size_t)a->n_threads);
     a->S2 = se ? falloc(a->s_cap * (size_t)a->n_threads) : NULL;
     a->sel_w = falloc((size_t)ap->n_head * (size_t)a->half);
-    if (!a->sel_w || !a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
+    a->sel_sum = falloc((size_t)a->kv_dim / 2);
+    if (!a->sel_w || !a->sel_sum || !a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
         !a->posbuf || !a->S || (se && (!a->qg_se || !a->krot_se || !a->S2))) {
         attn_ctx_free(a);
         return -ENOMEM;
@@ -283,7 +294,7 @@ static void span_block(void *ctx, int task, int thread)
         float *mi = a->m + r0 + (size_t)r, *li = a->l + r0 + (size_t)r;
         float mnew = mx > *mi ? mx : *mi;
         float corr = *mi == -INFINITY ? 0.0f : expf(*mi - mnew);
-        float sum = exp_shift_sum(row, n_s, mnew);
+        float sum = exp_shift_sum(row, n_s, mnew, a->exp16);
         *li = *li * corr + sum;
         *mi = mnew;
         if (corr != 1.0f) {
@@ -302,11 +313,10 @@ static void run_span(attn_ctx *a, struct span_job *j)
     pool_run(a->pool, span_block, j, n_blocks * a->n_kv);
 }
 
-static int sel_reserve(attn_ctx *a, int64_t n_full)
+/* Room for CAP full tiles in the selection arrays (never shrinks). */
+static int sel_grow(attn_ctx *a, int64_t cap)
 {
-    if (n_full <= a->sel_cap) return 0;
-    int64_t cap = a->sel_cap ? a->sel_cap : 256;
-    while (cap < n_full) cap *= 2;
+    if (cap <= a->sel_cap) return 0;
     size_t c = (size_t)cap, nkv = (size_t)a->n_kv;
     float *b = realloc(a->sel_bound, c * nkv * sizeof *b);
     if (b) a->sel_bound = b;
@@ -319,6 +329,24 @@ static int sel_reserve(attn_ctx *a, int64_t n_full)
     if (!b || !ch || !l || !rk) return -ENOMEM;
     a->sel_cap = cap;
     return 0;
+}
+
+int attn_reserve(attn_ctx *a, int64_t n_tokens)
+{
+    int64_t need = n_tokens / a->p.tile_tokens;
+    if (!a->p.sel.on || need <= a->sel_cap) return 0;
+    /* the first call sizes exactly; positions prepared step by step
+     * (generate --grow-positions) grow it by doubling */
+    return sel_grow(a, a->sel_cap ? KVT_MAX(need, 2 * a->sel_cap) : need);
+}
+
+/* A step past the reserved length: double (the fallback). */
+static int sel_reserve(attn_ctx *a, int64_t n_full)
+{
+    if (n_full <= a->sel_cap) return 0;
+    int64_t cap = a->sel_cap ? a->sel_cap : 256;
+    while (cap < n_full) cap *= 2;
+    return sel_grow(a, cap);
 }
 
 /* Decode step (one query, rotated in a->qg): bound every full tile of
@@ -342,7 +370,7 @@ static int64_t select_tiles(attn_ctx *a, kvs *kv, int layer,
                     a->sel_w + (size_t)g * grp * half);
     size_t cap = (size_t)a->sel_cap;
     for (int64_t t = 0; t < n_full; t++) {
-        const float *sum = kvs_summary(kv, layer, t);
+        const float *sum = kvs_summary(kv, layer, t, a->sel_sum) ? a->sel_sum : NULL;
         for (int g = 0; g < a->n_kv; g++)
             a->sel_bound[(size_t)g * cap + (size_t)t] =
                 sel_bound(a->sel_w + (size_t)g * grp * half, grp, half,

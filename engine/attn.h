@@ -48,6 +48,8 @@ struct attn_params {
                                post-rotation K, as llama.cpp does); no K
                                rotation here. Incompatible with SelfExtend. */
     struct sel_policy sel;  /* decode-step tile selection (sel.on = 0: off) */
+    int cpu_set;            /* kernel set of the softmax exp (enum cpu_set;
+                               CPU_SET_DEFAULT = cpu_set_default()) */
 };
 
 /* What decode steps (n == 1 with a cached past) read, summed over calls. */
@@ -62,6 +64,13 @@ typedef struct attn_ctx attn_ctx;
 
 int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out);
 void attn_ctx_free(attn_ctx *a);
+
+/* Size the decode-step selection buffers (sel.on) for a cache of up to
+ * n_tokens, so that decode steps below it allocate nothing: about
+ * (12 n_head_kv + 9) bytes per tile; exactly on the first call, at least
+ * doubling on later ones that need more. No-op without selection.
+ * @return 0 or -ENOMEM. */
+int attn_reserve(attn_ctx *a, int64_t n_tokens);
 
 /* q: (n, n_head*head_dim) pre-rotation (clobbered);
  * k_new, v_new: (n, kv_dim) the chunk's own K/V (K pre-rotation unless

@@ -8,7 +8,8 @@
 
 #include "base/kvt.h"
 
-static const char *const cpu_names[CPU_SET_COUNT] = {"portable", "avx2", "avx512"};
+static const char *const cpu_names[CPU_SET_COUNT] = {"default", "portable", "avx2",
+                                                      "avx512"};
 
 /* The features named in cpu_describe, in order; the sets need prefixes. */
 static const char *const cpu_feats[] = {
@@ -53,7 +54,7 @@ const char *cpu_set_name(int set)
 
 int cpu_set_parse(const char *name)
 {
-    for (int s = 0; s < CPU_SET_COUNT; s++)
+    for (int s = CPU_SET_PORTABLE; s < CPU_SET_COUNT; s++)
         if (strcmp(name, cpu_names[s]) == 0) return s;
     return -EINVAL;
 }
@@ -72,7 +73,7 @@ int cpu_has_avx512bf16(void) { return cpu_has(10); }
 
 static int cpu_best(void)
 {
-    for (int s = CPU_SET_COUNT - 1; s > 0; s--)
+    for (int s = CPU_SET_COUNT - 1; s > CPU_SET_PORTABLE; s--)
         if (cpu_set_supported(s)) return s;
     return CPU_SET_PORTABLE;
 }
@@ -87,25 +88,24 @@ int cpu_env_check(void)
 }
 
 /* -1 until first use; then the set. Benign race: every thread computes
- * the same value. */
-static int cpu_active = -1;
+ * the same value. A cache, not a switch: nothing sets it. */
+static int cpu_default = -1;
 
-int cpu_set_active(void)
+int cpu_set_default(void)
 {
-    int s = cpu_active;
+    int s = cpu_default;
     if (s >= 0) return s;
     const char *e = getenv("KVT_CPU");
     s = e && cpu_env_check() == 0 && *e ? cpu_set_parse(e) : cpu_best();
-    cpu_active = s;
+    cpu_default = s;
     return s;
 }
 
-int cpu_set_force(int set)
+int cpu_set_resolve(int set)
 {
     if (set < 0 || set >= CPU_SET_COUNT) return -EINVAL;
-    if (!cpu_set_supported(set)) return KVT_EUNSUPP;
-    cpu_active = set;
-    return 0;
+    if (set == CPU_SET_DEFAULT) return cpu_set_default();
+    return cpu_set_supported(set) ? set : KVT_EUNSUPP;
 }
 
 int cpu_describe(char *buf, size_t cap)
@@ -117,5 +117,5 @@ int cpu_describe(char *buf, size_t cap)
             len += (size_t)snprintf(tmp + len, sizeof tmp - len, "%s%s",
                                     len ? " " : "", cpu_feats[i]);
     if (len == 0) len = (size_t)snprintf(tmp, sizeof tmp, "baseline");
-    return snprintf(buf, cap, "%s; kernels %s", tmp, cpu_set_name(cpu_set_active()));
+    return snprintf(buf, cap, "%s; kernels %s", tmp, cpu_set_name(cpu_set_default()));
 }

@@ -23,8 +23,10 @@
  *      long factors, dynamic NTK) and p->exact is set, the store is
  *      emptied and ids[0, pos) evaluated again under the new table, so
  *      the result equals a one-shot evaluation.
- * After gen_run the store holds ids[0, n_prompt + n_out) (feed_last) or
- * ids[0, n_prompt + n_out - 1) (not feed_last, n_out >= 1).
+ * After gen_run the store holds ids[0, n_prompt + n_out), except that
+ * without feed_last the last emitted token is not in it when decoding
+ * ended on that token (length, stop string, callback; a stop token ends
+ * decoding after the last emitted token was evaluated).
  *
  * Library rules: nothing is printed; errors are returned (-errno or
  * KVT_E*); the caller owns the model context, the store and the ids.

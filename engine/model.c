@@ -370,13 +370,14 @@ int model_ctx_create(const model *m, const struct model_ctx_params *p,
     int rc = pool_create(p->n_threads, &c->pool);
     if (rc < 0) { free(c); return rc; }
     int64_t max_in = KVT_MAX(hp->n_embd, hp->n_ff);
-    if ((rc = mm_ctx_create(c->pool, max_in, &c->mm)) < 0) goto fail;
+    if ((rc = mm_ctx_create(c->pool, max_in, &p->mm, &c->mm)) < 0) goto fail;
     struct attn_params ap = {
         .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
         .head_dim = hp->head_dim, .max_q = p->n_batch,
         .tile_tokens = p->tile_tokens, .window = hp->sliding_window,
         .se_group = p->se_group, .se_window = p->se_window,
         .k_rotated = p->rotate_k_on_write, .sel = p->sel,
+        .cpu_set = mm_ctx_cpu_set(c->mm),
     };
     if (p->rotate_k_on_write && p->se_group > 1) { rc = KVT_EUNSUPP; goto fail; }
     if ((rc = attn_ctx_create(&ap, c->pool, &c->attn)) < 0) goto fail;
@@ -419,6 +420,7 @@ int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp, int64_t seq_l
     struct rope_table t;
     int rc = rope_prepare(rp, seq_len, &t);
     if (rc < 0) return rc;
+    if ((rc = attn_reserve(c->attn, seq_len)) < 0) return rc;
     int changed = !c->have_rope || !rope_table_equal(&t, &c->rt);
     c->rt = t;
     c->have_rope = 1;

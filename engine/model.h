@@ -22,6 +22,7 @@
 #include "gguf.h"
 #include "pool.h"
 #include "attn.h"
+#include "matmul.h"
 #include "rope.h"
 #include "select.h"
 #include "kvstore/kvs.h"
@@ -77,6 +78,9 @@ struct model_ctx_params {
     struct sel_policy sel;   /* decode-step tile selection (attn.h); the KV
                                 store must pair its summaries as the model
                                 rotates (model_kv_pairing) */
+    struct mm_params mm;     /* kernel set (products and attention) and
+                                GEMM paths; zero = defaults (KVT_CPU or the
+                                host's best set, every path on) */
 };
 
 int model_ctx_create(const model *m, const struct model_ctx_params *p,
@@ -93,7 +97,8 @@ void model_ctx_free(model_ctx *c);
 /* Positions for the coming evaluations: the scheme and the true sequence
  * length it is fixed for (rope_prepare). Can be called again as a sequence
  * grows (dynamic NTK, LongRoPE's switch to long factors): every cached key
- * is then rotated with the new table when it is next used.
+ * is then rotated with the new table when it is next used. Also sizes
+ * the decode-step tile selection (attn_reserve) for seq_len.
  * @return 1 if the rotation table changed, 0 if not, < 0 on error. */
 int model_ctx_set_rope(model_ctx *c, const struct rope_params *rp,
                        int64_t seq_len);

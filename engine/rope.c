@@ -381,3 +381,28 @@ int rope_factors_parse(const char *text, size_t len, float *out, int max,
     *n_out = n;
     return 0;
 }
+
+int rope_params_override(struct rope_params *rp, const struct rope_override *ov)
+{
+    if (ov->scheme >= 0) {
+        rp->scheme = ov->scheme;
+        if (rp->scheme == ROPE_LONGROPE && !rp->have_factors && !ov->factors_long)
+            return KVT_ERANGE;
+    }
+    if (ov->scale > 0) rp->scale = ov->scale;
+    if (ov->freq_base > 0) rp->freq_base = ov->freq_base;
+    if (ov->beta_fast >= 0) rp->beta_fast = ov->beta_fast;
+    if (ov->beta_slow >= 0) rp->beta_slow = ov->beta_slow;
+    if (ov->factors_long) {
+        int half = rp->n_rot / 2;
+        if (ov->n_factors != half) return KVT_ERANGE;
+        memcpy(rp->factors_long, ov->factors_long, (size_t)half * sizeof *rp->factors_long);
+        if (!rp->have_factors)
+            for (int i = 0; i < half; i++) rp->factors_short[i] = 1.0f;
+        rp->have_factors = 1;
+        if (ov->scheme < 0) rp->scheme = ROPE_LONGROPE;
+        if (rp->scale <= 1.0 && ov->n_ctx > rp->orig_ctx)
+            rp->scale = (double)ov->n_ctx / (double)rp->orig_ctx;
+    }
+    return 0;
+}

@@ -109,4 +109,24 @@ void rope_yarn_corr_dims(int n_rot, int64_t orig_ctx, double freq_base,
 int rope_factors_parse(const char *text, size_t len, float *out, int max,
                        int *n_out);
 
+/* Changes a run makes to a file's positions (the CLI's --rope-* options,
+ * the library's context parameters). */
+struct rope_override {
+    int scheme;                /* enum rope_scheme, < 0: the file's */
+    double scale, freq_base;   /* <= 0: the file's */
+    double beta_fast, beta_slow; /* < 0: the file's */
+    const float *factors_long; /* LongRoPE long factors (n_rot/2), NULL: the
+                                  file's; given without a scheme they select
+                                  LongRoPE (short factors 1 if the file has
+                                  none) */
+    int n_factors;
+    int64_t n_ctx;             /* the run's context (0: none): with factors
+                                  and no scale > 1, scale = n_ctx / orig_ctx */
+};
+
+/* Apply OV to RP (the file's parameters).
+ * @return 0, or KVT_ERANGE: LongRoPE asked for without factors, or
+ * n_factors is not n_rot/2 (RP is then partly changed). */
+int rope_params_override(struct rope_params *rp, const struct rope_override *ov);
+
 #endif

@@ -124,13 +124,28 @@ uint64_t kvs_bytes_read(const kvs *s);
 /* ---- key summaries (tile.h) ---------------------------------------------
  * Every full tile of a layer gets a summary when it fills (both
  * backings); the disk backing writes it as a summary record right after
- * the tile, and replays it on reopen. kv_dim/2 floats, valid until the
- * next append / truncate / rebuild. */
+ * the tile (floats, as tile.h specifies), and replays it on reopen. In RAM
+ * each is packed to kvs_summary_ram_bytes: per KV head its largest pair
+ * norm (a float) and one byte per pair, a code on a log scale (steps of
+ * 2^(1/32)) rounded up, so an unpacked norm is never below the true one
+ * and at most 2.2% above it (or 2^(-255/32) of the head's largest). */
 
-/* Summary of LAYER's full tile TILE (< kvs_layer_tokens / tile_tokens), or
- * NULL if it has none (a cache written before summaries, or a record that
- * failed its checksum; kvs_summary_rebuild makes them). */
-const float *kvs_summary(const kvs *s, int layer, int64_t tile);
+/* LAYER's full tile TILE (< kvs_layer_tokens / tile_tokens): its summary,
+ * kv_dim/2 floats (per KV head, head_dim/2 pair norms), unpacked into out.
+ * @return 1, or 0 if it has none (a cache written before summaries, or a
+ * record that failed its checksum; kvs_summary_rebuild makes them). */
+int kvs_summary(const kvs *s, int layer, int64_t tile, float *out);
+/* RAM per full tile and layer that the summaries take (packed row + its
+ * presence flag), bytes. */
+size_t kvs_summary_ram_bytes(const kvs *s);
+/* The packed form, for one summary of kv_dim/2 floats (per KV head of
+ * head_dim channels, head_dim/2 pair norms M[p] >= 0): per head, H = the
+ * largest M[p] (a float; +inf if any is not finite), then per pair one byte
+ * c, the largest code with H * 2^(-c/32) >= M[p] (float products, the
+ * same when unpacked). kvs_sum_packed_bytes = 4 * heads + kv_dim/2. */
+size_t kvs_sum_packed_bytes(int kv_dim, int head_dim);
+void kvs_sum_pack(int kv_dim, int head_dim, const float *sum, uint8_t *out);
+void kvs_sum_unpack(int kv_dim, int head_dim, const uint8_t *in, float *sum);
 /* The summaries' pairing: channels per KV head, NeoX rotated channels
  * (0: adjacent pairs). */
 void kvs_summary_pairing(const kvs *s, int *head_dim, int *neox_rot);

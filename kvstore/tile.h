@@ -9,7 +9,7 @@
  *   K rows: n x tile_row_bytes(type, kv_dim)   token-major
  *   V rows: n x tile_row_bytes(type, kv_dim)   token-major
  *
- * Row packing per type (little-endian):
+ * Row packing per type (little-endian; conversions of base/numfmt.h):
  *   KVS_F32   kv_dim x float32
  *   KVS_F16   kv_dim x IEEE half (round to nearest even)
  *   KVS_BF16  kv_dim x bfloat16 (round to nearest even, NaN kept quiet)
@@ -88,6 +88,11 @@
  *                  rows' raw bytes exceed the bitmap and refs.
  *   A payload that would not shrink is stored as TILE_NONE (the header says
  *   which codec was actually used).
+ *   The codecs sit behind one interface in a table indexed by enum
+ *   tile_codec (kvstore/codec.h), one file per family: codec.c (none),
+ *   codec_lz4.c (lz4, lz4hc, shuf-lz4, xpose-lz4), codec_huff.c
+ *   (plane-huf), codec_dedup.c (dedup-huf). tile.c owns the header, the
+ *   checksums and the stored-raw fallback.
  *
  * Cache file (kvs.c, backing KVS_DISK): one append-only file per sequence.
  *
@@ -160,7 +165,7 @@
 #define TILE_VERSION 1
 #define TILE_MAX_TOKENS (1 << 20)
 #define TILE_MAX_KV_DIM (1 << 16)
-#define TILE_QK 32 /* Q8_0 block length */
+#define TILE_QK 32 /* Q8_0 block length (NUMFMT_QK8_0) */
 
 enum tile_codec {
     TILE_NONE,
@@ -315,11 +320,5 @@ int64_t tile_sum_encode(int layer, int64_t pos0, int n, int kv_dim,
  * (kv_dim/2 floats), 0 if its pairing is not PR, KVT_ECHECKSUM. */
 int tile_sum_decode(const struct tile_hdr *h, const void *payload,
                     const struct tile_pairing *pr, float *sum);
-
-/* Half-precision helpers (exposed for tests and the CLI). */
-uint16_t tile_f32_to_f16(float f);
-float tile_f16_to_f32(uint16_t h);
-uint16_t tile_f32_to_bf16(float f);
-float tile_bf16_to_f32(uint16_t h);
 
 #endif

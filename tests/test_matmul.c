@@ -1,11 +1,12 @@
 /* test_matmul.c - engine/matmul against the naive oracles of ref_quant.c:
- * fp16/bf16 conversions, bit-exact dequantization of every type, products
+ * bit-exact dequantization of every type, products
  * against a double-precision triple loop, real GGUF weights, the direct
  * bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16 copy of
  * tiny-kjv against the F32 original) and the int8 GEMM (its error bound
  * against an oracle that quantizes X the same way, its edges), the int8
- * decode path (single tokens). The product tests run once per kernel set
- * the host has (cpu.h), the portable set last. */
+ * decode path (single tokens). The dequantization and product tests run
+ * once per kernel set the host has (contexts made with that set, cpu.h),
+ * the portable set last; test_sets runs two sets side by side. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,10 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../base/numfmt.h"
 #include "../engine/cpu.h"
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "../engine/matmul.h"
+#include "../engine/model.h"
 #include "../engine/pool.h"
 #include "../base/kvt.h"
 #include "ref_quant.h"
@@ -32,7 +35,6 @@ static const int all_types[] = {
 #define N_TYPES ((int)(sizeof all_types / sizeof all_types[0]))
 
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float fbits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 /* Same float, NaNs counted equal to NaNs. */
 static int same(float a, float b)
@@ -41,112 +43,22 @@ static int same(float a, float b)
     return bits(a) == bits(b);
 }
 
-static void test_f16_known(void)
+/* The kernel choices under test (main: each set the host has). */
+static struct mm_params prm;
+
+/* mm_int8_gemm_used (INT8) or mm_bf16_gemm_used of a context made with
+ * MP, for a product of TYPE, N_IN inputs, M rows. */
+static int used(const struct mm_params *mp, int int8, int type, int64_t n_in, int m)
 {
-    T_CHECK(mm_f32_to_f16(1.0f) == 0x3C00);
-    T_CHECK(mm_f32_to_f16(-2.0f) == 0xC000);
-    T_CHECK(mm_f32_to_f16(65504.0f) == 0x7BFF);
-    T_CHECK(mm_f32_to_f16(65519.0f) == 0x7BFF);      /* below the midpoint */
-    T_CHECK(mm_f32_to_f16(65520.0f) == 0x7C00);      /* tie, odd -> inf */
-    T_CHECK(mm_f32_to_f16(1e6f) == 0x7C00);
-    T_CHECK(mm_f32_to_f16(-INFINITY) == 0xFC00);
-    T_CHECK(mm_f32_to_f16(0.0f) == 0x0000);
-    T_CHECK(mm_f32_to_f16(-0.0f) == 0x8000);
-    T_CHECK(mm_f32_to_f16(0x1p-24f) == 0x0001);      /* smallest subnormal */
-    T_CHECK(mm_f32_to_f16(0x1p-25f) == 0x0000);      /* tie -> even 0 */
-    T_CHECK(mm_f32_to_f16(0x1.000002p-25f) == 0x0001);
-    T_CHECK(mm_f32_to_f16(0x3p-25f) == 0x0002);      /* 1.5 ulp, tie -> 2 */
-    T_CHECK(mm_f32_to_f16(0x5p-25f) == 0x0002);      /* 2.5 ulp, tie -> 2 */
-    T_CHECK(mm_f32_to_f16(0x1p-14f) == 0x0400);      /* smallest normal */
-    T_CHECK(mm_f32_to_f16(0x1.ff8p-15f) == 0x03FF);  /* largest subnormal */
-    T_CHECK(mm_f32_to_f16(0x1.ffcp-15f) == 0x0400);  /* tie, odd -> normal */
-    T_CHECK(mm_f32_to_f16(0x1.ffbp-15f) == 0x03FF);
-    T_CHECK(mm_f32_to_f16(1.0f + 0x1p-11f) == 0x3C00); /* tie -> even */
-    T_CHECK(mm_f32_to_f16(1.0f + 0x3p-11f) == 0x3C02); /* tie -> even */
-    T_CHECK(mm_f32_to_f16(1.0f + 0x1.2p-11f) == 0x3C01);
-    T_CHECK(mm_f32_to_f16(1e-10f) == 0x0000);
-    uint16_t hn = mm_f32_to_f16(NAN);
-    T_CHECK((hn & 0x7C00) == 0x7C00 && (hn & 0x3FF) != 0);
-
-    T_CHECK(mm_f16_to_f32(0x3C00) == 1.0f);
-    T_CHECK(mm_f16_to_f32(0xC000) == -2.0f);
-    T_CHECK(mm_f16_to_f32(0x7BFF) == 65504.0f);
-    T_CHECK(mm_f16_to_f32(0x0001) == 0x1p-24f);
-    T_CHECK(mm_f16_to_f32(0x03FF) == 0x1.ff8p-15f);
-    T_CHECK(mm_f16_to_f32(0x3555) == 0x1.554p-2f);
-    T_CHECK(bits(mm_f16_to_f32(0x8000)) == 0x80000000u);
-    T_CHECK(isinf(mm_f16_to_f32(0x7C00)) && mm_f16_to_f32(0x7C00) > 0);
-    T_CHECK(isnan(mm_f16_to_f32(0x7E00)));
-}
-
-static void test_f16_exhaustive(void)
-{
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536; h++) {
-        float f = mm_f16_to_f32((uint16_t)h);
-        if (!same(f, ref_f16_to_f32((uint16_t)h))) bad++;
-        /* every non-NaN half survives the round trip */
-        if (!isnan(f) && mm_f32_to_f16(f) != h) bad++;
-    }
-    T_CHECK(bad == 0);
-}
-
-static void test_f16_random(void)
-{
-    uint64_t seed = 0x9E3779B97F4A7C15u;
-    int bad = 0;
-    for (int i = 0; i < 200000; i++) {
-        float f;
-        switch (i % 4) {
-        case 0: f = fbits((uint32_t)ref_rand_u64(&seed)); break; /* any bits */
-        case 1: f = 70000.0f * ref_rand_f32(&seed); break;
-        case 2: f = 0x1p-13f * ref_rand_f32(&seed); break; /* subnormal range */
-        default: { /* near a midpoint between two halves */
-            uint16_t h = (uint16_t)(ref_rand_u64(&seed) & 0x7BFE);
-            float a = ref_f16_to_f32(h), b = ref_f16_to_f32((uint16_t)(h + 1));
-            f = fbits(bits(a + (b - a) / 2) + (uint32_t)(ref_rand_u64(&seed) % 3) - 1);
-        }
-        }
-        uint16_t got = mm_f32_to_f16(f), want = ref_f32_to_f16(f);
-        if (isnan(f)) {
-            if (!isnan(mm_f16_to_f32(got)) || (got & 0x8000) != (want & 0x8000)) bad++;
-        } else if (got != want) {
-            if (bad < 5) fprintf(stderr, "  f16(%a) = %04x, want %04x\n", f, got, want);
-            bad++;
-        }
-    }
-    T_CHECK(bad == 0);
-}
-
-static void test_bf16(void)
-{
-    T_CHECK(mm_f32_to_bf16(1.0f) == 0x3F80);
-    T_CHECK(mm_f32_to_bf16(-2.0f) == 0xC000);
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F808000u)) == 0x3F80); /* tie -> even */
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F818000u)) == 0x3F82); /* tie -> even */
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F808001u)) == 0x3F81);
-    T_CHECK(mm_f32_to_bf16(fbits(0x3F807FFFu)) == 0x3F80);
-    T_CHECK(mm_f32_to_bf16(fbits(0x7F7FFFFFu)) == 0x7F80); /* max -> inf */
-    T_CHECK(mm_f32_to_bf16(fbits(0x00000001u)) == 0x0000);
-    T_CHECK(mm_f32_to_bf16(INFINITY) == 0x7F80);
-    /* NaN must stay NaN even when only low mantissa bits are set. */
-    T_CHECK(isnan(mm_bf16_to_f32(mm_f32_to_bf16(fbits(0x7F800001u)))));
-    T_CHECK(isnan(mm_bf16_to_f32(mm_f32_to_bf16(fbits(0xFFC00000u)))));
-    T_CHECK(mm_bf16_to_f32(0x3F80) == 1.0f);
-    T_CHECK(mm_bf16_to_f32(0x4049) == 3.140625f);
-    T_CHECK(bits(mm_bf16_to_f32(0x8000)) == 0x80000000u);
-
-    uint64_t seed = 12345;
-    int bad = 0;
-    for (int i = 0; i < 200000; i++) {
-        float f = fbits((uint32_t)ref_rand_u64(&seed));
-        if (i % 2) f = fbits((bits(f) & 0xFFFF0000u) | 0x8000u); /* ties */
-        uint16_t got = mm_f32_to_bf16(f);
-        if (isnan(f)) { if (!isnan(mm_bf16_to_f32(got))) bad++; continue; }
-        if (got != ref_f32_to_bf16(f)) bad++;
-        if (!same(mm_bf16_to_f32(got), ref_bf16_to_f32(got))) bad++;
-    }
-    T_CHECK(bad == 0);
+    pool *p;
+    mm_ctx *c;
+    KVT_ASSERT(pool_create(1, &p) == 0);
+    KVT_ASSERT(mm_ctx_create(p, n_in, mp, &c) == 0);
+    const int r = int8 ? mm_int8_gemm_used(c, type, n_in, m)
+                       : mm_bf16_gemm_used(c, type, n_in, m);
+    mm_ctx_free(c);
+    pool_free(p);
+    return r;
 }
 
 static void test_supported(void)
@@ -208,7 +120,7 @@ static void test_dequant_exact(void)
         rand_w r;
         rand_w_make(&r, type, n, 1, &seed);
         float *got = malloc(n * sizeof(float));
-        mm_dequant(type, r.buf, got, n);
+        mm_dequant_on(prm.cpu_set, type, r.buf, got, n);
         int bad = 0;
         for (int64_t i = 0; i < n; i++) bad += !same(got[i], r.deq[i]);
         if (bad) fprintf(stderr, "  %s: %d of %d elements differ\n",
@@ -232,7 +144,7 @@ static void test_dequant_extreme(void)
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(2, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 512, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 512, &prm, &c) == 0);
     static const float scales[] = {65504.0f, 1e-6f, 3e-8f};
     uint64_t seed = 8080;
     for (int ti = 0; ti < N_TYPES; ti++)
@@ -243,7 +155,7 @@ static void test_dequant_extreme(void)
             rand_w r;
             rand_w_make_scaled(&r, type, n_in, n_out, scales[si], &seed);
             float *got = malloc((size_t)(n_in * n_out) * sizeof(float));
-            mm_dequant(type, r.buf, got, n_in * n_out);
+            mm_dequant_on(prm.cpu_set, type, r.buf, got, n_in * n_out);
             int bad = 0, finite = 1;
             for (int64_t i = 0; i < n_in * n_out; i++) {
                 bad += !same(got[i], r.deq[i]);
@@ -255,7 +167,7 @@ static void test_dequant_extreme(void)
             mm_matmul(c, &r.t, x, 1, y);
             /* int8 decode: against the oracle on the quantized X, and the
              * exact product within the int8 bound (see check_product_x) */
-            const int ig = mm_int8_gemm_used(type, n_in, 1);
+            const int ig = mm_int8_gemm_used(c, type, n_in, 1);
             ref_quant_x8(x, n_in, xq, xd, xa);
             for (int64_t o = 0; o < n_out; o++) {
                 double sd = 0, sa = 0, sq = 0, eb = 0;
@@ -319,8 +231,8 @@ static int check_product_x(mm_ctx *c, int type, int64_t n_in, int64_t n_out,
     float *y = malloc((size_t)(m * n_out) * sizeof(float));
     for (int64_t i = 0; i < m * n_out; i++) y[i] = NAN; /* every y is written */
     mm_matmul(c, &r.t, x, m, y);
-    const int bg = mm_bf16_gemm_used(type, n_in, m);
-    const int ig = mm_int8_gemm_used(type, n_in, m);
+    const int bg = mm_bf16_gemm_used(c, type, n_in, m);
+    const int ig = mm_int8_gemm_used(c, type, n_in, m);
     int8_t *xq = NULL;
     float *xd = NULL, *xa = NULL;
     if (ig) {
@@ -392,7 +304,7 @@ static void test_matmul_types(void)
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(3, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 1024, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 1024, &prm, &c) == 0);
     uint64_t seed = 99;
     const int ms[] = {1, 3, 8, 9, 64}; /* fused up to 8, sgemm from 9 */
     for (int ti = 0; ti < N_TYPES; ti++)
@@ -420,7 +332,7 @@ static void test_matmul_edges(void)
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(1, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 256, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 256, &prm, &c) == 0);
     uint64_t seed = 5;
     T_CHECK(check_product(c, GGML_TYPE_Q8_0, 256, 1, 1, &seed) == 0);
     T_CHECK(check_product(c, GGML_TYPE_Q8_0, 256, 1, 2, &seed) == 0);
@@ -437,18 +349,18 @@ static void test_matmul_edges(void)
  * three threads; then the switch: off gives the f32 path. */
 static void test_bf16_gemm(void)
 {
-    if (!mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 64))
-        T_SKIP("no AVX512-BF16 (or not compiled in): direct bf16 GEMM unused");
-    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 8));
-    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_BF16, 255, 64));
-    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_F32, 256, 64));
-    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_Q8_0, 256, 64));
+    if (!used(&prm, 0, GGML_TYPE_BF16, 256, 64))
+        T_SKIP("this set or CPU has no direct bf16 GEMM (avx512 + AVX512-BF16)");
+    T_CHECK(!used(&prm, 0, GGML_TYPE_BF16, 256, 8));
+    T_CHECK(!used(&prm, 0, GGML_TYPE_BF16, 255, 64));
+    T_CHECK(!used(&prm, 0, GGML_TYPE_F32, 256, 64));
+    T_CHECK(!used(&prm, 0, GGML_TYPE_Q8_0, 256, 64));
     uint64_t seed = 2024;
     for (int nt = 1; nt <= 3; nt += 2) {
         pool *p;
         mm_ctx *c;
         T_CHECK(pool_create(nt, &p) == 0);
-        T_CHECK(mm_ctx_create(p, 1100, &c) == 0);
+        T_CHECK(mm_ctx_create(p, 1100, &prm, &c) == 0);
         static const struct { int64_t n_in, n_out; int m; } sh[] = {
             {2, 1, 9}, {34, 13, 31}, {64, 12, 32}, {258, 25, 33},
             {688, 37, 300}, {1024, 100, 257}, {1100, 5, 512}, {63, 7, 40},
@@ -462,16 +374,17 @@ static void test_bf16_gemm(void)
         mm_ctx_free(c);
         pool_free(p);
     }
-    mm_set_bf16_gemm(0);
-    T_CHECK(!mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 64));
+    struct mm_params off = prm;
+    off.bf16_gemm_off = 1;
+    T_CHECK(!used(&off, 0, GGML_TYPE_BF16, 256, 64));
+    T_CHECK(used(&off, 1, GGML_TYPE_Q8_0, 256, 64) == used(&prm, 1, GGML_TYPE_Q8_0, 256, 64));
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(2, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 512, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 512, &off, &c) == 0);
     T_CHECK(check_product(c, GGML_TYPE_BF16, 512, 40, 70, &seed) == 0);
     mm_ctx_free(c);
     pool_free(p);
-    mm_set_bf16_gemm(1);
 }
 
 /* The int8 GEMM at its edges: W row groups of 6 with a tail, X blocks of
@@ -485,19 +398,19 @@ static void test_bf16_gemm(void)
 static void test_int8_decode(void)
 {
     for (int m = 1; m <= 8; m++) {
-        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_0, 2048, m));
-        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q8_0, 2048, m));
-        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_K, 2048, m));
-        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q5_K, 2048, m));
-        T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q6_K, 2048, m));
-        T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F16, 2048, m));
-        T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 2048, m));
-        T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 2048, m));
+        T_CHECK(used(&prm, 1, GGML_TYPE_Q4_0, 2048, m));
+        T_CHECK(used(&prm, 1, GGML_TYPE_Q8_0, 2048, m));
+        T_CHECK(used(&prm, 1, GGML_TYPE_Q4_K, 2048, m));
+        T_CHECK(used(&prm, 1, GGML_TYPE_Q5_K, 2048, m));
+        T_CHECK(used(&prm, 1, GGML_TYPE_Q6_K, 2048, m));
+        T_CHECK(!used(&prm, 1, GGML_TYPE_F16, 2048, m));
+        T_CHECK(!used(&prm, 1, GGML_TYPE_BF16, 2048, m));
+        T_CHECK(!used(&prm, 1, GGML_TYPE_F32, 2048, m));
     }
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(2, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 2048, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 2048, &prm, &c) == 0);
     uint64_t seed = 4242;
     const int m = 6, n_in = 2048;
     float *x = malloc((size_t)(m * n_in) * sizeof(float));
@@ -517,29 +430,31 @@ static void test_int8_decode(void)
         T_CHECK(check_product(c, all_types[ti], n_in, 67, 1, &seed) == 0);
     }
     free(x);
-    mm_set_int8_gemm(0);
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q4_0, 2048, 1));
+    mm_ctx_free(c);
+    struct mm_params off = prm;
+    off.int8_gemm_off = 1;
+    T_CHECK(mm_ctx_create(p, 512, &off, &c) == 0);
+    T_CHECK(!mm_int8_gemm_used(c, GGML_TYPE_Q4_0, 2048, 1));
     T_CHECK(check_product(c, GGML_TYPE_Q4_0, 512, 40, 1, &seed) == 0);
-    mm_set_int8_gemm(1);
     mm_ctx_free(c);
     pool_free(p);
 }
 
 static void test_int8_gemm(void)
 {
-    if (!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 64))
-        T_SKIP("no AVX512-VNNI (or not compiled in): int8 GEMM unused");
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_0, 256, 9));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q4_K, 256, 9));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_IQ4_NL, 32, 9));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_IQ4_XS, 256, 9));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q2_K, 256, 9));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q3_K, 256, 9));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q6_K, 256, 64));
-    T_CHECK(mm_int8_gemm_used(GGML_TYPE_Q5_K, 256, 64));
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q5_0, 256, 64));
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_F32, 256, 64));
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_BF16, 256, 64));
+    if (!used(&prm, 1, GGML_TYPE_Q8_0, 256, 64))
+        T_SKIP("this set has no int8 GEMM (avx512: AVX512-VNNI)");
+    T_CHECK(used(&prm, 1, GGML_TYPE_Q4_0, 256, 9));
+    T_CHECK(used(&prm, 1, GGML_TYPE_Q4_K, 256, 9));
+    T_CHECK(used(&prm, 1, GGML_TYPE_IQ4_NL, 32, 9));
+    T_CHECK(used(&prm, 1, GGML_TYPE_IQ4_XS, 256, 9));
+    T_CHECK(used(&prm, 1, GGML_TYPE_Q2_K, 256, 9));
+    T_CHECK(used(&prm, 1, GGML_TYPE_Q3_K, 256, 9));
+    T_CHECK(used(&prm, 1, GGML_TYPE_Q6_K, 256, 64));
+    T_CHECK(used(&prm, 1, GGML_TYPE_Q5_K, 256, 64));
+    T_CHECK(!used(&prm, 1, GGML_TYPE_Q5_0, 256, 64));
+    T_CHECK(!used(&prm, 1, GGML_TYPE_F32, 256, 64));
+    T_CHECK(!used(&prm, 1, GGML_TYPE_BF16, 256, 64));
     static const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
                                 GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K,
                                 GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
@@ -549,7 +464,7 @@ static void test_int8_gemm(void)
         pool *p;
         mm_ctx *c;
         T_CHECK(pool_create(nt, &p) == 0);
-        T_CHECK(mm_ctx_create(p, 1100, &c) == 0);
+        T_CHECK(mm_ctx_create(p, 1100, &prm, &c) == 0);
         static const struct { int64_t n_in, n_out; int m; } sh[] = {
             {32, 1, 9}, {64, 5, 31}, {96, 6, 32}, {256, 13, 33},
             {672, 37, 300}, {1024, 100, 257}, {1088, 7, 512},
@@ -568,7 +483,7 @@ static void test_int8_gemm(void)
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(2, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 512, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 512, &prm, &c) == 0);
     const int m = 40, n_in = 512;
     float *x = malloc((size_t)(m * n_in) * sizeof(float));
     T_CHECK(x != NULL);
@@ -584,10 +499,12 @@ static void test_int8_gemm(void)
     for (int ti = 0; ti < n_types; ti++)
         T_CHECK(check_product_x(c, types[ti], n_in, 45, m, x, &seed) == 0);
     free(x);
-    mm_set_int8_gemm(0);
-    T_CHECK(!mm_int8_gemm_used(GGML_TYPE_Q8_0, 256, 64));
+    mm_ctx_free(c);
+    struct mm_params off = prm;
+    off.int8_gemm_off = 1;
+    T_CHECK(mm_ctx_create(p, 512, &off, &c) == 0);
+    T_CHECK(!mm_int8_gemm_used(c, GGML_TYPE_Q8_0, 256, 64));
     T_CHECK(check_product(c, GGML_TYPE_Q8_0, 512, 40, 70, &seed) == 0);
-    mm_set_int8_gemm(1);
     mm_ctx_free(c);
     pool_free(p);
 }
@@ -599,7 +516,7 @@ static int fill_bf16(void *ctx, void *dst, size_t size)
     const float *f = t->data;
     uint16_t *h = dst;
     KVT_ASSERT(size == t->size / 2);
-    for (size_t i = 0; i < size / 2; i++) h[i] = mm_f32_to_bf16(f[i]);
+    for (size_t i = 0; i < size / 2; i++) h[i] = numfmt_f32_to_bf16(f[i]);
     return 0;
 }
 
@@ -658,12 +575,12 @@ static int make_iq4_nl_model(const char *path)
     return rc < 0 ? rc : n_nl;
 }
 
-/* Perplexity of kvtile ppl on MODEL over the first 64 windows of 256. */
-static double ppl_of(const char *model)
+/* Perplexity of kvtile ppl on PATH over the first 64 windows of 256. */
+static double ppl_of(const char *path)
 {
     char cmd[512], out[4096], err[2048];
     snprintf(cmd, sizeof cmd, "ppl %s -f tests/data/kjv-nt.txt -c 256 --chunks 64 "
-             "--kv-store ram --json --quiet", model);
+             "--kv-store ram --json --quiet", path);
     int rc = t_run(cmd, out, sizeof out, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "  kvtile %s: exit %d: %s\n", cmd, rc, err);
@@ -704,7 +621,7 @@ static void test_bf16_ppl(void)
     const double p16 = ppl_of(T_MODEL("tiny-kjv-f16.gguf"));
     fprintf(stderr, "  ppl (64 x 256): f32 %.5f, bf16 %.5f (%+.4f%%), f16 %.5f (%+.4f%%)%s\n",
             p32, pbf, 100 * (pbf / p32 - 1), p16, 100 * (p16 / p32 - 1),
-            mm_bf16_gemm_used(GGML_TYPE_BF16, 256, 256) ? ", direct bf16 GEMM" : "");
+            used(&prm, 0, GGML_TYPE_BF16, 256, 256) ? ", direct bf16 GEMM" : "");
     T_CHECK(fabs(pbf / p32 - 1) < 0.005);
     T_CHECK(fabs(p16 / p32 - 1) < 0.002);
     remove(path);
@@ -739,7 +656,7 @@ static void test_iq4_nl_model(void)
     const double pnl = ppl_of(T_MODEL("tiny-kjv-iq4_nl.gguf"));
     fprintf(stderr, "  ppl (64 x 256): f32 %.5f, iq4_nl %.5f (%+.3f%%)%s\n", p32, pnl,
             100 * (pnl / p32 - 1),
-            mm_int8_gemm_used(GGML_TYPE_IQ4_NL, 256, 256) ? ", int8 GEMM" : "");
+            used(&prm, 1, GGML_TYPE_IQ4_NL, 256, 256) ? ", int8 GEMM" : "");
     T_CHECK(fabs(pnl / p32 - 1) < 0.01);
     if (!keep) {
         remove(path);
@@ -783,7 +700,7 @@ static void test_real_weights(void)
             int64_t n = w->ne[0] * w->ne[1] * w->ne[2] * w->ne[3];
             float *d = malloc((size_t)n * sizeof(float));
             float *o = malloc((size_t)n * sizeof(float));
-            mm_dequant(w->type, w->data, d, n);
+            mm_dequant_on(prm.cpu_set, w->type, w->data, d, n);
             T_CHECK(ref_dequant(w->type, w->data, o, n) == 0);
             const float *f = w32->data;
             double sum_err = 0, sum_abs = 0;
@@ -823,41 +740,106 @@ static void test_real_weights(void)
     gguf_close(ref);
 }
 
+/* Kernel sets are per context: a portable context and one of the host's
+ * best set work side by side, each keeping its own kernels (the portable
+ * f32 row dot is the plain sequential sum, bit for bit); requests for a
+ * set out of range fail, CPU_SET_DEFAULT means cpu_set_default(). */
+static void test_sets(void)
+{
+    T_CHECK(cpu_set_resolve(CPU_SET_DEFAULT) == cpu_set_default());
+    T_CHECK(cpu_set_supported(cpu_set_default()));
+    T_CHECK(!cpu_set_supported(CPU_SET_DEFAULT));
+    T_CHECK(cpu_set_resolve(CPU_SET_COUNT) == -EINVAL);
+    T_CHECK(cpu_set_resolve(-1) == -EINVAL);
+    T_CHECK(cpu_set_parse("avx2") == CPU_SET_AVX2);
+    T_CHECK(cpu_set_parse("default") == -EINVAL);
+    T_CHECK(cpu_set_parse("sse9") == -EINVAL);
+    for (int s = CPU_SET_PORTABLE; s < CPU_SET_COUNT; s++)
+        if (!cpu_set_supported(s)) T_CHECK(cpu_set_resolve(s) == KVT_EUNSUPP);
+    int best = CPU_SET_PORTABLE;
+    for (int s = CPU_SET_PORTABLE; s < CPU_SET_COUNT; s++)
+        if (cpu_set_supported(s)) best = s;
+    pool *p;
+    mm_ctx *cp, *cb, *bad = NULL;
+    T_CHECK(pool_create(2, &p) == 0);
+    const struct mm_params pp = {.cpu_set = CPU_SET_PORTABLE}, pb = {.cpu_set = best};
+    const struct mm_params pbad = {.cpu_set = CPU_SET_COUNT};
+    T_CHECK(mm_ctx_create(p, 1000, &pbad, &bad) == -EINVAL);
+    T_CHECK(bad == NULL);
+    T_CHECK(mm_ctx_create(p, 1000, &pp, &cp) == 0);
+    T_CHECK(mm_ctx_create(p, 1000, &pb, &cb) == 0);
+    T_CHECK(mm_ctx_cpu_set(cp) == CPU_SET_PORTABLE);
+    T_CHECK(mm_ctx_cpu_set(cb) == best);
+    uint64_t seed = 1234;
+    rand_w r;
+    rand_w_make(&r, GGML_TYPE_F32, 1000, 9, &seed);
+    float x[1000], yp[9], yb[9], yp2[9], yb2[9];
+    for (int k = 0; k < 1000; k++) x[k] = ref_rand_f32(&seed);
+    mm_matmul(cp, &r.t, x, 1, yp);
+    mm_matmul(cb, &r.t, x, 1, yb);
+    mm_matmul(cp, &r.t, x, 1, yp2);
+    mm_matmul(cb, &r.t, x, 1, yb2);
+    int bad_seq = 0;
+    for (int o = 0; o < 9; o++) {
+        float acc = 0;
+        for (int k = 0; k < 1000; k++) acc += r.deq[o * 1000 + k] * x[k];
+        bad_seq += bits(acc) != bits(yp[o]);
+        T_CHECK(bits(yp[o]) == bits(yp2[o]));
+        T_CHECK(bits(yb[o]) == bits(yb2[o]));
+    }
+    T_CHECK(bad_seq == 0);
+    rand_w_free(&r);
+    mm_ctx_free(cp);
+    mm_ctx_free(cb);
+    pool_free(p);
+}
+
+/* A model context takes its kernel set from model_ctx_params.mm: out of
+ * range is refused, every set the host has is accepted. */
+static void test_model_ctx_set(void)
+{
+    char err[256];
+    model *m;
+    T_REQUIRE(model_open(T_MODEL("tiny-kjv-f32.gguf"), &m, err, sizeof err) == 0,
+              "models/tiny-kjv-f32.gguf not readable");
+    struct model_ctx_params mp = {.n_batch = 4, .n_threads = 1, .tile_tokens = 64};
+    model_ctx *mc = NULL;
+    mp.mm.cpu_set = CPU_SET_COUNT;
+    T_CHECK(model_ctx_create(m, &mp, &mc) == -EINVAL);
+    for (int s = CPU_SET_DEFAULT; s < CPU_SET_COUNT; s++) {
+        if (s != CPU_SET_DEFAULT && !cpu_set_supported(s)) continue;
+        mp.mm.cpu_set = s;
+        T_CHECK(model_ctx_create(m, &mp, &mc) == 0);
+        model_ctx_free(mc);
+    }
+    model_close(m);
+}
+
 int main(void)
 {
+    T_RUN(test_supported);
+    T_RUN(test_sets);
+    T_RUN(test_model_ctx_set);
     /* every kernel set this host has, the portable one last (cpu.h) */
-    for (int set = CPU_SET_COUNT - 1; set >= 0; set--) {
+    for (int set = CPU_SET_COUNT - 1; set >= CPU_SET_PORTABLE; set--) {
         if (!cpu_set_supported(set)) {
             fprintf(stderr, "  kernel set %s: not on this host\n", cpu_set_name(set));
             continue;
         }
-        T_CHECK(cpu_set_force(set) == 0);
+        prm.cpu_set = set;
         fprintf(stderr, "  kernel set %s\n", cpu_set_name(set));
-        T_RUN(test_f16_known);
-        T_RUN(test_f16_exhaustive);
-        T_RUN(test_f16_random);
-        T_RUN(test_bf16);
-        T_RUN(test_supported);
         T_RUN(test_dequant_exact);
         T_RUN(test_dequant_extreme);
-        T_RUN(test_get_row);
         T_RUN(test_matmul_types);
         T_RUN(test_matmul_edges);
         T_RUN(test_bf16_gemm);
         T_RUN(test_int8_decode);
         T_RUN(test_int8_gemm);
+        T_RUN(test_real_weights);
     }
-    T_CHECK(cpu_set_force(CPU_SET_PORTABLE) == 0);
-    T_CHECK(cpu_set_active() == CPU_SET_PORTABLE);
-    T_CHECK(cpu_set_force(CPU_SET_COUNT) == -EINVAL);
-    T_CHECK(cpu_set_parse("avx2") == CPU_SET_AVX2);
-    T_CHECK(cpu_set_parse("sse9") == -EINVAL);
-    for (int set = CPU_SET_COUNT - 1; set >= 0; set--)
-        if (cpu_set_supported(set)) {
-            T_CHECK(cpu_set_force(set) == 0);
-            break;
-        }
-    T_RUN(test_real_weights);
+    /* the defaults (what the CLI uses) */
+    prm.cpu_set = CPU_SET_DEFAULT;
+    T_RUN(test_get_row);
     T_RUN(test_bf16_ppl);
     T_RUN(test_iq4_nl_model);
     return t_done();

@@ -32,16 +32,16 @@ static void slurp(FILE *f, char *out, size_t cap)
     while (fread(sink, 1, sizeof sink, f) > 0) { }
 }
 
-int t_run(const char *args, char *out, size_t cap, char *err, size_t err_cap)
+int t_sh(const char *cmdline, char *out, size_t cap, char *err, size_t err_cap)
 {
     char errpath[] = "/tmp/kvt-test-err-XXXXXX";
     int efd = mkstemp(errpath);
     if (efd < 0) return -1;
     close(efd);
-    size_t need = strlen(args) + strlen(t_kvtile()) + sizeof errpath + 32;
+    size_t need = strlen(cmdline) + sizeof errpath + 32;
     char *cmd = malloc(need);
     if (!cmd) return -1;
-    snprintf(cmd, need, "%s %s 2>%s", t_kvtile(), args, errpath);
+    snprintf(cmd, need, "%s 2>%s", cmdline, errpath);
     FILE *p = popen(cmd, "r");
     free(cmd);
     if (!p) { unlink(errpath); return -1; }
@@ -56,6 +56,17 @@ int t_run(const char *args, char *out, size_t cap, char *err, size_t err_cap)
     unlink(errpath);
     if (st == -1 || !WIFEXITED(st)) return -1;
     return WEXITSTATUS(st);
+}
+
+int t_run(const char *args, char *out, size_t cap, char *err, size_t err_cap)
+{
+    size_t need = strlen(args) + strlen(t_kvtile()) + 2;
+    char *cmd = malloc(need);
+    if (!cmd) return -1;
+    snprintf(cmd, need, "%s %s", t_kvtile(), args);
+    int rc = t_sh(cmd, out, cap, err, err_cap);
+    free(cmd);
+    return rc;
 }
 
 pid_t t_spawn(const char *args)

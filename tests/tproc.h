@@ -14,6 +14,9 @@ const char *t_kvtile(void);
  * @return the exit status (0..255), or -1 if it could not run. */
 int t_run(const char *args, char *out, size_t cap, char *err, size_t err_cap);
 
+/* The same for any shell command line CMD (run by sh -c). */
+int t_sh(const char *cmd, char *out, size_t cap, char *err, size_t err_cap);
+
 /* Start "kvtile ARGS" in the background (stdout, stderr to /dev/null). */
 pid_t t_spawn(const char *args);
 

@@ -290,32 +290,26 @@ void cli_load(const char *path, model **m, tok **t)
 void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_params *rp)
 {
     *rp = model_hparams(m)->rope;
-    if (o->rope_scaling) {
-        rp->scheme = rope_scheme_parse(o->rope_scaling);
-        if (rp->scheme == ROPE_LONGROPE && !rp->have_factors && !o->longrope_factors)
-            cli_die("--rope-scaling longrope: the model has no LongRoPE factors; give --longrope-factors FILE");
-    }
-    if (o->rope_scale > 0) rp->scale = o->rope_scale;
-    if (o->rope_freq_base > 0) rp->freq_base = o->rope_freq_base;
-    if (o->yarn_beta_fast >= 0) rp->beta_fast = o->yarn_beta_fast;
-    if (o->yarn_beta_slow >= 0) rp->beta_slow = o->yarn_beta_slow;
-    if (o->longrope_n_hat > 0) rp->n_hat = o->longrope_n_hat;
+    struct rope_override ov = {
+        .scheme = o->rope_scaling ? rope_scheme_parse(o->rope_scaling) : -1,
+        .scale = o->rope_scale, .freq_base = o->rope_freq_base,
+        .beta_fast = o->yarn_beta_fast, .beta_slow = o->yarn_beta_slow, .n_ctx = o->n_ctx,
+    };
+    float f[ROPE_MAX_PAIRS];
     if (o->longrope_factors) {
         size_t len;
         char *text = cli_read_file(o->longrope_factors, &len);
-        int n = 0, half = rp->n_rot / 2;
-        int rc = rope_factors_parse(text, len, rp->factors_long, ROPE_MAX_PAIRS, &n);
+        int rc = rope_factors_parse(text, len, f, ROPE_MAX_PAIRS, &ov.n_factors);
         free(text);
         if (rc < 0) cli_die("%s: %s", o->longrope_factors, kvt_strerror(rc));
-        if (n != half)
-            cli_die("%s: %d factors, the model rotates %d pairs", o->longrope_factors, n, half);
-        if (!rp->have_factors)
-            for (int i = 0; i < half; i++) rp->factors_short[i] = 1.0f;
-        rp->have_factors = 1;
-        if (!o->rope_scaling) rp->scheme = ROPE_LONGROPE;
-        if (rp->scale <= 1.0 && o->n_ctx > rp->orig_ctx)
-            rp->scale = (double)o->n_ctx / (double)rp->orig_ctx;
+        if (ov.n_factors != rp->n_rot / 2)
+            cli_die("%s: %d factors, the model rotates %d pairs", o->longrope_factors,
+                    ov.n_factors, rp->n_rot / 2);
+        ov.factors_long = f;
     }
+    if (rope_params_override(rp, &ov) < 0) /* (the factor count is checked above) */
+        cli_die("--rope-scaling longrope: the model has no LongRoPE factors; give --longrope-factors FILE");
+    if (o->longrope_n_hat > 0) rp->n_hat = o->longrope_n_hat;
 }
 
 int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,
@@ -482,6 +476,14 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m)
     int rc = model_ctx_create(m, &p, &c);
     if (rc < 0) cli_die("%s: %s", o->model_path, kvt_strerror(rc));
     return c;
+}
+
+void cli_unload(struct cli_kv *ck, model_ctx *mc, tok *tk, model *m)
+{
+    if (ck) cli_kv_close(ck);
+    model_ctx_free(mc);
+    tok_free(tk);
+    model_close(m);
 }
 
 void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,

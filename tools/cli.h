@@ -114,6 +114,11 @@ extern const char *const cli_utf8_names[];
     OPT_STR("--pre-tokenizer", NULL, "NAME", &cli_text.pre, \
             "split byte-level BPE text as NAME, not as the file's\n" \
             "tokenizer.ggml.pre says (warns)", .def = "from the file")
+/* The sampler's options (engine/sample.h) into SP (struct sample_params *). */
+#define CLI_OPTS_SAMPLE(sp) \
+    OPT_DOUBLE("--temp", NULL, "T", &(sp)->temp, 0, 1e3, "temperature (0: greedy)"), \
+    OPT_DOUBLE("--top-p", NULL, "P", &(sp)->top_p, 1e-9, 1, "nucleus sampling mass"), \
+    OPT_U64("--seed", NULL, "S", &(sp)->seed, "sampler seed")
 /* Every shared option of a command that runs the model over a KV store
  * and prints results (generate, passkey, ppl). */
 #define CLI_OPTS_MODEL_RUN(o) \
@@ -235,6 +240,10 @@ void cli_mkdir(const char *dir);
 
 /* A model context for this run. */
 model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m);
+
+/* Close what cli_kv_open (CK, NULL: none), cli_model_ctx and cli_load
+ * opened, in that order. */
+void cli_unload(struct cli_kv *ck, model_ctx *mc, tok *tk, model *m);
 
 /* Empty KV and evaluate ids[0..n) again in batches of `batch`, without
  * logits: the prefix under a new rotation table (--longrope-exact). Exits

@@ -38,9 +38,7 @@ int cmd_generate(int argc, char **argv)
         OPT_STR("--prompt", "-p", "TEXT", &prompt, "the prompt"),
         OPT_STR("--file", "-f", "FILE", &pfile, "the prompt from FILE"),
         OPT_I64("--n-predict", "-n", "N", &n_gen, 0, 1 << 30, "tokens to generate at most"),
-        OPT_DOUBLE("--temp", NULL, "T", &gp.sample.temp, 0, 1e3, "temperature (0: greedy)"),
-        OPT_DOUBLE("--top-p", NULL, "P", &gp.sample.top_p, 1e-9, 1, "nucleus sampling mass"),
-        OPT_U64("--seed", NULL, "S", &gp.sample.seed, "sampler seed"),
+        CLI_OPTS_SAMPLE(&gp.sample),
         OPT_FLAG("--grow-positions", NULL, &grow,
                  "positions follow the current length (an open-ended\n"
                  "session) instead of prompt + n"),
@@ -121,9 +119,6 @@ int cmd_generate(int argc, char **argv)
     free(ids);
     free(text);
     gen_free(g);
-    cli_kv_close(&ck);
-    model_ctx_free(mc);
-    tok_free(tk);
-    model_close(m);
+    cli_unload(&ck, mc, tk, m);
     return 0;
 }

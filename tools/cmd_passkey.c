@@ -313,9 +313,6 @@ int cmd_passkey(int argc, char **argv)
     free(ids);
     free(cells);
     gen_free(g);
-    cli_kv_close(&ck);
-    model_ctx_free(mc);
-    tok_free(tk);
-    model_close(m);
+    cli_unload(&ck, mc, tk, m);
     return 0;
 }

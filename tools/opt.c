@@ -91,6 +91,65 @@ void opt_help(FILE *f, const char *cmd, const char *usage, const struct opt *tab
     }
 }
 
+static int man_mode;
+
+void opt_set_man(int on) { man_mode = on; }
+
+/* S as roff text: '-' and '\\' escaped, a leading '.' or '\'' guarded. */
+static void roff_text(FILE *f, const char *s)
+{
+    if (*s == '.' || *s == '\'') fputs("\\&", f);
+    for (; *s; s++) {
+        if (*s == '-') fputs("\\-", f);
+        else if (*s == '\\') fputs("\\e", f);
+        else if (*s == '\n') {
+            fputc('\n', f);
+            if (s[1] == '.' || s[1] == '\'') fputs("\\&", f);
+        } else fputc(*s, f);
+    }
+}
+
+void opt_man(FILE *f, const char *cmd, const char *usage, const struct opt *tab)
+{
+    fputs(".SS kvtile ", f);
+    roff_text(f, cmd);
+    fputs("\n.B kvtile ", f);
+    roff_text(f, cmd);
+    fputs("\n", f);
+    roff_text(f, usage);
+    fputs("\n", f);
+    for (const struct opt *o = tab; o->type != OPT_T_END; o++) {
+        if (o->type == OPT_T_GROUP) {
+            fputs(".PP\n.I ", f);
+            roff_text(f, o->name);
+            fputs("\n", f);
+            continue;
+        }
+        char left[256], cl[256], dbuf[64];
+        const char *arg = o->type == OPT_T_CHOICE ? choice_list(o, cl, sizeof cl) : o->arg;
+        snprintf(left, sizeof left, "%s%s%s", o->alias ? o->alias : "", o->alias ? ", " : "",
+                 o->name);
+        fputs(".TP\n\\fB", f);
+        roff_text(f, left);
+        fputs("\\fR", f);
+        if (arg) {
+            fputs(" \\fI", f);
+            roff_text(f, arg);
+            fputs("\\fR", f);
+        }
+        fputs("\n", f);
+        roff_text(f, o->help);
+        const char *d = o->type == OPT_T_FLAG || (o->type == OPT_T_FN && !o->def)
+                        ? NULL : default_text(o, dbuf, sizeof dbuf);
+        if (d) {
+            fputs(" (default ", f);
+            roff_text(f, d);
+            fputs(")", f);
+        }
+        fputs("\n", f);
+    }
+}
+
 static int matches(const struct opt *o, const char *a, size_t n)
 {
     return (strlen(o->name) == n && !strncmp(o->name, a, n)) ||
@@ -176,7 +235,8 @@ int opt_parse(const char *cmd, const char *usage, const struct opt *tab,
         }
         if (!strcmp(a, "--")) { only_pos = 1; continue; }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            opt_help(stdout, cmd, usage, tab);
+            if (man_mode) opt_man(stdout, cmd, usage, tab);
+            else opt_help(stdout, cmd, usage, tab);
             exit(0);
         }
         const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;

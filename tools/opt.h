@@ -95,6 +95,11 @@ int opt_parse(const char *cmd, const char *usage, const struct opt *tab,
 /* The help generated from TAB. */
 void opt_help(FILE *f, const char *cmd, const char *usage, const struct opt *tab);
 
+/* The same as a roff section of the man page (.SS, one .TP per option). */
+void opt_man(FILE *f, const char *cmd, const char *usage, const struct opt *tab);
+/* ON: -h / --help print opt_man instead of opt_help (`kvtile --man`). */
+void opt_set_man(int on);
+
 /* "usage: kvtile CMD USAGE (kvtile CMD --help for the options)" on stderr,
  * exit 2: for a missing required argument, after opt_parse. */
 _Noreturn void opt_usage(const char *cmd, const char *usage);

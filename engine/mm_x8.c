@@ -1,0 +1,199 @@
+/* mm_x8.c - int8 decode dots on 256-bit vectors (m <= MM_FUSED_M_MAX,
+ * quantized weights, X quantized by mm_x8_quant), built once per vector
+ * set (mm_x8.h): -DMM_X8_SET=avx2 or avx512. The weight codes of Q8_0,
+ * Q4_0 and Q4_K stay in registers (fused, one f32 step per 32 elements);
+ * the other types go through the unpacked chunks. */
+#include "mm_x8.h"
+
+#if !defined(MM_X8_SET) || !defined(__AVX2__) || !defined(__FMA__)
+#error "mm_x8.c is built per vector set: -DMM_X8_SET=avx2 -march=x86-64-v3 (Makefile)"
+#endif
+
+#define MM_CAT_(a, b) a##_##b
+#define MM_CAT(a, b) MM_CAT_(a, b)
+
+/* 8 int32 lanes: lanes 0-3 sum to sum(w*x) over bytes 0-15, lanes 4-7
+ * over bytes 16-31 (|w*x| pairs fit int16: |w| <= 128, |x| <= 127). */
+static inline __m256i mm_dot8x32(__m256i w, __m256i x)
+{
+    const __m256i aw = _mm256_sign_epi8(w, w), sx = _mm256_sign_epi8(x, w);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+/* As mm_dot8x32 for unsigned U (0..127) against signed X. */
+static inline __m256i mm_dotu8x32(__m256i u, __m256i x)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Fused single-row dots of a Q8_0 / Q4_0 / Q4_K row (NB blocks) with one
+ * int8 X row (codes XQ, per-16 xd/xs as mm_x8_quant): the weight codes
+ * stay in registers, one f32 step per 32 elements. Same sums as
+ * dot_groups_x8 (exact integer parts, f32 scaling). */
+static float dot_q8_0_x8(const blk_q8_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i p0 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        const __m256i p1 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b + 1].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(MM_H2F(w[b].d) * xd[2 * b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                             _mm256_set1_ps(MM_H2F(w[b + 1].d) * xd[2 * b + 2]), a1);
+    }
+    for (; b < nb; b++) {
+        const __m256i p0 = mm_dot8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                      _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(MM_H2F(w[b].d) * xd[2 * b]), a0);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* 32 codes of a Q4_0-style block: low nibbles (elements 0-15) in the low
+ * lane, high nibbles (16-31) in the high lane, as unsigned 0..15. */
+static inline __m256i mm_nibbles32(const uint8_t *qs)
+{
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                            _mm256_set1_epi8(0x0F));
+}
+
+static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+{
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i q0 = _mm256_sub_epi8(mm_nibbles32(w[b].qs), eight);
+        const __m256i q1 = _mm256_sub_epi8(mm_nibbles32(w[b + 1].qs), eight);
+        const __m256i p0 = mm_dot8x32(q0, _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        const __m256i p1 = mm_dot8x32(q1, _mm256_loadu_si256((const __m256i *)(xq + 32 * b + 32)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(MM_H2F(w[b].d) * xd[2 * b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                             _mm256_set1_ps(MM_H2F(w[b + 1].d) * xd[2 * b + 2]), a1);
+    }
+    for (; b < nb; b++) {
+        const __m256i q0 = _mm256_sub_epi8(mm_nibbles32(w[b].qs), eight);
+        const __m256i p0 = mm_dot8x32(q0, _mm256_loadu_si256((const __m256i *)(xq + 32 * b)));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(MM_H2F(w[b].d) * xd[2 * b]), a0);
+    }
+    return mm_hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* 8 6-bit values (Q4_K/Q5_K scales or mins) as floats times D: sc
+ * bytes 0-3 are q[0..3] & 63, 4-7 q[8..11] low nibbles | (q[0..3] >> 6) << 4;
+ * mins likewise from q[4..7] and the high nibbles (scale_min_k4). */
+static inline void mm_k4_scales8(const uint8_t *q, float d, float dmin, __m256 *sc,
+                                 __m256 *mn)
+{
+    uint32_t a, b, c;
+    memcpy(&a, q, 4);
+    memcpy(&b, q + 4, 4);
+    memcpy(&c, q + 8, 4);
+    const uint64_t s8 = (uint64_t)(a & 0x3f3f3f3fu) |
+                        (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) |
+                        (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+    *sc = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                               _mm_cvtsi64_si128((long long)s8))));
+    *mn = _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                                  _mm_cvtsi64_si128((long long)m8))));
+}
+
+/* Q4_K: per 64 elements 32 bytes of qs, low nibbles = sub-block 2i, high
+ * = 2i+1; w = (d*sc)*q - dmin*mn per sub-block of 32. The 8 integer sums
+ * of a block land in one vector (hadd), scaled by (d*sc) * dx, minus
+ * (dmin*mn) * (dx * sum(xq)) per sub-block. */
+static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
+                         const float *xs32, int64_t nb)
+{
+    const __m256i lo = _mm256_set1_epi8(0x0F);
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    __m256 acc = _mm256_setzero_ps(), neg = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs32 += 8) {
+        __m256i m[8];
+        for (int i = 0; i < 4; i++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * i));
+            m[2 * i] = mm_dotu8x32(_mm256_and_si256(raw, lo),
+                                   _mm256_loadu_si256((const __m256i *)(xq + 64 * i)));
+            m[2 * i + 1] = mm_dotu8x32(_mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
+                                       _mm256_loadu_si256((const __m256i *)(xq + 64 * i + 32)));
+        }
+        /* per sub-block j: m[j]'s 8 lanes; hadd folds them to one lane each */
+        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]),
+                                             _mm256_hadd_epi32(m[2], m[3]));
+        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]),
+                                             _mm256_hadd_epi32(m[6], m[7]));
+        /* h0 = [s0a s1a s2a s3a | s0b s1b s2b s3b] (a, b: 128-bit halves);
+         * adding the swapped halves gives s0..s3 in both */
+        const __m256i s03 = _mm256_add_epi32(h0, _mm256_permute2x128_si256(h0, h0, 1));
+        const __m256i s47 = _mm256_add_epi32(h1, _mm256_permute2x128_si256(h1, h1, 1));
+        const __m256i sums = _mm256_blend_epi32(s03, s47, 0xF0); /* s0 .. s7 */
+        __m256 sc, mn;
+        mm_k4_scales8(w[b].scales, MM_H2F(w[b].d), MM_H2F(w[b].dmin), &sc, &mn);
+        const __m256 dx = _mm256_permutevar8x32_ps(
+            _mm256_loadu_ps(xd), even); /* lanes 0-3: xd[0,2,4,6] */
+        const __m256 dx8 = _mm256_blend_ps(dx, _mm256_permutevar8x32_ps(
+                                                   _mm256_loadu_ps(xd + 8), even), 0xF0);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sc, dx8), acc);
+        neg = _mm256_fmadd_ps(mn, _mm256_loadu_ps(xs32), neg);
+    }
+    return mm_hsum8(_mm256_sub_ps(acc, neg));
+}
+
+/* sum over N_GROUPS groups g of 16 of sc[g] * xd[g] * sum(q * xq)
+ * (+ bi[g] * xs[g] if BIAS): a row chunk unpacked as for dot_groups
+ * against one int8 X row. Integer sums are exact; the rest is f32. */
+static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, int bias,
+                           const int8_t *xq, const float *xd, const float *xs,
+                           int n_groups)
+{
+    int g = 0;
+    __m256 va = _mm256_setzero_ps();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; g + 8 <= n_groups; g += 8) {
+        __m256i m[4];
+        for (int t = 0; t < 4; t++)
+            m[t] = mm_dot8x32(_mm256_loadu_si256((const __m256i *)(q + 16 * g + 32 * t)),
+                              _mm256_loadu_si256((const __m256i *)(xq + 16 * g + 32 * t)));
+        /* lanes: groups g+0, 2, 4, 6 | g+1, 3, 5, 7; then in order */
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]),
+                                      _mm256_hadd_epi32(m[2], m[3]));
+        h = _mm256_permutevar8x32_epi32(h, order);
+        const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(sc + g), _mm256_loadu_ps(xd + g));
+        va = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), s, va);
+        if (bias) va = _mm256_fmadd_ps(_mm256_loadu_ps(bi + g), _mm256_loadu_ps(xs + g), va);
+    }
+    return mm_groups_x8_tail(q, sc, bi, bias, xq, xd, xs, g, n_groups, mm_hsum8(va));
+}
+
+#define MM_ROWS_UNPACK mm_unpack_avx2
+#define MM_ROWS_X8
+#include "mm_rows.h"
+
+void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ctx *c,
+                                       int64_t n, int m, float *acc)
+{
+    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K) {
+        const int64_t ng = n / 16;
+        for (int i = 0; i < m; i++) {
+            const int8_t *xq = c->x8q + i * n;
+            const float *xd = c->x8d + i * ng;
+            acc[i] = type == GGML_TYPE_Q8_0 ? dot_q8_0_x8((const void *)row, xq, xd, n / 32)
+                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, xd, n / 32)
+                   : dot_q4_K_x8((const void *)row, xq, xd, c->x8s32 + i * (n / 32),
+                                  n / MM_QK_K);
+        }
+        return;
+    }
+    dot_rows_x8_chunks(type, row, c, n, m, acc);
+}
