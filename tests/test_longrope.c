@@ -1,10 +1,14 @@
 /* test_longrope.c - `kvtile longrope-search` through the built binary on
- * tiny-kjv with small budgets: same seed -> same result; SIGKILL + --resume
- * -> the same factors as an uninterrupted run; the fitness equals the NLL
- * `kvtile ppl` reports for the same window and factors; the written GGUF
- * carries the factors (kvtile info) and gives the same nll_sum as the
- * model with --longrope-factors (llama and phi3 files). */
+ * tiny-kjv with small budgets: same seed -> same result, with one worker or
+ * two; SIGKILL + --resume -> the same factors as an uninterrupted run; the
+ * fitness equals the NLL `kvtile ppl` reports for the same window, factors
+ * and n_hat; n_hat searched over the paper's set; --patience and --budget
+ * stop where their rules say; --schedule seeds each stage with the previous
+ * result scaled (as --from does); the written GGUF carries the factors
+ * (kvtile info) and gives the same nll_sum as the model with
+ * --longrope-factors (llama and phi3 files). */
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -231,6 +235,149 @@ static void test_phi3(void)
     T_CHECK(access(path, F_OK) == 0);
 }
 
+/* A search with n_hat: one worker and two give the same journal; every
+ * n_hat tried is in the paper's set, more than one was tried; the best's
+ * fitness is what `ppl --longrope-n-hat` gives. */
+static void test_workers_and_n_hat(void)
+{
+    char out[4096], a[256], b[256];
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --iterations 3 --search-n-hat --workers 2 -t 2 "
+                "-o %s/n2 --json", g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    double nll = json_num(out, "best_nll");
+    double nh = json_num(out, "n_hat");
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 3 --search-n-hat --workers 1 -o %s/n1",
+                g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    snprintf(a, sizeof a, "%s/n2.journal", g_dir);
+    snprintf(b, sizeof b, "%s/n1.journal", g_dir);
+    T_CHECK(files_equal(a, b));
+    snprintf(b, sizeof b, "%s/n2.factors.txt", g_dir);
+    /* n_hat values of the journal's candidates */
+    static const int paper[] = { 0, 1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 64, 128, 256 };
+    int seen[14] = { 0 }, bad = 0, n = 0;
+    char *t = t_slurp(a, NULL);
+    for (char *p = t; p && (p = strstr(p, " eval 0 ")) != NULL; p++) {
+        int it, v;
+        double x;
+        if (sscanf(p, " eval 0 %d %lf %d", &it, &x, &v) != 3) { bad++; continue; }
+        int k = 0;
+        while (k < 14 && paper[k] != v) k++;
+        if (k == 14) bad++;
+        else seen[k] = 1;
+        n++;
+    }
+    free(t);
+    int distinct = 0;
+    for (int k = 0; k < 14; k++) distinct += seen[k];
+    T_CHECK(n == 24 && bad == 0);
+    T_CHECK(distinct >= 2);
+    /* the fitness is the ppl protocol with the factors and n_hat */
+    T_CHECK(run(out, sizeof out, "%s ppl %s -f %s -c 512 --chunks 1 --kv-store ram -t 1 --json "
+                "--longrope-factors %s --rope-scaling longrope --longrope-n-hat %d",
+                g_bin, MODEL, T_DATA("kjv.txt"), b, (int)nh) == 0);
+    T_NEAR(json_num(out, "nll_sum") / json_num(out, "n_scored"), nll, 1e-9);
+    /* the factors file says its target and n_hat */
+    char *f = t_slurp(b, NULL);
+    char want[64];
+    snprintf(want, sizeof want, "target_ctx 512 n_hat %d\n", (int)nh);
+    T_CHECK(f && strstr(f, want) != NULL);
+    free(f);
+}
+
+/* best_ppl of iteration I of a log (the I-th "best_ppl" after "iterations"). */
+static double iter_best(const char *log, int i)
+{
+    const char *p = strstr(log, "\"iterations\"");
+    for (int k = 0; p && k <= i; k++) {
+        p = strstr(p + 1, "\"best_ppl\": ");
+    }
+    return p ? strtod(p + 12, NULL) : NAN;
+}
+
+/* --patience stops after that many iterations without a better best;
+ * --budget caps the candidates. */
+static void test_stopping(void)
+{
+    char out[4096], path[256];
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --iterations 60 --patience 2 -o %s/pt --json",
+                g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    int iters = (int)json_num(out, "iterations");
+    T_CHECK(iters >= 2 && iters < 60);
+    snprintf(path, sizeof path, "%s/pt.log.json", g_dir);
+    char *log = t_slurp(path, NULL);
+    T_CHECK(log && strstr(log, "\"stopped\": \"patience\""));
+    if (log && iters >= 2) {
+        /* the last two iterations did not improve; the one before them did (or was 0) */
+        double b0 = iter_best(log, iters - 2), b1 = iter_best(log, iters - 1), b2 = iter_best(log, iters);
+        T_CHECK(b0 == b1 && b1 == b2);
+        if (iters >= 3) T_CHECK(iter_best(log, iters - 3) > b0);
+        T_CHECK(isnan(iter_best(log, iters + 1)));
+    }
+    free(log);
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --iterations 60 --budget 10 -o %s/bu --json",
+                g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    T_CHECK(json_num(out, "evaluations") == 10);
+    T_CHECK(json_num(out, "iterations") == 1); /* 6 + 4 */
+    snprintf(path, sizeof path, "%s/bu.log.json", g_dir);
+    log = t_slurp(path, NULL);
+    T_CHECK(log && strstr(log, "\"stopped\": \"budget\""));
+    free(log);
+    snprintf(path, sizeof path, "%s/bu.convergence.svg", g_dir);
+    char *svg = t_slurp(path, NULL);
+    T_CHECK(svg && strstr(svg, "<svg") && strstr(svg, "median"));
+    free(svg);
+}
+
+/* --schedule 512,1024: the 1024 stage's first candidate is the 512 result
+ * times 2 (on the grid); --from gives the same stage. */
+static void test_schedule(void)
+{
+    char out[8192], path[256];
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s -f %s --text-before 'Matthew 1' --schedule 512,1024 "
+                "--samples 1 --population 4 --iterations 1 --seed 3 -t 1 --quiet -o %s/sc --json",
+                g_bin, MODEL, T_DATA("kjv.txt"), g_dir) == 0);
+    T_CHECK(strstr(out, "\"target_ctx\": 512") && strstr(out, "\"target_ctx\": 1024"));
+    snprintf(path, sizeof path, "%s/sc-512.factors.txt", g_dir);
+    char *f = t_slurp(path, NULL);
+    snprintf(path, sizeof path, "%s/sc-1024.journal", g_dir);
+    char *j = t_slurp(path, NULL);
+    T_CHECK(f && j);
+    if (f && j) {
+        char want[512] = " eval 0 0 ";
+        const char *p = strstr(j, want);
+        T_CHECK(p != NULL);
+        p = p ? strchr(p + 10, ' ') : NULL;  /* after the NLL */
+        p = p ? strchr(p + 1, ' ') : NULL;   /* after n_hat */
+        int n = 0, ok = p != NULL;
+        for (char *q = strchr(f, '\n') + 1; ok && *q; n++) {
+            char *e;
+            double lam = strtod(q, &e);
+            long want_q = lround(lam * 100.0 * 2.0);
+            if (want_q > 500) want_q = 500; /* 1.25 s */
+            long got = strtol(p + 1, (char **)&p, 10);
+            ok = got == want_q;
+            q = *e ? e + 1 : e;
+        }
+        T_CHECK(ok && n == 32);
+    }
+    free(f);
+    free(j);
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s/sc-512.factors.txt", g_dir);
+    T_CHECK(run(NULL, 0, "%s longrope-search %s -f %s --text-before 'Matthew 1' --target-ctx 1024 --from %s "
+                "--samples 1 --population 4 --iterations 1 --seed 3 -t 1 --quiet -o %s/fr",
+                g_bin, MODEL, T_DATA("kjv.txt"), a, g_dir) == 0);
+    snprintf(a, sizeof a, "%s/sc-1024.factors.txt", g_dir);
+    snprintf(b, sizeof b, "%s/fr.factors.txt", g_dir);
+    T_CHECK(files_equal(a, b));
+    /* a factors file without its target needs --from-ctx */
+    snprintf(a, sizeof a, "%s/bare.txt", g_dir);
+    FILE *bf = fopen(a, "w");
+    for (int i = 0; bf && i < 32; i++) fprintf(bf, "2\n");
+    if (bf) fclose(bf);
+    T_CHECK(run(NULL, 0, "%s longrope-search %s -f %s --target-ctx 1024 --from %s -o %s/x 2>/dev/null",
+                g_bin, MODEL, T_DATA("kjv.txt"), a, g_dir) != 0);
+}
+
 int main(void)
 {
     const char *b = getenv("KVT_BUILD");
@@ -244,6 +391,9 @@ int main(void)
     T_RUN(test_same_seed_same_result);
     T_RUN(test_kill_and_resume);
     T_RUN(test_gguf_matches_factors);
+    T_RUN(test_workers_and_n_hat);
+    T_RUN(test_stopping);
+    T_RUN(test_schedule);
     T_RUN(test_phi3);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

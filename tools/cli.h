@@ -39,6 +39,7 @@ struct cli_opts {
     const char *rope_scaling;
     double rope_scale, rope_freq_base, yarn_beta_fast, yarn_beta_slow;
     const char *longrope_factors;
+    int64_t longrope_n_hat; /* --longrope-n-hat: first positions unscaled */
     int se_group, se_window;
     int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
     struct sel_policy sel;  /* --attend all | sink:S,recent:R,top:K|P% */
@@ -137,6 +138,8 @@ extern const char *const cli_utf8_names[];
                .def = "from the file"), \
     OPT_STR("--longrope-factors", NULL, "FILE", &(o)->longrope_factors, \
             "per-pair LongRoPE factors (one per line or a list)"), \
+    OPT_I64("--longrope-n-hat", NULL, "N", &(o)->longrope_n_hat, 0, 1e12, \
+            "LongRoPE: the first N positions keep the unscaled angles"), \
     OPT_FN("--self-extend", NULL, "G:W", (o), cli_opt_self_extend, \
            "SelfExtend group size G, neighbour window W"), \
     OPT_CHOICE("--k-rotation", NULL, &(o)->rotate_k_on_write, cli_krot_names, \

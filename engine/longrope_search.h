@@ -1,0 +1,126 @@
+/* longrope_search.h - the LongRoPE paper's evolutionary search for per-pair
+ * RoPE rescale factors and the unscaled prefix n_hat, without the model:
+ * the caller evaluates candidates through a callback.
+ *
+ * A candidate is q_i = 100 lambda_i for each of the n_pairs pairs (the
+ * 0.01 grid, integers so that equality, hashing and journals are exact),
+ * in [qmin, qmax], non-decreasing in i, and n_hat, one of the candidate
+ * set nhat[] (one value = fixed). Lower fitness (mean NLL) is better.
+ *
+ * Per iteration (P = population): iteration 0 evaluates the seeds and
+ * mutations of them up to P. Each later iteration takes the best ceil(P/2)
+ * candidates evaluated so far as parents and makes P children: half by
+ * mutation (each pair, with probability 0.3, resampled uniformly on the
+ * grid between its neighbours' values, which keeps the order; n_hat, with
+ * the same probability, redrawn from the set), half by crossover (each
+ * pair and n_hat from one of two parents; children that break the order
+ * are rejected). Candidates seen before are rejected too. The search
+ * stops after max_iter iterations, after `patience` iterations without a
+ * better best, or when `budget` candidates have been evaluated (the last
+ * generation is cut to fit).
+ *
+ * Determinism: one xoshiro256** stream seeded by `seed` makes every
+ * decision before a generation is evaluated, and results are taken in
+ * generation order, so the result does not depend on n_workers or on
+ * which worker evaluated what. Resume: lrs_known() preloads fitness values
+ * (a journal); the run then replays, evaluating only the unknown ones.
+ *
+ * Threads: with n_workers > 1, lrs_run() evaluates a generation on
+ * n_workers threads; eval() is called concurrently with distinct worker
+ * indices 0..n_workers-1 (each must own its model context). on_eval() and
+ * on_iter() are called from the calling thread only.
+ */
+#ifndef KVT_LONGROPE_SEARCH_H
+#define KVT_LONGROPE_SEARCH_H
+
+#include <stdint.h>
+
+#include "rope.h"
+
+#define LRS_MAX_NHAT 32
+
+struct lrs_cand {
+    int16_t q[ROPE_MAX_PAIRS]; /* 100 lambda_i, n_pairs used */
+    int32_t n_hat;
+};
+
+/* One finished iteration. */
+struct lrs_iter {
+    int iter;
+    int best;              /* index into the evaluated candidates */
+    double best_nll, median_nll; /* median of this iteration's new ones */
+    int n_new, n_eval;     /* this iteration's, all so far */
+    int64_t n_computed;    /* evaluated by eval() (not from lrs_known) */
+    uint64_t rng[4];       /* the RNG state after it (journal check) */
+};
+
+/* @return 0 with *nll set, or a negative error that stops the search. */
+typedef int (*lrs_eval_fn)(void *user, int worker, const struct lrs_cand *c, double *nll);
+/* A newly computed candidate, in generation order. @return 0 or an error. */
+typedef int (*lrs_on_eval_fn)(void *user, const struct lrs_cand *c, double nll, int iter);
+/* @return 0 to go on, or an error that stops the search. */
+typedef int (*lrs_on_iter_fn)(void *user, const struct lrs_iter *it);
+
+struct lrs_config {
+    int n_pairs;           /* 1..ROPE_MAX_PAIRS */
+    int qmin, qmax;        /* grid range, 1 <= qmin <= qmax */
+    int domain;            /* mixed into hashes (0 long, 1 short factors) */
+    int population;        /* >= 2 */
+    int max_iter;          /* iterations after the initial one */
+    int patience;          /* 0 = off */
+    int64_t budget;        /* max candidates evaluated, 0 = no limit */
+    uint64_t seed;
+    int n_nhat;            /* 1..LRS_MAX_NHAT */
+    int32_t nhat[LRS_MAX_NHAT];
+    int n_seeds;           /* 1..8, each valid (in range, monotone, n_hat in the set) */
+    struct lrs_cand seeds[8];
+    int n_workers;         /* >= 1 */
+    lrs_eval_fn eval;
+    lrs_on_eval_fn on_eval; /* may be NULL */
+    lrs_on_iter_fn on_iter; /* may be NULL */
+    void *user;
+};
+
+typedef struct lrs lrs;
+
+/* The paper's n_hat candidates {0,1,2,4,8,12,16,20,24,28,32,64,128,256}
+ * up to orig_ctx, into out (LRS_MAX_NHAT). @return how many. */
+int lrs_nhat_paper_set(int64_t orig_ctx, int32_t *out);
+
+/* Round LAM (n_pairs) to the grid, clamp to [qmin, qmax], force the order. */
+void lrs_q_from_lambda(const double *lam, int n_pairs, int qmin, int qmax, int16_t *q);
+
+/* The usual starts as factors for scale s: PI (all s), NTK-equivalent
+ * (lambda_i = (s^(d/(d-2)))^(2i/d)), YaRN-equivalent (1/lambda_i =
+ * (1-r_i)/s + r_i, r_i the ramp of beta_fast 32, beta_slow 1), each with
+ * the given n_hat. out: 3 candidates. */
+void lrs_seeds_standard(const struct rope_params *rp, double s, int qmin, int qmax,
+                        int32_t n_hat, struct lrs_cand out[3]);
+
+/* A previous result LAM (searched for scale s_from) seeded for scale s:
+ * out[0] lambda * s / s_from, out[1] lambda^(ln s / ln s_from) (keeps
+ * the extrapolated pairs at 1); both on the grid, with n_hat. */
+void lrs_seeds_from(const float *lam, int n_pairs, double s_from, double s, int qmin, int qmax,
+                    int32_t n_hat, struct lrs_cand out[2]);
+
+/* 1 if c is in range, monotone and its n_hat is in the set. */
+int lrs_cand_valid(const struct lrs_config *cfg, const struct lrs_cand *c);
+
+/* @return 0, -EINVAL for a bad configuration, -ENOMEM. */
+int lrs_create(const struct lrs_config *cfg, lrs **out);
+void lrs_free(lrs *s); /* NULL: no-op */
+
+/* A known fitness (from a journal). @return 0 or -ENOMEM. */
+int lrs_known(lrs *s, const struct lrs_cand *c, double nll);
+
+/* Run the search. @return 0, or the first error of eval/on_eval/on_iter,
+ * or -ENOMEM. */
+int lrs_run(lrs *s);
+
+/* After lrs_run: the evaluated candidates in order, and the iterations. */
+int lrs_n_cands(const lrs *s);
+const struct lrs_cand *lrs_cand_at(const lrs *s, int i, double *nll);
+int lrs_best(const lrs *s); /* index of the best (ties: the earliest), -1 if none */
+const struct lrs_iter *lrs_iters(const lrs *s, int *n);
+
+#endif
