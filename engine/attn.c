@@ -11,7 +11,7 @@
 
 #include <immintrin.h>
 
-#include "cpu.h"
+#include "base/cpu.h"
 
 enum { ATTN_QB = 64 }; /* query tokens per block */
 

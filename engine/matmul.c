@@ -21,7 +21,7 @@
 
 #include <cblas.h>
 
-#include "cpu.h"
+#include "base/cpu.h"
 #include "mm_kern.h"
 
 /* OpenBLAS: our pool does the threading. */

@@ -4,7 +4,7 @@
  * mm_x8.c's. */
 #include "mm_x8.h"
 
-#include "cpu.h"
+#include "base/cpu.h"
 
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
 #error "mm_avx2.c needs -march=x86-64-v3 (Makefile)"

@@ -4,7 +4,7 @@
  * build), its prompt GEMMs mm_gemm512.c's. */
 #include "mm_x8.h"
 
-#include "cpu.h"
+#include "base/cpu.h"
 #include "mm_gemm512.h"
 
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__)

@@ -5,7 +5,7 @@
  * -ffast-math, no FMA contraction under -std=c11). */
 #include "mm_kern.h"
 
-#include "cpu.h"
+#include "base/cpu.h"
 
 /* ---- unpackers ------------------------------------------------------------ */
 
