@@ -25,6 +25,15 @@ for b in "$build"/bench/*; do
     case "$name" in
     *.o|*.d|gen_*) continue ;;
     bench_decode2m) run "$b" --tokens 64K,256K --steps 2 --dir "$dir" --clean ;;
+    bench_codec) # real tiles: 8,192 tokens of the New Testament through tiny-kjv
+        d="$dir/kvt-bench-codec.$$"
+        if "$build/kvtile" ppl models/tiny-kjv-f32.gguf -f tests/data/kjv-nt.txt -c 8192 \
+            --chunks 1 --score all --cache-dir "$d" --keep-cache --quiet >/dev/null; then
+            run "$b" "$d/ppl.kvt" -r 3
+        else
+            echo "== FAILED: the cache for bench_codec"; fail=1
+        fi
+        rm -rf "$d" ;;
     *) run "$b" ;;
     esac
 done
