@@ -158,7 +158,7 @@ static void test_rows(void)
 {
     enum { N = 1000 };
     static float x[N], y[N], z[N];
-    static uint8_t p[2 * N];
+    static uint8_t p[2 * N + 1]; /* + 1: the unaligned bf16 row below */
     uint64_t seed = 7;
     for (int i = 0; i < N; i++) x[i] = ref_rand_f32(&seed) * 70000.0f;
     x[3] = NAN; x[4] = -INFINITY; x[5] = 1e-6f;
