@@ -152,8 +152,8 @@ KVTILE_API void kvtile_store_params_default(struct kvtile_store_params *p)
     p->disk = 1;
     p->keep = 1;
     p->open = KVTILE_STORE_CREATE;
-    p->queue_depth = 8;
-    p->tile_tokens = 256;
+    p->queue_depth = KVS_DEFAULT_QUEUE_DEPTH;
+    p->tile_tokens = KVS_DEFAULT_TILE_TOKENS;
 }
 
 static int name_index(const char *const *names, int n, const char *v, int def)
@@ -276,10 +276,9 @@ KVTILE_API int64_t kvtile_store_file_bytes(const kvtile_store *s)
 KVTILE_API void kvtile_ctx_params_default(struct kvtile_ctx_params *p)
 {
     memset(p, 0, sizeof *p);
-    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    p->n_threads = nproc > 0 ? (int)nproc : 1;
-    p->n_batch = 512;
-    p->tile_tokens = 256;
+    p->n_threads = model_default_threads();
+    p->n_batch = MODEL_DEFAULT_BATCH;
+    p->tile_tokens = KVS_DEFAULT_TILE_TOKENS;
     p->rope_scale = -1;
     p->rope_freq_base = -1;
     p->yarn_beta_fast = -1;

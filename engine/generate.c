@@ -36,7 +36,7 @@ void gen_params_default(struct gen_params *p)
 {
     memset(p, 0, sizeof *p);
     p->n_predict = 64;
-    p->n_batch = 512;
+    p->n_batch = MODEL_DEFAULT_BATCH;
     sample_params_default(&p->sample);
     p->feed_last = 1;
 }

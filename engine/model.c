@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "attn.h"
@@ -356,6 +357,12 @@ void model_ctx_free(model_ctx *c)
     free(c->qkv); free(c->att); free(c->tmp); free(c->gate); free(c->up);
     free(c->h); free(c->cs); free(c->sn);
     free(c);
+}
+
+int model_default_threads(void)
+{
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    return nproc > 0 ? (int)nproc : 1;
 }
 
 int model_ctx_create(const model *m, const struct model_ctx_params *p,

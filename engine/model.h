@@ -86,6 +86,11 @@ struct model_ctx_params {
 int model_ctx_create(const model *m, const struct model_ctx_params *p,
                      model_ctx **out);
 
+/* The defaults every front end (CLI, library, generate loop) offers:
+ * tokens per model_eval call, and one thread per online CPU. */
+#define MODEL_DEFAULT_BATCH 512
+int model_default_threads(void);
+
 /* The rotation pairing a KV store for this model must use for its key
  * summaries (kvs_config.head_dim, .neox_rot). */
 void model_kv_pairing(const model *m, int *head_dim, int *neox_rot);

@@ -24,6 +24,9 @@ typedef struct kvs kvs;
 
 enum kvs_backing { KVS_RAM, KVS_DISK };
 #define KVS_MAX_QUEUE_DEPTH 1024 /* largest kvs_config.queue_depth accepted */
+/* The defaults every front end (CLI, library) offers. */
+#define KVS_DEFAULT_QUEUE_DEPTH 8
+#define KVS_DEFAULT_TILE_TOKENS 256
 enum kvs_type { KVS_F32, KVS_F16, KVS_BF16, KVS_Q8_0, KVS_NTYPES };
 
 struct kvs_config {

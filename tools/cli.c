@@ -165,16 +165,15 @@ void cli_warn(const char *fmt, ...)
 void cli_opts_default(struct cli_opts *o)
 {
     memset(o, 0, sizeof *o);
-    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    o->n_threads = nproc > 0 ? (int)nproc : 1;
-    o->n_batch = 512;
+    o->n_threads = model_default_threads();
+    o->n_batch = MODEL_DEFAULT_BATCH;
     o->n_ctx = 0;
     o->kv_backing = KVS_DISK;
     o->cache_type = KVS_F32;
     o->codec = TILE_LZ4;
     o->io = 0; /* uring */
-    o->queue_depth = 8;
-    o->tile_tokens = 256;
+    o->queue_depth = KVS_DEFAULT_QUEUE_DEPTH;
+    o->tile_tokens = KVS_DEFAULT_TILE_TOKENS;
     o->ram_budget = 0;
     o->rope_scale = -1;
     o->rope_freq_base = -1;
