@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/kvt.h"
+#include "engine/score.h"
 #include "tools/batch.h"
 #include "tools/batch_prompt.h"
 
@@ -86,7 +87,7 @@ static int prefill_chunk(void *user, int64_t p0, int c, const float *logits)
     b->tok_eval += c;
     if (logits)
         for (int t = 0; t < c && p0 + t < ps->n - 1; t++)
-            ps->dc->nll[p0 + t] = cli_nll(logits + (size_t)t * V, V, ps->ids[p0 + t + 1]);
+            ps->dc->nll[p0 + t] = score_nll(logits + (size_t)t * V, V, ps->ids[p0 + t + 1]);
     ps->since += c;
     if (ps->since >= b->checkpoint || p0 + c >= ps->n) {
         dcache_checkpoint(ps->dc, logits ? KVT_MIN(p0 + c, ps->n - 1) : 0);

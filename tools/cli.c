@@ -1,6 +1,5 @@
 /* cli.c - shared plumbing of the kvtile subcommands (see cli.h). */
 #include "cli.h"
-#include "engine/score.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -485,15 +484,6 @@ void cli_unload(struct cli_kv *ck, model_ctx *mc, tok *tk, model *m)
     model_close(m);
 }
 
-void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
-                    int batch, const char *kvname)
-{
-    struct gen_prefill_params pp = { .n_batch = batch, .logits = GEN_LOGITS_NONE };
-    int rc = kvs_truncate(kv, 0);
-    if (rc >= 0) rc = gen_prefill(mc, kv, ids, 0, n, &pp);
-    if (rc < 0) cli_die("%s: %s", kvname, kvt_strerror(rc));
-}
-
 void cli_gen_check(int rc, const struct gen_result *r, const char *model_path,
                    const char *kvname)
 {
@@ -528,11 +518,6 @@ void cli_progress(struct cli_progress *p, int64_t done, int64_t total,
 void cli_progress_end(struct cli_progress *p)
 {
     if (p->on) fputc('\n', stderr);
-}
-
-double cli_nll(const float *logits, int n_vocab, int target)
-{
-    return score_nll(logits, n_vocab, target);
 }
 
 void cli_json_cpu(FILE *f)

@@ -245,12 +245,6 @@ model_ctx *cli_model_ctx(const struct cli_opts *o, const model *m);
  * opened, in that order. */
 void cli_unload(struct cli_kv *ck, model_ctx *mc, tok *tk, model *m);
 
-/* Empty KV and evaluate ids[0..n) again in batches of `batch`, without
- * logits: the prefix under a new rotation table (--longrope-exact). Exits
- * naming KVNAME on a store error. */
-void cli_reevaluate(model_ctx *mc, kvs *kv, const int32_t *ids, int64_t n,
-                    int batch, const char *kvname);
-
 /* After gen_run (engine/generate.h) returned RC: nothing when RC >= 0,
  * else exit with one line naming MODEL_PATH (positions) or KVNAME (the
  * KV store) as r->fail says. */
@@ -268,9 +262,6 @@ void cli_progress_start(struct cli_progress *p, int quiet, const char *unit);
 void cli_progress(struct cli_progress *p, int64_t done, int64_t total,
                   int64_t tokens, const char *extra);
 void cli_progress_end(struct cli_progress *p);
-
-/* score_nll (engine/score.h), for the commands not yet on score.h. */
-double cli_nll(const float *logits, int n_vocab, int target);
 
 /* The decode-step read counters as JSON members (each preceded by ", "):
  * "attend", "decode_steps" (tokens), "tiles_per_token", "tiles_read_per_token",

@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "base/kvt.h"
+#include "engine/generate.h"
 #include "engine/score.h"
 #include "kvstore/journal.h"
 #include "svg.h"
@@ -386,11 +387,9 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
     if ((rc = model_ctx_set_rope(mc, &j->rp, n_ctx)) < 0)
         cli_die("%s: positions: %s", o->model_path, kvt_strerror(rc));
     double t0 = kvt_now_s();
-    for (int64_t p0 = 0, n; p0 < first; p0 += n) {
-        n = KVT_MIN((int64_t)oo.n_batch, first - p0);
-        if ((rc = model_eval_rows(mc, ck.kv, win + p0, (int)n, p0, NULL, 0)) < 0)
-            cli_die("%s: %s", kvname, kvt_strerror(rc));
-    }
+    struct gen_prefill_params pp = { .n_batch = oo.n_batch, .logits = GEN_LOGITS_NONE };
+    if ((rc = gen_prefill(mc, ck.kv, win, 0, first, &pp)) < 0)
+        cli_die("%s: %s", kvname, kvt_strerror(rc));
     model_ctx_free(mc);
     double t_prefix = kvt_now_s() - t0;
     double ppl_v[16], frac[16], x[16], exact = NAN;
@@ -424,7 +423,7 @@ static void run_attend_sweep(struct ppl_job *j, const char *list, const char *pl
                     same_top += top == ref_top[at];
                 }
             }
-            double v = cli_nll(logits, n_vocab, win[pos + 1]);
+            double v = score_nll(logits, n_vocab, win[pos + 1]);
             sm.nll_sum += v;
             sm.nll2_sum += v * v;
             sm.n_scored++;
