@@ -25,8 +25,10 @@ override CFLAGS += -Werror
 endif
 LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
-# the kernel files, each with its instruction set's flags; mm_x8.c twice
-MM_KERN   := mm_portable mm_avx2 mm_x8_avx2 mm_avx512 mm_x8_avx512 mm_gemm512
+# the kernel files, each with its instruction set's flags; mm_x8.c and
+# attn_kern.c twice
+MM_KERN   := mm_portable mm_avx2 mm_x8_avx2 mm_avx512 mm_x8_avx512 mm_gemm512 \
+             attn_kern_avx2 attn_kern_avx512
 MM_V3     := -march=x86-64-v3
 MM_V4     := -march=x86-64-v4 -mavx512vnni
 MM_FLAGS_mm_portable  := -march=x86-64-v2
@@ -37,8 +39,12 @@ MM_FLAGS_mm_x8_avx512 := $(MM_V4) -DMM_X8_SET=avx512
 MM_FLAGS_mm_gemm512   := $(MM_V4) -mavx512bf16
 MM_SRC_mm_x8_avx2     := engine/mm_x8.c
 MM_SRC_mm_x8_avx512   := engine/mm_x8.c
+MM_FLAGS_attn_kern_avx2   := $(MM_V3) -DATTN_SET=avx2
+MM_FLAGS_attn_kern_avx512 := $(MM_V4) -DATTN_SET=avx512
+MM_SRC_attn_kern_avx2     := engine/attn_kern.c
+MM_SRC_attn_kern_avx512   := engine/attn_kern.c
 LIB_SRC   := $(wildcard base/*.c) $(wildcard io/*.c) $(wildcard kvstore/*.c) \
-             $(filter-out engine/mm_%.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
+             $(filter-out engine/mm_%.c engine/attn_kern.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)

@@ -8,58 +8,24 @@
 #include <string.h>
 
 #include "base/kvt.h"
-
-#include <immintrin.h>
-
 #include "base/cpu.h"
+#include "attn_kern.h"
 
 enum { ATTN_QB = 64 }; /* query tokens per block */
 
-/* row[c] = exp(row[c] - m) for c < n (row[c] <= m; -inf gives 0);
- * returns the sum. The softmax inner loop: with AVX-512 (the avx512
- * kernel set of cpu.h, chosen at run time), a Cody-Waite reduction and a
- * degree-6 polynomial (relative error < 2e-7, about the same as expf), 16
- * lanes at a time; elsewhere expf. */
-__attribute__((target("avx512f,avx512dq"))) static int exp_shift_sum16(float *row, int n,
-                                                                       float m, float *sum_out)
+/* The portable set's softmax kernels (plain C, expf); the vector sets'
+ * are in attn_kern.c. */
+static float row_max_c(const float *row, int n)
 {
-    int c = 0;
-    const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.0f);
-    const __m512 log2e = _mm512_set1_ps(1.44269504f);
-    const __m512 ln2_hi = _mm512_set1_ps(0.693145752f), ln2_lo = _mm512_set1_ps(1.42860677e-6f);
-    const __m512 c6 = _mm512_set1_ps(1.0f / 720), c5 = _mm512_set1_ps(1.0f / 120);
-    const __m512 c4 = _mm512_set1_ps(1.0f / 24), c3 = _mm512_set1_ps(1.0f / 6);
-    const __m512 c2 = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 acc = _mm512_setzero_ps();
-    for (; c + 16 <= n; c += 16) {
-        __m512 x = _mm512_sub_ps(_mm512_loadu_ps(row + c), vm);
-        __mmask16 dead = _mm512_cmp_ps_mask(x, ninf, _CMP_EQ_OQ);
-        x = _mm512_max_ps(x, lo);
-        __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
-        r = _mm512_fnmadd_ps(k, ln2_lo, r);
-        __m512 p = _mm512_fmadd_ps(c6, r, c5);
-        p = _mm512_fmadd_ps(p, r, c4);
-        p = _mm512_fmadd_ps(p, r, c3);
-        p = _mm512_fmadd_ps(p, r, c2);
-        p = _mm512_fmadd_ps(p, r, one);
-        p = _mm512_fmadd_ps(p, r, one);
-        p = _mm512_scalef_ps(p, k);
-        p = _mm512_maskz_mov_ps((__mmask16)~dead, p);
-        _mm512_storeu_ps(row + c, p);
-        acc = _mm512_add_ps(acc, p);
-    }
-    *sum_out = _mm512_reduce_add_ps(acc);
-    return c;
+    float mx = -INFINITY;
+    for (int c = 0; c < n; c++) mx = row[c] > mx ? row[c] : mx;
+    return mx;
 }
 
-static float exp_shift_sum(float *row, int n, float m, int exp16)
+static float exp_sum_c(float *row, int n, float m)
 {
-    int c = 0;
     float sum = 0.0f;
-    if (exp16) c = exp_shift_sum16(row, n, m, &sum);
-    for (; c < n; c++) {
+    for (int c = 0; c < n; c++) {
         float p = expf(row[c] - m);
         row[c] = p;
         sum += p;
@@ -67,19 +33,36 @@ static float exp_shift_sum(float *row, int n, float m, int exp16)
     return sum;
 }
 
+static void scale_c(float *x, int n, float s)
+{
+    for (int i = 0; i < n; i++) x[i] *= s;
+}
+
+/* no transposed path: every chunk takes the sgemm path */
+static const struct attn_kern attn_kern_portable = { row_max_c, exp_sum_c, scale_c, NULL, NULL, NULL };
+
+/* Prompt chunks of at least this many queries take the transposed path
+ * (attn_kern.h) on the vector sets; fewer (decode steps) the sgemm path,
+ * whose rows are not padded to ATTN_CB. */
+enum { ATTN_T_MIN_Q = 16 };
+
 struct attn_ctx {
     struct attn_params p;
     pool *pool;
     int grp, hd, kv_dim, half, n_kv, n_threads;
-    int exp16;           /* the AVX-512 exp (p.cpu_set is avx512) */
-    size_t rows_max;     /* max_q * grp: rows of one KV head's Q */
-    float *qg, *qg_se;   /* (n_kv, rows_max, hd) rotated Q, normal / grouped */
-    float *acc;          /* (n_kv, rows_max, hd) */
+    const struct attn_kern *kern; /* the softmax kernels of p.cpu_set's set */
+    size_t rows_max;     /* max_q * grp rounded up to ATTN_CB: rows of one KV head's Q */
+    /* per call, the sgemm path: qg (n_kv, rows_max, hd) rotated Q (qg_se
+     * grouped), acc (n_kv, rows_max, hd); the transposed path (prompt
+     * chunks on the vector sets, no SelfExtend): the same buffers hold Q^T
+     * and acc^T, (n_kv, hd rows, blocked over rows_max columns) */
+    float *qg, *qg_se;
+    float *acc;
     float *m, *l;        /* (n_kv, rows_max) running max and sum */
     float *krot, *krot_se; /* (tile_tokens, kv_dim) rotated K of a span */
     float *cs, *sn;      /* (max(tile, max_q), half) cos/sin table */
     int64_t *posbuf;     /* (max(tile, max_q)) */
-    float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits */
+    float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits (or S^T) */
     size_t s_cap;
     /* decode-step selection (p.sel.on); sized by attn_reserve for the
      * sequence the positions were prepared for (a decode step past it
@@ -128,14 +111,16 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
         free(a);
         return set;
     }
-    a->exp16 = set == CPU_SET_AVX512;
+    a->kern = set == CPU_SET_AVX512 ? &attn_kern_avx512
+              : set == CPU_SET_AVX2 ? &attn_kern_avx2 : &attn_kern_portable;
     a->n_kv = ap->n_head_kv;
     a->grp = ap->n_head / ap->n_head_kv;
     a->hd = ap->head_dim;
     a->half = ap->head_dim / 2;
     a->kv_dim = ap->n_head_kv * ap->head_dim;
     a->n_threads = pool_threads(p);
-    a->rows_max = (size_t)ap->max_q * (size_t)a->grp;
+    a->rows_max = ((size_t)ap->max_q * (size_t)a->grp + ATTN_CB - 1) / ATTN_CB * ATTN_CB;
+    _Static_assert(ATTN_QB % ATTN_CB == 0, "query blocks: whole column blocks");
     size_t qn = (size_t)a->n_kv * a->rows_max * (size_t)a->hd;
     size_t tmax = (size_t)KVT_MAX(ap->tile_tokens, ap->max_q);
     int se = ap->se_group > 1;
@@ -202,10 +187,18 @@ static void rotate_k(attn_ctx *a, const struct rope_table *rt, const float *k,
                     a->cs + (size_t)i * a->half, a->sn + (size_t)i * a->half);
 }
 
+/* Index of row d, column r of KV head g in the transposed layout
+ * (attn_kern.h: (hd rows, blocked over rows_max columns) per head). */
+static size_t q_t_index(const attn_ctx *a, int g, size_t r, int d)
+{
+    return (size_t)g * a->rows_max * (size_t)a->hd + (r / ATTN_CB) * (size_t)a->hd * ATTN_CB +
+           (size_t)d * ATTN_CB + r % ATTN_CB;
+}
+
 /* Rotate Q (n, n_head*hd) for positions pos0.. and scatter it into the
  * per-KV-head layout qg[g][(t*grp + j)*hd]. */
 static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
-                    int64_t pos0, float *qg, int grouped)
+                    int64_t pos0, float *qg, int grouped, int transposed)
 {
     int nh = a->p.n_head, hd = a->hd;
     if (grouped) {
@@ -220,11 +213,22 @@ static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
                     a->sn + (size_t)t * a->half);
         for (int h = 0; h < nh; h++) {
             int g = h / a->grp, j = h % a->grp;
-            float *dst = qg + ((size_t)g * a->rows_max +
-                               (size_t)t * a->grp + (size_t)j) * (size_t)hd;
+            size_t r = (size_t)t * a->grp + (size_t)j;
+            if (transposed) {
+                float *dst = qg + q_t_index(a, g, r, 0);
+                for (int d = 0; d < hd; d++) dst[(size_t)d * ATTN_CB] = row[(size_t)h * hd + d];
+                continue;
+            }
+            float *dst = qg + ((size_t)g * a->rows_max + r) * (size_t)hd;
             memcpy(dst, row + (size_t)h * hd, (size_t)hd * sizeof *dst);
         }
     }
+    if (!transposed) return;
+    /* the last column block's padding columns: zero queries */
+    size_t rows = (size_t)n * a->grp, pad = (rows + ATTN_CB - 1) / ATTN_CB * ATTN_CB;
+    for (int g = 0; g < a->n_kv; g++)
+        for (size_t r = rows; r < pad; r++)
+            for (int d = 0; d < hd; d++) qg[q_t_index(a, g, r, d)] = 0.0f;
 }
 
 /* One span of keys (already rotated) against all query blocks. */
@@ -236,6 +240,7 @@ struct span_job {
     int n;                     /* queries */
     int64_t qpos0;
     float scale;
+    int tpath;                 /* the transposed path */
 };
 
 static void span_block(void *ctx, int task, int thread)
@@ -285,8 +290,7 @@ static void span_block(void *ctx, int task, int thread)
                     row[c] = -INFINITY;
             }
         }
-        float mx = -INFINITY;
-        for (int c = 0; c < n_s; c++) mx = row[c] > mx ? row[c] : mx;
+        float mx = a->kern->row_max(row, n_s);
         if (mx == -INFINITY) {
             memset(row, 0, (size_t)n_s * sizeof *row);
             continue;
@@ -294,23 +298,58 @@ static void span_block(void *ctx, int task, int thread)
         float *mi = a->m + r0 + (size_t)r, *li = a->l + r0 + (size_t)r;
         float mnew = mx > *mi ? mx : *mi;
         float corr = *mi == -INFINITY ? 0.0f : expf(*mi - mnew);
-        float sum = exp_shift_sum(row, n_s, mnew, a->exp16);
+        float sum = a->kern->exp_sum(row, n_s, mnew);
         *li = *li * corr + sum;
         *mi = mnew;
-        if (corr != 1.0f) {
-            float *acc = a->acc + (r0 + (size_t)r) * (size_t)hd;
-            for (int d = 0; d < hd; d++) acc[d] *= corr;
-        }
+        if (corr != 1.0f) a->kern->scale(a->acc + (r0 + (size_t)r) * (size_t)hd, hd, corr);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n_s, 1.0f,
                 S, n_s, j->v + (size_t)g * hd, ld, 1.0f,
                 a->acc + r0 * (size_t)hd, hd);
 }
 
+/* span_block on the transposed path (attn_kern.h): the columns of the
+ * block are its query rows, padded to whole column blocks. */
+static void span_block_t(void *ctx, int task, int thread)
+{
+    const struct span_job *j = ctx;
+    attn_ctx *a = j->a;
+    int g = task % a->n_kv, b = task / a->n_kv;
+    int t0 = b * ATTN_QB, t1 = KVT_MIN(j->n, t0 + ATTN_QB);
+    int64_t q_first = j->qpos0 + t0, q_last = j->qpos0 + t1 - 1;
+    int64_t k_first = j->kpos0, k_last = j->kpos0 + j->n_s - 1;
+    int64_t win = a->p.window;
+    if (k_first > q_last) return;                    /* all in the future */
+    if (win > 0 && q_first - k_last >= win) return;  /* all out of window */
+
+    int hd = a->hd, grp = a->grp, n_s = j->n_s;
+    int rows = (t1 - t0) * grp, ncb = (rows + ATTN_CB - 1) / ATTN_CB;
+    size_t c0 = (size_t)t0 * (size_t)grp; /* a multiple of ATTN_CB */
+    size_t off = q_t_index(a, g, c0, 0);
+    float *st = a->S + (size_t)thread * a->s_cap;
+    a->kern->qk_t(j->k + (size_t)g * hd, a->kv_dim, n_s, a->qg + off, hd, ncb, j->scale, st);
+    if (k_last > q_first || (win > 0 && q_last - k_first >= win)) {
+        /* key c is masked for the columns r with q_first + r/grp < kpos
+         * (the future) and, with a window, kpos + win <= q_first + r/grp */
+        for (int c = 0; c < n_s; c++) {
+            int64_t kpos = j->kpos0 + c;
+            int64_t fut = KVT_MIN((int64_t)rows, KVT_MAX((int64_t)0, (kpos - q_first) * grp));
+            int64_t old = win > 0 ? KVT_MAX((int64_t)0, (kpos + win - q_first) * grp) : rows;
+            for (int64_t r = 0; r < rows; r++)
+                if (r < fut || r >= old)
+                    st[(size_t)(r / ATTN_CB) * (size_t)n_s * ATTN_CB + (size_t)c * ATTN_CB +
+                       (size_t)(r % ATTN_CB)] = -INFINITY;
+        }
+    }
+    a->kern->softmax_t(st, n_s, ncb, a->m + (size_t)g * a->rows_max + c0,
+                       a->l + (size_t)g * a->rows_max + c0, a->acc + off, hd);
+    a->kern->pv_t(j->v + (size_t)g * hd, a->kv_dim, n_s, st, hd, ncb, a->acc + off);
+}
+
 static void run_span(attn_ctx *a, struct span_job *j)
 {
     int n_blocks = (j->n + ATTN_QB - 1) / ATTN_QB;
-    pool_run(a->pool, span_block, j, n_blocks * a->n_kv);
+    pool_run(a->pool, j->tpath ? span_block_t : span_block, j, n_blocks * a->n_kv);
 }
 
 /* Room for CAP full tiles in the selection arrays (never shrinks). */
@@ -394,15 +433,18 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
     KVT_ASSERT(rt->n_rot <= a->hd);
     int se = a->p.se_group > 1;
     int nh = a->p.n_head, hd = a->hd;
+    int tpath = a->kern->qk_t && !se && n >= ATTN_T_MIN_Q;
+    /* rows of each head (the transposed path: padded to whole blocks) */
     size_t rows = (size_t)n * (size_t)a->grp;
+    if (tpath) rows = (rows + ATTN_CB - 1) / ATTN_CB * ATTN_CB;
 
     /* Q in per-KV-head layout; the grouped copy from the pre-rotation Q. */
     if (se) {
         /* place_q rotates q in place: keep a pre-rotation copy in out. */
         memcpy(out, q, (size_t)n * (size_t)nh * (size_t)hd * sizeof *out);
-        place_q(a, rt, out, n, pos0, a->qg_se, 1);
+        place_q(a, rt, out, n, pos0, a->qg_se, 1, 0);
     }
-    place_q(a, rt, q, n, pos0, a->qg, 0);
+    place_q(a, rt, q, n, pos0, a->qg, 0, tpath);
     for (int g = 0; g < a->n_kv; g++) {
         size_t off = (size_t)g * a->rows_max;
         for (size_t r = 0; r < rows; r++) {
@@ -413,7 +455,7 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
     }
 
     struct span_job j = { .a = a, .n = n, .qpos0 = pos0,
-                          .scale = 1.0f / sqrtf((float)hd) };
+                          .scale = 1.0f / sqrtf((float)hd), .tpath = tpath };
     /* 1. the cached past, span by span */
     if (pos0 > 0) {
         const int T = a->p.tile_tokens;
@@ -472,10 +514,15 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
     for (int t = 0; t < n; t++) {
         for (int h = 0; h < nh; h++) {
             int g = h / a->grp, jj = h % a->grp;
-            size_t r = (size_t)g * a->rows_max + (size_t)t * a->grp + (size_t)jj;
+            size_t rh = (size_t)t * a->grp + (size_t)jj, r = (size_t)g * a->rows_max + rh;
             float inv = a->l[r] > 0.0f ? 1.0f / a->l[r] : 0.0f;
-            const float *acc = a->acc + r * (size_t)hd;
             float *o = out + ((size_t)t * (size_t)nh + (size_t)h) * (size_t)hd;
+            if (tpath) {
+                const float *acc = a->acc + q_t_index(a, g, rh, 0);
+                for (int d = 0; d < hd; d++) o[d] = acc[(size_t)d * ATTN_CB] * inv;
+                continue;
+            }
+            const float *acc = a->acc + r * (size_t)hd;
             for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
         }
     }
