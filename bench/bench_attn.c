@@ -21,7 +21,9 @@
  * "read only": the stream alone (kvs_read_begin/next over CTX tokens, no
  * attention): I/O, decode and unpack. Also
  * cblas_sgemm doing the same two products (Q K^T and P V, per KV head and
- * tile, no softmax, no rotation) with the same thread count.
+ * tile, no softmax, no rotation) with the same thread count, and the
+ * ratio of the RAM f32 store's attention GFLOP/s to it. The kernel set is
+ * the default one (KVT_CPU=avx2 forces AVX2 on an AVX-512 host).
  *
  * usage: bench_attn [-n CTX] [-q NQ] [-t threads] [-r reps] [-d dir]
  *                   [-f cache.kvt] [-c codec,codec] [-H n_head] [-G n_head_kv]
@@ -38,6 +40,7 @@
 #include "engine/pool.h"
 #include "engine/rope.h"
 #include "io/io.h"
+#include "base/cpu.h"
 #include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
@@ -372,6 +375,10 @@ int main(int argc, char **argv)
     }
     printf("plain cblas_sgemm, same products (M %d, tiles of %d keys, k %d): %.1f ms, "
            "%.1f GFLOP/s\n", M, T, hd, median(t_gemm, reps) * 1e3, g_gemm);
+    char cpu[256];
+    cpu_describe(cpu, sizeof cpu);
+    printf("attention (ram-f32, %d queries) / plain sgemm, GFLOP/s: %.2f (cpu: %s)\n", nq,
+           flop_pre / median(st[0].t_pre, reps) / 1e9 / g_gemm, cpu);
 
     for (int i = 0; i < ns; i++) {
         kvs_close(st[i].s);
