@@ -201,6 +201,7 @@ static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
                     int64_t pos0, float *qg, int grouped, int transposed)
 {
     int nh = a->p.n_head, hd = a->hd;
+    const float scale = 1.0f / sqrtf((float)hd);
     if (grouped) {
         for (int t = 0; t < n; t++) a->posbuf[t] = se_query_pos(a, pos0 + t);
         rope_cos_sin(rt, a->posbuf, n, a->cs, a->sn);
@@ -214,9 +215,9 @@ static void place_q(attn_ctx *a, const struct rope_table *rt, float *q, int n,
         for (int h = 0; h < nh; h++) {
             int g = h / a->grp, j = h % a->grp;
             size_t r = (size_t)t * a->grp + (size_t)j;
-            if (transposed) {
+            if (transposed) { /* with the logits' scale (the kernel has none) */
                 float *dst = qg + q_t_index(a, g, r, 0);
-                for (int d = 0; d < hd; d++) dst[(size_t)d * ATTN_CB] = row[(size_t)h * hd + d];
+                for (int d = 0; d < hd; d++) dst[(size_t)d * ATTN_CB] = row[(size_t)h * hd + d] * scale;
                 continue;
             }
             float *dst = qg + ((size_t)g * a->rows_max + r) * (size_t)hd;
@@ -327,7 +328,7 @@ static void span_block_t(void *ctx, int task, int thread)
     size_t c0 = (size_t)t0 * (size_t)grp; /* a multiple of ATTN_CB */
     size_t off = q_t_index(a, g, c0, 0);
     float *st = a->S + (size_t)thread * a->s_cap;
-    a->kern->qk_t(j->k + (size_t)g * hd, a->kv_dim, n_s, a->qg + off, hd, ncb, j->scale, st);
+    a->kern->qk_t(j->k + (size_t)g * hd, a->kv_dim, n_s, a->qg + off, hd, ncb, st);
     if (k_last > q_first || (win > 0 && q_last - k_first >= win)) {
         /* key c is masked for the columns r with q_first + r/grp < kpos
          * (the future) and, with a window, kpos + win <= q_first + r/grp */

@@ -232,10 +232,10 @@ typedef __m256 V;
 _Static_assert(ATTN_CB % (2 * VL) == 0, "column block: whole vector pairs");
 #define NVB (ATTN_CB / VL)
 
-/* MK keys x 2 vectors of columns: S^T[i] = scale * k_i . qt columns */
+/* MK keys x 2 vectors of columns: S^T[i] = k_i . qt columns (the scale
+ * is in Q^T: no register held for it, AVX2 has 16) */
 static inline __attribute__((always_inline)) void qk_step(int mk, const float *k, int ldk,
-                                                         const float *qt, int hd, float scale,
-                                                         float *st)
+                                                         const float *qt, int hd, float *st)
 {
     V a0[QK_MK], a1[QK_MK];
 #pragma GCC unroll 16
@@ -249,11 +249,10 @@ static inline __attribute__((always_inline)) void qk_step(int mk, const float *k
             a1[i] = vfma(kb, q1, a1[i]);
         }
     }
-    const V vs = vset1(scale);
 #pragma GCC unroll 16
     for (int i = 0; i < mk; i++) {
-        vstore(st + (size_t)i * ATTN_CB, vmul(a0[i], vs));
-        vstore(st + (size_t)i * ATTN_CB + VL, vmul(a1[i], vs));
+        vstore(st + (size_t)i * ATTN_CB, a0[i]);
+        vstore(st + (size_t)i * ATTN_CB + VL, a1[i]);
     }
 }
 
@@ -264,18 +263,17 @@ static inline __attribute__((always_inline)) void qk_step(int mk, const float *k
 #define REST_CASES_HI(X)
 #endif
 
-static void qk_rest(int mk, const float *k, int ldk, const float *qt, int hd, float scale, float *st)
+static void qk_rest(int mk, const float *k, int ldk, const float *qt, int hd, float *st)
 {
     switch (mk) {
-#define QK_CASE(n) case n: qk_step(n, k, ldk, qt, hd, scale, st); break;
+#define QK_CASE(n) case n: qk_step(n, k, ldk, qt, hd, st); break;
     REST_CASES(QK_CASE) REST_CASES_HI(QK_CASE)
 #undef QK_CASE
     default: break;
     }
 }
 
-static void qk_t(const float *k, int ldk, int n_s, const float *qt, int hd, int ncb, float scale,
-                 float *st)
+static void qk_t(const float *k, int ldk, int n_s, const float *qt, int hd, int ncb, float *st)
 {
     for (int cb = 0; cb < ncb; cb++) {
         const float *q = qt + (size_t)cb * (size_t)hd * ATTN_CB;
@@ -283,11 +281,11 @@ static void qk_t(const float *k, int ldk, int n_s, const float *qt, int hd, int 
         int j = 0;
         for (; j + QK_MK <= n_s; j += QK_MK)
             for (int h = 0; h < ATTN_CB; h += 2 * VL)
-                qk_step(QK_MK, k + (size_t)j * (size_t)ldk, ldk, q + h, hd, scale,
+                qk_step(QK_MK, k + (size_t)j * (size_t)ldk, ldk, q + h, hd,
                         s + (size_t)j * ATTN_CB + h);
         if (j < n_s)
             for (int h = 0; h < ATTN_CB; h += 2 * VL)
-                qk_rest(n_s - j, k + (size_t)j * (size_t)ldk, ldk, q + h, hd, scale,
+                qk_rest(n_s - j, k + (size_t)j * (size_t)ldk, ldk, q + h, hd,
                         s + (size_t)j * ATTN_CB + h);
     }
 }

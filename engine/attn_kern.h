@@ -29,10 +29,9 @@ struct attn_kern {
 
     /* The transposed (column-blocked) path for prompt chunks, over NCB
      * column blocks (ATTN_CB query rows each) and N_S keys:
-     * S^T (n_s rows, blocked) = scale * K Q^T, K: n_s rows of hd at
-     * stride LDK; QT: (hd rows, blocked) rotated queries. */
-    void (*qk_t)(const float *k, int ldk, int n_s, const float *qt, int hd, int ncb,
-                 float scale, float *st);
+     * S^T (n_s rows, blocked) = K Q^T, K: n_s rows of hd at stride LDK;
+     * QT: (hd rows, blocked) rotated queries times 1/sqrt(hd). */
+    void (*qk_t)(const float *k, int ldk, int n_s, const float *qt, int hd, int ncb, float *st);
     /* The online softmax per column of S^T (n_s rows, blocked; -inf =
      * masked): M and L (ncb*ATTN_CB) running max and sum, OT (hd rows,
      * blocked) the accumulator, rescaled; S^T becomes P^T. */
