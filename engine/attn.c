@@ -54,8 +54,9 @@ struct attn_ctx {
     size_t rows_max;     /* max_q * grp rounded up to ATTN_CB: rows of one KV head's Q */
     /* per call, the sgemm path: qg (n_kv, rows_max, hd) rotated Q (qg_se
      * grouped), acc (n_kv, rows_max, hd); the transposed path (prompt
-     * chunks on the vector sets, no SelfExtend): the same buffers hold Q^T
-     * and acc^T, (n_kv, hd rows, blocked over rows_max columns) */
+     * chunks on the vector sets): the same buffers hold Q^T (times
+     * 1/sqrt(hd)) and acc^T, (n_kv, hd rows, blocked over rows_max
+     * columns) */
     float *qg, *qg_se;
     float *acc;
     float *m, *l;        /* (n_kv, rows_max) running max and sum */
@@ -329,6 +330,20 @@ static void span_block_t(void *ctx, int task, int thread)
     size_t off = q_t_index(a, g, c0, 0);
     float *st = a->S + (size_t)thread * a->s_cap;
     a->kern->qk_t(j->k + (size_t)g * hd, a->kv_dim, n_s, a->qg + off, hd, ncb, st);
+    if (se_far(a, q_last, k_first)) { /* some keys are far: grouped logits */
+        float *st2 = a->S2 + (size_t)thread * a->s_cap;
+        a->kern->qk_t(j->k_se + (size_t)g * hd, a->kv_dim, n_s, a->qg_se + off, hd, ncb, st2);
+        /* key c takes its grouped logit in the columns r with
+         * q_first + r/grp - kpos >= W */
+        for (int c = 0; c < n_s; c++) {
+            int64_t far = KVT_MAX((int64_t)0, (j->kpos0 + c + a->p.se_window - q_first) * grp);
+            for (int64_t r = far; r < rows; r++) {
+                size_t i = (size_t)(r / ATTN_CB) * (size_t)n_s * ATTN_CB + (size_t)c * ATTN_CB +
+                           (size_t)(r % ATTN_CB);
+                st[i] = st2[i];
+            }
+        }
+    }
     if (k_last > q_first || (win > 0 && q_last - k_first >= win)) {
         /* key c is masked for the columns r with q_first + r/grp < kpos
          * (the future) and, with a window, kpos + win <= q_first + r/grp */
@@ -434,7 +449,7 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
     KVT_ASSERT(rt->n_rot <= a->hd);
     int se = a->p.se_group > 1;
     int nh = a->p.n_head, hd = a->hd;
-    int tpath = a->kern->qk_t && !se && n >= ATTN_T_MIN_Q;
+    int tpath = a->kern->qk_t && n >= ATTN_T_MIN_Q;
     /* rows of each head (the transposed path: padded to whole blocks) */
     size_t rows = (size_t)n * (size_t)a->grp;
     if (tpath) rows = (rows + ATTN_CB - 1) / ATTN_CB * ATTN_CB;
@@ -443,7 +458,7 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
     if (se) {
         /* place_q rotates q in place: keep a pre-rotation copy in out. */
         memcpy(out, q, (size_t)n * (size_t)nh * (size_t)hd * sizeof *out);
-        place_q(a, rt, out, n, pos0, a->qg_se, 1, 0);
+        place_q(a, rt, out, n, pos0, a->qg_se, 1, tpath);
     }
     place_q(a, rt, q, n, pos0, a->qg, 0, tpath);
     for (int g = 0; g < a->n_kv; g++) {

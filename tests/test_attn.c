@@ -6,8 +6,8 @@
  * vector sets take the transposed kernels of attn_kern.c, shorter chunks
  * and the portable set the sgemm path. Partial tiles, query blocks and
  * column blocks, GQA groups of 1 to 3, head sizes that are not a multiple
- * of the kernels' blocking (40), a sliding window, and causal masks inside
- * the chunk and against the cached past. Also: one and two threads give
+ * of the kernels' blocking (40), a sliding window, SelfExtend, and causal
+ * masks inside the chunk and against the cached past. Also: one and two threads give
  * the same bits.
  */
 #include <math.h>
@@ -27,6 +27,7 @@ struct shape {
     int64_t past;  /* cached tokens before the chunk */
     int n;         /* queries in the chunk */
     int64_t window;
+    int se_g, se_w; /* SelfExtend group and neighbour window, 0 = off */
 };
 
 static float rnd(uint64_t *s)
@@ -55,14 +56,18 @@ static void naive(const struct shape *sh, const struct rope_table *rt, const flo
         int64_t qpos = sh->past + t;
         for (int h = 0; h < sh->n_head; h++) {
             int g = h / grp;
-            memcpy(qr, q + ((size_t)t * sh->n_head + h) * hd, (size_t)hd * sizeof *qr);
-            rot_at(rt, qr, 1, hd, qpos);
             double m = -INFINITY;
             for (int64_t j = 0; j <= qpos; j++) {
                 sc[j] = -INFINITY;
                 if (sh->window > 0 && qpos - j >= sh->window) continue;
+                /* SelfExtend: far keys at grouped positions, the query at
+                 * its grouped position for them */
+                int far = sh->se_g > 1 && qpos - j >= sh->se_w;
+                int64_t G = sh->se_g, W = sh->se_w;
+                memcpy(qr, q + ((size_t)t * sh->n_head + h) * hd, (size_t)hd * sizeof *qr);
+                rot_at(rt, qr, 1, hd, far ? qpos / G + W - W / G : qpos);
                 memcpy(kr, k + (size_t)j * kvd, (size_t)kvd * sizeof *kr);
-                rot_at(rt, kr, sh->n_head_kv, hd, j);
+                rot_at(rt, kr, sh->n_head_kv, hd, far ? j / G : j);
                 double s = 0;
                 for (int d = 0; d < hd; d++) s += (double)qr[d] * kr[g * hd + d];
                 sc[j] = s / sqrt((double)hd);
@@ -111,6 +116,8 @@ static int run(const struct shape *sh, int set, int n_threads, const struct rope
     ap.max_q = sh->n + 3;
     ap.tile_tokens = sh->tile;
     ap.window = sh->window;
+    ap.se_group = sh->se_g;
+    ap.se_window = sh->se_w;
     ap.cpu_set = set;
     attn_ctx *a = NULL;
     if (rc >= 0) rc = attn_ctx_create(&ap, pl, &a);
@@ -157,9 +164,10 @@ static void check_shape(const struct shape *sh)
             worst = e > worst || e != e ? e : worst;
         }
         if (!(worst <= 2e-5))
-            fprintf(stderr, "  set %s, n_head %d/%d, hd %d, past %lld, n %d, window %lld: "
-                    "max error %g\n", cpu_set_name(set), sh->n_head, sh->n_head_kv, sh->hd,
-                    (long long)sh->past, sh->n, (long long)sh->window, worst);
+            fprintf(stderr, "  set %s, n_head %d/%d, hd %d, past %lld, n %d, window %lld, "
+                    "SelfExtend %d:%d: max error %g\n", cpu_set_name(set), sh->n_head,
+                    sh->n_head_kv, sh->hd, (long long)sh->past, sh->n, (long long)sh->window,
+                    sh->se_g, sh->se_w, worst);
         T_CHECK(worst <= 2e-5);
         T_CHECK(memcmp(o1, o2, qn * sizeof *o1) == 0);
     }
@@ -171,11 +179,11 @@ static void check_shape(const struct shape *sh)
 static void test_attn_prompt(void)
 {
     const struct shape s[] = {
-        { 4, 2, 64, 64, 300, 100, 0 },   /* 200 rows: 3 query blocks, partial */
-        { 4, 2, 64, 256, 0, 130, 0 },    /* no past: only the causal chunk */
-        { 6, 2, 40, 32, 77, 70, 0 },     /* grp 3, hd 40: kernel remainders */
-        { 2, 2, 64, 64, 129, 16, 0 },    /* grp 1, the smallest transposed chunk */
-        { 8, 1, 16, 48, 50, 33, 0 },     /* grp 8, hd 16 */
+        { 4, 2, 64, 64, 300, 100, 0, 0, 0 },   /* 200 rows: 3 query blocks, partial */
+        { 4, 2, 64, 256, 0, 130, 0, 0, 0 },    /* no past: only the causal chunk */
+        { 6, 2, 40, 32, 77, 70, 0, 0, 0 },     /* grp 3, hd 40: kernel remainders */
+        { 2, 2, 64, 64, 129, 16, 0, 0, 0 },    /* grp 1, the smallest transposed chunk */
+        { 8, 1, 16, 48, 50, 33, 0, 0, 0 },     /* grp 8, hd 16 */
     };
     for (size_t i = 0; i < sizeof s / sizeof *s; i++) check_shape(&s[i]);
 }
@@ -185,8 +193,21 @@ static void test_attn_prompt(void)
 static void test_attn_window(void)
 {
     const struct shape s[] = {
-        { 4, 2, 64, 64, 300, 100, 90 },
-        { 4, 2, 64, 32, 200, 64, 33 },
+        { 4, 2, 64, 64, 300, 100, 90, 0, 0 },
+        { 4, 2, 64, 32, 200, 64, 33, 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof s / sizeof *s; i++) check_shape(&s[i]);
+}
+
+/* SelfExtend: logits of far keys from grouped positions, merged column
+ * by column inside tiles (near and far keys in one tile) and whole far
+ * tiles. */
+static void test_attn_self_extend(void)
+{
+    const struct shape s[] = {
+        { 4, 2, 64, 64, 300, 100, 0, 4, 64 },
+        { 6, 2, 40, 32, 200, 40, 0, 8, 37 },
+        { 4, 2, 64, 64, 150, 7, 0, 4, 50 }, /* the sgemm path */
     };
     for (size_t i = 0; i < sizeof s / sizeof *s; i++) check_shape(&s[i]);
 }
@@ -195,9 +216,9 @@ static void test_attn_window(void)
 static void test_attn_short(void)
 {
     const struct shape s[] = {
-        { 4, 2, 64, 64, 200, 5, 0 },
-        { 4, 2, 64, 64, 333, 1, 0 },
-        { 6, 2, 40, 32, 100, 15, 50 },
+        { 4, 2, 64, 64, 200, 5, 0, 0, 0 },
+        { 4, 2, 64, 64, 333, 1, 0, 0, 0 },
+        { 6, 2, 40, 32, 100, 15, 50, 0, 0 },
     };
     for (size_t i = 0; i < sizeof s / sizeof *s; i++) check_shape(&s[i]);
 }
@@ -206,6 +227,7 @@ int main(void)
 {
     T_RUN(test_attn_prompt);
     T_RUN(test_attn_window);
+    T_RUN(test_attn_self_extend);
     T_RUN(test_attn_short);
     return t_done();
 }
