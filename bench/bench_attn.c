@@ -23,7 +23,11 @@
  * cblas_sgemm doing the same two products (Q K^T and P V, per KV head and
  * tile, no softmax, no rotation) with the same thread count, timed in
  * every repetition right after ram-f32's chunk, and the median over repetitions of
- * the paired ratio of the RAM f32 store's attention GFLOP/s to it. The kernel set is
+ * the paired ratio of the RAM f32 store's attention GFLOP/s to it; and
+ * the process CPU time of that chunk and of the sgemm (the pool's threads
+ * sleep when idle, so with -t 2 the chunk's is the work, not the waiting:
+ * about the 1-thread figure when the split costs nothing; on a loaded
+ * machine the ratio in CPU time at 1 thread is the steadier figure). The kernel set is
  * the default one (KVT_CPU=avx2 forces AVX2 on an AVX-512 host).
  *
  * usage: bench_attn [-n CTX] [-q NQ] [-t threads] [-r reps] [-d dir]
@@ -35,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/attn.h"
@@ -124,6 +129,14 @@ struct store {
     int ref;          /* index of the store it is compared with */
     double *t_pre, *t_dec, *t_read; /* (reps) seconds */
 };
+
+/* CPU seconds of the whole process (every thread) */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int cmp_dbl(const void *a, const void *b)
 {
@@ -317,17 +330,21 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)M * hd; i++) A[i] = gauss();
     for (size_t i = 0; i < (size_t)M * T; i++) S[i] = 0.001f * gauss();
     double *t_gemm = xmalloc((size_t)reps * sizeof(double));
+    double *cpu_pre = xmalloc((size_t)reps * sizeof(double)); /* ram-f32's CPU seconds */
+    double *cpu_gemm = xmalloc((size_t)reps * sizeof(double));
 
     for (int r = 0; r < reps; r++) {
         for (int k = 0; k < ns; k++) {
             int i = (k + r) % ns; /* rotate the order */
             memcpy(q, q0, (size_t)nq * qd * sizeof(float));
-            double t0 = kvt_now_s();
+            double c0 = cpu_s(), t0 = kvt_now_s();
             rc = attn_forward(actx, st[i].s, 0, &rt, q, kn, vn, nq, ctx, out);
             st[i].t_pre[r] = kvt_now_s() - t0;
+            if (i == 0) cpu_pre[r] = cpu_s() - c0;
             if (rc < 0) die(st[i].name, rc);
             if (i == 0) { /* right after the reference store: the paired sgemm */
                 openblas_set_num_threads(n_threads);
+                c0 = cpu_s();
                 t0 = kvt_now_s();
                 for (int64_t t = 0; t < ctx; t += T)
                     for (int g = 0; g < n_head_kv; g++) {
@@ -338,6 +355,7 @@ int main(int argc, char **argv)
                                     S, T, kb, D, 1.0f, C, hd);
                     }
                 t_gemm[r] = kvt_now_s() - t0;
+                cpu_gemm[r] = cpu_s() - c0;
                 openblas_set_num_threads(1);
             }
             memcpy(q, q0, (size_t)qd * sizeof(float));
@@ -384,6 +402,12 @@ int main(int argc, char **argv)
     cpu_describe(cpu, sizeof cpu);
     printf("attention (ram-f32, %d queries) / plain sgemm, GFLOP/s, median of the paired "
            "repetitions: %.3f (cpu: %s)\n", nq, paired_ratio(t_gemm, st[0].t_pre, reps), cpu);
+    printf("CPU time (all threads): ram-f32 chunk %.1f ms (%.2f CPU s per wall s), sgemm %.1f ms "
+           "(%.2f); attention / sgemm in GFLOP per CPU s, paired: %.3f%s\n",
+           median(cpu_pre, reps) * 1e3, median(cpu_pre, reps) / median(st[0].t_pre, reps),
+           median(cpu_gemm, reps) * 1e3, median(cpu_gemm, reps) / median(t_gemm, reps),
+           paired_ratio(cpu_gemm, cpu_pre, reps),
+           n_threads > 1 ? " (OpenBLAS's threads spin: its CPU time counts waiting)" : "");
 
     for (int i = 0; i < ns; i++) {
         kvs_close(st[i].s);
@@ -395,6 +419,6 @@ int main(int argc, char **argv)
     attn_ctx_free(actx);
     pool_free(pl);
     free(q0); free(q); free(kn); free(vn); free(out);
-    free(A); free(S); free(C); free(t_gemm); free(ksrc); free(vsrc);
+    free(A); free(S); free(C); free(t_gemm); free(cpu_pre); free(cpu_gemm); free(ksrc); free(vsrc);
     return 0;
 }

@@ -5,9 +5,12 @@
  *   2. the store's spans of tokens [0, pos0) arrive one by one (kvs.h);
  *      each span's pre-rotation K is rotated for the span's positions with
  *      one cos/sin table shared by all heads; per KV head g and block of
- *      queries, S = Q_g K_g^T / sqrt(d) (cblas_sgemm), the online softmax
- *      (running max m and sum l, the flash-attention recurrence) rescales
- *      the accumulator, and acc += P V_g (cblas_sgemm);
+ *      queries, S = Q_g K_g^T / sqrt(d), the online softmax (running max
+ *      m and sum l, the flash-attention recurrence) rescales the
+ *      accumulator, and acc += P V_g. Prompt chunks (>= 16 queries) on the
+ *      avx2 and avx512 sets compute it transposed with the kernels of
+ *      attn_kern.h (query rows in vector lanes); decode steps, short
+ *      chunks and the portable set with cblas_sgemm for both products;
  *   3. the chunk's own K/V (from RAM) are attended the same way with the
  *      causal mask;
  *   4. out = acc / l.

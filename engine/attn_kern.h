@@ -1,13 +1,16 @@
-/* attn_kern.h - private: the softmax kernels of engine/attn.c, one table
- * per kernel set (base/cpu.h).
+/* attn_kern.h - private: the kernels of engine/attn.c, one table per
+ * kernel set (base/cpu.h): the sgemm path's softmax row kernels and the
+ * transposed path's S^T, softmax and P V kernels (prompt chunks).
  *
  * engine/attn_kern.c is compiled twice (Makefile): for the avx2 set
  * (x86-64-v3: 8 lanes, exp with the exponent built in integers) and for
  * the avx512 set (x86-64-v4: 16 lanes, exp scaled with vscalefps); the
- * portable set's table is plain C in attn.c (expf). The vector exp is a
- * Cody-Waite reduction and a degree-6 polynomial, relative error < 2e-7
- * (about that of expf). Results differ between sets in the last bits of
- * exp and in summation order; within one set they are deterministic.
+ * portable set's table is plain C in attn.c (expf, no transposed path).
+ * The vector exp is a Cody-Waite reduction and a degree-6 polynomial,
+ * relative error < 2.5e-7 over [-87, 0] (about that of expf). Results
+ * differ between sets in the last bits of exp and in summation order;
+ * within one set they are deterministic and independent of the thread
+ * count (one task computes each column block).
  */
 #ifndef KVT_ATTN_KERN_H
 #define KVT_ATTN_KERN_H
