@@ -340,6 +340,53 @@ static void pv_t(const float *v, int ldv, int n_s, const float *pt, int hd, int 
     }
 }
 
+/* The sum over the keys of one column vector of P^T, in the order the
+ * sgemm path's exp_sum of this set adds a row (so that both paths give
+ * the same sum bit for bit): avx512, 16 partial sums by key mod 16, the
+ * tree of _mm512_reduce_add_ps (lanes i + i+8, then i + i+4, then
+ * i + i+2, then 0 + 1), the keys past the last 16 one by one; avx2, two
+ * partial sums of 8 by key mod 16 < 8, added, the 8 lanes as hsum8, the
+ * keys past the last 8 one by one. */
+static inline V sum_keys(const float *pt, int n_s)
+{
+#if VL == 16
+    V a[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) a[i] = vzero();
+    int j = 0;
+    for (; j + 16 <= n_s; j += 16)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) a[i] = vadd(a[i], vload(pt + (size_t)(j + i) * ATTN_CB));
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) a[i] = vadd(a[i + 8], a[i]);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) a[i] = vadd(a[i + 4], a[i]);
+    V sum = vadd(vadd(a[0], a[2]), vadd(a[1], a[3]));
+#else
+    V a[8], b[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) a[i] = b[i] = vzero();
+    int j = 0;
+    for (; j + 16 <= n_s; j += 16)
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            a[i] = vadd(a[i], vload(pt + (size_t)(j + i) * ATTN_CB));
+            b[i] = vadd(b[i], vload(pt + (size_t)(j + 8 + i) * ATTN_CB));
+        }
+    for (; j + 8 <= n_s; j += 8)
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) a[i] = vadd(a[i], vload(pt + (size_t)(j + i) * ATTN_CB));
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) a[i] = vadd(a[i], b[i]);
+    /* hsum8: lanes i + i+4, then i + i+2, then 0 + 1 */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) a[i] = vadd(a[i], a[i + 4]);
+    V sum = vadd(vadd(a[0], a[2]), vadd(a[1], a[3]));
+#endif
+    for (; j < n_s; j++) sum = vadd(sum, vload(pt + (size_t)j * ATTN_CB));
+    return sum;
+}
+
 static void softmax_t(float *st, int n_s, int ncb, float *m, float *l, float *ot, int hd)
 {
     for (int cb = 0; cb < ncb; cb++) {
@@ -362,10 +409,10 @@ static void softmax_t(float *st, int n_s, int ncb, float *m, float *l, float *ot
 #pragma GCC unroll 8
             for (int u = 0; u < NVB; u++) {
                 float *x = s + (size_t)j * ATTN_CB + u * VL;
-                const V p = vexp(vsub(vload(x), ms[u]));
-                vstore(x, p);
-                sum[u] = vadd(sum[u], p);
+                vstore(x, vexp(vsub(vload(x), ms[u])));
             }
+#pragma GCC unroll 8
+        for (int u = 0; u < NVB; u++) sum[u] = sum_keys(s + u * VL, n_s);
 #pragma GCC unroll 8
         for (int u = 0; u < NVB; u++) vstore(lb + u * VL, vfma(vload(lb + u * VL), corr[u], sum[u]));
         float *o = ot + (size_t)cb * (size_t)hd * ATTN_CB;

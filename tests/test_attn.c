@@ -163,12 +163,12 @@ static void check_shape(const struct shape *sh)
             double e = fabs((double)o1[i] - ref[i]);
             worst = e > worst || e != e ? e : worst;
         }
-        if (!(worst <= 2e-5))
+        if (!(worst <= 2e-6))
             fprintf(stderr, "  set %s, n_head %d/%d, hd %d, past %lld, n %d, window %lld, "
                     "SelfExtend %d:%d: max error %g\n", cpu_set_name(set), sh->n_head,
                     sh->n_head_kv, sh->hd, (long long)sh->past, sh->n, (long long)sh->window,
                     sh->se_g, sh->se_w, worst);
-        T_CHECK(worst <= 2e-5);
+        T_CHECK(worst <= 2e-6);
         T_CHECK(memcmp(o1, o2, qn * sizeof *o1) == 0);
     }
     free(q); free(k); free(v); free(ref); free(o1); free(o2);
