@@ -209,7 +209,26 @@ struct mm_ctx {
     int8_t *x8q;             /* (MM_FUSED_M_MAX, max_n_in) int8 X, mm_x8_quant */
     float *x8d, *x8s;        /* (MM_FUSED_M_MAX, max_n_in / 16) */
     float *x8s32;            /* (MM_FUSED_M_MAX, max_n_in / 32): d * sum per 32 */
+    float *x8d32;            /* (MM_FUSED_M_MAX, max_n_in / 32): d per 32 */
+    int8_t *x8q4;            /* (MM_FUSED_M_MAX, max_n_in): x8q in the order of
+                                mm_x8_q4_order, for Q4_0 weights only */
 };
+
+/* Q4_0 decode: per group of 4 blocks of 32 (128 codes), X codes are stored
+ * as the first 16 of each block, then the last 16 of each, so that the low
+ * nibbles of 4 blocks' qs meet the first 64 bytes and the high nibbles the
+ * next 64 (and any 2 blocks of the group, at their offsets, in 256 bits).
+ * Blocks after the last whole group of 4 keep the plain order. */
+static inline void mm_x8_q4_order(const int8_t *q, int64_t n, int8_t *o)
+{
+    int64_t b = 0;
+    for (; b + 4 <= n / 32; b += 4)
+        for (int j = 0; j < 4; j++) {
+            memcpy(o + 32 * b + 16 * j, q + 32 * (b + j), 16);
+            memcpy(o + 32 * b + 64 + 16 * j, q + 32 * (b + j) + 16, 16);
+        }
+    memcpy(o + 32 * b, q + 32 * b, (size_t)(n - 32 * b));
+}
 
 /* Rows of W per pool task for the direct GEMMs: about 4 tasks per thread
  * for balance, a multiple of the kernel's row block NW, at most 8 blocks. */

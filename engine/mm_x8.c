@@ -67,7 +67,8 @@ static inline __m256i mm_nibbles32(const uint8_t *qs)
                             _mm256_set1_epi8(0x0F));
 }
 
-static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const float *xd, int64_t nb)
+/* Q4_0 blocks one at a time (the tail after the groups of 8 below). */
+static float dot_q4_0_x8_1(const blk_q4_0 *w, const int8_t *xq, const float *xd, int64_t nb)
 {
     const __m256i eight = _mm256_set1_epi8(8);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -88,6 +89,106 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const float *xd, i
     }
     return mm_hsum8(_mm256_add_ps(a0, a1));
 }
+
+/* Q4_0, 8 blocks (144 bytes) per step against X in mm_x8_q4_order: the
+ * codes enter unsigned (0..15) and the 8 of each weight go back in f32:
+ *   dot = sum_b dw_b * (dx_b * sum(q x) - 8 * xs32_b)
+ * (xs32 = dx * sum(x codes)). The 8 weight scales of a step are converted
+ * in one instruction; the integer sums stay per block in 4 lanes each. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
+                         const float *xd, const float *xd32, const float *xs32, int64_t nb)
+{
+    const __m512i lo = _mm512_set1_epi8(0x0F);
+    /* word indices into two 64-byte loads: the 8 scales of a step in bytes
+     * 0..127 (9 words apart); the qs of blocks 0-3 from bytes 0..127 (block
+     * j's 8 words from 9j + 1); those of blocks 4-7 from bytes 72..135 (A)
+     * and 80..143 (B, words 32+): block 4+j at A word 1 + 9j, block 7's
+     * last 4 words (bytes 136..143) B words 28..31 */
+    static const uint16_t idx[3][32] = {
+        {0, 9, 18, 27, 36, 45, 54, 63},
+        {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+         19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35},
+        {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+         19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 60, 61, 62, 63},
+    };
+    const __m512i id = _mm512_loadu_si512(idx[0]), iq0 = _mm512_loadu_si512(idx[1]),
+                  iq1 = _mm512_loadu_si512(idx[2]);
+    const __m512i sel0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i sel1 = _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 cor = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const uint8_t *p = (const uint8_t *)(w + b);
+        const __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
+        const __m512i a = _mm512_loadu_si512(p + 72), bb = _mm512_loadu_si512(p + 80);
+        const __m256 dw = _mm256_cvtph_ps(
+            _mm512_castsi512_si128(_mm512_permutex2var_epi16(l0, id, l1)));
+        const __m512 s = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(xd32 + b)));
+        cor = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs32 + b), cor);
+        const __m512i r0 = _mm512_permutex2var_epi16(l0, iq0, l1);
+        const __m512i r1 = _mm512_permutex2var_epi16(a, iq1, bb);
+        const int8_t *x = xq4 + 32 * b;
+        __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(r0, lo),
+                                         _mm512_loadu_si512(x));
+        __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(r1, lo),
+                                         _mm512_loadu_si512(x + 128));
+        i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(_mm512_srli_epi16(r0, 4), lo),
+                                 _mm512_loadu_si512(x + 64));
+        i1 = _mm512_dpbusd_epi32(i1, _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo),
+                                 _mm512_loadu_si512(x + 192));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_permutexvar_ps(sel0, s), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_permutexvar_ps(sel1, s), acc1);
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 8.0f * mm_hsum8(cor);
+    if (b < nb) r += dot_q4_0_x8_1(w + b, xq + 32 * b, xd + 2 * b, nb - b);
+    return r;
+}
+#else
+/* 2 blocks per 256 bits: maddubs of the unsigned codes with X, per block
+ * 4 int32 lanes. */
+static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
+                         const float *xd, const float *xd32, const float *xs32, int64_t nb)
+{
+    const __m256i lo = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
+    const __m256i sel[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
+                            _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+                            _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5),
+                            _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const blk_q4_0 *v = w + b;
+        const __m128i dh = _mm_setr_epi16(
+            (short)v[0].d, (short)v[1].d, (short)v[2].d, (short)v[3].d, (short)v[4].d,
+            (short)v[5].d, (short)v[6].d, (short)v[7].d);
+        const __m256 dw = _mm256_cvtph_ps(dh);
+        const __m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(xd32 + b));
+        cor = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs32 + b), cor);
+        const int8_t *x = xq4 + 32 * b;
+        for (int k = 0; k < 4; k++) {
+            /* blocks 2k, 2k+1; group (k >> 1) of 4 at x + 128 (k >> 1),
+             * the pair at + 32 (k & 1) */
+            const __m256i raw = _mm256_loadu2_m128i((const __m128i *)v[2 * k + 1].qs,
+                                                    (const __m128i *)v[2 * k].qs);
+            const int8_t *xg = x + 128 * (k >> 1) + 32 * (k & 1);
+            const __m256i pl = _mm256_maddubs_epi16(_mm256_and_si256(raw, lo),
+                                                    _mm256_loadu_si256((const __m256i *)xg));
+            const __m256i ph = _mm256_maddubs_epi16(
+                _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
+                _mm256_loadu_si256((const __m256i *)(xg + 64)));
+            const __m256i i = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), one);
+            const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(i), _mm256_permutevar8x32_ps(s, sel[k]));
+            if (k & 1) acc1 = _mm256_add_ps(acc1, f);
+            else acc0 = _mm256_add_ps(acc0, f);
+        }
+    }
+    float r = mm_hsum8(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_mul_ps(_mm256_set1_ps(8.0f), cor)));
+    if (b < nb) r += dot_q4_0_x8_1(w + b, xq + 32 * b, xd + 2 * b, nb - b);
+    return r;
+}
+#endif
 
 /* 8 6-bit values (Q4_K/Q5_K scales or mins) as floats times D: sc
  * bytes 0-3 are q[0..3] & 63, 4-7 q[8..11] low nibbles | (q[0..3] >> 6) << 4;
@@ -189,7 +290,9 @@ void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ct
             const int8_t *xq = c->x8q + i * n;
             const float *xd = c->x8d + i * ng;
             acc[i] = type == GGML_TYPE_Q8_0 ? dot_q8_0_x8((const void *)row, xq, xd, n / 32)
-                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, xd, n / 32)
+                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, c->x8q4 + i * n, xd,
+                                                      c->x8d32 + i * (n / 32),
+                                                      c->x8s32 + i * (n / 32), n / 32)
                    : dot_q4_K_x8((const void *)row, xq, xd, c->x8s32 + i * (n / 32),
                                   n / MM_QK_K);
         }
