@@ -251,6 +251,58 @@ static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w
     return mm_hsum8(_mm256_sub_ps(acc, neg));
 }
 
+/* Q6_K: the codes enter unsigned (0..63), 32 at a time against one X
+ * block (integer sums per group of 16 in 4 lanes each), scaled in f32 by
+ * d * sc[g] * dx; the -32 comes back as 32 d sum_g sc[g] xs[g] (xs: dx *
+ * sum of the group's X codes). */
+static inline __attribute__((always_inline)) float dot_q6_K_x8(const blk_q6_K *w, const int8_t *xq, const float *xd32,
+                                                               const float *xs, int64_t nb)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i pair = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256i sel[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
+                            _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+                            _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5),
+                            _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, xq += 256, xd32 += 8, xs += 16) {
+        const __m128i s8 = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const __m256 sc0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s8));
+        const __m256 sc1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(s8, 8)));
+        const __m256 d = _mm256_set1_ps(MM_H2F(w[b].d));
+        cor = _mm256_fmadd_ps(_mm256_fmadd_ps(sc1, _mm256_loadu_ps(xs + 8),
+                                              _mm256_mul_ps(sc0, _mm256_loadu_ps(xs))), d, cor);
+        const __m256 dd = _mm256_mul_ps(d, _mm256_loadu_ps(xd32)); /* per X block */
+        for (int h = 0; h < 2; h++) {
+            /* group g of this half: sc[8h + g] * d * dx[4h + g/2] */
+            const __m256 sg = _mm256_mul_ps(h ? sc1 : sc0,
+                _mm256_permutevar8x32_ps(dd, _mm256_add_epi32(pair, _mm256_set1_epi32(4 * h))));
+            const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+            u[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(hb, m30));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const __m256i i = mm_dotu8x32(
+                    u[k], _mm256_loadu_si256((const __m256i *)(xq + 128 * h + 32 * k)));
+                const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(i),
+                                               _mm256_permutevar8x32_ps(sg, sel[k]));
+                if (k & 1) acc1 = _mm256_add_ps(acc1, f);
+                else acc0 = _mm256_add_ps(acc0, f);
+            }
+        }
+    }
+    return mm_hsum8(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_mul_ps(_mm256_set1_ps(32.0f), cor)));
+}
+
 /* sum over N_GROUPS groups g of 16 of sc[g] * xd[g] * sum(q * xq)
  * (+ bi[g] * xs[g] if BIAS): a row chunk unpacked as for dot_groups
  * against one int8 X row. Integer sums are exact; the rest is f32. */
@@ -284,7 +336,8 @@ static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, in
 void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ctx *c,
                                        int64_t n, int m, float *acc)
 {
-    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K) {
+    if (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_K ||
+        type == GGML_TYPE_Q6_K) {
         const int64_t ng = n / 16;
         for (int i = 0; i < m; i++) {
             const int8_t *xq = c->x8q + i * n;
@@ -293,6 +346,9 @@ void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ct
                    : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, c->x8q4 + i * n, xd,
                                                       c->x8d32 + i * (n / 32),
                                                       c->x8s32 + i * (n / 32), n / 32)
+                   : type == GGML_TYPE_Q6_K
+                   ? dot_q6_K_x8((const void *)row, xq, c->x8d32 + i * (n / 32),
+                                 c->x8s + i * ng, n / MM_QK_K)
                    : dot_q4_K_x8((const void *)row, xq, xd, c->x8s32 + i * (n / 32),
                                   n / MM_QK_K);
         }
