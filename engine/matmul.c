@@ -111,9 +111,9 @@ int mm_ctx_create(pool *p, int64_t max_n_in, const struct mm_params *mp, mm_ctx 
     c->x8s = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
     c->x8s32 = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 32 + 1) * sizeof(float));
     c->x8d32 = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 32 + 1) * sizeof(float));
-    c->x8q4 = malloc((size_t)MM_FUSED_M_MAX * (size_t)max_n_in);
+    c->x8qr = malloc((size_t)MM_FUSED_M_MAX * (size_t)max_n_in);
     int fail = !c->scratch || !c->x8q || !c->x8d || !c->x8s || !c->x8s32 || !c->x8d32 ||
-               !c->x8q4;
+               !c->x8qr;
     if (c->k->gemm_bf16 && c->bf16_gemm && cpu_has_avx512bf16()) {
         c->xp = malloc((size_t)MM_BG_XCHUNK * n_kp * sizeof *c->xp);
         c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
@@ -147,7 +147,7 @@ void mm_ctx_free(mm_ctx *c)
     free(c->x8s);
     free(c->x8s32);
     free(c->x8d32);
-    free(c->x8q4);
+    free(c->x8qr);
     free(c);
 }
 
@@ -283,11 +283,13 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     if (m <= MM_FUSED_M_MAX) {
         if (mm_int8_gemm_used(c, w->type, n_in, m)) {
             for (int i = 0; i < m; i++) {
-                mm_x8_quant(x + i * n_in, n_in, c->x8q + i * n_in,
+                (c->k->quant_x8 ? c->k->quant_x8 : mm_x8_quant)(x + i * n_in, n_in, c->x8q + i * n_in,
                             c->x8d + i * (n_in / 16), c->x8s + i * (n_in / 16),
                             c->x8d32 + i * (n_in / 32), c->x8s32 + i * (n_in / 32));
                 if (w->type == GGML_TYPE_Q4_0)
-                    mm_x8_q4_order(c->x8q + i * n_in, n_in, c->x8q4 + i * n_in);
+                    mm_x8_q4_order(c->x8q + i * n_in, n_in, c->x8qr + i * n_in);
+                else if (w->type == GGML_TYPE_Q4_K && n_in % MM_QK_K == 0)
+                    mm_x8_k4_order(c->x8q + i * n_in, n_in, c->x8qr + i * n_in);
             }
             j.x8 = 1;
         }

@@ -219,4 +219,5 @@ const struct mm_kernels mm_kernels_avx2 = {
     .dequant = dequant,
     .dot_rows = dot_rows,
     .dot_rows_x8 = mm_dot_rows_x8_avx2,
+    .quant_x8 = mm_quant_x8_avx2,
 };

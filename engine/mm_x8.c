@@ -210,13 +210,58 @@ static inline void mm_k4_scales8(const uint8_t *q, float d, float dmin, __m256 *
                                                   _mm_cvtsi64_si128((long long)m8))));
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/* Q4_K on 512 bits: 64 bytes of qs hold sub-blocks 0, 2 (low nibbles) and
+ * 1, 3 (high) of 128 elements; X in mm_x8_k4_order meets them directly.
+ * Each 256-bit half of a product is one sub-block, scaled by
+ * d*sc*dx in f32; the mins as in the 256-bit version. */
+static float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const int8_t *xqr,
+                         const float *xd, const float *xd32, const float *xs32, int64_t nb)
+{
+    (void)xq;
+    (void)xd;
+    const __m512i lo = _mm512_set1_epi8(0x0F);
+    const __m512i sel[4] = {
+        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+        _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
+        _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+        _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7)};
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 neg = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, xqr += 256, xd32 += 8, xs32 += 8) {
+        const __m512i r0 = _mm512_loadu_si512(w[b].qs), r1 = _mm512_loadu_si512(w[b].qs + 64);
+        __m512i i[4];
+        i[0] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(r0, lo),
+                                   _mm512_loadu_si512(xqr));
+        i[1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                   _mm512_and_si512(_mm512_srli_epi16(r0, 4), lo),
+                                   _mm512_loadu_si512(xqr + 64));
+        i[2] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(r1, lo),
+                                   _mm512_loadu_si512(xqr + 128));
+        i[3] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                   _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo),
+                                   _mm512_loadu_si512(xqr + 192));
+        __m256 sc, mn;
+        mm_k4_scales8(w[b].scales, MM_H2F(w[b].d), MM_H2F(w[b].dmin), &sc, &mn);
+        const __m512 s = _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_loadu_ps(xd32)));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i[0]), _mm512_permutexvar_ps(sel[0], s), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i[1]), _mm512_permutexvar_ps(sel[1], s), acc1);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i[2]), _mm512_permutexvar_ps(sel[2], s), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i[3]), _mm512_permutexvar_ps(sel[3], s), acc1);
+        neg = _mm256_fmadd_ps(mn, _mm256_loadu_ps(xs32), neg);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - mm_hsum8(neg);
+}
+#else
 /* Q4_K: per 64 elements 32 bytes of qs, low nibbles = sub-block 2i, high
  * = 2i+1; w = (d*sc)*q - dmin*mn per sub-block of 32. The 8 integer sums
  * of a block land in one vector (hadd), scaled by (d*sc) * dx, minus
  * (dmin*mn) * (dx * sum(xq)) per sub-block. */
-static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const float *xd,
-                         const float *xs32, int64_t nb)
+static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const int8_t *xqr,
+                         const float *xd, const float *xd32, const float *xs32, int64_t nb)
 {
+    (void)xqr;
+    (void)xd32;
     const __m256i lo = _mm256_set1_epi8(0x0F);
     const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     __m256 acc = _mm256_setzero_ps(), neg = _mm256_setzero_ps();
@@ -250,6 +295,8 @@ static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w
     }
     return mm_hsum8(_mm256_sub_ps(acc, neg));
 }
+
+#endif
 
 /* Q6_K: the codes enter unsigned (0..63), 32 at a time against one X
  * block (integer sums per group of 16 in 4 lanes each), scaled in f32 by
@@ -333,6 +380,48 @@ static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, in
 #define MM_ROWS_X8
 #include "mm_rows.h"
 
+/* mm_x8_quant of matmul.c (the oracle is ref_quant_x8) on 8 lanes, with
+ * the same bits: the same max, quotients and products, RNE rounding
+ * (cvtps under the default rounding mode, as nearbyintf), exact integer
+ * sums. */
+void MM_CAT(mm_quant_x8, MM_X8_SET)(const float *x, int64_t n, int8_t *q, float *xd, float *xs,
+                                    float *xd32, float *xs32)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; b++, x += 32, q += 32) {
+        const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+        const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float a = _mm_cvtss_f32(h);
+        const float d = a / 127.0f, id = a != 0 ? 127.0f / a : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+        const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+        const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+        const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        /* packs work per 128-bit lane: words 0-3 8-11 4-7 12-15 ... */
+        const __m256i w01 = _mm256_packs_epi32(i0, i1), w23 = _mm256_packs_epi32(i2, i3);
+        const __m256i b8 = _mm256_packs_epi16(w01, w23);
+        _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(
+                                              b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        const __m256i s01 = _mm256_add_epi32(i0, i1), s23 = _mm256_add_epi32(i2, i3);
+        __m128i t0 = _mm_add_epi32(_mm256_castsi256_si128(s01), _mm256_extracti128_si256(s01, 1));
+        __m128i t1 = _mm_add_epi32(_mm256_castsi256_si128(s23), _mm256_extracti128_si256(s23, 1));
+        t0 = _mm_hadd_epi32(t0, t1); /* s0 s0 s1 s1 (partials) */
+        t0 = _mm_hadd_epi32(t0, t0); /* s0 s1 s0 s1 */
+        const int32_t s0 = _mm_cvtsi128_si32(t0), s1 = _mm_extract_epi32(t0, 1);
+        xd[2 * b] = xd[2 * b + 1] = d;
+        xs[2 * b] = d * (float)s0;
+        xs[2 * b + 1] = d * (float)s1;
+        xd32[b] = d;
+        xs32[b] = d * (float)(s0 + s1);
+    }
+}
+
 void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ctx *c,
                                        int64_t n, int m, float *acc)
 {
@@ -343,14 +432,15 @@ void MM_CAT(mm_dot_rows_x8, MM_X8_SET)(int type, const uint8_t *row, const mm_ct
             const int8_t *xq = c->x8q + i * n;
             const float *xd = c->x8d + i * ng;
             acc[i] = type == GGML_TYPE_Q8_0 ? dot_q8_0_x8((const void *)row, xq, xd, n / 32)
-                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, c->x8q4 + i * n, xd,
+                   : type == GGML_TYPE_Q4_0 ? dot_q4_0_x8((const void *)row, xq, c->x8qr + i * n, xd,
                                                       c->x8d32 + i * (n / 32),
                                                       c->x8s32 + i * (n / 32), n / 32)
                    : type == GGML_TYPE_Q6_K
                    ? dot_q6_K_x8((const void *)row, xq, c->x8d32 + i * (n / 32),
                                  c->x8s + i * ng, n / MM_QK_K)
-                   : dot_q4_K_x8((const void *)row, xq, xd, c->x8s32 + i * (n / 32),
-                                  n / MM_QK_K);
+                   : dot_q4_K_x8((const void *)row, xq, c->x8qr + i * n, xd,
+                                 c->x8d32 + i * (n / 32), c->x8s32 + i * (n / 32),
+                                 n / MM_QK_K);
         }
         return;
     }
