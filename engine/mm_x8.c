@@ -179,9 +179,9 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
                 _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
                 _mm256_loadu_si256((const __m256i *)(xg + 64)));
             const __m256i i = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), one);
-            const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(i), _mm256_permutevar8x32_ps(s, sel[k]));
-            if (k & 1) acc1 = _mm256_add_ps(acc1, f);
-            else acc0 = _mm256_add_ps(acc0, f);
+            const __m256 f = _mm256_cvtepi32_ps(i), sk = _mm256_permutevar8x32_ps(s, sel[k]);
+            if (k & 1) acc1 = _mm256_fmadd_ps(f, sk, acc1);
+            else acc0 = _mm256_fmadd_ps(f, sk, acc0);
         }
     }
     float r = mm_hsum8(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_mul_ps(_mm256_set1_ps(8.0f), cor)));
