@@ -9,10 +9,16 @@
  * random; no model file is needed.
  *
  * usage: bench_matmul [n_threads]   (default: online CPUs; KVT_THREADS)
+ *        bench_matmul --decode MODEL.gguf [n_threads [n_tokens]]
+ * The second form times only the single-token products of a model file:
+ * every 2-D weight but token_embd, in file order, m = 1, as a decode step
+ * does (default 16 steps after one warm-up step): tokens/s of the
+ * products alone and GB/s of weights read, per weight type and in all.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -46,6 +52,7 @@ struct btype { int type, blck, bytes; };
 static const struct btype types[] = {
     {GGML_TYPE_F32, 1, 4},      {GGML_TYPE_F16, 1, 2},
     {GGML_TYPE_BF16, 1, 2},     {GGML_TYPE_Q8_0, 32, 34},
+    {GGML_TYPE_Q4_0, 32, 18},
     {GGML_TYPE_Q4_K, 256, 144}, {GGML_TYPE_Q6_K, 256, 210},
     {GGML_TYPE_Q5_K, 256, 176}, {GGML_TYPE_Q3_K, 256, 110},
     {GGML_TYPE_Q2_K, 256, 84},  {GGML_TYPE_IQ4_XS, 256, 136},
@@ -65,6 +72,7 @@ static size_t fill_weights(const struct btype *t, uint8_t *buf, int64_t n)
         case GGML_TYPE_F16: put16(p, numfmt_f32_to_f16(v)); break;
         case GGML_TYPE_BF16: put16(p, numfmt_f32_to_bf16(v)); break;
         case GGML_TYPE_Q8_0: put16(p, numfmt_f32_to_f16(v / 64)); break;
+        case GGML_TYPE_Q4_0: put16(p, numfmt_f32_to_f16(v / 8)); break;
         case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K:
             put16(p, numfmt_f32_to_f16(v / 512));
             put16(p + 2, numfmt_f32_to_f16(v / 512));
@@ -115,8 +123,84 @@ static double time_sgemm(int n_threads, const float *x, const float *w, int m,
     return best;
 }
 
+/* CPU seconds of the whole process (every pool thread). */
+static double cpu_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* --decode: the m = 1 products of a model file, step after step. */
+static int bench_decode(const char *path, int n_threads, int n_steps)
+{
+    char err[256];
+    gguf *g;
+    int rc = gguf_open(path, &g, err, sizeof err);
+    if (rc < 0) { fprintf(stderr, "bench_matmul: %s: %s\n", path, err); return 1; }
+    const int nt = gguf_n_tensors(g);
+    int64_t max_in = 0, max_out = 0;
+    for (int i = 0; i < nt; i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        if (t->n_dims != 2 || !mm_type_supported(t->type)) continue;
+        max_in = KVT_MAX(max_in, t->ne[0]);
+        max_out = KVT_MAX(max_out, t->ne[1]);
+    }
+    pool *p;
+    mm_ctx *c;
+    if ((rc = pool_create(n_threads, &p)) < 0 || (rc = mm_ctx_create(p, max_in, NULL, &c)) < 0) {
+        fprintf(stderr, "bench_matmul: %s\n", kvt_strerror(rc));
+        return 1;
+    }
+    float *x = malloc((size_t)max_in * sizeof(float)), *y = malloc((size_t)max_out * sizeof(float));
+    if (!x || !y) { fprintf(stderr, "out of memory\n"); return 1; }
+    for (int64_t i = 0; i < max_in; i++) x[i] = next_f32();
+    double sec[GGML_TYPE_COUNT] = {0}, bytes[GGML_TYPE_COUNT] = {0}, wall = 0, cpu = 0;
+    for (int s = -1; s < n_steps; s++) {
+        const double w0 = kvt_now_s(), c0 = cpu_now_s();
+        for (int i = 0; i < nt; i++) {
+            const gguf_tensor *t = gguf_tensor_at(g, i);
+            if (t->n_dims != 2 || !mm_type_supported(t->type) ||
+                strcmp(t->name, "token_embd.weight") == 0)
+                continue;
+            const double t0 = kvt_now_s();
+            mm_matmul(c, t, x, 1, y);
+            if (s < 0) continue;
+            sec[t->type] += kvt_now_s() - t0;
+            bytes[t->type] += (double)t->size;
+        }
+        if (s >= 0) {
+            wall += kvt_now_s() - w0;
+            cpu += cpu_now_s() - c0;
+        }
+    }
+    double st = 0, bt = 0;
+    printf("bench_matmul --decode %s: %d threads, %d steps, kernel set %d\n", path,
+           n_threads, n_steps, mm_ctx_cpu_set(c));
+    for (int ty = 0; ty < GGML_TYPE_COUNT; ty++) {
+        if (bytes[ty] == 0) continue;
+        printf("  %-7s %7.1f MB/step %8.2f ms/step %6.2f GB/s\n", ggml_type_name(ty),
+               bytes[ty] / n_steps * 1e-6, sec[ty] / n_steps * 1e3, bytes[ty] / sec[ty] * 1e-9);
+        st += sec[ty];
+        bt += bytes[ty];
+    }
+    printf("  all     %7.1f MB/step %8.2f ms/step %6.2f GB/s  %.2f steps/s; "
+           "%.2f GB per CPU-second\n", bt / n_steps * 1e-6, st / n_steps * 1e3,
+           bt / st * 1e-9, n_steps / wall, bt / cpu * 1e-9);
+    free(x);
+    free(y);
+    mm_ctx_free(c);
+    pool_free(p);
+    gguf_close(g);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--decode") == 0) {
+        const int t = argc > 3 ? atoi(argv[3]) : 1, n = argc > 4 ? atoi(argv[4]) : 16;
+        return bench_decode(argv[2], t < 1 ? 1 : t, n < 1 ? 1 : n);
+    }
     int n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     const char *env = getenv("KVT_THREADS");
     if (env) n_threads = atoi(env);

@@ -110,7 +110,10 @@ int mm_ctx_create(pool *p, int64_t max_n_in, const struct mm_params *mp, mm_ctx 
     c->x8d = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
     c->x8s = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 16 + 1) * sizeof(float));
     c->x8s32 = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 32 + 1) * sizeof(float));
-    int fail = !c->scratch || !c->x8q || !c->x8d || !c->x8s || !c->x8s32;
+    c->x8d32 = malloc((size_t)MM_FUSED_M_MAX * (size_t)(max_n_in / 32 + 1) * sizeof(float));
+    c->x8qr = malloc((size_t)MM_FUSED_M_MAX * (size_t)max_n_in);
+    int fail = !c->scratch || !c->x8q || !c->x8d || !c->x8s || !c->x8s32 || !c->x8d32 ||
+               !c->x8qr;
     if (c->k->gemm_bf16 && c->bf16_gemm && cpu_has_avx512bf16()) {
         c->xp = malloc((size_t)MM_BG_XCHUNK * n_kp * sizeof *c->xp);
         c->wconv = malloc((size_t)c->n_threads * MM_BG_NW * (size_t)max_n_in *
@@ -143,6 +146,8 @@ void mm_ctx_free(mm_ctx *c)
     free(c->x8d);
     free(c->x8s);
     free(c->x8s32);
+    free(c->x8d32);
+    free(c->x8qr);
     free(c);
 }
 
@@ -178,9 +183,10 @@ void mm_get_row(const gguf_tensor *w, int64_t r, float *dst)
 /* X row (n elements, n % 32 == 0) quantized as the int8 GEMM's X (ggml's
  * q8_0 activations, the oracle is ref_quant_x8): per block of 32,
  * d = amax/127, q = rint(x * (127/amax)). Per group g of 16: xd[g] = d of
- * its block, xs[g] = d * sum(q of the group); per block xs32 = d * sum(q). */
+ * its block, xs[g] = d * sum(q of the group); per block xd32 = d and
+ * xs32 = d * sum(q). */
 static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *xs,
-                        float *xs32)
+                        float *xd32, float *xs32)
 {
     for (int64_t b = 0; b < n / 32; b++, x += 32, q += 32) {
         float a = 0;
@@ -198,6 +204,7 @@ static void mm_x8_quant(const float *x, int64_t n, int8_t *q, float *xd, float *
         xd[2 * b] = xd[2 * b + 1] = d;
         xs[2 * b] = d * (float)s[0];
         xs[2 * b + 1] = d * (float)s[1];
+        xd32[b] = d;
         xs32[b] = d * (float)(s[0] + s[1]);
     }
 }
@@ -275,10 +282,15 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
     const int64_t want = 4 * (int64_t)c->n_threads;
     if (m <= MM_FUSED_M_MAX) {
         if (mm_int8_gemm_used(c, w->type, n_in, m)) {
-            for (int i = 0; i < m; i++)
-                mm_x8_quant(x + i * n_in, n_in, c->x8q + i * n_in,
+            for (int i = 0; i < m; i++) {
+                (c->k->quant_x8 ? c->k->quant_x8 : mm_x8_quant)(x + i * n_in, n_in, c->x8q + i * n_in,
                             c->x8d + i * (n_in / 16), c->x8s + i * (n_in / 16),
-                            c->x8s32 + i * (n_in / 32));
+                            c->x8d32 + i * (n_in / 32), c->x8s32 + i * (n_in / 32));
+                if (w->type == GGML_TYPE_Q4_0)
+                    mm_x8_q4_order(c->x8q + i * n_in, n_in, c->x8qr + i * n_in);
+                else if (w->type == GGML_TYPE_Q4_K && n_in % MM_QK_K == 0)
+                    mm_x8_k4_order(c->x8q + i * n_in, n_in, c->x8qr + i * n_in);
+            }
             j.x8 = 1;
         }
         j.rows_per_task = KVT_MAX((int64_t)1, (n_out + want - 1) / want);

@@ -170,18 +170,24 @@ static float dot_f32(const float *w, const float *x, int64_t n)
 static float dot_f16(const uint16_t *w, const float *x, int64_t n)
 {
     int64_t i = 0;
-    /* 4 accumulators: FMA latency, not the load port, bounds one chain */
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-    for (; i + 32 <= n; i += 32)
-        for (int k = 0; k < 4; k++)
-            a[k] = _mm256_fmadd_ps(
-                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8 * k))),
-                _mm256_loadu_ps(x + i + 8 * k), a[k]);
+    /* 4 accumulators in registers (an array here stayed on the stack): FMA
+     * latency, not the load port, bounds one chain */
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+           a3 = _mm256_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        const __m128i *h = (const __m128i *)(w + i);
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(h)), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(h + 1)),
+                             _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(h + 2)),
+                             _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(h + 3)),
+                             _mm256_loadu_ps(x + i + 24), a3);
+    }
     for (; i + 8 <= n; i += 8)
-        a[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))),
-                               _mm256_loadu_ps(x + i), a[0]);
-    float acc = mm_hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))),
+                             _mm256_loadu_ps(x + i), a0);
+    float acc = mm_hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) acc += MM_H2F(w[i]) * x[i];
     return acc;
 }
@@ -213,4 +219,5 @@ const struct mm_kernels mm_kernels_avx2 = {
     .dequant = dequant,
     .dot_rows = dot_rows,
     .dot_rows_x8 = mm_dot_rows_x8_avx2,
+    .quant_x8 = mm_quant_x8_avx2,
 };

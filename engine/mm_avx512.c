@@ -113,6 +113,7 @@ const struct mm_kernels mm_kernels_avx512 = {
     .dequant = dequant,
     .dot_rows = dot_rows,
     .dot_rows_x8 = mm_dot_rows_x8_avx512,
+    .quant_x8 = mm_quant_x8_avx512,
     .gemm_bf16 = mm_gemm_bf16,
     .gemm_int8 = mm_gemm_int8,
 };

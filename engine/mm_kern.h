@@ -185,6 +185,10 @@ struct mm_kernels {
      * quantized types only */
     void (*dot_rows_x8)(int type, const uint8_t *row, const mm_ctx *c, int64_t n, int m,
                         float *acc);
+    /* X row (n % 32 == 0) quantized as matmul.c's mm_x8_quant, the same
+     * bits; NULL: that one */
+    void (*quant_x8)(const float *x, int64_t n, int8_t *q, float *xd, float *xs,
+                     float *xd32, float *xs32);
     /* the direct bf16 / int8 GEMMs (m > MM_FUSED_M_MAX), NULL if the set
      * has none */
     void (*gemm_bf16)(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y);
@@ -209,7 +213,37 @@ struct mm_ctx {
     int8_t *x8q;             /* (MM_FUSED_M_MAX, max_n_in) int8 X, mm_x8_quant */
     float *x8d, *x8s;        /* (MM_FUSED_M_MAX, max_n_in / 16) */
     float *x8s32;            /* (MM_FUSED_M_MAX, max_n_in / 32): d * sum per 32 */
+    float *x8d32;            /* (MM_FUSED_M_MAX, max_n_in / 32): d per 32 */
+    int8_t *x8qr;            /* (MM_FUSED_M_MAX, max_n_in): x8q in the order of
+                                mm_x8_q4_order (Q4_0 weights) or mm_x8_k4_order
+                                (Q4_K) */
 };
+
+/* Q4_0 decode: per group of 4 blocks of 32 (128 codes), X codes are stored
+ * as the first 16 of each block, then the last 16 of each, so that the low
+ * nibbles of 4 blocks' qs meet the first 64 bytes and the high nibbles the
+ * next 64 (and any 2 blocks of the group, at their offsets, in 256 bits).
+ * Blocks after the last whole group of 4 keep the plain order. */
+static inline void mm_x8_q4_order(const int8_t *q, int64_t n, int8_t *o)
+{
+    int64_t b = 0;
+    for (; b + 4 <= n / 32; b += 4)
+        for (int j = 0; j < 4; j++) {
+            memcpy(o + 32 * b + 16 * j, q + 32 * (b + j), 16);
+            memcpy(o + 32 * b + 64 + 16 * j, q + 32 * (b + j) + 16, 16);
+        }
+    memcpy(o + 32 * b, q + 32 * b, (size_t)(n - 32 * b));
+}
+
+/* Q4_K decode on 512 bits: per 256 elements, X blocks of 32 in the order
+ * 0 2 1 3 4 6 5 7 (the sub-blocks of the low, then the high nibbles of
+ * each 64 bytes of qs). N is a multiple of 256. */
+static inline void mm_x8_k4_order(const int8_t *q, int64_t n, int8_t *o)
+{
+    static const int order[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    for (int64_t b = 0; b < n; b += 256)
+        for (int j = 0; j < 8; j++) memcpy(o + b + 32 * j, q + b + 32 * order[j], 32);
+}
 
 /* Rows of W per pool task for the direct GEMMs: about 4 tasks per thread
  * for balance, a multiple of the kernel's row block NW, at most 8 blocks. */

@@ -17,6 +17,12 @@ void mm_dot_rows_x8_avx2(int type, const uint8_t *row, const mm_ctx *c, int64_t 
 void mm_dot_rows_x8_avx512(int type, const uint8_t *row, const mm_ctx *c, int64_t n,
                            int m, float *acc);
 
+/* quant_x8 of struct mm_kernels */
+void mm_quant_x8_avx2(const float *x, int64_t n, int8_t *q, float *xd, float *xs, float *xd32,
+                      float *xs32);
+void mm_quant_x8_avx512(const float *x, int64_t n, int8_t *q, float *xd, float *xs,
+                        float *xd32, float *xs32);
+
 #if defined(__AVX2__)
 #include <immintrin.h>
 

@@ -19,6 +19,7 @@
 #include "../engine/gguf.h"
 #include "../engine/gguf_write.h"
 #include "../engine/matmul.h"
+#include "../engine/mm_kern.h"
 #include "../engine/model.h"
 #include "../engine/pool.h"
 #include "../base/kvt.h"
@@ -815,6 +816,45 @@ static void test_model_ctx_set(void)
     model_close(m);
 }
 
+/* The set's vector X quantization for the int8 decode path (quant_x8)
+ * gives the bits of the oracle ref_quant_x8: codes, d per block, and the
+ * per-16 / per-32 sums d * sum(q). Blocks: random, ties of the rounding
+ * (amax 127: id = 1), zero, tiny, huge, one value. */
+static void test_quant_x8(void)
+{
+    const struct mm_kernels *k = prm.cpu_set == CPU_SET_AVX512 ? &mm_kernels_avx512
+                               : prm.cpu_set == CPU_SET_AVX2 ? &mm_kernels_avx2
+                               : &mm_kernels_portable;
+    if (!k->quant_x8) {
+        T_SKIP("this set quantizes X with matmul.c's scalar loop");
+        return;
+    }
+    enum { NB = 12, N = 32 * NB };
+    float x[N], xd[N / 16], xs[N / 16], xd32[NB], xs32[NB], rd[NB], ra[NB];
+    int8_t q[N], rq[N];
+    uint64_t seed = 77;
+    for (int i = 0; i < N; i++) {
+        const int b = i / 32;
+        const float u = ref_rand_f32(&seed);
+        x[i] = b == 1 ? (i % 32 == 0 ? 127.0f : (float)(i % 7) - 3.5f)
+             : b == 2 ? 0.0f : b == 3 ? 1e-30f * u : b == 4 ? 1e30f * u
+             : b == 5 ? -2.0f : b == 6 ? (i % 32 == 5 ? -127.0f : 0.5f * (float)(i % 5))
+             : u;
+    }
+    ref_quant_x8(x, N, rq, rd, ra);
+    k->quant_x8(x, N, q, xd, xs, xd32, xs32);
+    T_CHECK(memcmp(q, rq, N) == 0);
+    int bad = 0;
+    for (int b = 0; b < NB; b++) {
+        int32_t s[2] = {0, 0};
+        for (int j = 0; j < 32; j++) s[j >> 4] += rq[32 * b + j];
+        bad += !same(xd32[b], rd[b]) || !same(xd[2 * b], rd[b]) || !same(xd[2 * b + 1], rd[b]);
+        bad += !same(xs[2 * b], rd[b] * (float)s[0]) || !same(xs[2 * b + 1], rd[b] * (float)s[1]);
+        bad += !same(xs32[b], rd[b] * (float)(s[0] + s[1]));
+    }
+    T_CHECK(bad == 0);
+}
+
 int main(void)
 {
     T_RUN(test_supported);
@@ -833,6 +873,7 @@ int main(void)
         T_RUN(test_matmul_types);
         T_RUN(test_matmul_edges);
         T_RUN(test_bf16_gemm);
+        T_RUN(test_quant_x8);
         T_RUN(test_int8_decode);
         T_RUN(test_int8_gemm);
         T_RUN(test_real_weights);
