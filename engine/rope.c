@@ -231,6 +231,46 @@ void rope_cos_sin(const struct rope_table *t, const int64_t *pos, int n,
  * float), about 4x cheaper than sincos() at large angles. */
 #define ROPE_EXACT_EVERY 16
 
+/* One row out: cos/sin times the magnitude, rounded to float. */
+static void range_out(int np, const double *c, const double *s, double m, float *cr,
+                      float *sr)
+{
+    for (int i = 0; i < np; i++) {
+        cr[i] = (float)(c[i] * m);
+        sr[i] = (float)(s[i] * m);
+    }
+}
+
+/* One step of the recurrence and its row, 4 pairs a time: the scalar
+ * loop's products, differences and sums in double (no FMA), and the same
+ * rounding to float, so the same floats. */
+__attribute__((target("avx2"))) static void range_step_avx2(int np, double *c, double *s,
+                                                            const double *step_c,
+                                                            const double *step_s, double m,
+                                                            float *cr, float *sr)
+{
+    int i = 0;
+    const __m256d vm = _mm256_set1_pd(m);
+    for (; i + 4 <= np; i += 4) {
+        __m256d ci = _mm256_loadu_pd(c + i), si = _mm256_loadu_pd(s + i);
+        __m256d sc = _mm256_loadu_pd(step_c + i), ss = _mm256_loadu_pd(step_s + i);
+        __m256d c1 = _mm256_sub_pd(_mm256_mul_pd(ci, sc), _mm256_mul_pd(si, ss));
+        __m256d s1 = _mm256_add_pd(_mm256_mul_pd(si, sc), _mm256_mul_pd(ci, ss));
+        _mm256_storeu_pd(c + i, c1);
+        _mm256_storeu_pd(s + i, s1);
+        _mm_storeu_ps(cr + i, _mm256_cvtpd_ps(_mm256_mul_pd(c1, vm)));
+        _mm_storeu_ps(sr + i, _mm256_cvtpd_ps(_mm256_mul_pd(s1, vm)));
+    }
+    for (; i < np; i++) {
+        const double c1 = c[i] * step_c[i] - s[i] * step_s[i];
+        const double s1 = s[i] * step_c[i] + c[i] * step_s[i];
+        c[i] = c1;
+        s[i] = s1;
+        cr[i] = (float)(c1 * m);
+        sr[i] = (float)(s1 * m);
+    }
+}
+
 void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
                         float *cs, float *sn)
 {
@@ -248,11 +288,15 @@ void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
     double c[ROPE_MAX_PAIRS], s[ROPE_MAX_PAIRS];
     for (int i = 0; i < np; i++) sincos(t->freq[i], &step_s[i], &step_c[i]);
     const double m = (double)t->mscale;
+    const int avx2 = cpu_set_default() >= CPU_SET_AVX2;
     for (int k = 0; j < n; j++, k++) {
         float *cr = cs + (size_t)j * np, *sr = sn + (size_t)j * np;
         if (k % ROPE_EXACT_EVERY == 0) {
             const double p = (double)(pos0 + j);
             for (int i = 0; i < np; i++) sincos(p * t->freq[i], &s[i], &c[i]);
+            range_out(np, c, s, m, cr, sr);
+        } else if (avx2) {
+            range_step_avx2(np, c, s, step_c, step_s, m, cr, sr);
         } else {
             for (int i = 0; i < np; i++) {
                 const double c1 = c[i] * step_c[i] - s[i] * step_s[i];
@@ -260,10 +304,7 @@ void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
                 c[i] = c1;
                 s[i] = s1;
             }
-        }
-        for (int i = 0; i < np; i++) {
-            cr[i] = (float)(c[i] * m);
-            sr[i] = (float)(s[i] * m);
+            range_out(np, c, s, m, cr, sr);
         }
     }
 }

@@ -100,19 +100,57 @@ static void test_rotate_rows_exact(void)
     T_CHECK(rotate_rows_mismatches() == 0);
 }
 
-/* The same in a child forced to plain C (cpu.h reads KVT_CPU once). */
+/* rope_cos_sin_range rows of a few tables and starts (beyond 16-row
+ * blocks, odd pair counts), into out (RANGE_FLOATS). */
+enum { RANGE_N = 45, RANGE_FLOATS = 6 * 2 * RANGE_N * 64 };
+static void range_rows(float *out)
+{
+    static const int nrot[] = { 128, 64, 10, 34, 128, 6 };
+    static const int64_t p0[] = { 0, 1024, 7, 123456, 2000000, 33 };
+    for (int k = 0; k < 6; k++) {
+        struct rope_table t = table(nrot[k], k % 2, k < 3 ? 10000.0 : 500000.0,
+                                    k == 2 ? 4.0 : 1.0, k == 2 ? ROPE_YARN : ROPE_NONE);
+        float *o = out + (size_t)k * 2 * RANGE_N * 64;
+        rope_cos_sin_range(&t, p0[k], RANGE_N, o, o + RANGE_N * 64);
+    }
+}
+
+/* The same in a child forced to plain C (cpu.h reads KVT_CPU once):
+ * rotations right, and the very cos/sin floats of this process's set. */
 static void test_rotate_rows_portable(void)
 {
+    int fd[2];
+    T_CHECK(pipe(fd) == 0);
     fflush(NULL);
     pid_t pid = fork();
     T_CHECK(pid >= 0);
     if (pid == 0) {
         setenv("KVT_CPU", "portable", 1);
+        static float rows[RANGE_FLOATS];
+        memset(rows, 0, sizeof rows);
+        range_rows(rows);
+        size_t off = 0;
+        while (off < sizeof rows) {
+            ssize_t w = write(fd[1], (char *)rows + off, sizeof rows - off);
+            if (w <= 0) _exit(2);
+            off += (size_t)w;
+        }
         _exit(rotate_rows_mismatches() == 0 ? 0 : 1);
     }
+    close(fd[1]);
+    static float child[RANGE_FLOATS], mine[RANGE_FLOATS];
+    size_t off = 0;
+    ssize_t r;
+    while (off < sizeof child && (r = read(fd[0], (char *)child + off, sizeof child - off)) > 0)
+        off += (size_t)r;
+    close(fd[0]);
     int st = 0;
     T_CHECK(waitpid(pid, &st, 0) == pid);
     T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    T_CHECK(off == sizeof child);
+    memset(mine, 0, sizeof mine);
+    range_rows(mine);
+    T_CHECK(memcmp(child, mine, sizeof mine) == 0);
 }
 
 /* Rows from the cache = rope_cos_sin_range's for (pos0, n), in every case
