@@ -26,22 +26,17 @@ static int kvs_decode_tile(kvs *s, int layer, int64_t j, int64_t ti, int n,
     }
     int res = s->slot_res[slot];
     if (res < 0) return res;
-    struct tile_hdr h;
-    int64_t rc = tile_decode_raw(io_slot(s->io, slot), (size_t)res, s->h_raw,
-                                 s->tile_raw, s->h_scratch,
-                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
-                                                    s->cfg.tile_tokens),
-                                 &h);
-    if (rc < 0) return (int)rc;
     const int T = s->cfg.tile_tokens;
-    if (h.layer != (uint32_t)layer || h.pos0 != (uint64_t)(ti * T) ||
-        h.n != (uint32_t)T || h.type != s->cfg.type ||
-        h.kv_dim != (uint32_t)s->cfg.kv_dim)
-        return KVT_EFORMAT;
-    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->h_raw, n, r->k);
-    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->h_raw + (size_t)T * s->row_bytes,
-                n, r->v);
-    return 0;
+    struct tile_hdr want;
+    memset(&want, 0, sizeof want);
+    want.layer = (uint32_t)layer;
+    want.pos0 = (uint64_t)(ti * T);
+    want.n = (uint32_t)T;
+    want.type = (uint8_t)s->cfg.type;
+    want.kv_dim = (uint32_t)s->cfg.kv_dim;
+    return tile_decode_unpack(io_slot(s->io, slot), (size_t)res, &want, n, r->k, r->v,
+                              s->h_raw, s->tile_raw, s->h_scratch,
+                              tile_scratch_bound(s->cfg.type, s->cfg.kv_dim, T));
 }
 
 /* Helper, unlocked: produce stream entries [0, nt) of LAYER (disk tile
