@@ -54,7 +54,7 @@ struct attn_params {
                                across layers and steps (rope_cache, sized
                                by attn_reserve); 0: ATTN_ROPE_CACHE_DEFAULT */
 };
-#define ATTN_ROPE_CACHE_DEFAULT ((size_t)32 << 20)
+#define ATTN_ROPE_CACHE_DEFAULT ((size_t)16 << 20)
 
 /* What decode steps (n == 1 with a cached past) read, summed over calls. */
 struct attn_stats {
