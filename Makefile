@@ -100,9 +100,16 @@ PC_PRIVATE := $(LDLIBS) -L/usr/lib/x86_64-linux-gnu/openblas-pthread
 
 lib: $(BUILD)/libkvtile.so.$(VERSION) $(BUILD)/libkvtile.a $(BUILD)/kvtile.pc $(BUILD)/kvtile.1
 
+# The static archive holds one object: the library partially linked, every
+# global symbol but kvtile_* made local, so a program that links it cannot
+# clash with its internal names (pool_create, rope_prepare, ...), as the
+# shared library's version script does for dynamic links.
 $(BUILD)/libkvtile.a: $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
+	@rm -f $@ $(BUILD)/libkvtile-r.o
+	$(LD) -r -o $(BUILD)/libkvtile-r.o $^
+	objcopy --wildcard --keep-global-symbol='kvtile_*' $(BUILD)/libkvtile-r.o $(BUILD)/libkvtile.o
+	ar rcs $@ $(BUILD)/libkvtile.o
+	@rm -f $(BUILD)/libkvtile-r.o
 
 $(BUILD)/libkvtile.so.$(VERSION): $(LIB_OBJ) api/libkvtile.map
 	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=api/libkvtile.map \

@@ -213,10 +213,50 @@ static void test_ask_example(void)
     }
 }
 
+/* The static archive exports only kvtile_*: a program with functions of the
+ * library's internal names (pool_create, rope_prepare) links against it and
+ * keeps its own. With a plain `ar` of the objects the link fails (multiple
+ * definitions). */
+static void test_static_archive(void)
+{
+    if (!installed) T_SKIP("no install");
+    snprintf(cmd, sizeof cmd,
+             "nm -g --defined-only %s/lib/libkvtile.a | awk 'NF==3{print $3}'", prefix);
+    T_CHECK(t_sh(cmd, out, sizeof out, NULL, 0) == 0);
+    int n_api = 0, n_other = 0;
+    for (char *sv = NULL, *l = strtok_r(out, "\n", &sv); l; l = strtok_r(NULL, "\n", &sv)) {
+        if (!strncmp(l, "kvtile_", 7)) n_api++;
+        else if (n_other++ < 5) fprintf(stderr, "  libkvtile.a defines %s\n", l);
+    }
+    T_CHECK(n_api >= 25);
+    T_CHECK(n_other == 0);
+    char src[400];
+    snprintf(src, sizeof src, "%s/clash.c", tmp);
+    FILE *f = fopen(src, "w");
+    T_REQUIRE(f != NULL, src);
+    fputs("#include <stdio.h>\n#include <kvtile.h>\n"
+          "int pool_create(void) { return 7; }\n"
+          "int rope_prepare(void) { return 42; }\n"
+          "int main(void) {\n"
+          "    printf(\"%s %d %d\\n\", kvtile_version_string(), pool_create(), rope_prepare());\n"
+          "    return kvtile_version() > 0 ? 0 : 1;\n}\n", f);
+    T_CHECK(fclose(f) == 0);
+    if (sanitized()) T_SKIP("sanitizer build: the archive needs the sanitizer runtime");
+    snprintf(cmd, sizeof cmd,
+             "export %s; cc -std=c11 -Wall -Werror %s $(pkg-config --cflags kvtile) "
+             "%s/lib/libkvtile.a $(pkg-config --static --libs kvtile | sed 's/-lkvtile//') "
+             "-o %s/clash 2>&1 && %s/clash", env, src, prefix, tmp, tmp);
+    int rc = t_sh(cmd, out, sizeof out, NULL, 0);
+    if (rc != 0) fprintf(stderr, "  static link: %s", out);
+    T_CHECK(rc == 0);
+    T_CHECK(strstr(out, " 7 42\n") != NULL);
+}
+
 int main(void)
 {
     T_RUN(test_install_layout);
     T_RUN(test_install_destdir);
+    T_RUN(test_static_archive);
     T_RUN(test_score_example);
     T_RUN(test_ask_example);
     if (tmp[0]) {
