@@ -104,9 +104,9 @@ lib: $(BUILD)/libkvtile.so.$(VERSION) $(BUILD)/libkvtile.a $(BUILD)/kvtile.pc $(
 # global symbol but kvtile_* made local, so a program that links it cannot
 # clash with its internal names (pool_create, rope_prepare, ...), as the
 # shared library's version script does for dynamic links.
-$(BUILD)/libkvtile.a: $(LIB_OBJ)
+$(BUILD)/libkvtile.a: $(LIB_OBJ) Makefile
 	@rm -f $@ $(BUILD)/libkvtile-r.o
-	$(LD) -r -o $(BUILD)/libkvtile-r.o $^
+	$(LD) -r -o $(BUILD)/libkvtile-r.o $(LIB_OBJ)
 	objcopy --wildcard --keep-global-symbol='kvtile_*' $(BUILD)/libkvtile-r.o $(BUILD)/libkvtile.o
 	ar rcs $@ $(BUILD)/libkvtile.o
 	@rm -f $(BUILD)/libkvtile-r.o

@@ -119,6 +119,11 @@ static uint64_t cand_hash(const struct lrs *s, const struct lrs_cand *c)
         h *= 1099511628211ULL;
         h ^= h >> 29;
     }
+    if (c->mscale != 0) { /* no magnitude gene: the old hashes */
+        h ^= (uint64_t)(uint16_t)c->mscale + 0x7f4a0000ULL;
+        h *= 1099511628211ULL;
+        h ^= h >> 29;
+    }
     return h ? h : 1;
 }
 
@@ -185,6 +190,7 @@ int lrs_cand_valid(const struct lrs_config *cfg, const struct lrs_cand *c)
         if (c->q[i] < cfg->qmin || c->q[i] > cfg->qmax) return 0;
         if (i && c->q[i] < c->q[i - 1]) return 0;
     }
+    if (c->mscale < cfg->mscale_min || c->mscale > cfg->mscale_max) return 0;
     for (int k = 0; k < cfg->n_nhat; k++)
         if (cfg->nhat[k] == c->n_hat) return 1;
     return 0;
@@ -206,7 +212,8 @@ int lrs_create(const struct lrs_config *cfg, lrs **out)
     if (cfg->n_pairs < 1 || cfg->n_pairs > ROPE_MAX_PAIRS || cfg->qmin < 1 ||
         cfg->qmax < cfg->qmin || cfg->qmax > 32767 || cfg->population < 2 || cfg->max_iter < 0 ||
         cfg->patience < 0 || cfg->budget < 0 || cfg->n_nhat < 1 || cfg->n_nhat > LRS_MAX_NHAT ||
-        cfg->n_seeds < 1 || cfg->n_seeds > 8 || cfg->n_workers < 1 || !cfg->eval)
+        cfg->n_seeds < 1 || cfg->n_seeds > 8 || cfg->n_workers < 1 || !cfg->eval ||
+        cfg->mscale_min < 0 || cfg->mscale_max < cfg->mscale_min || cfg->mscale_max > 1000)
         return -EINVAL;
     for (int i = 0; i < cfg->n_seeds; i++)
         if (!lrs_cand_valid(cfg, &cfg->seeds[i])) return -EINVAL;
@@ -258,6 +265,17 @@ static void mutate(lrs *s, const struct lrs_cand *parent, struct lrs_cand *c)
     }
     if (g->n_nhat > 1 && rng_unif(&s->rng) < LRS_MUT_PROB)
         c->n_hat = g->nhat[rng_int(&s->rng, 0, g->n_nhat - 1)];
+    if (g->mscale_min < g->mscale_max && rng_unif(&s->rng) < LRS_MUT_PROB) {
+        int m;
+        if (rng_unif(&s->rng) < 0.5) {
+            m = rng_int(&s->rng, g->mscale_min, g->mscale_max);
+        } else { /* a local step of 1..5 either way */
+            int step = rng_int(&s->rng, 1, 5);
+            m = c->mscale + (rng_unif(&s->rng) < 0.5 ? -step : step);
+            m = KVT_MAX(g->mscale_min, KVT_MIN(g->mscale_max, m));
+        }
+        c->mscale = (int16_t)m;
+    }
 }
 
 static void crossover(lrs *s, const struct lrs_cand *a, const struct lrs_cand *b, struct lrs_cand *c)
@@ -266,6 +284,8 @@ static void crossover(lrs *s, const struct lrs_cand *a, const struct lrs_cand *b
     for (int i = 0; i < s->cfg.n_pairs; i++) c->q[i] = rng_unif(&s->rng) < 0.5 ? a->q[i] : b->q[i];
     c->n_hat = a->n_hat;
     if (s->cfg.n_nhat > 1 && rng_unif(&s->rng) < 0.5) c->n_hat = b->n_hat;
+    c->mscale = a->mscale;
+    if (s->cfg.mscale_min < s->cfg.mscale_max && rng_unif(&s->rng) < 0.5) c->mscale = b->mscale;
 }
 
 /* Accept c into the generation if it is valid and unseen. @return 1, 0, or -ENOMEM. */

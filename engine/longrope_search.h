@@ -4,16 +4,20 @@
  *
  * A candidate is q_i = 100 lambda_i for each of the n_pairs pairs (the
  * 0.01 grid, integers so that equality, hashing and journals are exact),
- * in [qmin, qmax], non-decreasing in i, and n_hat, one of the candidate
- * set nhat[] (one value = fixed). Lower fitness (mean NLL) is better.
+ * in [qmin, qmax], non-decreasing in i, n_hat, one of the candidate
+ * set nhat[] (one value = fixed), and mscale, 100 x a multiplier of the
+ * magnitude (rope_params.mscale_mult), in [mscale_min, mscale_max] (equal:
+ * fixed; 0: the gene is absent). Lower fitness (mean NLL) is better.
  *
  * Per iteration (P = population): iteration 0 evaluates the seeds and
  * mutations of them up to P. Each later iteration takes the best ceil(P/2)
  * candidates evaluated so far as parents and makes P children: half by
  * mutation (each pair, with probability 0.3, resampled uniformly on the
  * grid between its neighbours' values, which keeps the order; n_hat, with
- * the same probability, redrawn from the set), half by crossover (each
- * pair and n_hat from one of two parents; children that break the order
+ * the same probability, redrawn from the set; mscale, with the same
+ * probability, half the time redrawn on its grid, else moved by 1..5
+ * steps either way within it), half by crossover (each pair, n_hat and
+ * mscale from one of two parents; children that break the order
  * are rejected). Candidates seen before are rejected too. The search
  * stops after max_iter iterations, after `patience` iterations without a
  * better best, or when `budget` candidates have been evaluated (the last
@@ -42,6 +46,7 @@
 struct lrs_cand {
     int16_t q[ROPE_MAX_PAIRS]; /* 100 lambda_i, n_pairs used */
     int32_t n_hat;
+    int16_t mscale; /* 100 x magnitude multiplier; 0 when the gene is absent */
 };
 
 /* One finished iteration. */
@@ -72,7 +77,9 @@ struct lrs_config {
     uint64_t seed;
     int n_nhat;            /* 1..LRS_MAX_NHAT */
     int32_t nhat[LRS_MAX_NHAT];
-    int n_seeds;           /* 1..8, each valid (in range, monotone, n_hat in the set) */
+    int mscale_min, mscale_max; /* 0 <= min <= max <= 1000; searched if min < max */
+    int n_seeds;           /* 1..8, each valid (in range, monotone, n_hat in the set,
+                              mscale in range) */
     struct lrs_cand seeds[8];
     int n_workers;         /* >= 1 */
     lrs_eval_fn eval;
@@ -103,7 +110,7 @@ void lrs_seeds_standard(const struct rope_params *rp, double s, int qmin, int qm
 void lrs_seeds_from(const float *lam, int n_pairs, double s_from, double s, int qmin, int qmax,
                     int32_t n_hat, struct lrs_cand out[2]);
 
-/* 1 if c is in range, monotone and its n_hat is in the set. */
+/* 1 if c is in range, monotone, its n_hat is in the set and its mscale in range. */
 int lrs_cand_valid(const struct lrs_config *cfg, const struct lrs_cand *c);
 
 /* @return 0, -EINVAL for a bad configuration, -ENOMEM. */

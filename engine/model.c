@@ -255,6 +255,67 @@ static int load_tensors(model *m, char *err, size_t cap)
     return 0;
 }
 
+/* One named value into the fingerprint (the name keeps two fields with the
+ * same bytes from swapping unnoticed). */
+static void fp_i(XXH3_state_t *st, const char *name, int64_t v)
+{
+    XXH3_128bits_update(st, name, strlen(name) + 1);
+    XXH3_128bits_update(st, &v, sizeof v);
+}
+
+static void fp_d(XXH3_state_t *st, const char *name, double v)
+{
+    XXH3_128bits_update(st, name, strlen(name) + 1);
+    XXH3_128bits_update(st, &v, sizeof v);
+}
+
+static void fp_floats(XXH3_state_t *st, const char *name, const float *v, int n)
+{
+    XXH3_128bits_update(st, name, strlen(name) + 1);
+    XXH3_128bits_update(st, v, (size_t)n * sizeof *v);
+}
+
+/* The hyper-parameters field by field, not the struct's bytes: a field
+ * added to the struct later must not change the fingerprint of every
+ * model (and so refuse every cache and journal made before). Rule for new
+ * fields: hash them only when they differ from their default. */
+static void fp_hparams(XXH3_state_t *st, const struct model_hparams *hp)
+{
+    fp_i(st, "arch", hp->arch);
+    XXH3_128bits_update(st, hp->arch_name, strnlen(hp->arch_name, sizeof hp->arch_name));
+    fp_i(st, "n_embd", hp->n_embd);
+    fp_i(st, "n_layer", hp->n_layer);
+    fp_i(st, "n_head", hp->n_head);
+    fp_i(st, "n_head_kv", hp->n_head_kv);
+    fp_i(st, "head_dim", hp->head_dim);
+    fp_i(st, "n_ff", hp->n_ff);
+    fp_i(st, "n_vocab", hp->n_vocab);
+    fp_i(st, "kv_dim", hp->kv_dim);
+    fp_i(st, "n_ctx_train", hp->n_ctx_train);
+    fp_d(st, "rms_eps", hp->rms_eps);
+    fp_i(st, "sliding_window", hp->sliding_window);
+    const struct rope_params *r = &hp->rope;
+    fp_i(st, "rope.scheme", r->scheme);
+    fp_i(st, "rope.n_rot", r->n_rot);
+    fp_i(st, "rope.neox", r->neox);
+    fp_d(st, "rope.freq_base", r->freq_base);
+    fp_d(st, "rope.scale", r->scale);
+    fp_i(st, "rope.orig_ctx", r->orig_ctx);
+    fp_d(st, "rope.attn_factor", r->attn_factor);
+    fp_d(st, "rope.beta_fast", r->beta_fast);
+    fp_d(st, "rope.beta_slow", r->beta_slow);
+    fp_d(st, "rope.ext_factor", r->ext_factor);
+    fp_i(st, "rope.n_hat", r->n_hat);
+    if (r->mscale_mult != 0.0 && r->mscale_mult != 1.0)
+        fp_d(st, "rope.mscale_mult", r->mscale_mult);
+    if (r->have_factors) {
+        fp_floats(st, "rope.factors_short", r->factors_short, r->n_rot / 2);
+        fp_floats(st, "rope.factors_long", r->factors_long, r->n_rot / 2);
+    }
+    if (r->have_freq_factors)
+        fp_floats(st, "rope.freq_factors", r->freq_factors, r->n_rot / 2);
+}
+
 /* Hash of the hyper-parameters, every tensor's name, type and shape, and
  * the first and last 4 KiB of every tensor's data (hashing all of a
  * multi-GB model at every start would cost seconds). */
@@ -265,7 +326,7 @@ static void fingerprint(model *m)
     uint8_t *fp = m->fp;
     for (int round = 0; round < 2; round++) {
         XXH3_128bits_reset_withSeed(st, 0x6b767469 + (XXH64_hash_t)round);
-        XXH3_128bits_update(st, &m->hp, sizeof m->hp);
+        fp_hparams(st, &m->hp);
         for (int i = 0; i < gguf_n_tensors(m->g); i++) {
             const gguf_tensor *t = gguf_tensor_at(m->g, i);
             XXH3_128bits_update(st, t->name, strlen(t->name));
@@ -289,7 +350,6 @@ int model_open(const char *path, model **out, char *err, size_t err_cap)
     if (!m) return -ENOMEM;
     int rc = gguf_open(path, &m->g, err, err_cap);
     if (rc < 0) { free(m); return rc; }
-    /* hp is hashed whole: no uninitialised padding */
     memset(&m->hp, 0, sizeof m->hp);
     if ((rc = load_hparams(m, err, err_cap)) < 0 ||
         (rc = load_rope(m, err, err_cap)) < 0 ||

@@ -101,6 +101,7 @@ static int check_params(const struct rope_params *rp, int64_t seq_len)
     if (!isfinite(rp->freq_base) || !(rp->freq_base > 1.0)) return KVT_ERANGE;
     if (seq_len < 0 || rp->n_hat < 0) return KVT_ERANGE;
     if (!isfinite(rp->attn_factor) || rp->attn_factor < 0.0) return KVT_ERANGE;
+    if (!isfinite(rp->mscale_mult) || rp->mscale_mult < 0.0) return KVT_ERANGE;
     if (sch != ROPE_NONE && (!isfinite(rp->scale) || !(rp->scale >= 1.0)))
         return KVT_ERANGE;
     if ((sch == ROPE_DYN_NTK || sch == ROPE_YARN) && rp->orig_ctx < 1)
@@ -166,6 +167,7 @@ int rope_prepare(const struct rope_params *rp, int64_t seq_len,
     }
     if (sch == ROPE_LONGROPE && rp->attn_factor == 0.0 && rp->scale > 1.0)
         mscale = sqrt(1.0 + log(rp->scale) / log((double)rp->orig_ctx));
+    if (sch == ROPE_LONGROPE && rp->mscale_mult > 0.0) mscale *= rp->mscale_mult;
 
     for (int i = 0; i < np; i++) {
         const double ff = rp->have_freq_factors ? rp->freq_factors[i] : 1.0;

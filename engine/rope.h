@@ -22,7 +22,8 @@
  *                  attn_factor * (1 + 0.1 ln s)
  *   ROPE_LONGROPE  theta_i / lambda_i with lambda = long factors when
  *                  SEQ_LEN > L, else short factors; magnitude attn_factor
- *                  (default sqrt(1 + ln s / ln L)); positions < n_hat use
+ *                  (default sqrt(1 + ln s / ln L)) x mscale_mult (if > 0,
+ *                  a searched multiplier); positions < n_hat use
  *                  theta_i unscaled (rope_freqs still apply, so does the
  *                  magnitude)
  * Frequencies are computed in double; cos/sin returned as float.
@@ -50,6 +51,7 @@ struct rope_params {
     double attn_factor;    /* magnitude; 0 = the scheme's default */
     double beta_fast, beta_slow, ext_factor; /* YaRN: 32, 1, 1 */
     int64_t n_hat;         /* LongRoPE: first n_hat positions unscaled */
+    double mscale_mult;    /* LongRoPE: multiplies its magnitude; 0 = 1 */
     int have_factors;      /* 1: the arrays below are set (n_rot/2 each) */
     float factors_short[ROPE_MAX_PAIRS];
     float factors_long[ROPE_MAX_PAIRS];

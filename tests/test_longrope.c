@@ -6,7 +6,9 @@
  * stop where their rules say; --schedule seeds each stage with the previous
  * result scaled (as --from does); the written GGUF carries the factors
  * (kvtile info) and gives the same nll_sum as the model with
- * --longrope-factors (llama and phi3 files). */
+ * --longrope-factors (llama and phi3 files); the magnitude multiplier as a
+ * searched gene (--search-mscale) keeps all of these, and
+ * --longrope-mscale reproduces its result. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -283,6 +285,125 @@ static void test_workers_and_n_hat(void)
     free(f);
 }
 
+/* Start `sh -c CMD`, SIGKILL it once JOURNAL has N iteration records.
+ * @return 1 if it was killed before finishing. */
+static int kill_after_iters(const char *cmd, const char *journal, int n)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) return 0;
+    for (int waited = 0; count_lines(journal, "iter ") < n && waited < 60000; waited += 20) {
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st);
+}
+
+/* The magnitude multiplier as a gene: every candidate carries one on the
+ * 0.70..1.30 grid and several are tried; one worker and two, and a killed
+ * and resumed search, write the same journal; the best's fitness is what
+ * `ppl --longrope-mscale M` gives; the GGUF's attn_factor is M times the
+ * paper's magnitude and gives the same nll_sum as the factors with
+ * --longrope-mscale M; --from seeds with the file's multiplier. */
+static void test_mscale(void)
+{
+    char out[4096], a[256], b[256], cmd[2048];
+#define MS_ARGS SEARCH_ARGS " --iterations 4 --search-n-hat --search-mscale"
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --workers 2 -t 2 -o %s/m2 --json", g_bin,
+                MODEL, MS_ARGS, g_dir) == 0);
+    const double nll = json_num(out, "best_nll"), nh = json_num(out, "n_hat");
+    const double ms = json_num(out, "mscale"), n_evals = json_num(out, "evaluations");
+    T_CHECK(ms >= 0.70 && ms <= 1.30);
+    T_CHECK(n_evals >= 20 && n_evals <= 30); /* (children equal to earlier ones are dropped) */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --workers 1 -o %s/m1", g_bin, MODEL, MS_ARGS,
+                g_dir) == 0);
+    snprintf(a, sizeof a, "%s/m2.journal", g_dir);
+    snprintf(b, sizeof b, "%s/m1.journal", g_dir);
+    T_CHECK(files_equal(a, b));
+    /* every candidate's multiplier is on the grid; several were tried */
+    int seen[61] = { 0 }, bad = 0, n = 0, distinct = 0;
+    char *t = t_slurp(a, NULL);
+    for (char *p = t; p && (p = strstr(p, " eval 0 ")) != NULL; p++) {
+        char *nl = strchr(p, '\n'), *m = strstr(p, " mscale ");
+        int v = m && (!nl || m < nl) ? atoi(m + 8) : -1;
+        if (v < 70 || v > 130) bad++;
+        else seen[v - 70] = 1;
+        n++;
+    }
+    free(t);
+    for (int k = 0; k < 61; k++) distinct += seen[k];
+    T_CHECK(n == (int)n_evals && bad == 0);
+    T_CHECK(distinct >= 3);
+    /* without the gene the journal has no multiplier */
+    snprintf(b, sizeof b, "%s/a.journal", g_dir);
+    t = t_slurp(b, NULL);
+    T_CHECK(t && !strstr(t, "mscale"));
+    free(t);
+    /* killed after two iterations and resumed: the same journal and factors */
+    snprintf(b, sizeof b, "%s/mk.journal", g_dir);
+    snprintf(cmd, sizeof cmd, "exec %s longrope-search %s %s -o %s/mk", g_bin, MODEL, MS_ARGS, g_dir);
+    T_CHECK(kill_after_iters(cmd, b, 2));
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s -o %s/mk --resume --json", g_bin, MODEL,
+                MS_ARGS, g_dir) == 0);
+    T_CHECK(json_num(out, "computed") < n_evals);
+    T_CHECK(files_equal(a, b));
+    snprintf(a, sizeof a, "%s/m2.factors.txt", g_dir);
+    snprintf(b, sizeof b, "%s/mk.factors.txt", g_dir);
+    T_CHECK(files_equal(a, b));
+    /* the factors file names the multiplier; ppl with it gives the fitness */
+    char *f = t_slurp(a, NULL);
+    char want[96];
+    snprintf(want, sizeof want, "n_hat %d mscale %.2f\n", (int)nh, ms);
+    T_CHECK(f && strstr(f, want) != NULL);
+    free(f);
+    T_CHECK(run(out, sizeof out, "%s ppl %s -f %s -c 512 --chunks 1 --kv-store ram -t 1 --json "
+                "--longrope-factors %s --rope-scaling longrope --longrope-n-hat %d --longrope-mscale %.2f",
+                g_bin, MODEL, T_DATA("kjv.txt"), a, (int)nh, ms) == 0);
+    T_NEAR(json_num(out, "nll_sum") / json_num(out, "n_scored"), nll, 1e-9);
+    /* the GGUF: attn_factor = M x sqrt(1 + ln 2 / ln 256); same nll_sum */
+    char o2[4096];
+    T_CHECK(run(out, sizeof out, "%s ppl %s/m2.gguf -f %s -c 512 --chunks 3 --kv-store ram --json "
+                "--longrope-n-hat %d", g_bin, g_dir, T_DATA("kjv-nt.txt"), (int)nh) == 0);
+    T_CHECK(run(o2, sizeof o2, "%s ppl %s -f %s -c 512 --chunks 3 --kv-store ram --json "
+                "--longrope-factors %s --rope-scaling longrope --longrope-n-hat %d --longrope-mscale %.2f",
+                g_bin, MODEL, T_DATA("kjv-nt.txt"), a, (int)nh, ms) == 0);
+    T_CHECK(isfinite(json_num(out, "nll_sum")) && json_num(out, "nll_sum") == json_num(o2, "nll_sum"));
+    T_CHECK(run(out, sizeof out, "%s info %s/m2.gguf", g_bin, g_dir) == 0);
+    snprintf(want, sizeof want, "magnitude %.6f", (double)(float)(ms * sqrt(1.0 + log(2.0) / log(256.0))));
+    T_CHECK(strstr(out, want) != NULL);
+    /* --longrope-mscale 1 is the plain magnitude; another multiplier is not */
+    T_CHECK(run(out, sizeof out, "%s ppl %s -f %s -c 512 --chunks 1 --kv-store ram -t 1 --json "
+                "--longrope-factors %s --rope-scaling longrope", g_bin, MODEL, T_DATA("kjv.txt"), a) == 0);
+    T_CHECK(run(o2, sizeof o2, "%s ppl %s -f %s -c 512 --chunks 1 --kv-store ram -t 1 --json "
+                "--longrope-factors %s --rope-scaling longrope --longrope-mscale 1", g_bin, MODEL,
+                T_DATA("kjv.txt"), a) == 0);
+    T_CHECK(json_num(out, "nll_sum") == json_num(o2, "nll_sum"));
+    T_CHECK(run(o2, sizeof o2, "%s ppl %s -f %s -c 512 --chunks 1 --kv-store ram -t 1 --json "
+                "--longrope-factors %s --rope-scaling longrope --longrope-mscale 0.9", g_bin, MODEL,
+                T_DATA("kjv.txt"), a) == 0);
+    T_CHECK(json_num(out, "nll_sum") != json_num(o2, "nll_sum"));
+    /* --from seeds its first candidate with the file's multiplier */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s -f %s --text-before 'Matthew 1' --target-ctx 1024 --from %s "
+                "--search-mscale --samples 1 --population 3 --iterations 0 -t 1 --quiet -o %s/mf",
+                g_bin, MODEL, T_DATA("kjv.txt"), a, g_dir) == 0);
+    snprintf(b, sizeof b, "%s/mf.journal", g_dir);
+    t = t_slurp(b, NULL);
+    char *e0 = t ? strstr(t, " eval 0 0 ") : NULL;
+    char *nl = e0 ? strchr(e0, '\n') : NULL, *m = e0 ? strstr(e0, " mscale ") : NULL;
+    T_CHECK(m && (!nl || m < nl) && atoi(m + 8) == (int)lround(ms * 100));
+    free(t);
+    /* a fixed multiplier and a searched one: refused */
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --longrope-mscale 0.9 -o %s/mx 2>/dev/null", g_bin,
+                MODEL, MS_ARGS, g_dir) != 0);
+#undef MS_ARGS
+}
+
 /* best_ppl of iteration I of a log (the I-th "best_ppl" after "iterations"). */
 static double iter_best(const char *log, int i)
 {
@@ -395,6 +516,7 @@ int main(void)
     T_RUN(test_stopping);
     T_RUN(test_schedule);
     T_RUN(test_phi3);
+    T_RUN(test_mscale);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", g_dir);

@@ -130,10 +130,41 @@ static void test_bad_models(void)
     T_CHECK(err[0] != 0);
 }
 
+/* The fingerprint binds every cache, journal and batch cache to its model:
+ * if its definition changes, every cache users keep is refused. These values
+ * are frozen; a failure here means the definition changed (a new field
+ * hashed unconditionally, the struct's bytes hashed again, ...): update them
+ * only on purpose, and say so in the README. The YaRN and phi3 files share
+ * the f32 file's tensors, so their values differ only by the rope fields. */
+static void test_fingerprint_frozen(void)
+{
+    static const char *const want[][2] = {
+        { "models/tiny-kjv-f32.gguf",
+          "71737f98bcdcd7536cd0632a8d41835967b48cb1fe8c3b798f01acba8b379731" },
+        { "models/tiny-kjv-yarn-x8-f32.gguf",
+          "6bd8a5a1716ef86e7382637bd0e289eea7e3171398e923751a64da432dab76ad" },
+        { "models/tiny-kjv-phi3-longrope-x8-f32.gguf",
+          "be6a621fe47e7d68c6c7aef1acc28da8b25f725753eee42f1cc63078dd66610e" },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        model *m = NULL;
+        char err[256];
+        T_REQUIRE(model_open(want[i][0], &m, err, sizeof err) == 0, err);
+        uint8_t fp[32];
+        model_fingerprint(m, fp);
+        char hex[65];
+        for (int k = 0; k < 32; k++) snprintf(hex + 2 * k, 3, "%02x", fp[k]);
+        if (strcmp(hex, want[i][1])) fprintf(stderr, "  %s: %s\n", want[i][0], hex);
+        T_CHECK(!strcmp(hex, want[i][1]));
+        model_close(m);
+    }
+}
+
 int main(void)
 {
     T_RUN(test_forward_matches_oracle);
     T_RUN(test_self_extend_matches_oracle);
     T_RUN(test_bad_models);
+    T_RUN(test_fingerprint_frozen);
     return t_done();
 }

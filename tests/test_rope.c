@@ -336,6 +336,35 @@ static void test_yarn_hand_values(void)
     T_NEAR(t.freq[0], 0.125, 1e-15);
 }
 
+/* mscale_mult multiplies LongRoPE's magnitude (the default or attn_factor),
+ * not the frequencies; 0 leaves it; other schemes ignore it. */
+static void test_longrope_mscale_mult(void)
+{
+    struct rope_params rp;
+    struct rope_table t0, t1;
+    rope_params_default(&rp, D, BASE);
+    rp.scheme = ROPE_LONGROPE;
+    rp.scale = S;
+    rp.orig_ctx = L;
+    rp.have_factors = 1;
+    memcpy(rp.factors_short, LAM_SHORT, sizeof(float) * NP);
+    memcpy(rp.factors_long, LAM_LONG, sizeof(float) * NP);
+    T_CHECK(rope_prepare(&rp, 4 * L, &t0) == 0);
+    rp.mscale_mult = 0.9;
+    T_CHECK(rope_prepare(&rp, 4 * L, &t1) == 0);
+    /* 0.9 sqrt(1 + ln 8 / ln 256) = 0.9 sqrt(11/8) */
+    T_NEAR(t1.mscale, 0.9 * 1.1726039399558574, 1e-7);
+    T_CHECK(t0.mscale == (float)1.1726039399558574);
+    for (int i = 0; i < NP; i++) T_CHECK(t1.freq[i] == t0.freq[i]);
+    rp.attn_factor = 1.5; /* an explicit magnitude is multiplied too */
+    T_CHECK(rope_prepare(&rp, 4 * L, &t1) == 0);
+    T_NEAR(t1.mscale, 1.35, 1e-7);
+    rp.scheme = ROPE_LINEAR; /* not LongRoPE: ignored */
+    rp.attn_factor = 0.0;
+    T_CHECK(rope_prepare(&rp, 4 * L, &t1) == 0);
+    T_CHECK(t1.mscale == 1.0f);
+}
+
 static void test_longrope_selection(void)
 {
     struct ref r = ref_default(ROPE_LONGROPE, L);
@@ -507,6 +536,8 @@ static void test_prepare_rejects(void)
     BAD(rp.beta_slow = 0.0);
     BAD(rp.ext_factor = NAN);
     BAD(rp.n_hat = -1);
+    BAD(rp.mscale_mult = -0.5);
+    BAD(rp.mscale_mult = NAN);
     BAD((rp.have_freq_factors = 1, rp.freq_factors[0] = 1.0f));
     BAD(rp.scheme = ROPE_LONGROPE); /* no factors */
     BAD((rp.scheme = ROPE_LONGROPE, rp.have_factors = 1,
@@ -628,6 +659,7 @@ int main(void)
     T_RUN(test_yarn_corr_dims);
     T_RUN(test_yarn_hand_values);
     T_RUN(test_longrope_selection);
+    T_RUN(test_longrope_mscale_mult);
     T_RUN(test_rotate_hand_layouts);
     T_RUN(test_rotate_norm_and_inverse);
     T_RUN(test_range_matches_list);

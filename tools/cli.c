@@ -308,6 +308,7 @@ void cli_rope_params(const struct cli_opts *o, const model *m, struct rope_param
     if (rope_params_override(rp, &ov) < 0) /* (the factor count is checked above) */
         cli_die("--rope-scaling longrope: the model has no LongRoPE factors; give --longrope-factors FILE");
     if (o->longrope_n_hat > 0) rp->n_hat = o->longrope_n_hat;
+    if (o->longrope_mscale > 0) rp->mscale_mult = o->longrope_mscale;
 }
 
 int64_t cli_encode(const tok *t, const char *text, size_t len, int add_special,

@@ -40,6 +40,7 @@ struct cli_opts {
     double rope_scale, rope_freq_base, yarn_beta_fast, yarn_beta_slow;
     const char *longrope_factors;
     int64_t longrope_n_hat; /* --longrope-n-hat: first positions unscaled */
+    double longrope_mscale; /* --longrope-mscale: magnitude multiplier (0: 1) */
     int se_group, se_window;
     int rotate_k_on_write;  /* --k-rotation write: store rotated K (compare) */
     struct sel_policy sel;  /* --attend all | sink:S,recent:R,top:K|P% */
@@ -141,6 +142,9 @@ extern const char *const cli_utf8_names[];
             "per-pair LongRoPE factors (one per line or a list)"), \
     OPT_I64("--longrope-n-hat", NULL, "N", &(o)->longrope_n_hat, 0, 1e12, \
             "LongRoPE: the first N positions keep the unscaled angles"), \
+    OPT_DOUBLE("--longrope-mscale", NULL, "M", &(o)->longrope_mscale, 0.01, 100, \
+               "LongRoPE: multiply the magnitude (cos/sin scale,\n" \
+               "sqrt(1 + ln s / ln L) or the file's attn_factor) by M", .def = "1"), \
     OPT_FN("--self-extend", NULL, "G:W", (o), cli_opt_self_extend, \
            "SelfExtend group size G, neighbour window W"), \
     OPT_CHOICE("--k-rotation", NULL, &(o)->rotate_k_on_write, cli_krot_names, \

@@ -147,6 +147,10 @@ static void setup(struct batch *b)
              rp->attn_factor, rp->beta_fast, rp->beta_slow, rp->ext_factor, (long long)rp->n_hat,
              rp->have_factors ? (int)XXH3_64bits(rp->factors_long, sizeof rp->factors_long) : 0,
              b->o.se_group, b->o.se_window, b->o.cache_type, b->o.tile_tokens, b->chunk);
+    if (rp->mscale_mult > 0) { /* (absent when unset: the keys of earlier runs stay valid) */
+        size_t kl = strlen(b->pos_key);
+        snprintf(b->pos_key + kl, sizeof b->pos_key - kl, " mscale=%.17g", rp->mscale_mult);
+    }
     b->mc = cli_model_ctx(&b->o, b->m);
     if (b->o.cache_dir) cli_mkdir(b->o.cache_dir);
     else cli_kv_open(&b->o, b->m, "batch.kvt", 0, &b->shared);

@@ -9,7 +9,9 @@
  * default or every token after the first with --score all. Windows are spread evenly over the selected token range
  * (--skip, --text-range, --text-before). The magnitude is the paper's
  * sqrt(1 + ln s / ln L_orig) for each target's s (or the file's
- * attn_factor). --self-extend G:W searches factors under SelfExtend's
+ * attn_factor), times --longrope-mscale M if given; --search-mscale
+ * searches that multiplier as a gene (LR_MSCALE_MIN..MAX hundredths,
+ * seeded at 1). --self-extend G:W searches factors under SelfExtend's
  * grouping (both of its views use the factors).
  *
  * Workers: --workers W model contexts, each with its own RAM store and
@@ -22,7 +24,8 @@
  *
  * Journal (append-only, one per stage, kvstore/journal.h): a header binding
  * it to the search's configuration, then
- *   eval SET ITER NLL NHAT q0,q1,...   one per computed candidate (%.17g)
+ *   eval SET ITER NLL NHAT q0,q1,... [mscale M]  one per computed candidate
+ *                                      (%.17g; M = 100 x multiplier, searched only)
  *   iter SET ITER rng HEX64 best NLL   one per finished iteration
  * --resume replays the search from the start taking the NLL of every
  * candidate in the journal instead of evaluating it, and checks each
@@ -48,6 +51,8 @@
 
 #define LR_MAX_WORKERS 16
 #define LR_MAX_STAGES 16
+#define LR_MSCALE_MIN 70   /* --search-mscale: multipliers 0.70 .. 1.30 */
+#define LR_MSCALE_MAX 130
 
 struct worker {
     model_ctx *mc;
@@ -67,7 +72,7 @@ struct run {
     int32_t *ids;
     int64_t lo, hi;
     uint64_t text_hash;
-    int K, P, T, patience, n_workers, score_all, search_nhat, do_short, resume;
+    int K, P, T, patience, n_workers, score_all, search_nhat, search_mscale, do_short, resume;
     int64_t budget, n_hat;
     uint64_t seed;
     const char *before;
@@ -100,6 +105,7 @@ static int lr_eval(void *user, int wi, const struct lrs_cand *c, double *nll)
     float *f = st->set ? rp.factors_short : rp.factors_long;
     for (int i = 0; i < R->np; i++) f[i] = (float)c->q[i] / 100.0f;
     rp.n_hat = c->n_hat;
+    if (c->mscale) rp.mscale_mult = c->mscale / 100.0;
     int rc = model_ctx_set_rope(w->mc, &rp, st->L);
     if (rc < 0) return rc;
     const struct score_window_params sp = {
@@ -131,6 +137,8 @@ static int lr_on_eval(void *user, const struct lrs_cand *c, double nll, int iter
                                 (int)c->n_hat);
     for (int i = 0; i < st->R->np && p < sizeof line; i++)
         p += (size_t)snprintf(line + p, sizeof line - p, "%s%d", i ? "," : "", c->q[i]);
+    if (c->mscale && p < sizeof line)
+        p += (size_t)snprintf(line + p, sizeof line - p, " mscale %d", c->mscale);
     if (p >= sizeof line) cli_die("journal line too long");
     journal_line(st, line);
     return 0;
@@ -197,7 +205,8 @@ static void journal_load(struct stage *st, lrs *s)
             if (set != st->set) continue;
             struct lrs_cand c = { .n_hat = nh };
             int n = 0;
-            for (const char *t = p + used; *t && n < ROPE_MAX_PAIRS;) {
+            const char *t = p + used;
+            while (*t && n < ROPE_MAX_PAIRS) {
                 char *e;
                 long v = strtol(t, &e, 10);
                 if (e == t || v < 0 || v > 32767) break;
@@ -205,6 +214,11 @@ static void journal_load(struct stage *st, lrs *s)
                 t = *e == ',' ? e + 1 : e;
                 if (*e != ',' && *e) break;
             }
+            int m = 0, mused = 0; /* the optional magnitude gene */
+            if (n == np && *t &&
+                (sscanf(t, " mscale %d%n", &m, &mused) != 1 || t[mused] || m < 1 || m > 1000))
+                n = -1;
+            c.mscale = (int16_t)m;
             if (n != np) cli_die("%s: bad eval record %lld", st->jpath, (long long)r + 1);
             if (lrs_known(s, &c, nll) < 0) cli_die("out of memory");
         } else if (!strncmp(p, "iter ", 5)) {
@@ -270,14 +284,16 @@ static lrs *run_search(struct stage *st, struct lrs_config *cfg, int64_t TL, dou
         .model_path = R->o.model_path, .set = st->set ? "short" : "long", .eval_ctx = st->L,
         .target_ctx = TL, .orig_ctx = R->orig, .scale = s, .mscale = mscale, .n_pairs = R->np,
         .population = R->P, .samples = R->K, .n_workers = R->n_workers, .patience = R->patience,
-        .budget = R->budget, .search_n_hat = cfg->n_nhat > 1, .se_group = R->o.se_group, .se_window = R->o.se_window, .stopped = stopped,
+        .budget = R->budget, .search_n_hat = cfg->n_nhat > 1,
+        .search_mscale = cfg->mscale_min < cfg->mscale_max, .mscale_mult = st->rp.mscale_mult, .se_group = R->o.se_group, .se_window = R->o.se_window, .stopped = stopped,
         .seconds = *secs, .search = s_,
     };
     (void)it;
     char path[4300];
     const char *pre = st->set ? "short-" : "";
     snprintf(path, sizeof path, "%s.%sfactors.txt", out, pre);
-    lr_write_factors(path, bc->q, R->np, st->set ? R->orig : TL, s, bc->n_hat, exp(nll), res.set);
+    lr_write_factors(path, bc->q, R->np, st->set ? R->orig : TL, s, bc->n_hat,
+                     bc->mscale ? bc->mscale / 100.0 : st->rp.mscale_mult, exp(nll), res.set);
     snprintf(path, sizeof path, st->set ? "%s.short.log.json" : "%s.log.json", out);
     lr_write_log(path, &res);
     snprintf(path, sizeof path, st->set ? "%s.short.convergence.svg" : "%s.convergence.svg", out);
@@ -295,7 +311,7 @@ static const int32_t **make_windows(const struct run *R, int64_t L)
     return win;
 }
 
-struct from { int have; float lam[ROPE_MAX_PAIRS]; int64_t ctx, n_hat; };
+struct from { int have; float lam[ROPE_MAX_PAIRS]; int64_t ctx, n_hat; double mscale_mult; };
 
 /* One stage: long factors for L (seeded by *from if set), optionally short
  * factors; writes OUT.*; leaves the best long factors in *from. */
@@ -314,7 +330,14 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
         cli_die("%lld tokens in the selected range, a window of %lld does not fit",
                 (long long)(R->hi - R->lo), (long long)L);
 
-    /* the journal header binds it to this search */
+    /* the journal header binds it to this search (the magnitude key only
+       when one is used: earlier journals keep resuming) */
+    char mkey[96] = "";
+    if (R->search_mscale)
+        snprintf(mkey, sizeof mkey, " mscale search%d:%d from %.2f", LR_MSCALE_MIN, LR_MSCALE_MAX,
+                 from->have ? from->mscale_mult : 0.0);
+    else if (rp.mscale_mult > 0)
+        snprintf(mkey, sizeof mkey, " mscale %.17g", rp.mscale_mult);
     uint8_t fp[32];
     model_fingerprint(R->m, fp);
     char header[1024];
@@ -324,12 +347,12 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
     for (int i = 0; from->have && i < R->np; i++) fh = fh * 1099511628211ULL + (uint64_t)lround(from->lam[i] * 100);
     snprintf(header + hn, sizeof header - (size_t)hn,
              " text %016llx target %lld samples %d population %d seed %llu n_hat %s%lld score %s short %d"
-             " budget %lld from %016llx:%lld:%lld se %d:%d scale %.9g",
+             " budget %lld from %016llx:%lld:%lld se %d:%d scale %.9g%s",
              (unsigned long long)R->text_hash, (long long)L, R->K, R->P, (unsigned long long)R->seed,
              R->search_nhat ? "search<=" : "", (long long)(R->search_nhat ? R->orig : R->n_hat),
              R->score_all ? "all" : "half", R->do_short && last, (long long)R->budget,
              (unsigned long long)fh, (long long)from->ctx, (long long)from->n_hat, R->o.se_group,
-             R->o.se_window, rp.scale);
+             R->o.se_window, rp.scale, mkey);
     char jdef[4200];
     const char *jpath = jpath_opt;
     if (!jpath) { snprintf(jdef, sizeof jdef, "%s.journal", out); jpath = jdef; }
@@ -337,7 +360,7 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
         cli_die("%s: journal exists (use --resume to continue it, or remove it)", jpath);
     struct stage st = { .R = R, .set = 0, .L = L, .rp = rp, .jpath = jpath };
     st.j = cli_journal_open(jpath, header, R->resume,
-                            "model, text, target, samples, population, seed, n_hat, score, budget, --from or self-extend");
+                            "model, text, target, samples, population, seed, n_hat, magnitude, score, budget, --from or self-extend");
     st.win = make_windows(R, L);
 
     /* long factors at L */
@@ -363,6 +386,13 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
     }
     lrs_seeds_standard(&rp, s, cfg.qmin, cfg.qmax, nh0, cfg.seeds + cfg.n_seeds);
     cfg.n_seeds += 3;
+    if (R->search_mscale) { /* seeds at the paper's magnitude; --from's at its own */
+        cfg.mscale_min = LR_MSCALE_MIN;
+        cfg.mscale_max = LR_MSCALE_MAX;
+        long fm = from->have ? lround(from->mscale_mult * 100.0) : 0;
+        if (fm < LR_MSCALE_MIN || fm > LR_MSCALE_MAX) fm = 100;
+        for (int k = 0; k < cfg.n_seeds; k++) cfg.seeds[k].mscale = (int16_t)(from->have && k < 2 ? fm : 100);
+    }
     double secs;
     lrs *ls = run_search(&st, &cfg, L, s, mscale, out, &secs);
     double best_nll;
@@ -373,6 +403,7 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
         sf[i] = rp.factors_short[i];
     }
     const int32_t best_nhat = bc->n_hat;
+    const double best_mult = bc->mscale ? bc->mscale / 100.0 : rp.mscale_mult;
     int n_it;
     const struct lrs_iter *its = lrs_iters(ls, &n_it);
     const int64_t computed = n_it ? its[n_it - 1].n_computed : 0;
@@ -383,6 +414,7 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
         s2.set = 1;
         s2.L = R->orig;
         s2.rp.n_hat = best_nhat;
+        s2.rp.mscale_mult = best_mult;
         memcpy(s2.rp.factors_long, lf, sizeof lf);
         free(s2.win);
         s2.win = make_windows(R, R->orig);
@@ -410,23 +442,30 @@ static void run_stage(struct run *R, int64_t L, const char *out, const char *jpa
         for (int i = 0; i < R->np && R->hp->arch != ARCH_PHI3; i++) gl[i] *= rp.freq_factors[i];
     char path[4300];
     snprintf(path, sizeof path, "%s.gguf", out);
-    lr_write_gguf(path, R->m, R->o.model_path, L, R->orig, mscale, gl, sf, R->np);
+    /* the magnitude with the chosen multiplier, as llama.cpp's attn_factor
+       (computed as rope_prepare does for --longrope-mscale: the same float) */
+    struct rope_params rpm = rp;
+    rpm.mscale_mult = best_mult;
+    if ((rc = rope_prepare(&rpm, L, &rt)) < 0) cli_die("%s: positions: %s", R->o.model_path, kvt_strerror(rc));
+    const double gmscale = rt.mscale;
+    lr_write_gguf(path, R->m, R->o.model_path, L, R->orig, gmscale, gl, sf, R->np);
 
     if (json) {
         fprintf(json, "{\"target_ctx\": %lld, \"best_ppl\": %.6f, \"best_nll\": %.17g, \"n_hat\": %d, "
-                      "\"evaluations\": %d, \"computed\": %lld, \"seconds\": %.3f, \"iterations\": %d, \"factors\": [",
-                (long long)L, exp(best_nll), best_nll, (int)best_nhat, n_evals, (long long)computed, secs,
+                      "\"mscale\": %.2f, \"evaluations\": %d, \"computed\": %lld, \"seconds\": %.3f, \"iterations\": %d, \"factors\": [",
+                (long long)L, exp(best_nll), best_nll, (int)best_nhat, best_mult > 0 ? best_mult : 1.0, n_evals, (long long)computed, secs,
                 n_it - 1);
         for (int i = 0; i < R->np; i++) fprintf(json, "%s%.2f", i ? ", " : "", (double)lf[i]);
         fprintf(json, "]}");
     } else {
-        printf("%lld: best ppl %.4f (n_hat %d) after %d iterations, %d candidates (%lld computed) in %.1f s; wrote %s.*\n",
-               (long long)L, exp(best_nll), (int)best_nhat, n_it - 1, n_evals, (long long)computed, secs, out);
+        printf("%lld: best ppl %.4f (n_hat %d, mscale %.2f) after %d iterations, %d candidates (%lld computed) in %.1f s; wrote %s.*\n",
+               (long long)L, exp(best_nll), (int)best_nhat, best_mult > 0 ? best_mult : 1.0, n_it - 1, n_evals, (long long)computed, secs, out);
     }
     from->have = 1;
     memcpy(from->lam, lf, sizeof lf);
     from->ctx = L;
     from->n_hat = best_nhat;
+    from->mscale_mult = best_mult;
     lrs_free(ls);
     jnl_close(st.j);
     free(st.win);
@@ -506,6 +545,8 @@ int cmd_longrope(int argc, char **argv)
         OPT_I64("--n-hat", NULL, "N", &R.n_hat, 0, 1e12, "first N positions not interpolated (fixed)"),
         OPT_FLAG("--search-n-hat", NULL, &R.search_nhat,
                  "search n_hat too, in {0,1,2,4,8,...,32,64,128,256} up to\nthe original context"),
+        OPT_FLAG("--search-mscale", NULL, &R.search_mscale,
+                 "search a multiplier of the magnitude too, 0.70..1.30\nstep 0.01 (--longrope-mscale M reproduces it)"),
         OPT_FLAG("--short", NULL, &R.do_short,
                  "also search short factors at the original context\n(phi3 files only)"),
         OPT_CHOICE("--score", NULL, &R.score_all, lr_score_names,
@@ -530,6 +571,7 @@ int cmd_longrope(int argc, char **argv)
     if (sched[0] <= 0) { sched[0] = L; sched[1] = 0; }
     if (sched[1] > 0 && journal_path) cli_die("--journal: one per stage with --schedule (OUT-L.journal)");
     if (R.search_nhat && R.n_hat) cli_die("--n-hat and --search-n-hat: give one");
+    if (R.search_mscale && o->longrope_mscale > 0) cli_die("--longrope-mscale and --search-mscale: give one");
     o->kv_backing = KVS_RAM;
 
     cli_load(o->model_path, &R.m, &R.tk);
@@ -549,7 +591,7 @@ int cmd_longrope(int argc, char **argv)
     R.rp.have_factors = 1;
     struct from from = { 0 };
     if (from_path) {
-        lr_read_from(from_path, R.np, from_ctx, from.lam, &from.ctx, &from.n_hat);
+        lr_read_from(from_path, R.np, from_ctx, from.lam, &from.ctx, &from.n_hat, &from.mscale_mult);
         from.have = 1;
     }
 

@@ -12,30 +12,32 @@
 #include "base/kvt.h"
 
 void lr_write_factors(const char *path, const int16_t *q, int np, int64_t target_ctx,
-                      double s, int64_t n_hat, double ppl, const char *set)
+                      double s, int64_t n_hat, double mscale_mult, double ppl, const char *set)
 {
     struct cli_out out;
     FILE *f = cli_out_open(&out, path);
-    fprintf(f, "# LongRoPE %s factors for %lld tokens (s = %.4g), search ppl %.4f; target_ctx %lld n_hat %lld\n",
+    fprintf(f, "# LongRoPE %s factors for %lld tokens (s = %.4g), search ppl %.4f; target_ctx %lld n_hat %lld",
             set, (long long)target_ctx, s, ppl, (long long)target_ctx, (long long)n_hat);
+    if (mscale_mult > 0) fprintf(f, " mscale %.2f", mscale_mult);
+    fputc('\n', f);
     for (int i = 0; i < np; i++) fprintf(f, "%.2f\n", (double)q[i] / 100.0);
     cli_out_commit(&out);
 }
 
-/* The integer after KEY in the first line of text, or -1. */
-static int64_t header_num(const char *text, const char *key)
+/* The number after KEY in the first line of text, or -1. */
+static double header_num(const char *text, const char *key)
 {
     const char *nl = strchr(text, '\n');
     size_t n = nl ? (size_t)(nl - text) : strlen(text);
     size_t kl = strlen(key);
     for (size_t i = 0; i + kl < n; i++)
         if (!memcmp(text + i, key, kl) && (i == 0 || text[i - 1] == ' '))
-            return strtoll(text + i + kl, NULL, 10);
+            return strtod(text + i + kl, NULL);
     return -1;
 }
 
 void lr_read_from(const char *path, int np, int64_t from_ctx, float *lam, int64_t *target_ctx,
-                  int64_t *n_hat)
+                  int64_t *n_hat, double *mscale_mult)
 {
     size_t len;
     char *text = cli_read_file(path, &len);
@@ -43,9 +45,12 @@ void lr_read_from(const char *path, int np, int64_t from_ctx, float *lam, int64_
     int rc = rope_factors_parse(text, len, lam, ROPE_MAX_PAIRS, &n);
     if (rc < 0) cli_die("%s: %s", path, kvt_strerror(rc));
     if (n != np) cli_die("%s: %d factors, the model rotates %d pairs", path, n, np);
-    int64_t tc = text[0] == '#' ? header_num(text, "target_ctx ") : -1;
-    int64_t nh = text[0] == '#' ? header_num(text, "n_hat ") : -1;
+    int64_t tc = text[0] == '#' ? (int64_t)header_num(text, "target_ctx ") : -1;
+    int64_t nh = text[0] == '#' ? (int64_t)header_num(text, "n_hat ") : -1;
+    double ms = text[0] == '#' ? header_num(text, "mscale ") : -1;
     free(text);
+    if (ms != -1 && !(ms >= 0.01 && ms <= 10.0)) cli_die("%s: mscale %g out of range", path, ms);
+    *mscale_mult = ms > 0 ? ms : 0;
     if (from_ctx > 0) tc = from_ctx;
     if (tc <= 0) cli_die("%s: no 'target_ctx' in its first line; give --from-ctx L", path);
     *target_ctx = tc;
@@ -67,15 +72,18 @@ void lr_write_log(const char *path, const struct lr_result *r)
     const struct lrs_iter *it = lrs_iters(r->search, &n_it);
     double best_nll;
     const struct lrs_cand *bc = lrs_cand_at(r->search, best, &best_nll);
+    const double mult = bc->mscale ? bc->mscale / 100.0 : r->mscale_mult > 0 ? r->mscale_mult : 1.0;
     fprintf(f, "{\"model\": ");
     cli_json_str(f, r->model_path);
     fprintf(f, ", \"factors\": \"%s\", \"eval_ctx\": %lld, \"target_ctx\": %lld, \"original_ctx\": %lld, "
-               "\"scale\": %.6g, \"magnitude\": %.9g, \"n_hat\": %d, \"n_hat_searched\": %s, "
+               "\"scale\": %.6g, \"magnitude\": %.9g, \"magnitude_multiplier\": %.2f, "
+               "\"magnitude_searched\": %s, \"n_hat\": %d, \"n_hat_searched\": %s, "
                "\"self_extend\": \"%d:%d\", \"population\": %d, \"samples\": %d, \"workers\": %d, \"patience\": %d, \"budget\": %lld, "
                "\"stopped\": \"%s\", \"evaluations\": %d, \"computed\": %lld, \"seconds\": %.3f, "
                "\"best_ppl\": %.6f, \"best_nll\": %.17g, \"best_factors\": ",
             r->set, (long long)r->eval_ctx, (long long)r->target_ctx, (long long)r->orig_ctx, r->scale,
-            r->mscale, (int)bc->n_hat, r->search_n_hat ? "true" : "false", r->se_group, r->se_window, r->population, r->samples,
+            r->mscale * (bc->mscale ? bc->mscale / 100.0 : 1.0), mult, r->search_mscale ? "true" : "false",
+            (int)bc->n_hat, r->search_n_hat ? "true" : "false", r->se_group, r->se_window, r->population, r->samples,
             r->n_workers, r->patience, (long long)r->budget, r->stopped, lrs_n_cands(r->search),
             n_it ? (long long)it[n_it - 1].n_computed : 0LL, r->seconds, exp(best_nll), best_nll);
     json_factors(f, bc->q, r->n_pairs);
@@ -83,9 +91,11 @@ void lr_write_log(const char *path, const struct lr_result *r)
     for (int i = 0; i < n_it; i++) {
         const struct lrs_cand *c = lrs_cand_at(r->search, it[i].best, NULL);
         fprintf(f, "  {\"iter\": %d, \"evaluated\": %d, \"new\": %d, \"best_ppl\": %.6f, \"median_ppl\": %.6f, "
-                   "\"best_nll\": %.17g, \"best_n_hat\": %d, \"best_factors\": ",
+                   "\"best_nll\": %.17g, \"best_n_hat\": %d, ",
                 it[i].iter, it[i].n_eval, it[i].n_new, exp(it[i].best_nll), exp(it[i].median_nll),
                 it[i].best_nll, (int)c->n_hat);
+        if (r->search_mscale) fprintf(f, "\"best_mscale\": %.2f, ", c->mscale / 100.0);
+        fprintf(f, "\"best_factors\": ");
         json_factors(f, c->q, r->n_pairs);
         fprintf(f, "}%s\n", i + 1 < n_it ? "," : "");
     }

@@ -3,8 +3,10 @@
  *
  * Factors file: one comment line, then one factor per line (the
  * --longrope-factors format):
- *   # LongRoPE long factors for L tokens (s = S), search ppl P; target_ctx L n_hat N
- * "target_ctx L" and "n_hat N" are read back by --from (lr_read_from). */
+ *   # LongRoPE long factors for L tokens (s = S), search ppl P; target_ctx L n_hat N [mscale M]
+ * "target_ctx L", "n_hat N" and "mscale M" (the magnitude multiplier, when
+ * one was used: give it with --longrope-mscale M) are read back by --from
+ * (lr_read_from). */
 #ifndef KVT_LONGROPE_OUT_H
 #define KVT_LONGROPE_OUT_H
 
@@ -18,24 +20,27 @@ struct lr_result {
     const char *model_path;
     const char *set;       /* "long" or "short" */
     int64_t eval_ctx, target_ctx, orig_ctx;
-    double scale, mscale;
+    double scale, mscale;  /* mscale: the magnitude without the searched multiplier */
+    double mscale_mult;    /* the fixed --longrope-mscale, 0: none */
     int n_pairs, population, samples, n_workers, patience;
     int64_t budget;
-    int search_n_hat;
+    int search_n_hat, search_mscale;
     int se_group, se_window; /* SelfExtend during the search (0: off) */
     const char *stopped;   /* "iterations", "patience" or "budget" */
     double seconds;
     const lrs *search;
 };
 
+/* mscale_mult: the magnitude multiplier of the factors, 0: none. */
 void lr_write_factors(const char *path, const int16_t *q, int np, int64_t target_ctx,
-                      double s, int64_t n_hat, double ppl, const char *set);
+                      double s, int64_t n_hat, double mscale_mult, double ppl, const char *set);
 
 /* A previous result for --from: factors (np of them), its target context
- * (the file's "target_ctx", else from_ctx; none: exits) and n_hat (the
- * file's, else 0). Exits with a message on a bad file. */
+ * (the file's "target_ctx", else from_ctx; none: exits), n_hat (the
+ * file's, else 0) and the magnitude multiplier (the file's, else 0).
+ * Exits with a message on a bad file. */
 void lr_read_from(const char *path, int np, int64_t from_ctx, float *lam, int64_t *target_ctx,
-                  int64_t *n_hat);
+                  int64_t *n_hat, double *mscale_mult);
 
 void lr_write_log(const char *path, const struct lr_result *r);
 
