@@ -159,8 +159,11 @@ struct kvtile_store_params {
     int queue_depth;        /* tile reads in flight (default 8) */
     int tile_tokens;        /* tokens per tile (default 256; a reopened
                                cache must use its own) */
-    size_t ram_budget;      /* bytes for the prefetch window and decoded
-                               tiles (0: queue depth x one record) */
+    size_t ram_budget;      /* disk: a bound on the store's buffers (a
+                               tail tile per layer, decode buffers and
+                               ring, reads in flight; too small a bound is
+                               refused); 0: reads in flight up to the
+                               queue depth and 64 MiB */
 };
 void kvtile_store_params_default(struct kvtile_store_params *p);
 

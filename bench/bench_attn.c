@@ -290,6 +290,8 @@ int main(int argc, char **argv)
     struct rope_table rt;
     rc = rope_prepare(&rp, ctx + nq, &rt);
     if (rc < 0) die("rope_prepare", rc);
+    rc = attn_reserve(actx, ctx + nq); /* the cos/sin cache, as model_ctx_set_rope sizes it */
+    if (rc < 0) die("attn_reserve", rc);
 
     float *q0 = xmalloc((size_t)nq * qd * sizeof(float));
     float *q = xmalloc((size_t)nq * qd * sizeof(float));

@@ -6,7 +6,9 @@
  * reused if a cache with the same parameters is already there; then each
  * decode step runs, for every layer, one query token (random q, k, v)
  * through attn_forward (n = 1, pos0 = N), which streams all N cached
- * tokens of the layer from disk (io_uring, O_DIRECT). Reported per row:
+ * tokens of the layer from disk (io_uring, O_DIRECT); with the full scan
+ * each layer's reads start while the layer before finishes
+ * (kvs_read_ahead, as model_eval does). Reported per row:
  *   step s      mean wall time of one decode step (all layers)
  *   GB/s        cache file bytes / step time
  *   probe GB/s  raw device bandwidth of the same file in the same run:
@@ -208,9 +210,9 @@ static struct kvs_config cache_config(const struct opts *o, const struct shape *
     c.queue_depth = o->qd;
     size_t rec = (tile_encode_bound(c.type, c.kv_dim, c.tile_tokens) + IO_ALIGN - 1) /
                  IO_ALIGN * IO_ALIGN;
-    c.ram_budget_bytes = rec * (size_t)o->qd;
     c.path = path;
     c.head_dim = sh->head_dim; /* llama: adjacent rotation pairs */
+    c.ram_budget_bytes = kvs_ram_min(&c) + rec * (size_t)(o->qd - 1); /* window = qd */
     for (int i = 0; i < 4; i++) { /* the parameters, as the "model" */
         char salted[300];
         snprintf(salted, sizeof salted, "%d %s", i, key);
@@ -382,6 +384,12 @@ static void run_policy(const struct opts *o, const struct shape *sh, int64_t tok
             rc = attn_forward(a, kv, L, &rt, q, kn, vn, 1, tokens, out);
             if (rc < 0) die("%s: layer %d: %s", path, L, kvt_strerror(rc));
             if (!isfinite(out[0])) die("%s: attention output is not finite", path);
+            /* the next layer's (or step's) reads, as model_eval starts
+             * them; none after the last, so nothing runs past the clock */
+            int last = s + 1 == o->steps && L + 1 == sh->n_layer;
+            if (!pol->on && !last &&
+                (rc = kvs_read_ahead(kv, (L + 1) % sh->n_layer, tokens)) < 0)
+                die("%s: %s", path, kvt_strerror(rc));
         }
     res->step_s = (kvt_now_s() - t0) / o->steps;
     res->rss = have_reset ? rss_peak() : kvt_peak_rss_bytes();

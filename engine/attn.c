@@ -62,6 +62,7 @@ struct attn_ctx {
     float *m, *l;        /* (n_kv, rows_max) running max and sum */
     float *krot, *krot_se; /* (tile_tokens, kv_dim) rotated K of a span */
     float *cs, *sn;      /* (max(tile, max_q), half) cos/sin table */
+    rope_cache *rc;      /* cos/sin rows of the stream's tiles */
     int64_t *posbuf;     /* (max(tile, max_q)) */
     float *S, *S2;       /* per thread (ATTN_QB*grp, tile_tokens) logits (or S^T) */
     size_t s_cap;
@@ -86,6 +87,7 @@ void attn_ctx_free(attn_ctx *a)
     free(a->posbuf); free(a->S); free(a->S2);
     free(a->sel_bound); free(a->sel_chosen); free(a->sel_list);
     free(a->sel_rank); free(a->sel_w); free(a->sel_sum);
+    rope_cache_free(a->rc);
     free(a);
 }
 
@@ -140,6 +142,13 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     a->S2 = se ? falloc(a->s_cap * (size_t)a->n_threads) : NULL;
     a->sel_w = falloc((size_t)ap->n_head * (size_t)a->half);
     a->sel_sum = falloc((size_t)a->kv_dim / 2);
+    int rc = rope_cache_create(ap->tile_tokens, ap->head_dim & ~1,
+                               ap->rope_cache_bytes ? ap->rope_cache_bytes : ATTN_ROPE_CACHE_DEFAULT,
+                               &a->rc);
+    if (rc < 0) {
+        attn_ctx_free(a);
+        return rc;
+    }
     if (!a->sel_w || !a->sel_sum || !a->qg || !a->acc || !a->m || !a->l || !a->krot || !a->cs || !a->sn ||
         !a->posbuf || !a->S || (se && (!a->qg_se || !a->krot_se || !a->S2))) {
         attn_ctx_free(a);
@@ -174,11 +183,9 @@ static void rotate_k(attn_ctx *a, const struct rope_table *rt, const float *k,
                      int n, int64_t pos0, float *dst, float *dst_se)
 {
     size_t row = (size_t)a->kv_dim;
-    memcpy(dst, k, (size_t)n * row * sizeof *dst);
-    rope_cos_sin_range(rt, pos0, n, a->cs, a->sn);
-    for (int i = 0; i < n; i++)
-        rope_rotate(rt, dst + (size_t)i * row, a->n_kv, a->hd,
-                    a->cs + (size_t)i * a->half, a->sn + (size_t)i * a->half);
+    const float *cs, *sn;
+    rope_cache_range(a->rc, rt, pos0, n, a->cs, a->sn, &cs, &sn);
+    rope_rotate_rows(rt, k, dst, n, row, a->n_kv, a->hd, cs, sn);
     if (!dst_se) return;
     memcpy(dst_se, k, (size_t)n * row * sizeof *dst_se);
     for (int i = 0; i < n; i++) a->posbuf[i] = se_key_pos(a, pos0 + i);
@@ -388,6 +395,8 @@ static int sel_grow(attn_ctx *a, int64_t cap)
 
 int attn_reserve(attn_ctx *a, int64_t n_tokens)
 {
+    int rc = rope_cache_reserve(a->rc, n_tokens);
+    if (rc < 0) return rc;
     int64_t need = n_tokens / a->p.tile_tokens;
     if (!a->p.sel.on || need <= a->sel_cap) return 0;
     /* the first call sizes exactly; positions prepared step by step

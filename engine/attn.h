@@ -53,7 +53,11 @@ struct attn_params {
     struct sel_policy sel;  /* decode-step tile selection (sel.on = 0: off) */
     int cpu_set;            /* kernel set of the softmax exp (enum cpu_set;
                                CPU_SET_DEFAULT = cpu_set_default()) */
+    size_t rope_cache_bytes; /* cos/sin rows of the stream's tiles kept
+                               across layers and steps (rope_cache, sized
+                               by attn_reserve); 0: ATTN_ROPE_CACHE_DEFAULT */
 };
+#define ATTN_ROPE_CACHE_DEFAULT ((size_t)16 << 20)
 
 /* What decode steps (n == 1 with a cached past) read, summed over calls. */
 struct attn_stats {
@@ -71,7 +75,9 @@ void attn_ctx_free(attn_ctx *a);
 /* Size the decode-step selection buffers (sel.on) for a cache of up to
  * n_tokens, so that decode steps below it allocate nothing: about
  * (12 n_head_kv + 9) bytes per tile; exactly on the first call, at least
- * doubling on later ones that need more. No-op without selection.
+ * doubling on later ones that need more. Also sizes the cos/sin cache
+ * for positions [0, n_tokens) (head_dim * 4 bytes per position, up to
+ * rope_cache_bytes; without a call nothing is cached).
  * @return 0 or -ENOMEM. */
 int attn_reserve(attn_ctx *a, int64_t n_tokens);
 

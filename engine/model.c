@@ -567,6 +567,14 @@ int model_eval_rows(model_ctx *c, kvs *kv, const int32_t *tokens, int n,
                               pos0, c->att);
         if (rc < 0) return rc;
         if ((rc = kvs_append(kv, il, c->k, c->v, n)) < 0) return rc;
+        /* the next read: layer il+1 over [0, pos0), or this step's
+         * successor's layer 0 (decode), unless selection picks tiles */
+        int whole = n > 1 || !c->p.sel.on;
+        if (il + 1 < hp->n_layer && pos0 > 0 && whole)
+            rc = kvs_read_ahead(kv, il + 1, pos0);
+        else if (il + 1 == hp->n_layer && n == 1 && whole)
+            rc = kvs_read_ahead(kv, 0, pos0 + 1);
+        if (rc < 0) return rc;
         mm_matmul(c->mm, L->wo, c->att, n, c->tmp);
         for (size_t i = 0; i < (size_t)n * sE; i++) c->x[i] += c->tmp[i];
 

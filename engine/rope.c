@@ -15,10 +15,13 @@
  */
 #include "rope.h"
 
+#include <errno.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/cpu.h"
 #include "../base/kvt.h"
 
 #ifndef M_PI
@@ -230,6 +233,46 @@ void rope_cos_sin(const struct rope_table *t, const int64_t *pos, int n,
  * float), about 4x cheaper than sincos() at large angles. */
 #define ROPE_EXACT_EVERY 16
 
+/* One row out: cos/sin times the magnitude, rounded to float. */
+static void range_out(int np, const double *c, const double *s, double m, float *cr,
+                      float *sr)
+{
+    for (int i = 0; i < np; i++) {
+        cr[i] = (float)(c[i] * m);
+        sr[i] = (float)(s[i] * m);
+    }
+}
+
+/* One step of the recurrence and its row, 4 pairs a time: the scalar
+ * loop's products, differences and sums in double (no FMA), and the same
+ * rounding to float, so the same floats. */
+__attribute__((target("avx2"))) static void range_step_avx2(int np, double *c, double *s,
+                                                            const double *step_c,
+                                                            const double *step_s, double m,
+                                                            float *cr, float *sr)
+{
+    int i = 0;
+    const __m256d vm = _mm256_set1_pd(m);
+    for (; i + 4 <= np; i += 4) {
+        __m256d ci = _mm256_loadu_pd(c + i), si = _mm256_loadu_pd(s + i);
+        __m256d sc = _mm256_loadu_pd(step_c + i), ss = _mm256_loadu_pd(step_s + i);
+        __m256d c1 = _mm256_sub_pd(_mm256_mul_pd(ci, sc), _mm256_mul_pd(si, ss));
+        __m256d s1 = _mm256_add_pd(_mm256_mul_pd(si, sc), _mm256_mul_pd(ci, ss));
+        _mm256_storeu_pd(c + i, c1);
+        _mm256_storeu_pd(s + i, s1);
+        _mm_storeu_ps(cr + i, _mm256_cvtpd_ps(_mm256_mul_pd(c1, vm)));
+        _mm_storeu_ps(sr + i, _mm256_cvtpd_ps(_mm256_mul_pd(s1, vm)));
+    }
+    for (; i < np; i++) {
+        const double c1 = c[i] * step_c[i] - s[i] * step_s[i];
+        const double s1 = s[i] * step_c[i] + c[i] * step_s[i];
+        c[i] = c1;
+        s[i] = s1;
+        cr[i] = (float)(c1 * m);
+        sr[i] = (float)(s1 * m);
+    }
+}
+
 void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
                         float *cs, float *sn)
 {
@@ -247,11 +290,15 @@ void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
     double c[ROPE_MAX_PAIRS], s[ROPE_MAX_PAIRS];
     for (int i = 0; i < np; i++) sincos(t->freq[i], &step_s[i], &step_c[i]);
     const double m = (double)t->mscale;
+    const int avx2 = cpu_set_default() >= CPU_SET_AVX2;
     for (int k = 0; j < n; j++, k++) {
         float *cr = cs + (size_t)j * np, *sr = sn + (size_t)j * np;
         if (k % ROPE_EXACT_EVERY == 0) {
             const double p = (double)(pos0 + j);
             for (int i = 0; i < np; i++) sincos(p * t->freq[i], &s[i], &c[i]);
+            range_out(np, c, s, m, cr, sr);
+        } else if (avx2) {
+            range_step_avx2(np, c, s, step_c, step_s, m, cr, sr);
         } else {
             for (int i = 0; i < np; i++) {
                 const double c1 = c[i] * step_c[i] - s[i] * step_s[i];
@@ -259,10 +306,7 @@ void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
                 c[i] = c1;
                 s[i] = s1;
             }
-        }
-        for (int i = 0; i < np; i++) {
-            cr[i] = (float)(c[i] * m);
-            sr[i] = (float)(s[i] * m);
+            range_out(np, c, s, m, cr, sr);
         }
     }
 }
@@ -286,6 +330,183 @@ void rope_rotate(const struct rope_table *t, float *x, int n_heads,
             v[i * a + b] = x0 * sn[i] + x1 * cs[i];
         }
     }
+}
+
+/* One head: dst = src rotated (pairs of rope_rotate), dims < n_rot. */
+static void rotate_head_c(int neox, int np, const float *x, float *v,
+                          const float *cs, const float *sn)
+{
+    const int a = neox ? 1 : 2;
+    const int b = neox ? np : 1;
+    for (int i = 0; i < np; i++) {
+        const float x0 = x[i * a], x1 = x[i * a + b];
+        v[i * a] = x0 * cs[i] - x1 * sn[i];
+        v[i * a + b] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
+/* The same with AVX2 lanes: separate multiplies and adds (no FMA), so
+ * every float is rotate_head_c's (addsub's odd lanes add x1*c + x0*s, the
+ * same sum). */
+__attribute__((target("avx2"))) static void rotate_head_avx2(int neox, int np,
+                                                             const float *x, float *v,
+                                                             const float *cs,
+                                                             const float *sn)
+{
+    int i = 0;
+    if (neox) {
+        for (; i + 8 <= np; i += 8) {
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + np + i);
+            __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+            _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(x0, c), _mm256_mul_ps(x1, s)));
+            _mm256_storeu_ps(v + np + i, _mm256_add_ps(_mm256_mul_ps(x0, s), _mm256_mul_ps(x1, c)));
+        }
+        for (; i < np; i++) {
+            const float x0 = x[i], x1 = x[i + np];
+            v[i] = x0 * cs[i] - x1 * sn[i];
+            v[i + np] = x0 * sn[i] + x1 * cs[i];
+        }
+        return;
+    }
+    const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    for (; i + 4 <= np; i += 4) {
+        __m256 xv = _mm256_loadu_ps(x + 2 * i);
+        __m256 c = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cs + i)), dup);
+        __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sn + i)), dup);
+        __m256 xs = _mm256_permute_ps(xv, 0xB1); /* pairs swapped */
+        _mm256_storeu_ps(v + 2 * i, _mm256_addsub_ps(_mm256_mul_ps(xv, c), _mm256_mul_ps(xs, s)));
+    }
+    for (; i < np; i++) {
+        const float x0 = x[2 * i], x1 = x[2 * i + 1];
+        v[2 * i] = x0 * cs[i] - x1 * sn[i];
+        v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
+void rope_rotate_rows(const struct rope_table *t, const float *src, float *dst,
+                      int n, size_t ld, int n_heads, int head_dim,
+                      const float *cs, const float *sn)
+{
+    KVT_ASSERT(t != NULL);
+    KVT_ASSERT(n >= 0 && n_heads >= 0);
+    KVT_ASSERT(head_dim >= t->n_rot);
+    KVT_ASSERT(ld >= (size_t)n_heads * (size_t)head_dim);
+    const int np = t->n_rot / 2, nr = t->n_rot;
+    const int avx2 = cpu_set_default() >= CPU_SET_AVX2;
+    for (int r = 0; r < n; r++) {
+        const float *x = src + (size_t)r * ld;
+        float *v = dst + (size_t)r * ld;
+        const float *c = cs + (size_t)r * np, *s = sn + (size_t)r * np;
+        for (int h = 0; h < n_heads; h++) {
+            const float *xh = x + (size_t)h * head_dim;
+            float *vh = v + (size_t)h * head_dim;
+            if (avx2) rotate_head_avx2(t->neox, np, xh, vh, c, s);
+            else rotate_head_c(t->neox, np, xh, vh, c, s);
+            if (head_dim > nr)
+                memcpy(vh + nr, xh + nr, (size_t)(head_dim - nr) * sizeof *vh);
+        }
+    }
+}
+
+/* ---- cos/sin cache -------------------------------------------------------- */
+
+struct rope_cache {
+    int span, np_max;
+    size_t run_floats;      /* span * np_max: one run's room */
+    int np;                 /* pairs of the rows held (the table's) */
+    int64_t cap_runs;       /* runs the cap allows */
+    int64_t runs;           /* runs allocated */
+    float *cs, *sn;         /* (runs, span, np) each */
+    uint8_t *ok;            /* (runs) 1: run filled for table t */
+    int have_t;
+    struct rope_table t;    /* the table the rows were made with */
+};
+
+int rope_cache_create(int span, int n_rot_max, size_t cap_bytes, rope_cache **out)
+{
+    *out = NULL;
+    if (span <= 0 || n_rot_max <= 0 || n_rot_max / 2 > ROPE_MAX_PAIRS) return KVT_ERANGE;
+    rope_cache *c = calloc(1, sizeof *c);
+    if (!c) return -ENOMEM;
+    c->span = span;
+    c->np_max = n_rot_max / 2;
+    c->run_floats = (size_t)span * (size_t)c->np_max;
+    size_t run_bytes = 2 * c->run_floats * sizeof(float) + 1;
+    c->cap_runs = (int64_t)(cap_bytes / run_bytes);
+    *out = c;
+    return 0;
+}
+
+void rope_cache_free(rope_cache *c)
+{
+    if (!c) return;
+    free(c->cs);
+    free(c->sn);
+    free(c->ok);
+    free(c);
+}
+
+int rope_cache_reserve(rope_cache *c, int64_t n_pos)
+{
+    KVT_ASSERT(n_pos >= 0);
+    int64_t want = KVT_MIN(c->cap_runs, (n_pos + c->span - 1) / c->span);
+    if (want <= c->runs) return 0;
+    size_t rows = (size_t)want * c->run_floats * sizeof(float);
+    float *cs = realloc(c->cs, rows);
+    if (!cs) return -ENOMEM;
+    c->cs = cs;
+    float *sn = realloc(c->sn, rows);
+    if (!sn) return -ENOMEM;
+    c->sn = sn;
+    uint8_t *ok = realloc(c->ok, (size_t)want);
+    if (!ok) return -ENOMEM;
+    memset(ok + c->runs, 0, (size_t)(want - c->runs));
+    c->ok = ok;
+    c->runs = want;
+    return 0;
+}
+
+size_t rope_cache_bytes(const rope_cache *c)
+{
+    return (size_t)c->runs * (2 * c->run_floats * sizeof(float) + 1);
+}
+
+static int table_same(const struct rope_table *a, const struct rope_table *b)
+{
+    if (a->n_rot != b->n_rot || a->neox != b->neox || a->n_hat != b->n_hat ||
+        a->mscale != b->mscale || a->long_factors != b->long_factors)
+        return 0;
+    for (int i = 0; i < a->n_rot / 2; i++)
+        if (a->freq[i] != b->freq[i] || a->freq_orig[i] != b->freq_orig[i]) return 0;
+    return 1;
+}
+
+void rope_cache_range(rope_cache *c, const struct rope_table *t, int64_t pos0,
+                      int n, float *cs_buf, float *sn_buf, const float **cs,
+                      const float **sn)
+{
+    KVT_ASSERT(t->n_rot / 2 <= c->np_max);
+    KVT_ASSERT(pos0 >= 0 && n >= 0);
+    int64_t run = pos0 / c->span;
+    if (pos0 % c->span != 0 || n > c->span || run >= c->runs) {
+        rope_cos_sin_range(t, pos0, n, cs_buf, sn_buf);
+        *cs = cs_buf;
+        *sn = sn_buf;
+        return;
+    }
+    if (!c->have_t || !table_same(&c->t, t)) {
+        memset(c->ok, 0, (size_t)c->runs);
+        c->t = *t;
+        c->have_t = 1;
+        c->np = t->n_rot / 2;
+    }
+    size_t off = (size_t)run * c->run_floats; /* rows (span, np) packed */
+    if (!c->ok[run]) {
+        rope_cos_sin_range(t, pos0, c->span, c->cs + off, c->sn + off);
+        c->ok[run] = 1;
+    }
+    *cs = c->cs + off;
+    *sn = c->sn + off;
 }
 
 const char *rope_scheme_name(int scheme)

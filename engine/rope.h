@@ -89,6 +89,46 @@ void rope_cos_sin_range(const struct rope_table *t, int64_t pos0, int n,
 void rope_rotate(const struct rope_table *t, float *x, int n_heads,
                  int head_dim, const float *cs, const float *sn);
 
+/* rope_rotate of n rows, copying: row r of dst (n_heads heads of head_dim
+ * floats, rows ld floats apart, as in src) is row r of src rotated with
+ * cos/sin row r (cs + r * n_rot/2, sn likewise). The floats are those of
+ * memcpy + rope_rotate (the same products and sums, in any kernel set:
+ * AVX2 lanes where the host has it, KVT_CPU=portable forces plain C).
+ * src and dst must not overlap. */
+void rope_rotate_rows(const struct rope_table *t, const float *src, float *dst,
+                      int n, size_t ld, int n_heads, int head_dim,
+                      const float *cs, const float *sn);
+
+/* ---- cos/sin cache ------------------------------------------------------
+ * Rows of rope_cos_sin_range for runs of SPAN positions starting at
+ * multiples of SPAN (the store's tiles), kept across layers and decode
+ * steps: they depend on the table and the positions only. Runs
+ * [0, runs) are cached, runs = min(what rope_cache_reserve asked for,
+ * cap_bytes / bytes of one run); rows are computed on first use. A
+ * table that differs from the one the rows were made with (any field)
+ * empties the cache. The rows handed out are rope_cos_sin_range's floats
+ * for (pos0, n), because that recurrence starts at pos0 and a prefix of a
+ * run is the run's first rows. */
+typedef struct rope_cache rope_cache;
+
+/* For tables of up to n_rot_max rotated dims.
+ * @return 0, -ENOMEM, KVT_ERANGE (span or n_rot_max out of range).
+ * Allocates nothing for rows yet (rope_cache_reserve does). */
+int rope_cache_create(int span, int n_rot_max, size_t cap_bytes, rope_cache **out);
+void rope_cache_free(rope_cache *c); /* NULL is a no-op */
+/* Room for the runs covering positions [0, n_pos), up to the cap;
+ * never shrinks. @return 0 or -ENOMEM (the cache is then unchanged). */
+int rope_cache_reserve(rope_cache *c, int64_t n_pos);
+/* Bytes of rows and bookkeeping allocated. */
+size_t rope_cache_bytes(const rope_cache *c);
+/* cos/sin rows of positions pos0 .. pos0+n-1 (n >= 0): from the cache if
+ * pos0 is a multiple of SPAN, n <= SPAN and its run is cached, else
+ * computed into cs_buf, sn_buf ((n, n_rot/2) each). *cs, *sn point at
+ * the rows (valid until the next call on C). t->n_rot <= n_rot_max. */
+void rope_cache_range(rope_cache *c, const struct rope_table *t, int64_t pos0,
+                      int n, float *cs_buf, float *sn_buf, const float **cs,
+                      const float **sn);
+
 const char *rope_scheme_name(int scheme);
 int rope_scheme_parse(const char *name); /* -1 if unknown */
 

@@ -15,9 +15,11 @@
  * is encoded and written (synchronously, at the file end) when its tail
  * fills. Reads are streamed by a helper thread (one per disk store,
  * started at open, idle between reads): it keeps up to W records in
- * flight through io.h, W = min(queue_depth, ram_budget_bytes / record
- * slot), and decodes and unpacks tiles in order into a ring of KVS_RING
- * f32 spans, so decoding overlaps the caller's work on the previous span.
+ * flight through io.h, W = min(queue_depth, the records ram_budget_bytes
+ * leaves room for, kvs.h), and decodes and unpacks tiles in order into a
+ * ring of KVS_RING f32 spans, so decoding overlaps the caller's work on
+ * the previous span; kvs_read_ahead starts such a job before its read
+ * begins (the next layer's tiles while this layer finishes).
  * kvs_read_next hands out ring spans in order and frees the one it handed
  * out before; kvs_read_end stops the helper (in-flight reads drained)
  * before it returns. Only the helper touches the io reads and its own
@@ -63,9 +65,18 @@ static int kvs_check_config(const struct kvs_config *c)
         if (c->io < 0 || c->io >= IO_NKINDS || c->queue_depth < 0 ||
             c->queue_depth > KVS_MAX_QUEUE_DEPTH)
             return KVT_ERANGE;
+        if (c->ram_budget_bytes && c->ram_budget_bytes < kvs_ram_min(c)) return KVT_ERANGE;
     }
     return 0;
 }
+
+size_t kvs_ram_min(const struct kvs_config *c)
+{
+    if (c->backing != KVS_DISK) return 0;
+    return kvs_ram_fixed(c) + align_up(tile_encode_bound(c->type, c->kv_dim, c->tile_tokens));
+}
+
+size_t kvs_ram_bytes(const kvs *s) { return s->cfg.backing == KVS_DISK ? s->ram_bytes : 0; }
 
 /* Grow L's summary arrays from old_cap to cap tiles. */
 static int kvs_sum_grow(kvs *s, struct kvs_layer *ly, int64_t old_cap, int64_t cap)
@@ -301,6 +312,7 @@ void kvs_close(kvs *s)
 {
     if (!s) return;
     if (s->rd_layer >= 0) kvs_read_end(s);
+    kvs_ahead_stop(s);
     kvs_helper_stop(s);
     if (s->io) {
         (void)kvs_sync(s); /* best effort: kvs_sync first to see errors */
@@ -406,6 +418,7 @@ int kvs_truncate(kvs *s, int64_t n_tokens)
 {
     KVT_ASSERT(n_tokens >= 0);
     KVT_ASSERT(s->rd_layer < 0);
+    kvs_ahead_stop(s);
     const int T = s->cfg.tile_tokens;
     int cut = 0;
     for (int l = 0; l < s->cfg.n_layer; l++) {
@@ -449,6 +462,7 @@ int kvs_truncate(kvs *s, int64_t n_tokens)
 int kvs_reset(kvs *s, uint64_t tag)
 {
     KVT_ASSERT(s->rd_layer < 0);
+    kvs_ahead_stop(s);
     for (int l = 0; l < s->cfg.n_layer; l++) {
         s->layers[l].n_tokens = 0;
         s->layers[l].tail_dirty = 0;
@@ -483,6 +497,7 @@ int kvs_sync(kvs *s)
         dirty |= s->layers[l].tail_dirty && s->layers[l].n_tokens % T != 0;
     if (dirty && s->sync_end == s->file_end && s->tails_off < s->sync_end &&
         s->rd_layer < 0) {
+        kvs_ahead_stop(s);
         /* nothing sealed since the last sync: its tails and marker are
          * the end of the file and all superseded; write over them */
         int rc = kvs_cut_file(s, s->tails_off);
@@ -553,6 +568,7 @@ int64_t kvs_summary_missing(const kvs *s)
 int64_t kvs_summary_rebuild(kvs *s)
 {
     KVT_ASSERT(s->rd_layer < 0);
+    kvs_ahead_stop(s);
     const int T = s->cfg.tile_tokens;
     int64_t done = 0;
     for (int l = 0; l < s->cfg.n_layer; l++) {

@@ -38,7 +38,9 @@ struct kvs_config {
     int codec;               /* kvstore codec id (tile.h); RAM: ignored */
     int io;                  /* io backend id (io.h); RAM: ignored */
     int queue_depth;         /* I/O requests in flight (disk) */
-    size_t ram_budget_bytes; /* prefetch window + decoded pool (disk); 0 = default */
+    size_t ram_budget_bytes; /* disk: bound on the store's buffers (see
+                                kvs_ram_min); 0 = reads in flight up to
+                                64 MiB of records, no bound asked */
     const char *path;        /* cache file (disk) */
     int reopen;              /* 1: open an existing cache at path */
     int ephemeral;           /* disk: the file will never be reopened (a
@@ -63,6 +65,19 @@ struct kvs_span {
  * KVT_ECHECKSUM, KVT_EVERSION, KVT_EUNSUPP. */
 int kvs_open(const struct kvs_config *cfg, kvs **out);
 void kvs_close(kvs *s); /* NULL is a no-op; flushes; keeps the file */
+
+/* The disk backing's RAM, apart from the per-tile index and summaries
+ * (16 + kvs_summary_ram_bytes bytes per sealed tile and layer): one raw
+ * tail tile per layer, the write buffer (one record), decode buffers for
+ * the writer and the read helper, the span buffers, the decoded ring
+ * (KVS_RING f32 spans of K and V), and the I/O window of W records in
+ * flight. A non-zero ram_budget_bytes is a bound on all of it:
+ * W = min(queue_depth, 1 + (budget - kvs_ram_min) / record); kvs_open
+ * refuses a budget below kvs_ram_min (the fixed part and one record)
+ * with KVT_ERANGE. kvs_ram_min of a RAM config is 0. */
+size_t kvs_ram_min(const struct kvs_config *cfg);
+/* What kvs_open allocated of that (disk), bytes; 0 for RAM. */
+size_t kvs_ram_bytes(const kvs *s);
 
 /* Disk backing: IO_INFO_* bits (io.h) of what io_open had to fall back
  * from (io_uring -> pread, O_DIRECT -> buffered), so the CLI can say so
@@ -119,6 +134,15 @@ int kvs_read_begin_tiles(kvs *s, int layer, int64_t n_tokens,
                          const int64_t *tiles, int64_t n_sel);
 int kvs_read_next(kvs *s, struct kvs_span *sp);
 void kvs_read_end(kvs *s);
+/* Read ahead across layers: start streaming LAYER's tokens [0, n_tokens)
+ * now (disk reads in flight, the ring decoded ahead) while the caller
+ * still works on something else, e.g. the rest of the layer before. A
+ * kvs_read_begin(s, layer, n_tokens) that follows takes it over where it
+ * got (when no tile of the range was sealed in between); any other read,
+ * and truncate, reset, sync's tail rewrite, summary rebuild and close,
+ * drop it first. No read may be in progress. RAM: nothing to do.
+ * @return 0, or KVT_ERANGE (n_tokens above the layer's tokens). */
+int kvs_read_ahead(kvs *s, int layer, int64_t n_tokens);
 
 /* Bytes of tiles handed out by reads so far (disk: records read, header
  * and padding included; RAM and the disk tail: raw packed bytes). */

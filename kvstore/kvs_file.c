@@ -348,14 +348,31 @@ static int kvs_replay(kvs *s)
     return 0;
 }
 
+/* Every buffer kvs_open allocates for a disk store, but the I/O window
+ * and the per-tile index and summaries (kvs.h, kvs_ram_min). */
+size_t kvs_ram_fixed(const struct kvs_config *c)
+{
+    size_t raw = tile_raw_bytes(c->type, c->kv_dim, c->tile_tokens);
+    size_t rec = align_up(tile_encode_bound(c->type, c->kv_dim, c->tile_tokens));
+    size_t scratch = tile_scratch_bound(c->type, c->kv_dim, c->tile_tokens);
+    size_t span = (size_t)c->tile_tokens * (size_t)c->kv_dim * sizeof(float);
+    size_t small = ((size_t)c->kv_dim + (size_t)c->kv_dim / 2) * sizeof(float);
+    return (size_t)c->n_layer * raw  /* tails */
+           + rec + 2 * (raw + scratch) /* write buffer; raw + scratch, twice */
+           + 2 * span + small         /* span_k, span_v; summary scratch */
+           + (size_t)KVS_RING * 2 * span; /* the decoded ring */
+}
+
 int kvs_open_disk(kvs *s)
 {
     const struct kvs_config *c = &s->cfg;
-    size_t budget = c->ram_budget_bytes ? c->ram_budget_bytes : KVS_DEFAULT_BUDGET;
     int qd = c->queue_depth > 0 ? c->queue_depth : KVS_DEFAULT_QD;
     s->rec_cap = align_up(tile_encode_bound(c->type, c->kv_dim, c->tile_tokens));
-    size_t w = budget / s->rec_cap;
+    size_t fixed = kvs_ram_fixed(c);
+    size_t w = c->ram_budget_bytes ? 1 + (c->ram_budget_bytes - fixed - s->rec_cap) / s->rec_cap
+                                   : KVS_DEFAULT_BUDGET / s->rec_cap;
     s->window = (int)KVT_MAX((size_t)1, KVT_MIN((size_t)qd, w));
+    s->ram_bytes = fixed + (size_t)s->window * s->rec_cap;
     size_t scratch = tile_scratch_bound(c->type, c->kv_dim, c->tile_tokens);
     s->wbuf = io_alloc(s->rec_cap);
     s->raw = malloc(s->tile_raw);

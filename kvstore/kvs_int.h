@@ -79,6 +79,7 @@ struct kvs {
     uint8_t *raw;          /* (tile_raw) decoded raw tile */
     uint8_t *scratch;      /* (tile_scratch_bound) codec scratch */
     int window;            /* reads in flight at most */
+    size_t ram_bytes;      /* kvs_ram_bytes */
     int *slot_res;         /* (window) completion result, INT32_MIN: pending */
 
     /* decode-ahead helper (disk); mu guards everything below and idx growth */
@@ -106,6 +107,10 @@ struct kvs {
     int64_t rd_disk;       /* entries [0, rd_disk) come from disk */
     const int64_t *h_list; /* the helper's copy of rd_list, rd_nlist (mu) */
     int64_t h_nlist;
+    /* read-ahead (kvs_read_ahead): the helper's job streams it */
+    int ahead;             /* 1: a read-ahead job was started */
+    int ah_layer;
+    int64_t ah_end, ah_disk; /* its n_tokens and disk entries */
 };
 
 static inline size_t align_up(size_t n) { return (n + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN; }
@@ -138,7 +143,12 @@ int kvs_write_file_hdr(kvs *s);
  * reopened), the helper thread. */
 int kvs_open_disk(kvs *s);
 
+/* kvs_file.c: the fixed part of kvs_ram_min (without the one record) */
+size_t kvs_ram_fixed(const struct kvs_config *c);
+
 /* kvs_read.c */
+/* Drop a read-ahead, if any (the helper idle after). */
+void kvs_ahead_stop(kvs *s);
 /* Start / stop the decode-ahead helper thread (stop: idempotent). */
 int kvs_helper_start(kvs *s);
 void kvs_helper_stop(kvs *s);

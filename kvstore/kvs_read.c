@@ -26,22 +26,17 @@ static int kvs_decode_tile(kvs *s, int layer, int64_t j, int64_t ti, int n,
     }
     int res = s->slot_res[slot];
     if (res < 0) return res;
-    struct tile_hdr h;
-    int64_t rc = tile_decode_raw(io_slot(s->io, slot), (size_t)res, s->h_raw,
-                                 s->tile_raw, s->h_scratch,
-                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim,
-                                                    s->cfg.tile_tokens),
-                                 &h);
-    if (rc < 0) return (int)rc;
     const int T = s->cfg.tile_tokens;
-    if (h.layer != (uint32_t)layer || h.pos0 != (uint64_t)(ti * T) ||
-        h.n != (uint32_t)T || h.type != s->cfg.type ||
-        h.kv_dim != (uint32_t)s->cfg.kv_dim)
-        return KVT_EFORMAT;
-    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->h_raw, n, r->k);
-    tile_unpack(s->cfg.type, s->cfg.kv_dim, s->h_raw + (size_t)T * s->row_bytes,
-                n, r->v);
-    return 0;
+    struct tile_hdr want;
+    memset(&want, 0, sizeof want);
+    want.layer = (uint32_t)layer;
+    want.pos0 = (uint64_t)(ti * T);
+    want.n = (uint32_t)T;
+    want.type = (uint8_t)s->cfg.type;
+    want.kv_dim = (uint32_t)s->cfg.kv_dim;
+    return tile_decode_unpack(io_slot(s->io, slot), (size_t)res, &want, n, r->k, r->v,
+                              s->h_raw, s->tile_raw, s->h_scratch,
+                              tile_scratch_bound(s->cfg.type, s->cfg.kv_dim, T));
 }
 
 /* Helper, unlocked: produce stream entries [0, nt) of LAYER (disk tile
@@ -207,8 +202,66 @@ static void kvs_read_kick(kvs *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Stop the helper's job (in-flight reads drained) and free the ring. */
+static void kvs_job_cancel(kvs *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->held >= 0) s->ring[s->held].state = RING_FREE;
+    s->held = -1;
+    if (s->job) {
+        s->cancel = 1;
+        pthread_cond_broadcast(&s->cv_helper);
+        while (s->job) pthread_cond_wait(&s->cv_reader, &s->mu);
+        s->cancel = 0;
+    }
+    for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void kvs_ahead_stop(kvs *s)
+{
+    if (!s->ahead) return;
+    s->ahead = 0;
+    kvs_job_cancel(s);
+}
+
+int kvs_read_ahead(kvs *s, int layer, int64_t n_tokens)
+{
+    KVT_ASSERT(layer >= 0 && layer < s->cfg.n_layer);
+    KVT_ASSERT(s->rd_layer < 0);
+    if (s->cfg.backing != KVS_DISK) return n_tokens > s->layers[layer].n_tokens ? KVT_ERANGE : 0;
+    kvs_ahead_stop(s);
+    int rc = kvs_read_start(s, layer, n_tokens, NULL, 0);
+    if (rc < 0) return rc;
+    kvs_read_kick(s);
+    s->ahead = 1;
+    s->ah_layer = layer;
+    s->ah_end = n_tokens;
+    s->ah_disk = s->rd_disk;
+    s->rd_layer = -1; /* no read in progress until it is taken over */
+    return 0;
+}
+
+/* A read of LAYER's [0, n_tokens) begins: take the read-ahead over if it
+ * is that read with the same tiles on disk (1), else drop it (0). */
+static int kvs_ahead_take(kvs *s, int layer, int64_t n_tokens)
+{
+    if (!s->ahead) return 0;
+    if (s->ah_layer == layer && s->ah_end == n_tokens &&
+        kvs_read_start(s, layer, n_tokens, NULL, 0) == 0) {
+        if (s->rd_disk == s->ah_disk) {
+            s->ahead = 0;
+            return 1;
+        }
+        s->rd_layer = -1;
+    }
+    kvs_ahead_stop(s);
+    return 0;
+}
+
 int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
 {
+    if (kvs_ahead_take(s, layer, n_tokens)) return 0;
     int rc = kvs_read_start(s, layer, n_tokens, NULL, 0);
     if (rc == 0) kvs_read_kick(s);
     return rc;
@@ -223,6 +276,7 @@ int kvs_read_begin_tiles(kvs *s, int layer, int64_t n_tokens,
         KVT_ASSERT(tiles[i] >= 0 && tiles[i] < n_tokens / T);
         KVT_ASSERT(i == 0 || tiles[i] > tiles[i - 1]);
     }
+    kvs_ahead_stop(s);
     int rc = kvs_read_start(s, layer, n_tokens, tiles, n_sel);
     if (rc == 0) kvs_read_kick(s);
     return rc;
@@ -295,19 +349,7 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
 
 void kvs_read_end(kvs *s)
 {
-    if (s->th_started) {
-        pthread_mutex_lock(&s->mu);
-        if (s->held >= 0) s->ring[s->held].state = RING_FREE;
-        s->held = -1;
-        if (s->job) {
-            s->cancel = 1;
-            pthread_cond_broadcast(&s->cv_helper);
-            while (s->job) pthread_cond_wait(&s->cv_reader, &s->mu);
-            s->cancel = 0;
-        }
-        for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
-        pthread_mutex_unlock(&s->mu);
-    }
+    if (s->th_started) kvs_job_cancel(s);
     s->rd_layer = -1;
 }
 

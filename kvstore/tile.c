@@ -261,6 +261,62 @@ int64_t tile_decode_raw(const void *src, size_t src_size, void *raw_out,
     return (int64_t)raw;
 }
 
+/* Hash RAW (2 * T rows of row_bytes: K rows then V rows) into ST block by
+ * block, unpacking the first n_use rows of each half into k and v while
+ * the block is in cache. */
+static void hash_unpack(XXH3_state_t *st, int type, int kv_dim, const uint8_t *raw,
+                        int T, int n_use, float *k, float *v)
+{
+    size_t rb = tile_row_bytes(type, kv_dim);
+    int block = (int)KVT_MAX((size_t)1, ((size_t)32 << 10) / rb); /* rows per 32 KiB */
+    for (int half = 0; half < 2; half++) {
+        const uint8_t *base = raw + (size_t)half * (size_t)T * rb;
+        float *dst = half ? v : k;
+        for (int r = 0; r < T; r += block) {
+            int m = KVT_MIN(block, T - r);
+            (void)XXH3_64bits_update(st, base + (size_t)r * rb, (size_t)m * rb);
+            int u = KVT_MIN(m, n_use - r);
+            if (u > 0)
+                tile_unpack(type, kv_dim, base + (size_t)r * rb, u,
+                            dst + (size_t)r * (size_t)kv_dim);
+        }
+    }
+}
+
+int tile_decode_unpack(const void *src, size_t src_size, const struct tile_hdr *want,
+                       int n_use, float *k, float *v, void *raw, size_t raw_cap,
+                       void *scratch, size_t scratch_cap)
+{
+    struct tile_hdr h;
+    if (src_size < sizeof h) return KVT_EFORMAT;
+    memcpy(&h, src, sizeof h);
+    int rc = tile_hdr_check(&h);
+    if (rc < 0) return rc;
+    if (h.flags & (TILE_F_MARK | TILE_F_SUM)) return KVT_EFORMAT;
+    if (src_size - sizeof h < h.enc_size) return KVT_EFORMAT;
+    if (h.layer != want->layer || h.pos0 != want->pos0 || h.n != want->n ||
+        h.type != want->type || h.kv_dim != want->kv_dim)
+        return KVT_EFORMAT;
+    KVT_ASSERT(n_use >= 0 && (uint32_t)n_use <= h.n);
+    const uint8_t *payload = (const uint8_t *)src + sizeof h;
+    XXH3_state_t st;
+    (void)XXH3_64bits_reset(&st);
+    if (h.codec == TILE_NONE) { /* the payload is the raw tile */
+        if (h.raw_xxh != h.enc_xxh) return KVT_ECHECKSUM;
+        hash_unpack(&st, h.type, (int)h.kv_dim, payload, (int)h.n, n_use, k, v);
+        return XXH3_64bits_digest(&st) == h.enc_xxh ? 0 : KVT_ECHECKSUM;
+    }
+    if (raw_cap < h.raw_size) return KVT_ERANGE;
+    if (tile_payload_check(&h, payload) != 0) return KVT_ECHECKSUM;
+    const struct codec_ops *codec = codec_table[h.codec];
+    struct codec_geom g = tile_geom(h.type, (int)h.kv_dim, h.n);
+    if (codec->dec_scratch && scratch_cap < h.raw_size) return KVT_ERANGE;
+    rc = codec->decode(&g, payload, h.enc_size, raw, scratch);
+    if (rc < 0) return rc;
+    hash_unpack(&st, h.type, (int)h.kv_dim, raw, (int)h.n, n_use, k, v);
+    return XXH3_64bits_digest(&st) == h.raw_xxh ? 0 : KVT_ECHECKSUM;
+}
+
 int tile_decode(const void *src, size_t src_size, float *k, size_t k_cap,
                 float *v, size_t v_cap, void *raw, size_t raw_cap,
                 void *scratch, size_t scratch_cap, struct tile_hdr *hdr_out)

@@ -290,6 +290,19 @@ int tile_decode(const void *src, size_t src_size, float *k, size_t k_cap,
                 float *v, size_t v_cap, void *raw, size_t raw_cap,
                 void *scratch, size_t scratch_cap, struct tile_hdr *hdr_out);
 
+/* The reading path's form of tile_decode: checks the header against
+ * WANT (layer, pos0, n, type, kv_dim: KVT_EFORMAT if any differs) before
+ * anything is written, then unpacks the first n_use (<= n) tokens of K
+ * and V into k and v ((n_use, kv_dim) f32 each), verifying both
+ * checksums as tile_decode does, in one pass over the bytes: each block
+ * of rows is hashed and unpacked while it is in cache. Codec none reads
+ * the payload in place (no copy into raw; its raw checksum must equal
+ * its payload checksum, the bytes being the same). On an error k and v
+ * hold garbage. @return 0 or the errors of tile_decode_raw. */
+int tile_decode_unpack(const void *src, size_t src_size, const struct tile_hdr *want,
+                       int n_use, float *k, float *v, void *raw, size_t raw_cap,
+                       void *scratch, size_t scratch_cap);
+
 /* Rotation pairing of the key summaries (see the top of this file). */
 struct tile_pairing {
     int head_dim;  /* channels per KV head (even, divides kv_dim) */

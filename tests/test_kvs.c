@@ -172,9 +172,9 @@ static struct kvs_config disk_cfg(int n_layer, int D, int T, int type, int codec
     c.codec = codec;
     c.io = io;
     c.queue_depth = 3;
-    c.ram_budget_bytes = 1; /* window of 1: the smallest prefetch */
     c.path = path;
     for (int i = 0; i < 32; i++) c.model_fp[i] = (uint8_t)(i * 7 + 1);
+    c.ram_budget_bytes = kvs_ram_min(&c); /* window of 1: the smallest prefetch */
     return c;
 }
 
@@ -405,8 +405,10 @@ static void test_bad_files(void)
     T_CHECK(kvs_open(&c, &s) == KVT_EMODEL && s == NULL);
     c.model_fp[5] ^= 1;
     c.tile_tokens = 32;
+    c.ram_budget_bytes = kvs_ram_min(&c);
     T_CHECK(kvs_open(&c, &s) == KVT_EUNSUPP);
     c.tile_tokens = CT;
+    c.ram_budget_bytes = kvs_ram_min(&c);
     /* corrupt the payload of L0's third tile (before the sync marker) */
     uint8_t x = 0x5a;
     patch(path, 4096 + 2 * FULLREC + 64 + 100, &x, 1);

@@ -199,6 +199,75 @@ static void test_unpack16(void)
     T_CHECK(bad == 0);
 }
 
+/* tile_decode_unpack = tile_decode's first n_use rows, bit for bit, over
+ * several hash blocks; it refuses a header that is not the one wanted
+ * before writing anything, and catches what tile_decode catches: payload
+ * flips, and a raw checksum that is not the decoded bytes' (codec none:
+ * not the payload's). */
+static void test_decode_unpack(void)
+{
+    const int D = 64, n = 300; /* f32 rows of 256 B: 128-row blocks */
+    for (int set = 0; set < 2; set++)
+    for (int type = 0; type < KVS_NTYPES; type++) {
+        struct bufs b;
+        bufs_init(&b, type, D, n);
+        synth_kv(n, D, b.k, b.v);
+        if (set == 1)
+            for (int i = 0; i < n * D; i++) b.k[i] = roundf(b.k[(i / D) % 3 * D + i % D]);
+        tile_pack(type, D, b.k, n, b.kr);
+        tile_pack(type, D, b.v, n, b.vr);
+        size_t f = (size_t)n * D;
+        float *k2 = malloc(f * 4), *v2 = malloc(f * 4);
+        for (int codec = 0; codec < TILE_NCODECS; codec++) {
+            int64_t len = enc_tile(&b, type, codec, D, n, 2, 3 * 300);
+            T_CHECK(len > 64);
+            if (len <= 64) continue;
+            T_CHECK(tile_decode(b.enc, (size_t)len, b.ko, f, b.vo, f, b.raw, b.raw_cap,
+                                b.scratch, b.sc_cap, NULL) == n);
+            struct tile_hdr want;
+            memcpy(&want, b.enc, sizeof want);
+            const int uses[] = { n, 131, 128, 1, 0 };
+            for (int u = 0; u < 5; u++) {
+                memset(k2, 0x7f, f * 4);
+                memset(v2, 0x7f, f * 4);
+                T_CHECK(tile_decode_unpack(b.enc, (size_t)len, &want, uses[u], k2, v2, b.raw,
+                                           b.raw_cap, b.scratch, b.sc_cap) == 0);
+                size_t m = (size_t)uses[u] * D;
+                T_CHECK(memcmp(k2, b.ko, m * 4) == 0 && memcmp(v2, b.vo, m * 4) == 0);
+                T_CHECK(m == f || (((uint32_t *)k2)[m] == 0x7f7f7f7fu &&
+                                   ((uint32_t *)v2)[m] == 0x7f7f7f7fu)); /* no more */
+            }
+            struct tile_hdr other = want;
+            other.layer++;
+            memset(k2, 0x7f, f * 4);
+            T_CHECK(tile_decode_unpack(b.enc, (size_t)len, &other, n, k2, v2, b.raw, b.raw_cap,
+                                       b.scratch, b.sc_cap) == KVT_EFORMAT);
+            T_CHECK(((uint32_t *)k2)[0] == 0x7f7f7f7fu);
+            other = want;
+            other.pos0 += 300;
+            T_CHECK(tile_decode_unpack(b.enc, (size_t)len, &other, n, k2, v2, b.raw, b.raw_cap,
+                                       b.scratch, b.sc_cap) == KVT_EFORMAT);
+            for (int64_t i = 64; i < len; i += 97) {
+                b.enc[i] ^= 0x04;
+                T_CHECK(tile_decode_unpack(b.enc, (size_t)len, &want, n, k2, v2, b.raw,
+                                           b.raw_cap, b.scratch, b.sc_cap) == KVT_ECHECKSUM);
+                b.enc[i] ^= 0x04;
+            }
+            struct tile_hdr bad = want; /* a raw checksum of other bytes */
+            bad.raw_xxh ^= 1;
+            tile_hdr_seal(&bad);
+            memcpy(b.enc, &bad, sizeof bad);
+            T_CHECK(tile_decode_raw(b.enc, (size_t)len, b.raw, b.raw_cap, b.scratch, b.sc_cap,
+                                    NULL) == KVT_ECHECKSUM);
+            T_CHECK(tile_decode_unpack(b.enc, (size_t)len, &want, n, k2, v2, b.raw, b.raw_cap,
+                                       b.scratch, b.sc_cap) == KVT_ECHECKSUM);
+        }
+        free(k2);
+        free(v2);
+        bufs_free(&b);
+    }
+}
+
 static void test_corrupt(void)
 {
     const int D = 32, n = 8;
@@ -557,6 +626,7 @@ int main(void)
     T_RUN(test_roundtrip);
     T_RUN(test_q8_0);
     T_RUN(test_corrupt);
+    T_RUN(test_decode_unpack);
     T_RUN(test_plane_huf_edges);
     T_RUN(test_plane_huf_crafted);
     T_RUN(test_dedup_huf);

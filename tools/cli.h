@@ -93,7 +93,8 @@ void cli_opt_attend(void *field, const char *name, const char *v);
     OPT_INT("--queue-depth", NULL, "N", &(o)->queue_depth, 1, KVS_MAX_QUEUE_DEPTH, \
             "tile reads in flight"), \
     OPT_BYTES("--ram-budget", NULL, "BYTES", &(o)->ram_budget, \
-              "prefetch window + decoded tiles (e.g. 64M)", .def = "queue depth x one record")
+              "bound on the disk store's buffers: tails, decode ring, reads in flight (e.g. 64M)", \
+              .def = "no bound: reads in flight up to the queue depth and 64 MiB")
 /* Text options (every command that reads text): process-wide, since a
  * process has one tokenizer; cli_open_tok and cli_encode read them. */
 struct cli_text_opts {

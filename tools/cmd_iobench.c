@@ -249,8 +249,9 @@ static struct kvs_config cache_config(const struct ib_cache *c, int io, int qd)
     cfg.queue_depth = qd;
     size_t rec = (tile_encode_bound(c->type, c->kv_dim, c->tile_tokens) +
                   IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN;
-    cfg.ram_budget_bytes = rec * (size_t)qd; /* the window is the queue depth */
     cfg.path = c->path;
+    /* the window is the queue depth: the fixed buffers and qd records */
+    cfg.ram_budget_bytes = kvs_ram_min(&cfg) + rec * (size_t)(qd - 1);
     memcpy(cfg.model_fp, c->model_fp, sizeof cfg.model_fp);
     return cfg;
 }
