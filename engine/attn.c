@@ -252,17 +252,39 @@ struct span_job {
     int tpath;                 /* the transposed path */
 };
 
+/* A task's KV head and query block, and whether any of the span's keys
+ * can be visible to it. @return 0 if none is (all in the future, or all
+ * out of the window): the task has nothing to do. */
+struct blk {
+    int g, t0, t1;
+    int64_t q_first, q_last, k_first, k_last, win;
+};
+
+static int block_of(const struct span_job *j, int task, struct blk *k)
+{
+    const attn_ctx *a = j->a;
+    k->g = task % a->n_kv;
+    k->t0 = task / a->n_kv * ATTN_QB;
+    k->t1 = KVT_MIN(j->n, k->t0 + ATTN_QB);
+    k->q_first = j->qpos0 + k->t0;
+    k->q_last = j->qpos0 + k->t1 - 1;
+    k->k_first = j->kpos0;
+    k->k_last = j->kpos0 + j->n_s - 1;
+    k->win = a->p.window;
+    if (k->k_first > k->q_last) return 0;
+    if (k->win > 0 && k->q_first - k->k_last >= k->win) return 0;
+    return 1;
+}
+
 static void span_block(void *ctx, int task, int thread)
 {
     const struct span_job *j = ctx;
     attn_ctx *a = j->a;
-    int g = task % a->n_kv, b = task / a->n_kv;
-    int t0 = b * ATTN_QB, t1 = KVT_MIN(j->n, t0 + ATTN_QB);
-    int64_t q_first = j->qpos0 + t0, q_last = j->qpos0 + t1 - 1;
-    int64_t k_first = j->kpos0, k_last = j->kpos0 + j->n_s - 1;
-    int64_t win = a->p.window;
-    if (k_first > q_last) return;                    /* all in the future */
-    if (win > 0 && q_first - k_last >= win) return;  /* all out of window */
+    struct blk k;
+    if (!block_of(j, task, &k)) return;
+    int g = k.g, t0 = k.t0, t1 = k.t1;
+    int64_t q_first = k.q_first, q_last = k.q_last, k_first = k.k_first, k_last = k.k_last;
+    int64_t win = k.win;
 
     int hd = a->hd, grp = a->grp, n_s = j->n_s, ld = a->kv_dim;
     int rows = (t1 - t0) * grp;
@@ -323,13 +345,11 @@ static void span_block_t(void *ctx, int task, int thread)
 {
     const struct span_job *j = ctx;
     attn_ctx *a = j->a;
-    int g = task % a->n_kv, b = task / a->n_kv;
-    int t0 = b * ATTN_QB, t1 = KVT_MIN(j->n, t0 + ATTN_QB);
-    int64_t q_first = j->qpos0 + t0, q_last = j->qpos0 + t1 - 1;
-    int64_t k_first = j->kpos0, k_last = j->kpos0 + j->n_s - 1;
-    int64_t win = a->p.window;
-    if (k_first > q_last) return;                    /* all in the future */
-    if (win > 0 && q_first - k_last >= win) return;  /* all out of window */
+    struct blk k;
+    if (!block_of(j, task, &k)) return;
+    int g = k.g, t0 = k.t0, t1 = k.t1;
+    int64_t q_first = k.q_first, q_last = k.q_last, k_first = k.k_first, k_last = k.k_last;
+    int64_t win = k.win;
 
     int hd = a->hd, grp = a->grp, n_s = j->n_s;
     int rows = (t1 - t0) * grp, ncb = (rows + ATTN_CB - 1) / ATTN_CB;

@@ -235,17 +235,26 @@ int tile_payload_check(const struct tile_hdr *h, const void *payload)
     return XXH3_64bits(payload, h->enc_size) == h->enc_xxh ? 0 : KVT_ECHECKSUM;
 }
 
+/* The header of a data tile held in src[0..src_size): checked, not a
+ * marker or a summary record, and its payload inside the buffer. */
+static int data_hdr(const void *src, size_t src_size, struct tile_hdr *h)
+{
+    if (src_size < sizeof *h) return KVT_EFORMAT;
+    memcpy(h, src, sizeof *h);
+    int rc = tile_hdr_check(h);
+    if (rc < 0) return rc;
+    if (h->flags & (TILE_F_MARK | TILE_F_SUM)) return KVT_EFORMAT;
+    if (src_size - sizeof *h < h->enc_size) return KVT_EFORMAT;
+    return 0;
+}
+
 int64_t tile_decode_raw(const void *src, size_t src_size, void *raw_out,
                         size_t raw_cap, void *scratch, size_t scratch_cap,
                         struct tile_hdr *hdr_out)
 {
     struct tile_hdr h;
-    if (src_size < sizeof h) return KVT_EFORMAT;
-    memcpy(&h, src, sizeof h);
-    int rc = tile_hdr_check(&h);
+    int rc = data_hdr(src, src_size, &h);
     if (rc < 0) return rc;
-    if (h.flags & (TILE_F_MARK | TILE_F_SUM)) return KVT_EFORMAT;
-    if (src_size - sizeof h < h.enc_size) return KVT_EFORMAT;
     if (raw_cap < h.raw_size) return KVT_ERANGE;
     const uint8_t *payload = (const uint8_t *)src + sizeof h;
     if (tile_payload_check(&h, payload) != 0) return KVT_ECHECKSUM;
@@ -288,12 +297,8 @@ int tile_decode_unpack(const void *src, size_t src_size, const struct tile_hdr *
                        void *scratch, size_t scratch_cap)
 {
     struct tile_hdr h;
-    if (src_size < sizeof h) return KVT_EFORMAT;
-    memcpy(&h, src, sizeof h);
-    int rc = tile_hdr_check(&h);
+    int rc = data_hdr(src, src_size, &h);
     if (rc < 0) return rc;
-    if (h.flags & (TILE_F_MARK | TILE_F_SUM)) return KVT_EFORMAT;
-    if (src_size - sizeof h < h.enc_size) return KVT_EFORMAT;
     if (h.layer != want->layer || h.pos0 != want->pos0 || h.n != want->n ||
         h.type != want->type || h.kv_dim != want->kv_dim)
         return KVT_EFORMAT;
