@@ -148,14 +148,28 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
 #else
 /* 2 blocks per 256 bits: maddubs of the unsigned codes with X, per block
  * 4 int32 lanes. */
+/* blocks 2k, 2k+1 of a step of 8 (V) against X group (k >> 1) of 4 at
+ * X + 128 (k >> 1), the pair at + 32 (k & 1): 4 int32 lanes each */
+static inline __attribute__((always_inline)) __m256i mm_q4_0_pair(const blk_q4_0 *v, const int8_t *x, int k)
+{
+    const __m256i lo = _mm256_set1_epi8(0x0F);
+    const __m256i raw = _mm256_loadu2_m128i((const __m128i *)v[2 * k + 1].qs,
+                                            (const __m128i *)v[2 * k].qs);
+    const int8_t *xg = x + 128 * (k >> 1) + 32 * (k & 1);
+    const __m256i pl = _mm256_maddubs_epi16(_mm256_and_si256(raw, lo),
+                                            _mm256_loadu_si256((const __m256i *)xg));
+    const __m256i ph = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
+                                            _mm256_loadu_si256((const __m256i *)(xg + 64)));
+    return _mm256_madd_epi16(_mm256_add_epi16(pl, ph), _mm256_set1_epi16(1));
+}
+
 static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
                          const float *xd, const float *xd32, const float *xs32, int64_t nb)
 {
-    const __m256i lo = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi16(1);
-    const __m256i sel[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
-                            _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
-                            _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5),
-                            _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+    const __m256i sel0 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const __m256i sel1 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+    const __m256i sel2 = _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5);
+    const __m256i sel3 = _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), cor = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
@@ -167,22 +181,12 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
         const __m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(xd32 + b));
         cor = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs32 + b), cor);
         const int8_t *x = xq4 + 32 * b;
-        for (int k = 0; k < 4; k++) {
-            /* blocks 2k, 2k+1; group (k >> 1) of 4 at x + 128 (k >> 1),
-             * the pair at + 32 (k & 1) */
-            const __m256i raw = _mm256_loadu2_m128i((const __m128i *)v[2 * k + 1].qs,
-                                                    (const __m128i *)v[2 * k].qs);
-            const int8_t *xg = x + 128 * (k >> 1) + 32 * (k & 1);
-            const __m256i pl = _mm256_maddubs_epi16(_mm256_and_si256(raw, lo),
-                                                    _mm256_loadu_si256((const __m256i *)xg));
-            const __m256i ph = _mm256_maddubs_epi16(
-                _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo),
-                _mm256_loadu_si256((const __m256i *)(xg + 64)));
-            const __m256i i = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), one);
-            const __m256 f = _mm256_cvtepi32_ps(i), sk = _mm256_permutevar8x32_ps(s, sel[k]);
-            if (k & 1) acc1 = _mm256_fmadd_ps(f, sk, acc1);
-            else acc0 = _mm256_fmadd_ps(f, sk, acc0);
-        }
+        const __m256i i0 = mm_q4_0_pair(v, x, 0), i1 = mm_q4_0_pair(v, x, 1);
+        const __m256i i2 = mm_q4_0_pair(v, x, 2), i3 = mm_q4_0_pair(v, x, 3);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_permutevar8x32_ps(s, sel0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_permutevar8x32_ps(s, sel1), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i2), _mm256_permutevar8x32_ps(s, sel2), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i3), _mm256_permutevar8x32_ps(s, sel3), acc1);
     }
     float r = mm_hsum8(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_mul_ps(_mm256_set1_ps(8.0f), cor)));
     if (b < nb) r += dot_q4_0_x8_1(w + b, xq + 32 * b, xd + 2 * b, nb - b);
