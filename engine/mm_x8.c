@@ -163,6 +163,22 @@ static inline __attribute__((always_inline)) __m256i mm_q4_0_pair(const blk_q4_0
     return _mm256_madd_epi16(_mm256_add_epi16(pl, ph), _mm256_set1_epi16(1));
 }
 
+/* The 8 scales (halves) of blocks V[0..7] (144 bytes) in order, from 4
+ * loads of 32 bytes at V + 36j: block 2j's d is word 0 of the low 128-bit
+ * lane, block 2j+1's word 1 of the high lane (byte 18); each lane is
+ * shifted to word 2j / 2j+1, blended, and the lanes merged. */
+static inline __m128i mm_q4_0_scales8(const blk_q4_0 *v)
+{
+    const uint8_t *p = (const uint8_t *)v;
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)p);
+    const __m256i l1 = _mm256_slli_si256(_mm256_loadu_si256((const __m256i *)(p + 36)), 4);
+    const __m256i l2 = _mm256_slli_si256(_mm256_loadu_si256((const __m256i *)(p + 72)), 8);
+    const __m256i l3 = _mm256_slli_si256(_mm256_loadu_si256((const __m256i *)(p + 108)), 12);
+    const __m256i m = _mm256_blend_epi16(
+        _mm256_blend_epi16(_mm256_blend_epi16(l0, l1, 0x0C), l2, 0x30), l3, 0xC0);
+    return _mm_blend_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1), 0xAA);
+}
+
 static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
                          const float *xd, const float *xd32, const float *xs32, int64_t nb)
 {
@@ -174,10 +190,7 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         const blk_q4_0 *v = w + b;
-        const __m128i dh = _mm_setr_epi16(
-            (short)v[0].d, (short)v[1].d, (short)v[2].d, (short)v[3].d, (short)v[4].d,
-            (short)v[5].d, (short)v[6].d, (short)v[7].d);
-        const __m256 dw = _mm256_cvtph_ps(dh);
+        const __m256 dw = _mm256_cvtph_ps(mm_q4_0_scales8(v));
         const __m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(xd32 + b));
         cor = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs32 + b), cor);
         const int8_t *x = xq4 + 32 * b;
