@@ -284,6 +284,8 @@ static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w
     __m256 acc = _mm256_setzero_ps(), neg = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs32 += 8) {
         __m256i m[8];
+        /* unrolled: m[] stays in registers (a loop kept it on the stack) */
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * i));
             m[2 * i] = mm_dotu8x32(_mm256_and_si256(raw, lo),
@@ -337,6 +339,8 @@ static inline __attribute__((always_inline)) float dot_q6_K_x8(const blk_q6_K *w
         cor = _mm256_fmadd_ps(_mm256_fmadd_ps(sc1, _mm256_loadu_ps(xs + 8),
                                               _mm256_mul_ps(sc0, _mm256_loadu_ps(xs))), d, cor);
         const __m256 dd = _mm256_mul_ps(d, _mm256_loadu_ps(xd32)); /* per X block */
+        /* both loops unrolled: constant selectors, no branch on k */
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             /* group g of this half: sc[8h + g] * d * dx[4h + g/2] */
             const __m256 sg = _mm256_mul_ps(h ? sc1 : sc0,
@@ -354,6 +358,7 @@ static inline __attribute__((always_inline)) float dot_q6_K_x8(const blk_q6_K *w
                                    _mm256_and_si256(hb, m30));
             u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const __m256i i = mm_dotu8x32(
                     u[k], _mm256_loadu_si256((const __m256i *)(xq + 128 * h + 32 * k)));
