@@ -411,7 +411,7 @@ static void test_int8_decode(void)
     pool *p;
     mm_ctx *c;
     T_CHECK(pool_create(2, &p) == 0);
-    T_CHECK(mm_ctx_create(p, 2048, &prm, &c) == 0);
+    T_CHECK(mm_ctx_create(p, 2208, &prm, &c) == 0);
     uint64_t seed = 4242;
     const int m = 6, n_in = 2048;
     float *x = malloc((size_t)(m * n_in) * sizeof(float));
@@ -430,6 +430,12 @@ static void test_int8_decode(void)
             T_CHECK(check_product_x(c, all_types[ti], n_in, 19, mm, x, &seed) == 0);
         T_CHECK(check_product(c, all_types[ti], n_in, 67, 1, &seed) == 0);
     }
+    /* 69 blocks of 32: the per-32 fused dots' steps of 8 blocks (Q4_0's
+     * scales gathered 8 at a time), then a tail of 5 blocks */
+    T_CHECK(check_product(c, GGML_TYPE_Q4_0, 2208, 21, 1, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_Q4_0, 2208, 9, 3, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_Q8_0, 2208, 21, 1, &seed) == 0);
+    T_CHECK(check_product(c, GGML_TYPE_IQ4_NL, 2208, 9, 2, &seed) == 0);
     free(x);
     mm_ctx_free(c);
     struct mm_params off = prm;
