@@ -78,7 +78,7 @@ model() {
 now() { date +%s.%N; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2];
+    if (NR == 0) print "?"; else if (NR % 2) printf "%.3g\n", v[(NR + 1) / 2];
     else printf "%.3g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { a = $1 } { b = $1 } END { print a "-" b }'; }
 
