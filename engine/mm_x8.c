@@ -278,11 +278,10 @@ static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w
                          const float *xd, const float *xd32, const float *xs32, int64_t nb)
 {
     (void)xqr;
-    (void)xd32;
+    (void)xd;
     const __m256i lo = _mm256_set1_epi8(0x0F);
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     __m256 acc = _mm256_setzero_ps(), neg = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, xq += 256, xd += 16, xs32 += 8) {
+    for (int64_t b = 0; b < nb; b++, xq += 256, xd32 += 8, xs32 += 8) {
         __m256i m[8];
         /* unrolled: m[] stays in registers (a loop kept it on the stack) */
 #pragma GCC unroll 4
@@ -298,18 +297,15 @@ static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w
                                              _mm256_hadd_epi32(m[2], m[3]));
         const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]),
                                              _mm256_hadd_epi32(m[6], m[7]));
-        /* h0 = [s0a s1a s2a s3a | s0b s1b s2b s3b] (a, b: 128-bit halves);
-         * adding the swapped halves gives s0..s3 in both */
-        const __m256i s03 = _mm256_add_epi32(h0, _mm256_permute2x128_si256(h0, h0, 1));
-        const __m256i s47 = _mm256_add_epi32(h1, _mm256_permute2x128_si256(h1, h1, 1));
-        const __m256i sums = _mm256_blend_epi32(s03, s47, 0xF0); /* s0 .. s7 */
+        /* h0 = [s0a s1a s2a s3a | s0b s1b s2b s3b] (a, b: 128-bit halves),
+         * h1 the same for s4..s7: the a halves plus the b halves */
+        const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                                              _mm256_permute2x128_si256(h0, h1, 0x31));
         __m256 sc, mn;
         mm_k4_scales8(w[b].scales, MM_H2F(w[b].d), MM_H2F(w[b].dmin), &sc, &mn);
-        const __m256 dx = _mm256_permutevar8x32_ps(
-            _mm256_loadu_ps(xd), even); /* lanes 0-3: xd[0,2,4,6] */
-        const __m256 dx8 = _mm256_blend_ps(dx, _mm256_permutevar8x32_ps(
-                                                   _mm256_loadu_ps(xd + 8), even), 0xF0);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sc, dx8), acc);
+        /* dx of sub-blocks 0..7: xd32 (the same values as xd[0, 2, .., 14]) */
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sc, _mm256_loadu_ps(xd32)),
+                              acc);
         neg = _mm256_fmadd_ps(mn, _mm256_loadu_ps(xs32), neg);
     }
     return mm_hsum8(_mm256_sub_ps(acc, neg));
