@@ -207,24 +207,27 @@ static float dot_q4_0_x8(const blk_q4_0 *w, const int8_t *xq, const int8_t *xq4,
 }
 #endif
 
-/* 8 6-bit values (Q4_K/Q5_K scales or mins) as floats times D: sc
- * bytes 0-3 are q[0..3] & 63, 4-7 q[8..11] low nibbles | (q[0..3] >> 6) << 4;
- * mins likewise from q[4..7] and the high nibbles (scale_min_k4). */
-static inline void mm_k4_scales8(const uint8_t *q, float d, float dmin, __m256 *sc,
-                                 __m256 *mn)
+/* The 8 6-bit scales and mins of a Q4_K block as floats times its d and
+ * dmin (both halves converted in one instruction): sc bytes 0-3 are
+ * q[0..3] & 63, 4-7 q[8..11] low nibbles | (q[0..3] >> 6) << 4; mins
+ * likewise from q[4..7] and the high nibbles (scale_min_k4). */
+static inline void mm_k4_scales8(const blk_q4_K *w, __m256 *sc, __m256 *mn)
 {
-    uint32_t a, b, c;
+    const uint8_t *q = w->scales;
+    uint32_t a, b, c, dd;
     memcpy(&a, q, 4);
     memcpy(&b, q + 4, 4);
     memcpy(&c, q + 8, 4);
+    memcpy(&dd, &w->d, 4); /* d, dmin */
+    const __m256 dm = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)));
     const uint64_t s8 = (uint64_t)(a & 0x3f3f3f3fu) |
                         (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
     const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) |
                         (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
-    *sc = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                               _mm_cvtsi64_si128((long long)s8))));
-    *mn = _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                                  _mm_cvtsi64_si128((long long)m8))));
+    *sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(dm, _mm256_setzero_si256()),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)s8))));
+    *mn = _mm256_mul_ps(_mm256_permutevar8x32_ps(dm, _mm256_set1_epi32(1)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m8))));
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -259,7 +262,7 @@ static float dot_q4_K_x8(const blk_q4_K *w, const int8_t *xq, const int8_t *xqr,
                                    _mm512_and_si512(_mm512_srli_epi16(r1, 4), lo),
                                    _mm512_loadu_si512(xqr + 192));
         __m256 sc, mn;
-        mm_k4_scales8(w[b].scales, MM_H2F(w[b].d), MM_H2F(w[b].dmin), &sc, &mn);
+        mm_k4_scales8(&w[b], &sc, &mn);
         const __m512 s = _mm512_castps256_ps512(_mm256_mul_ps(sc, _mm256_loadu_ps(xd32)));
         acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i[0]), _mm512_permutexvar_ps(sel[0], s), acc0);
         acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i[1]), _mm512_permutexvar_ps(sel[1], s), acc1);
@@ -302,7 +305,7 @@ static inline __attribute__((always_inline)) float dot_q4_K_x8(const blk_q4_K *w
         const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
                                               _mm256_permute2x128_si256(h0, h1, 0x31));
         __m256 sc, mn;
-        mm_k4_scales8(w[b].scales, MM_H2F(w[b].d), MM_H2F(w[b].dmin), &sc, &mn);
+        mm_k4_scales8(&w[b], &sc, &mn);
         /* dx of sub-blocks 0..7: xd32 (the same values as xd[0, 2, .., 14]) */
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(sc, _mm256_loadu_ps(xd32)),
                               acc);
