@@ -148,6 +148,16 @@ int kvs_read_ahead(kvs *s, int layer, int64_t n_tokens);
  * and padding included; RAM and the disk tail: raw packed bytes). */
 uint64_t kvs_bytes_read(const kvs *s);
 
+/* Where the disk reads' time went, summed since open (seconds of wall
+ * time on the reading thread; RAM: zeros): waiting for reads to complete
+ * (io_wait_s) and checking, decoding and unpacking tiles (decode_s).
+ * tiles: tiles read from the disk. */
+struct kvs_read_stats {
+    int64_t tiles;
+    double io_wait_s, decode_s;
+};
+void kvs_get_read_stats(const kvs *s, struct kvs_read_stats *st);
+
 /* ---- key summaries (tile.h) ---------------------------------------------
  * Every full tile of a layer gets a summary when it fills (both
  * backings); the disk backing writes it as a summary record right after

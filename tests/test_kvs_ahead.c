@@ -99,7 +99,7 @@ static size_t heap_in_use(void)
 /* A budget below kvs_ram_min is refused; at and above it the store's
  * count stays within it and the heap grows by no more than the budget
  * plus the index and summaries (and a little bookkeeping), reads of
- * every layer included: the decoded ring and the decode buffers are in
+ * every layer included: the span buffers and the decode buffers are in
  * the bound, not on top of it. */
 static void test_budget_is_a_bound(void)
 {
@@ -108,8 +108,8 @@ static void test_budget_is_a_bound(void)
         struct kvs_config c = cfg(KVS_DISK, L, D, T, type, TILE_LZ4, IO_URING);
         size_t min = kvs_ram_min(&c);
         size_t rec = (tile_encode_bound(type, D, T) + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN;
-        size_t ring = 3 * 2 * (size_t)T * D * sizeof(float);
-        T_CHECK(min > ring + rec); /* the ring and one record at least */
+        size_t spans = 2 * (size_t)T * D * sizeof(float);
+        T_CHECK(min > spans + rec); /* the K and V spans and one record at least */
         kvs *s = NULL;
         c.ram_budget_bytes = min - 1;
         T_CHECK(kvs_open(&c, &s) == KVT_ERANGE && s == NULL);
@@ -178,7 +178,7 @@ static void ahead_cases(int type, int codec, int io)
     uint64_t plain = kvs_bytes_read(s) - b0;
     b0 = kvs_bytes_read(s);
     T_CHECK(kvs_read_ahead(s, 2, n) == 0);
-    usleep(2000); /* let the helper get ahead */
+    usleep(2000); /* let the hinted reads complete */
     T_CHECK(read_ok(s, 2, n, D));
     T_CHECK(kvs_bytes_read(s) - b0 == plain);
 
