@@ -278,8 +278,8 @@ int kvs_open(const struct kvs_config *cfg, kvs **out)
     s->rd_layer = -1;
     size_t span = (size_t)cfg->tile_tokens * (size_t)cfg->kv_dim;
     s->layers = calloc((size_t)cfg->n_layer, sizeof *s->layers);
-    s->span_k = malloc(span * sizeof(float));
-    s->span_v = malloc(span * sizeof(float));
+    s->span_k = malloc(2 * span * sizeof(float));
+    s->span_v = malloc(2 * span * sizeof(float));
     s->sum_row = malloc((size_t)cfg->kv_dim * sizeof(float));
     s->sum_f = malloc(s->sum_n * sizeof(float));
     rc = -ENOMEM;

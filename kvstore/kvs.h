@@ -51,8 +51,10 @@ struct kvs_config {
     int neox_rot;            /* 0: adjacent pairs; R: NeoX pairs of the first R */
 };
 
-/* One run of consecutive tokens of one layer; valid until the next
- * kvs_read_next / kvs_read_end / append on the same store. */
+/* One run of consecutive tokens of one layer; valid through the next
+ * kvs_read_next (the store keeps the last two spans, so a caller may work
+ * on one while the next is read), until the one after, kvs_read_end or an
+ * append on the same store. */
 struct kvs_span {
     int64_t pos0;            /* first token */
     int n;                   /* tokens */

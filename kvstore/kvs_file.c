@@ -359,7 +359,7 @@ size_t kvs_ram_fixed(const struct kvs_config *c)
     size_t small = ((size_t)c->kv_dim + (size_t)c->kv_dim / 2) * sizeof(float);
     return (size_t)c->n_layer * raw  /* tails */
            + rec + raw + scratch      /* write buffer; decode buffers */
-           + 2 * span + small;        /* span_k, span_v; summary scratch */
+           + 4 * span + small;        /* two spans of K and V; summary scratch */
 }
 
 int kvs_open_disk(kvs *s)

@@ -43,7 +43,8 @@ struct kvs {
     size_t row_bytes;      /* one packed row of kv_dim elements */
     size_t tile_raw;       /* 2 * T * row_bytes */
     struct kvs_layer *layers; /* (n_layer) */
-    float *span_k, *span_v; /* (T, kv_dim) each: unpacked span */
+    float *span_k, *span_v; /* (2, T, kv_dim) each: the last two spans */
+    int span_i;            /* which of the two the next span fills */
     struct tile_pairing pair; /* summaries */
     size_t sum_n;          /* floats per summary: kv_dim/2 */
     size_t sum_rb;         /* bytes of a packed summary in RAM */

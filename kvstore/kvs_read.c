@@ -47,8 +47,8 @@ static void kvs_drain(kvs *s)
 }
 
 /* Stream entry j (disk tile ti, its first n tokens): wait for its read,
- * then check, decode and unpack it into span_k / span_v. */
-static int kvs_read_disk(kvs *s, int64_t j, int64_t ti, int n)
+ * then check, decode and unpack it into k and v. */
+static int kvs_read_disk(kvs *s, int64_t j, int64_t ti, int n, float *k, float *v)
 {
     if (j >= s->rd_sub) return s->rd_sub_err < 0 ? s->rd_sub_err : -EIO;
     int slot = (int)(j % s->window);
@@ -70,8 +70,8 @@ static int kvs_read_disk(kvs *s, int64_t j, int64_t ti, int n)
     want.n = (uint32_t)T;
     want.type = (uint8_t)s->cfg.type;
     want.kv_dim = (uint32_t)s->cfg.kv_dim;
-    int rc = tile_decode_unpack(io_slot(s->io, slot), (size_t)res, &want, n, s->span_k,
-                                s->span_v, s->raw, s->tile_raw, s->scratch,
+    int rc = tile_decode_unpack(io_slot(s->io, slot), (size_t)res, &want, n, k, v,
+                                s->raw, s->tile_raw, s->scratch,
                                 tile_scratch_bound(s->cfg.type, s->cfg.kv_dim, T));
     s->rst.tiles++;
     s->rst.io_wait_s += t1 - t0;
@@ -199,31 +199,36 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
     size_t half = (size_t)T * s->row_bytes;
     sp->pos0 = ti * T;
     sp->n = n;
-    sp->k = s->span_k;
-    sp->v = s->span_v;
+    size_t span = (size_t)T * (size_t)D;
+    float *k = s->span_k + (size_t)s->span_i * span, *v = s->span_v + (size_t)s->span_i * span;
+    sp->k = k;
+    sp->v = v;
     if (s->cfg.backing == KVS_RAM) {
         const uint8_t *tile = ly->ram + (size_t)ti * s->tile_raw;
         if (s->cfg.type == KVS_F32) { /* zero copy: raw rows are floats */
             sp->k = (const float *)(const void *)tile;
             sp->v = (const float *)(const void *)(tile + half);
         } else {
-            tile_unpack(s->cfg.type, D, tile, n, s->span_k);
-            tile_unpack(s->cfg.type, D, tile + half, n, s->span_v);
+            tile_unpack(s->cfg.type, D, tile, n, k);
+            tile_unpack(s->cfg.type, D, tile + half, n, v);
+            s->span_i ^= 1;
         }
         s->bytes_read += 2 * (uint64_t)n * s->row_bytes;
     } else if (j < s->rd_disk) {
-        int rc = kvs_read_disk(s, j, ti, n);
+        int rc = kvs_read_disk(s, j, ti, n, k, v);
         if (rc < 0) {
             s->rd_err = rc;
             return rc;
         }
         s->bytes_read += ly->idx[ti].size;
         s->rd_j++;
+        s->span_i ^= 1;
         kvs_submit(s); /* entry j's slot is free again */
         return 1;
     } else {
-        tile_unpack(s->cfg.type, D, ly->tail, n, s->span_k);
-        tile_unpack(s->cfg.type, D, ly->tail + half, n, s->span_v);
+        tile_unpack(s->cfg.type, D, ly->tail, n, k);
+        tile_unpack(s->cfg.type, D, ly->tail + half, n, v);
+        s->span_i ^= 1;
         s->bytes_read += 2 * (uint64_t)n * s->row_bytes;
     }
     s->rd_j++;
