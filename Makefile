@@ -43,6 +43,8 @@ MM_FLAGS_attn_kern_avx2   := $(MM_V3) -DATTN_SET=avx2
 MM_FLAGS_attn_kern_avx512 := $(MM_V4) -DATTN_SET=avx512
 MM_SRC_attn_kern_avx2     := engine/attn_kern.c
 MM_SRC_attn_kern_avx512   := engine/attn_kern.c
+# the tiles' checksums, also built for the avx2 set (kvstore/tile_hash.h)
+$(BUILD)/kvstore/tile_hash_avx2.o: override CFLAGS += $(MM_V3)
 LIB_SRC   := $(wildcard base/*.c) $(wildcard io/*.c) $(wildcard kvstore/*.c) \
              $(filter-out engine/mm_%.c engine/attn_kern.c,$(wildcard engine/*.c)) $(wildcard api/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
@@ -197,7 +199,7 @@ tsan:
 # which test_fuzz runs over each corpus in tests/fuzz/corpus/NAME/.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%-replay)
-FUZZ_LIB := base/kvt.c base/cpu.c base/numfmt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c $(wildcard kvstore/codec*.c) \
+FUZZ_LIB := base/kvt.c base/cpu.c base/numfmt.c io/io.c engine/gguf.c engine/tok.c engine/tok_encode.c engine/tok_special.c engine/pretok.c engine/rope.c kvstore/tile.c kvstore/tile_hash_avx2.c $(wildcard kvstore/codec*.c) \
             kvstore/kvs.c kvstore/kvs_file.c kvstore/kvs_read.c kvstore/journal.c tools/json.c tools/batch_cache.c
 all: $(FUZZ_REPLAY)
 $(BUILD)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.h $(BUILD)/libkvtcli.a $(BUILD)/libkvt.a

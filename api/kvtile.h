@@ -161,7 +161,7 @@ struct kvtile_store_params {
                                cache must use its own) */
     size_t ram_budget;      /* disk: a bound on the store's buffers (a
                                tail tile per layer, decode buffers and
-                               ring, reads in flight; too small a bound is
+                               spans, reads in flight; too small a bound is
                                refused); 0: reads in flight up to the
                                queue depth and 64 MiB */
 };

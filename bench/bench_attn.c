@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +51,7 @@
 #include "base/kvt.h"
 #include "kvstore/kvs.h"
 #include "kvstore/tile.h"
+#include "tools/probe.h"
 
 void openblas_set_num_threads(int num_threads);
 
@@ -128,6 +130,9 @@ struct store {
     kvs *s;
     int ref;          /* index of the store it is compared with */
     double *t_pre, *t_dec, *t_read; /* (reps) seconds */
+    double *c_dec;                  /* (reps) process CPU seconds of the decode step */
+    long csw_dec;                   /* context switches (all threads) over the decode steps */
+    struct kvs_read_stats rs_dec;   /* summed over the decode steps */
 };
 
 /* CPU seconds of the whole process (every thread) */
@@ -136,6 +141,14 @@ static double cpu_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* voluntary + involuntary context switches of the process (all threads) */
+static long csw(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_nvcsw + ru.ru_nivcsw;
 }
 
 static int cmp_dbl(const void *a, const void *b)
@@ -270,6 +283,7 @@ int main(int argc, char **argv)
         st[i].t_pre = xmalloc((size_t)reps * sizeof(double));
         st[i].t_dec = xmalloc((size_t)reps * sizeof(double));
         st[i].t_read = xmalloc((size_t)reps * sizeof(double));
+        st[i].c_dec = xmalloc((size_t)reps * sizeof(double));
     }
 
     pool *pl;
@@ -361,9 +375,19 @@ int main(int argc, char **argv)
                 openblas_set_num_threads(1);
             }
             memcpy(q, q0, (size_t)qd * sizeof(float));
+            struct kvs_read_stats rs0, rs1;
+            kvs_get_read_stats(st[i].s, &rs0);
+            long sw0 = csw();
+            c0 = cpu_s();
             t0 = kvt_now_s();
             rc = attn_forward(actx, st[i].s, 0, &rt, q, kn, vn, 1, ctx, out);
             st[i].t_dec[r] = kvt_now_s() - t0;
+            st[i].c_dec[r] = cpu_s() - c0;
+            st[i].csw_dec += csw() - sw0;
+            kvs_get_read_stats(st[i].s, &rs1);
+            st[i].rs_dec.tiles += rs1.tiles - rs0.tiles;
+            st[i].rs_dec.io_wait_s += rs1.io_wait_s - rs0.io_wait_s;
+            st[i].rs_dec.decode_s += rs1.decode_s - rs0.decode_s;
             if (rc < 0) die(st[i].name, rc);
             t0 = kvt_now_s(); /* the stream alone: I/O + decode + unpack */
             rc = kvs_read_begin(st[i].s, 0, ctx);
@@ -398,6 +422,33 @@ int main(int argc, char **argv)
                flop_pre / mp / 1e9, md * 1e3, rd_s, median(st[i].t_read, reps) * 1e3);
         (void)flop_dec;
     }
+    /* the decode steps' disk time by thread (means per step) and the
+     * device: the file's bytes over its O_DIRECT rate, probed now */
+    printf("decode step, per disk store (mean ms per step): waiting for reads / check+decode+unpack / "
+           "the rest (rotation, products, submits); device bound of the file\n");
+    for (int i = 0; i < ns; i++) {
+        if (spec[i].backing != KVS_DISK) continue;
+        const struct kvs_read_stats *x = &st[i].rs_dec;
+        double sum_dec = 0;
+        for (int r = 0; r < reps; r++) sum_dec += st[i].t_dec[r];
+        struct probe_result pr;
+        int prc = probe_direct(paths[i], &pr);
+        int64_t fb = 0;
+        kvs_file_bytes(st[i].s, &fb);
+        char dev[96] = "probe failed";
+        if (prc == 0)
+            snprintf(dev, sizeof dev, "%.2f GB/s: %.2f ms for %.1f MB", pr.bytes_per_s / 1e9,
+                     (double)fb / pr.bytes_per_s * 1e3, (double)fb / 1e6);
+        printf("  %s: %.2f / %.2f / %.2f; %s (%lld tiles)\n", st[i].name,
+               x->io_wait_s / reps * 1e3, x->decode_s / reps * 1e3,
+               (sum_dec - x->io_wait_s - x->decode_s) / reps * 1e3, dev,
+               (long long)(x->tiles / reps));
+    }
+    printf("decode step, CPU time of the process (median ms) and context switches per step:");
+    for (int i = 0; i < ns; i++)
+        printf(" %s %.2f, %.0f;", st[i].name, median(st[i].c_dec, reps) * 1e3,
+               (double)st[i].csw_dec / reps);
+    printf("\n");
     printf("plain cblas_sgemm, same products (M %d, tiles of %d keys, k %d): %.1f ms, "
            "%.1f GFLOP/s\n", M, T, hd, median(t_gemm, reps) * 1e3, g_gemm);
     char cpu[256];
@@ -417,6 +468,7 @@ int main(int argc, char **argv)
         free(st[i].t_pre);
         free(st[i].t_dec);
         free(st[i].t_read);
+        free(st[i].c_dec);
     }
     attn_ctx_free(actx);
     pool_free(pl);

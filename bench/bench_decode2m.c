@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/attn.h"
@@ -344,7 +345,17 @@ struct result {
     uint64_t file_bytes;
     int64_t rss;
     double tiles_step, bytes_step; /* read per step (all layers) */
+    double cpu_step;               /* process CPU seconds per step (all threads) */
+    double io_wait_step, dec_step; /* kvs_read_stats per step: waiting for reads, decoding */
 };
+
+/* CPU seconds of the whole process (every thread) */
+static double cpu_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Steps of one policy on an open cache. */
 static void run_policy(const struct opts *o, const struct shape *sh, int64_t tokens,
@@ -373,6 +384,9 @@ static void run_policy(const struct opts *o, const struct shape *sh, int64_t tok
     if ((rc = probe_drop_cache(path)) < 0) die("%s: %s", path, kvt_strerror(rc));
     int have_reset = rss_reset() == 0;
     uint64_t b0 = kvs_bytes_read(kv);
+    struct kvs_read_stats rs0, rs1;
+    kvs_get_read_stats(kv, &rs0);
+    double c0 = cpu_now_s();
     double t0 = kvt_now_s();
     for (int s = 0; s < o->steps; s++)
         for (int L = 0; L < sh->n_layer; L++) {
@@ -392,6 +406,10 @@ static void run_policy(const struct opts *o, const struct shape *sh, int64_t tok
                 die("%s: %s", path, kvt_strerror(rc));
         }
     res->step_s = (kvt_now_s() - t0) / o->steps;
+    res->cpu_step = (cpu_now_s() - c0) / o->steps;
+    kvs_get_read_stats(kv, &rs1);
+    res->io_wait_step = (rs1.io_wait_s - rs0.io_wait_s) / o->steps;
+    res->dec_step = (rs1.decode_s - rs0.decode_s) / o->steps;
     res->rss = have_reset ? rss_peak() : kvt_peak_rss_bytes();
     struct attn_stats st;
     attn_get_stats(a, &st);
@@ -455,6 +473,8 @@ int main(int argc, char **argv)
                        r[pi].bytes_step / 1e9, r[pi].step_s, r[pi].step_s / r[0].step_s,
                        r[pi].probe_gbps, r[pi].bound_s, r[pi].step_s / r[pi].bound_s,
                        (double)r[pi].rss / 1048576.0);
+                printf("    per step: CPU %.3f s (all threads), waiting for reads %.3f s, "
+                       "check+unpack %.3f s\n", r[pi].cpu_step, r[pi].io_wait_step, r[pi].dec_step);
                 rss_max = KVT_MAX(rss_max, r[pi].rss);
             }
             fflush(stdout);

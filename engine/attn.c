@@ -60,7 +60,8 @@ struct attn_ctx {
     float *qg, *qg_se;
     float *acc;
     float *m, *l;        /* (n_kv, rows_max) running max and sum */
-    float *krot, *krot_se; /* (tile_tokens, kv_dim) rotated K of a span */
+    float *krot, *krot_se; /* (2, tile_tokens, kv_dim) rotated K of the span
+                              in work and of the next one (the past's) */
     float *cs, *sn;      /* (max(tile, max_q), half) cos/sin table */
     rope_cache *rc;      /* cos/sin rows of the stream's tiles */
     int64_t *posbuf;     /* (max(tile, max_q)) */
@@ -133,8 +134,8 @@ int attn_ctx_create(const struct attn_params *ap, pool *p, attn_ctx **out)
     a->acc = falloc(qn);
     a->m = falloc((size_t)a->n_kv * a->rows_max);
     a->l = falloc((size_t)a->n_kv * a->rows_max);
-    a->krot = falloc((size_t)ap->tile_tokens * (size_t)a->kv_dim);
-    a->krot_se = se ? falloc((size_t)ap->tile_tokens * (size_t)a->kv_dim) : NULL;
+    a->krot = falloc(2 * (size_t)ap->tile_tokens * (size_t)a->kv_dim);
+    a->krot_se = se ? falloc(2 * (size_t)ap->tile_tokens * (size_t)a->kv_dim) : NULL;
     a->cs = falloc(tmax * (size_t)a->half);
     a->sn = falloc(tmax * (size_t)a->half);
     a->posbuf = malloc(tmax * sizeof *a->posbuf);
@@ -250,6 +251,21 @@ struct span_job {
     int64_t qpos0;
     float scale;
     int tpath;                 /* the transposed path */
+    struct fetch *next;        /* non-NULL: task 0 reads the next span */
+};
+
+/* The past's next span, read (and its K rotated) by one pool task while
+ * the other tasks work on the span before: kvs keeps two spans (kvs.h),
+ * attn_ctx two rotated copies (krot[buf]). */
+struct fetch {
+    attn_ctx *a;
+    kvs *kv;
+    const struct rope_table *rt;
+    int64_t q_last;            /* the chunk's last query position */
+    int buf;                   /* krot half it rotates into */
+    int rc;                    /* kvs_read_next's */
+    struct kvs_span sp;
+    const float *k, *k_se;     /* the span's keys as span_block reads them */
 };
 
 /* A task's KV head and query block, and whether any of the span's keys
@@ -389,10 +405,39 @@ static void span_block_t(void *ctx, int task, int thread)
     a->kern->pv_t(j->v + (size_t)g * hd, a->kv_dim, n_s, st, hd, ncb, a->acc + off);
 }
 
+/* Read the past's next span and rotate its K into krot[f->buf]. */
+static void fetch_span(struct fetch *f)
+{
+    attn_ctx *a = f->a;
+    f->rc = kvs_read_next(f->kv, &f->sp);
+    if (f->rc <= 0) return;
+    KVT_ASSERT(f->sp.n <= a->p.tile_tokens);
+    size_t half = (size_t)a->p.tile_tokens * (size_t)a->kv_dim * (size_t)f->buf;
+    f->k_se = a->krot_se ? a->krot_se + half : NULL;
+    if (a->p.k_rotated) {
+        f->k = f->sp.k;
+        return;
+    }
+    f->k = a->krot + half;
+    rotate_k(a, f->rt, f->sp.k, f->sp.n, f->sp.pos0, a->krot + half,
+             se_far(a, f->q_last, f->sp.pos0) ? a->krot_se + half : NULL);
+}
+
+static void span_task(void *ctx, int task, int thread)
+{
+    const struct span_job *j = ctx;
+    if (j->next && task-- == 0) {
+        fetch_span(j->next);
+        return;
+    }
+    (j->tpath ? span_block_t : span_block)(ctx, task, thread);
+}
+
+/* The span's tasks and, with j->next, the next span's read first. */
 static void run_span(attn_ctx *a, struct span_job *j)
 {
     int n_blocks = (j->n + ATTN_QB - 1) / ATTN_QB;
-    pool_run(a->pool, j->tpath ? span_block_t : span_block, j, n_blocks * a->n_kv);
+    pool_run(a->pool, span_task, j, n_blocks * a->n_kv + (j->next != NULL));
 }
 
 /* Room for CAP full tiles in the selection arrays (never shrinks). */
@@ -511,25 +556,24 @@ int attn_forward(attn_ctx *a, kvs *kv, int layer, const struct rope_table *rt,
         int rc = select ? kvs_read_begin_tiles(kv, layer, pos0, a->sel_list, n_sel)
                         : kvs_read_begin(kv, layer, pos0);
         if (rc < 0) return rc;
-        struct kvs_span sp;
+        /* span i's tasks run with the read of span i + 1 */
+        struct fetch f[2] = { { .a = a, .kv = kv, .rt = rt, .q_last = pos0 + n - 1, .buf = 0 },
+                              { .a = a, .kv = kv, .rt = rt, .q_last = pos0 + n - 1, .buf = 1 } };
         int64_t spans = 0;
-        while ((rc = kvs_read_next(kv, &sp)) > 0) {
-            KVT_ASSERT(sp.n <= T);
+        fetch_span(&f[0]);
+        for (int cur = 0; f[cur].rc > 0; cur ^= 1) {
             spans++;
-            if (a->p.k_rotated) {
-                j.k = sp.k;
-            } else {
-                rotate_k(a, rt, sp.k, sp.n, sp.pos0, a->krot,
-                         se_far(a, pos0 + n - 1, sp.pos0) ? a->krot_se : NULL);
-                j.k = a->krot;
-            }
-            j.k_se = a->krot_se;
-            j.v = sp.v;
-            j.kpos0 = sp.pos0;
-            j.n_s = sp.n;
+            j.k = f[cur].k;
+            j.k_se = f[cur].k_se;
+            j.v = f[cur].sp.v;
+            j.kpos0 = f[cur].sp.pos0;
+            j.n_s = f[cur].sp.n;
+            j.next = &f[cur ^ 1];
             run_span(a, &j);
         }
+        j.next = NULL;
         kvs_read_end(kv);
+        rc = KVT_MIN(f[0].rc, f[1].rc);
         if (rc < 0) return rc;
         if (n == 1) {
             a->st.steps++;

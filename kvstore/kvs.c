@@ -13,18 +13,16 @@
  * DISK: each layer keeps a RAM tail (one raw tile) and an index of its
  * sealed tiles (offset, record bytes; 16 bytes per tile, doubling). A tile
  * is encoded and written (synchronously, at the file end) when its tail
- * fills. Reads are streamed by a helper thread (one per disk store,
- * started at open, idle between reads): it keeps up to W records in
- * flight through io.h, W = min(queue_depth, the records ram_budget_bytes
- * leaves room for, kvs.h), and decodes and unpacks tiles in order into a
- * ring of KVS_RING f32 spans, so decoding overlaps the caller's work on
- * the previous span; kvs_read_ahead starts such a job before its read
- * begins (the next layer's tiles while this layer finishes).
- * kvs_read_next hands out ring spans in order and frees the one it handed
- * out before; kvs_read_end stops the helper (in-flight reads drained)
- * before it returns. Only the helper touches the io reads and its own
- * decode buffers during a read; the index it reads (idx) is grown under
- * the store's mutex, so appends may go on while a read is in progress.
+ * fills. A read keeps up to W records in flight through io.h, W =
+ * min(queue_depth, the records ram_budget_bytes leaves room for, kvs.h);
+ * kvs_read_next waits for the next one, checks, decodes and unpacks it
+ * into the span buffers on the calling thread (no hand-off to another
+ * thread: on a busy machine each wake-up cost more than the decode) and
+ * submits the record that takes its slot, so the device works while the
+ * caller computes. kvs_read_ahead submits a read's first W records before
+ * it begins (the next layer's tiles while this layer finishes);
+ * kvs_read_end drains the reads still in flight. Appends may go on while
+ * a read is in progress (the records in flight were located first).
  *
  * Errors during append leave the tokens appended so far in place
  * (kvs_layer_tokens tells); a tile that could not be written stays in the
@@ -32,13 +30,12 @@
  */
 /* Files: kvs.c (this: open/close, append, truncate, sync, summaries),
  * kvs_file.c (the cache file's records, open and replay), kvs_read.c
- * (reads and the decode-ahead helper); kvs_int.h holds what they share. */
+ * (reads); kvs_int.h holds what they share. */
 #include "kvstore/kvs.h"
 
 #include <errno.h>
 #include <float.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,17 +237,13 @@ static int kvs_seal(kvs *s, int layer)
     struct kvs_layer *ly = &s->layers[layer];
     const int T = s->cfg.tile_tokens;
     int64_t ti = ly->n_tokens / T - 1; /* the tail is full: n_tokens % T == 0 */
-    if (s->th_started) pthread_mutex_lock(&s->mu); /* the helper reads idx */
     int rc = kvs_idx_reserve(s, ly, ti + 1);
-    if (s->th_started) pthread_mutex_unlock(&s->mu);
     if (rc < 0) return rc;
     kvs_summarize(s, ly, ti, ly->tail);
     struct kvs_rec rec;
     rc = kvs_put_tile(s, layer, ti * T, T, 0, &rec);
     if (rc < 0) return rc;
-    if (s->th_started) pthread_mutex_lock(&s->mu);
     ly->idx[ti] = rec;
-    if (s->th_started) pthread_mutex_unlock(&s->mu);
     ly->tail_dirty = 0;
     return kvs_put_sum(s, layer, ti); /* a failure leaves it missing on disk */
 }
@@ -285,8 +278,8 @@ int kvs_open(const struct kvs_config *cfg, kvs **out)
     s->rd_layer = -1;
     size_t span = (size_t)cfg->tile_tokens * (size_t)cfg->kv_dim;
     s->layers = calloc((size_t)cfg->n_layer, sizeof *s->layers);
-    s->span_k = malloc(span * sizeof(float));
-    s->span_v = malloc(span * sizeof(float));
+    s->span_k = malloc(2 * span * sizeof(float));
+    s->span_v = malloc(2 * span * sizeof(float));
     s->sum_row = malloc((size_t)cfg->kv_dim * sizeof(float));
     s->sum_f = malloc(s->sum_n * sizeof(float));
     rc = -ENOMEM;
@@ -313,7 +306,6 @@ void kvs_close(kvs *s)
     if (!s) return;
     if (s->rd_layer >= 0) kvs_read_end(s);
     kvs_ahead_stop(s);
-    kvs_helper_stop(s);
     if (s->io) {
         (void)kvs_sync(s); /* best effort: kvs_sync first to see errors */
         io_close(s->io);
@@ -335,12 +327,6 @@ void kvs_close(kvs *s)
     free(s->raw);
     free(s->scratch);
     free(s->slot_res);
-    free(s->h_raw);
-    free(s->h_scratch);
-    for (int r = 0; r < KVS_RING; r++) {
-        free(s->ring[r].k);
-        free(s->ring[r].v);
-    }
     free(s);
 }
 

@@ -51,8 +51,10 @@ struct kvs_config {
     int neox_rot;            /* 0: adjacent pairs; R: NeoX pairs of the first R */
 };
 
-/* One run of consecutive tokens of one layer; valid until the next
- * kvs_read_next / kvs_read_end / append on the same store. */
+/* One run of consecutive tokens of one layer; valid through the next
+ * kvs_read_next (the store keeps the last two spans, so a caller may work
+ * on one while the next is read), until the one after, kvs_read_end or an
+ * append on the same store. */
 struct kvs_span {
     int64_t pos0;            /* first token */
     int n;                   /* tokens */
@@ -147,6 +149,16 @@ int kvs_read_ahead(kvs *s, int layer, int64_t n_tokens);
 /* Bytes of tiles handed out by reads so far (disk: records read, header
  * and padding included; RAM and the disk tail: raw packed bytes). */
 uint64_t kvs_bytes_read(const kvs *s);
+
+/* Where the disk reads' time went, summed since open (seconds of wall
+ * time on the reading thread; RAM: zeros): waiting for reads to complete
+ * (io_wait_s) and checking, decoding and unpacking tiles (decode_s).
+ * tiles: tiles read from the disk. */
+struct kvs_read_stats {
+    int64_t tiles;
+    double io_wait_s, decode_s;
+};
+void kvs_get_read_stats(const kvs *s, struct kvs_read_stats *st);
 
 /* ---- key summaries (tile.h) ---------------------------------------------
  * Every full tile of a layer gets a summary when it fills (both

@@ -358,9 +358,8 @@ size_t kvs_ram_fixed(const struct kvs_config *c)
     size_t span = (size_t)c->tile_tokens * (size_t)c->kv_dim * sizeof(float);
     size_t small = ((size_t)c->kv_dim + (size_t)c->kv_dim / 2) * sizeof(float);
     return (size_t)c->n_layer * raw  /* tails */
-           + rec + 2 * (raw + scratch) /* write buffer; raw + scratch, twice */
-           + 2 * span + small         /* span_k, span_v; summary scratch */
-           + (size_t)KVS_RING * 2 * span; /* the decoded ring */
+           + rec + raw + scratch      /* write buffer; decode buffers */
+           + 4 * span + small;        /* two spans of K and V; summary scratch */
 }
 
 int kvs_open_disk(kvs *s)
@@ -383,20 +382,9 @@ int kvs_open_disk(kvs *s)
         s->layers[l].tail = malloc(s->tile_raw);
         if (!s->layers[l].tail) return -ENOMEM;
     }
-    size_t span = (size_t)c->tile_tokens * (size_t)c->kv_dim * sizeof(float);
-    s->h_raw = malloc(s->tile_raw);
-    s->h_scratch = malloc(scratch);
-    if (!s->h_raw || !s->h_scratch) return -ENOMEM;
-    for (int r = 0; r < KVS_RING; r++) {
-        s->ring[r].k = malloc(span);
-        s->ring[r].v = malloc(span);
-        if (!s->ring[r].k || !s->ring[r].v) return -ENOMEM;
-    }
     struct io_opts o = { c->io, IO_DIRECT | IO_LOCK | (c->reopen ? 0 : IO_CREATE | IO_TRUNC),
                          s->window, s->rec_cap };
     int rc = io_open(c->path, &o, &s->io, &s->io_info);
     if (rc < 0) return rc;
-    rc = c->reopen ? kvs_replay(s) : kvs_write_file_hdr(s);
-    if (rc < 0) return rc;
-    return kvs_helper_start(s);
+    return c->reopen ? kvs_replay(s) : kvs_write_file_hdr(s);
 }

@@ -1,11 +1,10 @@
 /* kvs_int.h - the KV store's internals, shared by its files (kvs.c: the
  * store API, appends and summaries; kvs_file.c: the cache file's records,
- * open and replay; kvs_read.c: reads and the decode-ahead helper). Not a
+ * open and replay; kvs_read.c: reads). Not a
  * public header: only kvstore/kvs*.c include it. */
 #ifndef KVT_KVS_INT_H
 #define KVT_KVS_INT_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,17 +14,6 @@
 
 #define KVS_DEFAULT_BUDGET ((size_t)64 << 20)
 #define KVS_DEFAULT_QD 8
-#define KVS_RING 3 /* decoded spans: one held by the reader, two ahead */
-
-enum { RING_FREE, RING_BUSY, RING_READY, RING_HELD };
-
-struct kvs_ring_slot {
-    float *k, *v;          /* (tile_tokens, kv_dim) each */
-    int64_t tile;          /* tile index it holds (READY/HELD) */
-    int state;             /* RING_* */
-    int rc;                /* 0, or the error producing this tile met */
-};
-
 struct kvs_rec {
     uint64_t off;   /* record start, multiple of IO_ALIGN */
     uint32_t size;  /* record bytes read back (header + payload, aligned) */
@@ -55,7 +43,8 @@ struct kvs {
     size_t row_bytes;      /* one packed row of kv_dim elements */
     size_t tile_raw;       /* 2 * T * row_bytes */
     struct kvs_layer *layers; /* (n_layer) */
-    float *span_k, *span_v; /* (T, kv_dim) each: unpacked span */
+    float *span_k, *span_v; /* (2, T, kv_dim) each: the last two spans */
+    int span_i;            /* which of the two the next span fills */
     struct tile_pairing pair; /* summaries */
     size_t sum_n;          /* floats per summary: kv_dim/2 */
     size_t sum_rb;         /* bytes of a packed summary in RAM */
@@ -76,24 +65,11 @@ struct kvs {
     int unsynced;          /* records written since the last kvs_sync */
     size_t rec_cap;        /* slot bytes: aligned tile_encode_bound(T) */
     uint8_t *wbuf;         /* (rec_cap) aligned: records to write/replay */
-    uint8_t *raw;          /* (tile_raw) decoded raw tile */
-    uint8_t *scratch;      /* (tile_scratch_bound) codec scratch */
+    uint8_t *raw;          /* (tile_raw) decoded raw tile (writer, replay, reads) */
+    uint8_t *scratch;      /* (tile_scratch_bound) codec scratch (the same) */
     int window;            /* reads in flight at most */
     size_t ram_bytes;      /* kvs_ram_bytes */
     int *slot_res;         /* (window) completion result, INT32_MIN: pending */
-
-    /* decode-ahead helper (disk); mu guards everything below and idx growth */
-    pthread_t th;
-    int th_started, sync_init;
-    pthread_mutex_t mu;
-    pthread_cond_t cv_helper; /* to the helper: job, free slot, cancel, quit */
-    pthread_cond_t cv_reader; /* to the reader: slot ready, job over */
-    int job, cancel, quit;
-    int h_layer;           /* job: layer, tiles [0, h_tiles), tokens < h_end */
-    int64_t h_tiles, h_end;
-    struct kvs_ring_slot ring[KVS_RING];
-    int held;              /* ring slot the reader holds, -1: none */
-    uint8_t *h_raw, *h_scratch; /* the helper's decode buffers */
 
     /* read state */
     int rd_layer;          /* -1: no read in progress */
@@ -105,12 +81,13 @@ struct kvs {
     int64_t rd_nlist;      /* entries of rd_list */
     int64_t rd_j;          /* next entry */
     int64_t rd_disk;       /* entries [0, rd_disk) come from disk */
-    const int64_t *h_list; /* the helper's copy of rd_list, rd_nlist (mu) */
-    int64_t h_nlist;
-    /* read-ahead (kvs_read_ahead): the helper's job streams it */
-    int ahead;             /* 1: a read-ahead job was started */
+    int64_t rd_sub;        /* entries [0, rd_sub) were submitted (disk) */
+    int rd_sub_err;        /* the submit of entry rd_sub failed with it */
+    /* read-ahead (kvs_read_ahead): its first reads are in flight */
+    int ahead;             /* 1: a read-ahead was started */
     int ah_layer;
     int64_t ah_end, ah_disk; /* its n_tokens and disk entries */
+    struct kvs_read_stats rst; /* kvs_get_read_stats */
 };
 
 static inline size_t align_up(size_t n) { return (n + IO_ALIGN - 1) / IO_ALIGN * IO_ALIGN; }
@@ -140,17 +117,14 @@ void kvs_raw_to_tail(kvs *s, struct kvs_layer *ly, int rec_n, int n);
 /* Write the file header (version KVS_FILE_VERSION) at offset 0. */
 int kvs_write_file_hdr(kvs *s);
 /* The disk backing's part of kvs_open: buffers, the file (replayed if
- * reopened), the helper thread. */
+ * reopened). */
 int kvs_open_disk(kvs *s);
 
 /* kvs_file.c: the fixed part of kvs_ram_min (without the one record) */
 size_t kvs_ram_fixed(const struct kvs_config *c);
 
 /* kvs_read.c */
-/* Drop a read-ahead, if any (the helper idle after). */
+/* Drop a read-ahead, if any (its reads drained). */
 void kvs_ahead_stop(kvs *s);
-/* Start / stop the decode-ahead helper thread (stop: idempotent). */
-int kvs_helper_start(kvs *s);
-void kvs_helper_stop(kvs *s);
 
 #endif

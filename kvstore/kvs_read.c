@@ -1,7 +1,7 @@
-/* kvs_read.c - the KV store's reads: spans from RAM or the disk, and the
- * disk's decode-ahead helper thread. See kvs.c. */
+/* kvs_read.c - the KV store's reads: spans from RAM or the disk (reads
+ * kept in flight, each tile decoded by the reader when it is taken). See
+ * kvs.c. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,143 +10,73 @@
 #include "kvstore/tile.h"
 #include "kvstore/kvs_int.h"
 
-/* ---- disk: the decode-ahead helper ------------------------------------ */
+/* ---- disk: reads in flight, decoded by the reader ---------------------- */
 
-/* Helper: wait for the read of stream entry j (disk tile ti, io slot
- * j % window), decode it and unpack its first n tokens into ring slot R. */
-static int kvs_decode_tile(kvs *s, int layer, int64_t j, int64_t ti, int n,
-                           struct kvs_ring_slot *r)
+/* Keep stream entries [rd_sub, min(rd_disk, rd_j + window)) submitted
+ * (disk tile rd_list[e], or e without a list, into io slot e % window).
+ * A failed submit is kept in rd_sub_err and handed to the reader when it
+ * reaches that entry. */
+static void kvs_submit(kvs *s)
 {
+    const int T = s->cfg.tile_tokens;
+    const struct kvs_layer *ly = &s->layers[s->rd_layer];
+    while (s->rd_sub_err == 0 && s->rd_sub < s->rd_disk && s->rd_sub < s->rd_j + s->window) {
+        int64_t e = s->rd_sub;
+        int64_t ti = !s->rd_list ? e : e < s->rd_nlist ? s->rd_list[e] : s->rd_end / T;
+        int slot = (int)(e % s->window);
+        int rc = io_submit(s->io, slot, ly->idx[ti].off, ly->idx[ti].size);
+        if (rc < 0) {
+            s->rd_sub_err = rc;
+            break;
+        }
+        s->slot_res[slot] = INT32_MIN;
+        s->rd_sub++;
+    }
+}
+
+/* Wait for all reads in flight (their slots are reused by the next read). */
+static void kvs_drain(kvs *s)
+{
+    while (io_in_flight(s->io) > 0) {
+        int slot = -1;
+        io_wait(s->io, &slot);
+        if (slot < 0) break; /* nothing completed (the ring failed) */
+    }
+    s->rd_sub = 0;
+    s->rd_sub_err = 0;
+}
+
+/* Stream entry j (disk tile ti, its first n tokens): wait for its read,
+ * then check, decode and unpack it into k and v. */
+static int kvs_read_disk(kvs *s, int64_t j, int64_t ti, int n, float *k, float *v)
+{
+    if (j >= s->rd_sub) return s->rd_sub_err < 0 ? s->rd_sub_err : -EIO;
     int slot = (int)(j % s->window);
+    double t0 = kvt_now_s();
     while (s->slot_res[slot] == INT32_MIN) {
         int done = -1;
         int res = io_wait(s->io, &done);
         if (done < 0) return res < 0 ? res : -EIO;
         s->slot_res[done] = res;
     }
+    double t1 = kvt_now_s();
     int res = s->slot_res[slot];
     if (res < 0) return res;
     const int T = s->cfg.tile_tokens;
     struct tile_hdr want;
     memset(&want, 0, sizeof want);
-    want.layer = (uint32_t)layer;
+    want.layer = (uint32_t)s->rd_layer;
     want.pos0 = (uint64_t)(ti * T);
     want.n = (uint32_t)T;
     want.type = (uint8_t)s->cfg.type;
     want.kv_dim = (uint32_t)s->cfg.kv_dim;
-    return tile_decode_unpack(io_slot(s->io, slot), (size_t)res, &want, n, r->k, r->v,
-                              s->h_raw, s->tile_raw, s->h_scratch,
-                              tile_scratch_bound(s->cfg.type, s->cfg.kv_dim, T));
-}
-
-/* Helper, unlocked: produce stream entries [0, nt) of LAYER (disk tile
- * list[j], or j without a list) into the ring in order, keeping up to
- * `window` reads in flight; stops at the first error (handed to the reader
- * with its entry) or when the reader cancels. */
-static void kvs_produce(kvs *s, int layer, const int64_t *list, int64_t nlist,
-                        int64_t nt, int64_t end)
-{
-    const int T = s->cfg.tile_tokens;
-    int64_t next_submit = 0;
-    int err = 0;
-#define KVS_ENTRY(j) (!list ? (j) : (j) < nlist ? list[j] : end / T)
-    for (int64_t j = 0; j < nt; j++) {
-        int64_t ti = KVS_ENTRY(j);
-        while (err == 0 && next_submit < nt && next_submit < j + s->window) {
-            int64_t si = KVS_ENTRY(next_submit);
-            pthread_mutex_lock(&s->mu);
-            struct kvs_rec rec = s->layers[layer].idx[si];
-            pthread_mutex_unlock(&s->mu);
-            int slot = (int)(next_submit % s->window);
-            err = io_submit(s->io, slot, rec.off, rec.size);
-            if (err < 0) break;
-            s->slot_res[slot] = INT32_MIN;
-            next_submit++;
-        }
-        struct kvs_ring_slot *r = &s->ring[j % KVS_RING];
-        pthread_mutex_lock(&s->mu);
-        while (r->state != RING_FREE && !s->cancel)
-            pthread_cond_wait(&s->cv_helper, &s->mu);
-        int stop = s->cancel;
-        if (!stop) r->state = RING_BUSY;
-        pthread_mutex_unlock(&s->mu);
-        if (stop) return;
-        int n = (int)KVT_MIN((int64_t)T, end - ti * T);
-        int rc = j < next_submit ? kvs_decode_tile(s, layer, j, ti, n, r) : err;
-        pthread_mutex_lock(&s->mu);
-        r->tile = j;
-        r->rc = rc;
-        r->state = RING_READY;
-        pthread_cond_broadcast(&s->cv_reader);
-        pthread_mutex_unlock(&s->mu);
-        if (rc < 0) return;
-    }
-#undef KVS_ENTRY
-}
-
-static void *kvs_helper(void *arg)
-{
-    kvs *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->job && !s->quit) pthread_cond_wait(&s->cv_helper, &s->mu);
-        if (s->quit) break;
-        int layer = s->h_layer;
-        int64_t nt = s->h_tiles, end = s->h_end;
-        const int64_t *list = s->h_list;
-        int64_t nlist = s->h_nlist;
-        pthread_mutex_unlock(&s->mu);
-        kvs_produce(s, layer, list, nlist, nt, end);
-        while (io_in_flight(s->io) > 0) { /* drain: slots are reused next job */
-            int slot = -1;
-            io_wait(s->io, &slot);
-            if (slot < 0) break; /* nothing completed (the ring failed) */
-        }
-        pthread_mutex_lock(&s->mu);
-        s->job = 0;
-        pthread_cond_broadcast(&s->cv_reader);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-int kvs_helper_start(kvs *s)
-{
-    if (pthread_mutex_init(&s->mu, NULL) != 0) return -ENOMEM;
-    if (pthread_cond_init(&s->cv_helper, NULL) != 0) {
-        pthread_mutex_destroy(&s->mu);
-        return -ENOMEM;
-    }
-    if (pthread_cond_init(&s->cv_reader, NULL) != 0) {
-        pthread_cond_destroy(&s->cv_helper);
-        pthread_mutex_destroy(&s->mu);
-        return -ENOMEM;
-    }
-    s->sync_init = 1;
-    s->held = -1;
-    int rc = pthread_create(&s->th, NULL, kvs_helper, s);
-    if (rc != 0) return -rc;
-    s->th_started = 1;
-    return 0;
-}
-
-/* Stop and join the helper (idle: no read in progress). */
-void kvs_helper_stop(kvs *s)
-{
-    if (s->th_started) {
-        pthread_mutex_lock(&s->mu);
-        s->quit = 1;
-        pthread_cond_broadcast(&s->cv_helper);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->th, NULL);
-        s->th_started = 0;
-    }
-    if (s->sync_init) {
-        pthread_cond_destroy(&s->cv_reader);
-        pthread_cond_destroy(&s->cv_helper);
-        pthread_mutex_destroy(&s->mu);
-        s->sync_init = 0;
-    }
+    int rc = tile_decode_unpack(io_slot(s->io, slot), (size_t)res, &want, n, k, v,
+                                s->raw, s->tile_raw, s->scratch,
+                                tile_scratch_bound(s->cfg.type, s->cfg.kv_dim, T));
+    s->rst.tiles++;
+    s->rst.io_wait_s += t1 - t0;
+    s->rst.decode_s += kvt_now_s() - t1;
+    return rc;
 }
 
 /* ---- reads ------------------------------------------------------------ */
@@ -185,44 +115,18 @@ static int kvs_read_start(kvs *s, int layer, int64_t n_tokens,
     return 0;
 }
 
-/* Start the helper on stream entries [0, rd_disk). */
+/* Submit the first reads of stream entries [0, rd_disk). */
 static void kvs_read_kick(kvs *s)
 {
-    if (s->rd_disk <= 0) return;
-    pthread_mutex_lock(&s->mu);
-    for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
-    s->held = -1;
-    s->h_layer = s->rd_layer;
-    s->h_tiles = s->rd_disk;
-    s->h_end = s->rd_end;
-    s->h_list = s->rd_list;
-    s->h_nlist = s->rd_nlist;
-    s->job = 1;
-    pthread_cond_broadcast(&s->cv_helper);
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Stop the helper's job (in-flight reads drained) and free the ring. */
-static void kvs_job_cancel(kvs *s)
-{
-    pthread_mutex_lock(&s->mu);
-    if (s->held >= 0) s->ring[s->held].state = RING_FREE;
-    s->held = -1;
-    if (s->job) {
-        s->cancel = 1;
-        pthread_cond_broadcast(&s->cv_helper);
-        while (s->job) pthread_cond_wait(&s->cv_reader, &s->mu);
-        s->cancel = 0;
-    }
-    for (int r = 0; r < KVS_RING; r++) s->ring[r].state = RING_FREE;
-    pthread_mutex_unlock(&s->mu);
+    KVT_ASSERT(s->rd_sub == 0 && io_in_flight(s->io) == 0);
+    if (s->rd_disk > 0) kvs_submit(s);
 }
 
 void kvs_ahead_stop(kvs *s)
 {
     if (!s->ahead) return;
     s->ahead = 0;
-    kvs_job_cancel(s);
+    kvs_drain(s);
 }
 
 int kvs_read_ahead(kvs *s, int layer, int64_t n_tokens)
@@ -263,7 +167,7 @@ int kvs_read_begin(kvs *s, int layer, int64_t n_tokens)
 {
     if (kvs_ahead_take(s, layer, n_tokens)) return 0;
     int rc = kvs_read_start(s, layer, n_tokens, NULL, 0);
-    if (rc == 0) kvs_read_kick(s);
+    if (rc == 0 && s->cfg.backing == KVS_DISK) kvs_read_kick(s);
     return rc;
 }
 
@@ -278,31 +182,7 @@ int kvs_read_begin_tiles(kvs *s, int layer, int64_t n_tokens,
     }
     kvs_ahead_stop(s);
     int rc = kvs_read_start(s, layer, n_tokens, tiles, n_sel);
-    if (rc == 0) kvs_read_kick(s);
-    return rc;
-}
-
-/* Take stream entry j from the ring (waiting for the helper); the span
- * handed out before goes back to the helper. */
-static int kvs_read_disk(kvs *s, int64_t j, struct kvs_span *sp)
-{
-    struct kvs_ring_slot *r = &s->ring[j % KVS_RING];
-    pthread_mutex_lock(&s->mu);
-    if (s->held >= 0) {
-        s->ring[s->held].state = RING_FREE;
-        s->held = -1;
-        pthread_cond_broadcast(&s->cv_helper);
-    }
-    while (!(r->state == RING_READY && r->tile == j))
-        pthread_cond_wait(&s->cv_reader, &s->mu);
-    int rc = r->rc;
-    if (rc == 0) {
-        r->state = RING_HELD;
-        s->held = (int)(j % KVS_RING);
-    }
-    pthread_mutex_unlock(&s->mu);
-    sp->k = r->k;
-    sp->v = r->v;
+    if (rc == 0 && s->cfg.backing == KVS_DISK) kvs_read_kick(s);
     return rc;
 }
 
@@ -319,28 +199,36 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
     size_t half = (size_t)T * s->row_bytes;
     sp->pos0 = ti * T;
     sp->n = n;
-    sp->k = s->span_k;
-    sp->v = s->span_v;
+    size_t span = (size_t)T * (size_t)D;
+    float *k = s->span_k + (size_t)s->span_i * span, *v = s->span_v + (size_t)s->span_i * span;
+    sp->k = k;
+    sp->v = v;
     if (s->cfg.backing == KVS_RAM) {
         const uint8_t *tile = ly->ram + (size_t)ti * s->tile_raw;
         if (s->cfg.type == KVS_F32) { /* zero copy: raw rows are floats */
             sp->k = (const float *)(const void *)tile;
             sp->v = (const float *)(const void *)(tile + half);
         } else {
-            tile_unpack(s->cfg.type, D, tile, n, s->span_k);
-            tile_unpack(s->cfg.type, D, tile + half, n, s->span_v);
+            tile_unpack(s->cfg.type, D, tile, n, k);
+            tile_unpack(s->cfg.type, D, tile + half, n, v);
+            s->span_i ^= 1;
         }
         s->bytes_read += 2 * (uint64_t)n * s->row_bytes;
     } else if (j < s->rd_disk) {
-        int rc = kvs_read_disk(s, j, sp);
+        int rc = kvs_read_disk(s, j, ti, n, k, v);
         if (rc < 0) {
             s->rd_err = rc;
             return rc;
         }
-        s->bytes_read += ly->idx[ti].size; /* only this thread grows idx */
+        s->bytes_read += ly->idx[ti].size;
+        s->rd_j++;
+        s->span_i ^= 1;
+        kvs_submit(s); /* entry j's slot is free again */
+        return 1;
     } else {
-        tile_unpack(s->cfg.type, D, ly->tail, n, s->span_k);
-        tile_unpack(s->cfg.type, D, ly->tail + half, n, s->span_v);
+        tile_unpack(s->cfg.type, D, ly->tail, n, k);
+        tile_unpack(s->cfg.type, D, ly->tail + half, n, v);
+        s->span_i ^= 1;
         s->bytes_read += 2 * (uint64_t)n * s->row_bytes;
     }
     s->rd_j++;
@@ -349,8 +237,13 @@ int kvs_read_next(kvs *s, struct kvs_span *sp)
 
 void kvs_read_end(kvs *s)
 {
-    if (s->th_started) kvs_job_cancel(s);
+    if (s->cfg.backing == KVS_DISK) kvs_drain(s);
     s->rd_layer = -1;
 }
 
 uint64_t kvs_bytes_read(const kvs *s) { return s->bytes_read; }
+
+void kvs_get_read_stats(const kvs *s, struct kvs_read_stats *st)
+{
+    *st = s->rst;
+}

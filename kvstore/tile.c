@@ -15,6 +15,29 @@
 #include "base/cpu.h"
 #include "base/kvt.h"
 #include "base/numfmt.h"
+#include "kvstore/tile_hash.h"
+
+/* The checksums' XXH3: the avx2 set's build when the default kernel set
+ * has AVX2 (tile_hash.h), else this file's baseline build. -1 until first
+ * use; a benign race (every thread computes the same value). */
+static int hash_avx2 = -1;
+
+static int use_avx2(void)
+{
+    if (hash_avx2 < 0) hash_avx2 = cpu_set_default() >= CPU_SET_AVX2;
+    return hash_avx2;
+}
+
+static uint64_t xxh3(const void *p, size_t n)
+{
+    return use_avx2() ? tile_xxh3_avx2(p, n) : XXH3_64bits(p, n);
+}
+
+static void xxh3_update(XXH3_state_t *st, const void *p, size_t n)
+{
+    if (use_avx2()) tile_xxh3_update_avx2(st, p, n);
+    else (void)XXH3_64bits_update(st, p, n);
+}
 
 static const char *const tile_type_names[KVS_NTYPES] = {
     "f32", "f16", "bf16", "q8_0",
@@ -167,8 +190,8 @@ int64_t tile_encode(const struct tile_hdr *hdr, const void *k_raw,
     {
         XXH3_state_t st; /* raw hash over K then V without copying */
         XXH3_64bits_reset(&st);
-        XXH3_64bits_update(&st, k_raw, half);
-        XXH3_64bits_update(&st, v_raw, half);
+        xxh3_update(&st, k_raw, half);
+        xxh3_update(&st, v_raw, half);
         h.raw_xxh = XXH3_64bits_digest(&st);
     }
     uint8_t *payload = (uint8_t *)dst + sizeof h;
@@ -183,7 +206,7 @@ int64_t tile_encode(const struct tile_hdr *hdr, const void *k_raw,
     h.version = TILE_VERSION;
     h.raw_size = (uint32_t)raw;
     h.enc_size = (uint32_t)enc;
-    h.enc_xxh = XXH3_64bits(payload, enc);
+    h.enc_xxh = xxh3(payload, enc);
     h.hdr_xxh = hdr_hash(&h);
     memcpy(dst, &h, sizeof h);
     return (int64_t)(sizeof h + enc);
@@ -228,11 +251,11 @@ void tile_hdr_seal(struct tile_hdr *h)
     h->hdr_xxh = hdr_hash(h);
 }
 
-uint64_t tile_hash(const void *p, size_t n) { return XXH3_64bits(p, n); }
+uint64_t tile_hash(const void *p, size_t n) { return xxh3(p, n); }
 
 int tile_payload_check(const struct tile_hdr *h, const void *payload)
 {
-    return XXH3_64bits(payload, h->enc_size) == h->enc_xxh ? 0 : KVT_ECHECKSUM;
+    return xxh3(payload, h->enc_size) == h->enc_xxh ? 0 : KVT_ECHECKSUM;
 }
 
 /* The header of a data tile held in src[0..src_size): checked, not a
@@ -265,7 +288,7 @@ int64_t tile_decode_raw(const void *src, size_t src_size, void *raw_out,
     if (codec->dec_scratch && scratch_cap < raw) return KVT_ERANGE;
     rc = codec->decode(&g, payload, h.enc_size, raw_out, scratch);
     if (rc < 0) return rc;
-    if (XXH3_64bits(raw_out, raw) != h.raw_xxh) return KVT_ECHECKSUM;
+    if (xxh3(raw_out, raw) != h.raw_xxh) return KVT_ECHECKSUM;
     if (hdr_out) *hdr_out = h;
     return (int64_t)raw;
 }
@@ -283,7 +306,7 @@ static void hash_unpack(XXH3_state_t *st, int type, int kv_dim, const uint8_t *r
         float *dst = half ? v : k;
         for (int r = 0; r < T; r += block) {
             int m = KVT_MIN(block, T - r);
-            (void)XXH3_64bits_update(st, base + (size_t)r * rb, (size_t)m * rb);
+            xxh3_update(st, base + (size_t)r * rb, (size_t)m * rb);
             int u = KVT_MIN(m, n_use - r);
             if (u > 0)
                 tile_unpack(type, kv_dim, base + (size_t)r * rb, u,

@@ -4,10 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cpu.h"
 #include "base/kvt.h"
 #include "base/numfmt.h"
 #include "kvstore/tile.h"
+#include "kvstore/tile_hash.h"
 #include "tests/ref_quant.h"
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t */
+#include <xxhash.h> /* the system's libxxhash: the reference */
 #include "tests/t.h"
 
 static uint64_t rs = 0x243f6a8885a308d3ull;
@@ -620,9 +624,49 @@ static void test_ratio_speed(void)
     T_CHECK(ratio[KVS_BF16][TILE_PLANE_HUF] > ratio[KVS_BF16][TILE_SHUF_LZ4]);
 }
 
+/* The avx2 build of the checksum (tile_hash.h) gives libxxhash's XXH3
+ * for every length around its internal block and stripe sizes, in one
+ * shot and streamed in uneven pieces; tile_hash (whichever build the
+ * host's default set picks) too. A host without AVX2 checks tile_hash
+ * only. */
+static void test_hash_avx2(void)
+{
+    const int avx2 = cpu_set_supported(CPU_SET_AVX2);
+    const size_t cap = 20000;
+    uint8_t *b = malloc(cap);
+    T_CHECK(b != NULL);
+    if (!b) return;
+    uint64_t x = 0x243f6a8885a308d3ull;
+    for (size_t i = 0; i < cap; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        b[i] = (uint8_t)(x >> 56);
+    }
+    const size_t lens[] = { 0, 1, 3, 16, 17, 128, 129, 240, 241, 255, 256, 1023, 1024,
+                            1025, 4096, 10240, 16383, 19999 };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        size_t n = lens[i];
+        uint64_t want = XXH3_64bits(b, n);
+        bad += tile_hash(b, n) != want;
+        if (!avx2) continue;
+        bad += tile_xxh3_avx2(b, n) != want;
+        XXH3_state_t st;
+        (void)XXH3_64bits_reset(&st);
+        for (size_t o = 0, k = 1; o < n; k = k * 3 + 7) {
+            size_t m = KVT_MIN(n - o, k % 3000);
+            tile_xxh3_update_avx2(&st, b + o, m);
+            o += m;
+        }
+        bad += XXH3_64bits_digest(&st) != want;
+    }
+    T_CHECK(bad == 0);
+    free(b);
+}
+
 int main(void)
 {
     T_RUN(test_unpack16);
+    T_RUN(test_hash_avx2);
     T_RUN(test_roundtrip);
     T_RUN(test_q8_0);
     T_RUN(test_corrupt);

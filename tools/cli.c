@@ -362,7 +362,7 @@ void cli_kv_open(const struct cli_opts *o, const model *m, const char *name,
     model_fingerprint(m, cfg.model_fp);
     if (o->kv_backing == KVS_DISK && o->ram_budget && o->ram_budget < kvs_ram_min(&cfg))
         cli_die("--ram-budget %zu: a disk store of this model's tiles needs at least %zu bytes "
-                "(a tail tile per layer, the decode buffers and ring, one read)",
+                "(a tail tile per layer, the decode buffers and spans, one read)",
                 o->ram_budget, kvs_ram_min(&cfg));
     if (o->kv_backing == KVS_DISK) {
         if (o->cache_dir) {
