@@ -88,6 +88,11 @@ static void hset_free(struct hset *h) { free(h->k); free(h->v); memset(h, 0, siz
 
 /* ---- the search state ------------------------------------------------------- */
 
+/* One refinement move: pair idx to val, n_hat to val, mscale to val, or a
+ * combination of moves. */
+enum { MV_PAIR, MV_NHAT, MV_MSCALE, MV_COMBO };
+struct lrs_move { int kind, idx, val; };
+
 struct lrs {
     struct lrs_config cfg;
     struct rng rng;
@@ -99,11 +104,14 @@ struct lrs {
     struct lrs_iter *it;
     int n_it, cap_it;
     int64_t n_computed;
-    /* one generation */
+    int refine_converged;
+    /* one generation (cap_gen: population, or a refinement round) */
+    int cap_gen;
     struct lrs_cand *gen;
     double *gen_nll;
     int *gen_todo;         /* 1: to evaluate */
     int *par;
+    struct lrs_move *mv;   /* a refinement round: the move of each gen[] */
 };
 
 static uint64_t cand_hash(const struct lrs *s, const struct lrs_cand *c)
@@ -200,7 +208,7 @@ void lrs_free(lrs *s)
 {
     if (!s) return;
     free(s->c); free(s->nll); free(s->it);
-    free(s->gen); free(s->gen_nll); free(s->gen_todo); free(s->par);
+    free(s->gen); free(s->gen_nll); free(s->gen_todo); free(s->par); free(s->mv);
     hset_free(&s->seen);
     hset_free(&s->known);
     free(s);
@@ -211,7 +219,7 @@ int lrs_create(const struct lrs_config *cfg, lrs **out)
     *out = NULL;
     if (cfg->n_pairs < 1 || cfg->n_pairs > ROPE_MAX_PAIRS || cfg->qmin < 1 ||
         cfg->qmax < cfg->qmin || cfg->qmax > 32767 || cfg->population < 2 || cfg->max_iter < 0 ||
-        cfg->patience < 0 || cfg->budget < 0 || cfg->n_nhat < 1 || cfg->n_nhat > LRS_MAX_NHAT ||
+        cfg->patience < 0 || cfg->refine < 0 || cfg->budget < 0 || cfg->n_nhat < 1 || cfg->n_nhat > LRS_MAX_NHAT ||
         cfg->n_seeds < 1 || cfg->n_seeds > 8 || cfg->n_workers < 1 || !cfg->eval ||
         cfg->mscale_min < 0 || cfg->mscale_max < cfg->mscale_min || cfg->mscale_max > 1000)
         return -EINVAL;
@@ -221,11 +229,15 @@ int lrs_create(const struct lrs_config *cfg, lrs **out)
     if (!s) return -ENOMEM;
     s->cfg = *cfg;
     const size_t P = (size_t)cfg->population;
-    s->gen = malloc(P * sizeof *s->gen);
-    s->gen_nll = malloc(P * sizeof *s->gen_nll);
-    s->gen_todo = malloc(P * sizeof *s->gen_todo);
+    /* a refinement round: a combination, 2 moves per pair, n_hat and mscale */
+    const size_t G = KVT_MAX(P, (size_t)(2 * cfg->n_pairs + 5));
+    s->cap_gen = (int)G;
+    s->gen = malloc(G * sizeof *s->gen);
+    s->gen_nll = malloc(G * sizeof *s->gen_nll);
+    s->gen_todo = malloc(G * sizeof *s->gen_todo);
     s->par = malloc(P * sizeof *s->par);
-    if (!s->gen || !s->gen_nll || !s->gen_todo || !s->par) { lrs_free(s); return -ENOMEM; }
+    s->mv = malloc(G * sizeof *s->mv);
+    if (!s->gen || !s->gen_nll || !s->gen_todo || !s->par || !s->mv) { lrs_free(s); return -ENOMEM; }
     rng_seed(&s->rng, cfg->seed);
     *out = s;
     return 0;
@@ -250,6 +262,8 @@ const struct lrs_iter *lrs_iters(const lrs *s, int *n)
     *n = s->n_it;
     return s->it;
 }
+
+int lrs_refine_converged(const lrs *s) { return s->refine_converged; }
 
 /* ---- operators ----------------------------------------------------------------- */
 
@@ -421,8 +435,9 @@ static int eval_gen(lrs *s, int n, int iter)
     return 0;
 }
 
-/* Bookkeeping after iteration IT whose candidates are c[first..n_c). */
-static int end_iter(lrs *s, int iter, int first)
+/* Bookkeeping after iteration IT whose candidates are c[first..n_c)
+ * (refinement round REFINE with step REL, or 0). */
+static int end_iter(lrs *s, int iter, int first, int refine, double rel)
 {
     if (s->n_it == s->cap_it) {
         int cap = s->cap_it ? 2 * s->cap_it : 32;
@@ -445,6 +460,8 @@ static int end_iter(lrs *s, int iter, int first)
     it->n_new = n;
     it->n_eval = s->n_c;
     it->n_computed = s->n_computed;
+    it->refine = refine;
+    it->refine_rel = rel;
     memcpy(it->rng, s->rng.s, sizeof it->rng);
     return s->cfg.on_iter ? s->cfg.on_iter(s->cfg.user, it) : 0;
 }
@@ -455,6 +472,147 @@ static int gen_size(const lrs *s)
     int64_t P = s->cfg.population;
     if (s->cfg.budget > 0) P = KVT_MIN(P, s->cfg.budget - s->n_c);
     return (int)KVT_MAX((int64_t)0, P);
+}
+
+/* ---- local refinement ---------------------------------------------------------------- */
+
+/* Accept c with its move while the round has room. @return as accept(). */
+static int accept_move(lrs *s, const struct lrs_cand *c, struct lrs_move m, int *n_gen, int want)
+{
+    if (*n_gen >= want) return 0;
+    int rc = accept(s, c, n_gen);
+    if (rc == 1) s->mv[*n_gen - 1] = m;
+    return rc;
+}
+
+/* The n_hat values of the set next below and above v (v when none). */
+static void nhat_neighbours(const struct lrs_config *g, int32_t v, int32_t nb[2])
+{
+    nb[0] = nb[1] = v;
+    for (int k = 0; k < g->n_nhat; k++) {
+        int32_t x = g->nhat[k];
+        if (x < v && (nb[0] == v || x > nb[0])) nb[0] = x;
+        if (x > v && (nb[1] == v || x < nb[1])) nb[1] = x;
+    }
+}
+
+/* One round's single moves of base at relative step rel into gen[]. *unit:
+ * 1 if every step was 1 (the finest level). @return 0 or -ENOMEM. */
+static int refine_moves(lrs *s, const struct lrs_cand *base, double rel, int *n_gen, int want, int *unit)
+{
+    const struct lrs_config *g = &s->cfg;
+    struct lrs_cand c;
+    int rc;
+    *unit = 1;
+    for (int i = 0; i < g->n_pairs; i++) {
+        int d = (int)KVT_MAX(1L, lround(base->q[i] * rel));
+        if (d > 1) *unit = 0;
+        for (int dir = 1; dir >= -1; dir -= 2) {
+            int v = KVT_MAX(g->qmin, KVT_MIN(g->qmax, base->q[i] + dir * d));
+            if (v == base->q[i]) continue;
+            c = *base;
+            c.q[i] = (int16_t)v;
+            for (int j = i + 1; dir > 0 && j < g->n_pairs && c.q[j] < v; j++) c.q[j] = (int16_t)v;
+            for (int j = i - 1; dir < 0 && j >= 0 && c.q[j] > v; j--) c.q[j] = (int16_t)v;
+            if ((rc = accept_move(s, &c, (struct lrs_move){ MV_PAIR, i, v }, n_gen, want)) < 0) return rc;
+        }
+    }
+    if (g->n_nhat > 1) {
+        int32_t nb[2];
+        nhat_neighbours(g, base->n_hat, nb);
+        for (int k = 0; k < 2; k++) {
+            if (nb[k] == base->n_hat) continue;
+            c = *base;
+            c.n_hat = nb[k];
+            if ((rc = accept_move(s, &c, (struct lrs_move){ MV_NHAT, 0, nb[k] }, n_gen, want)) < 0) return rc;
+        }
+    }
+    if (g->mscale_min < g->mscale_max) {
+        int d = (int)KVT_MAX(1L, lround(base->mscale * rel));
+        if (d > 1) *unit = 0;
+        for (int dir = -1; dir <= 1; dir += 2) {
+            int v = KVT_MAX(g->mscale_min, KVT_MIN(g->mscale_max, base->mscale + dir * d));
+            if (v == base->mscale) continue;
+            c = *base;
+            c.mscale = (int16_t)v;
+            if ((rc = accept_move(s, &c, (struct lrs_move){ MV_MSCALE, 0, v }, n_gen, want)) < 0) return rc;
+        }
+    }
+    return 0;
+}
+
+/* The combination of the single moves of the round c[first..first+n) that
+ * beat base_nll (per pair, n_hat and mscale the better of its two moves),
+ * applied to base; the order is restored by raising. @return how many moves
+ * it combines. */
+static int refine_combo(const lrs *s, const struct lrs_cand *base, double base_nll, int first, int n,
+                        struct lrs_cand *out)
+{
+    const struct lrs_config *g = &s->cfg;
+    double bq[ROPE_MAX_PAIRS + 2];
+    int vq[ROPE_MAX_PAIRS + 2], slot, count = 0;
+    for (int k = 0; k < g->n_pairs + 2; k++) bq[k] = base_nll;
+    for (int k = 0; k < n; k++) {
+        const struct lrs_move *m = &s->mv[k];
+        double v = s->nll[first + k];
+        if (m->kind == MV_COMBO) continue;
+        slot = m->kind == MV_PAIR ? m->idx : m->kind == MV_NHAT ? g->n_pairs : g->n_pairs + 1;
+        if (v < bq[slot]) {
+            count += bq[slot] == base_nll;
+            bq[slot] = v;
+            vq[slot] = m->val;
+        }
+    }
+    *out = *base;
+    for (int i = 0; i < g->n_pairs; i++) {
+        if (bq[i] < base_nll) out->q[i] = (int16_t)vq[i];
+        if (i && out->q[i] < out->q[i - 1]) out->q[i] = out->q[i - 1];
+    }
+    if (bq[g->n_pairs] < base_nll) out->n_hat = vq[g->n_pairs];
+    if (bq[g->n_pairs + 1] < base_nll) out->mscale = (int16_t)vq[g->n_pairs + 1];
+    return count;
+}
+
+/* cfg.refine rounds of coordinate moves on the best (longrope_search.h). */
+static int refine(lrs *s)
+{
+    const struct lrs_config *g = &s->cfg;
+    double rel = LRS_REFINE_REL0, prev_nll = 0.0;
+    struct lrs_cand prev_base, q;
+    int rc, prev_first = -1, prev_n = 0, it = s->it[s->n_it - 1].iter + 1;
+    for (int round = 1; round <= g->refine;) {
+        int want = s->cap_gen, n_gen = 0, unit; /* the budget is the iterations' */
+        int bi = lrs_best(s);
+        const struct lrs_cand base = s->c[bi];
+        const double base_nll = s->nll[bi];
+        /* the combination of the last round's gains (its moves are still in mv[]) */
+        if (prev_first >= 0 && refine_combo(s, &prev_base, prev_nll, prev_first, prev_n, &q) >= 2) {
+            struct lrs_move m = { MV_COMBO, 0, 0 };
+            if ((rc = accept(s, &q, &n_gen)) < 0) return rc;
+            if (rc == 1) s->mv[0] = m;
+        }
+        if ((rc = refine_moves(s, &base, rel, &n_gen, want, &unit)) < 0) return rc;
+        prev_first = -1;
+        if (n_gen == 0) { /* every move seen: a finer step, or done */
+            if (unit) { s->refine_converged = 1; break; }
+            rel *= 0.5;
+            continue;
+        }
+        int first = s->n_c;
+        if ((rc = eval_gen(s, n_gen, it)) < 0) return rc;
+        if ((rc = end_iter(s, it, first, round, rel)) < 0) return rc;
+        prev_first = first;
+        prev_n = n_gen;
+        prev_base = base;
+        prev_nll = base_nll;
+        if (!(s->nll[lrs_best(s)] < base_nll)) {
+            if (unit) { s->refine_converged = 1; break; }
+            rel *= 0.5;
+        }
+        round++;
+        it++;
+    }
+    return 0;
 }
 
 int lrs_run(lrs *s)
@@ -469,7 +627,7 @@ int lrs_run(lrs *s)
         if ((rc = accept(s, &q, &n_gen)) < 0) return rc;
     }
     if ((rc = eval_gen(s, n_gen, 0)) < 0) return rc;
-    if ((rc = end_iter(s, 0, 0)) < 0) return rc;
+    if ((rc = end_iter(s, 0, 0, 0, 0.0)) < 0) return rc;
     int last_better = 0;
     double best = s->it[0].best_nll;
     for (int it = 1; it <= g->max_iter; it++) {
@@ -491,11 +649,11 @@ int lrs_run(lrs *s)
         }
         int first = s->n_c;
         if ((rc = eval_gen(s, n_gen, it)) < 0) return rc;
-        if ((rc = end_iter(s, it, first)) < 0) return rc;
+        if ((rc = end_iter(s, it, first, 0, 0.0)) < 0) return rc;
         if (s->it[s->n_it - 1].best_nll < best) {
             best = s->it[s->n_it - 1].best_nll;
             last_better = it;
         }
     }
-    return 0;
+    return g->refine > 0 ? refine(s) : 0;
 }

@@ -23,6 +23,22 @@
  * better best, or when `budget` candidates have been evaluated (the last
  * generation is cut to fit).
  *
+ * Refinement (refine > 0 rounds after the evolutionary iterations, off by
+ * default): a local coordinate search on the best so far. A round moves
+ * each pair of the best up and down by d = max(1, round(rel x q_i)) on its
+ * own (a move up raises later pairs below the new value to it, a move down
+ * lowers earlier pairs above it to it, so the order holds and plateaus can
+ * move), n_hat to its neighbours in the set, and mscale by max(1, round(rel
+ * x mscale)) either way; the first candidate of a round after one that
+ * gained combines every single move of it that beat its base. rel starts
+ * at LRS_REFINE_REL0 and is halved after a round without a better best;
+ * after a round with every step at 1 without one (a local optimum of the
+ * grid for these moves) the refinement stops. No random numbers: the rounds
+ * are a function of the candidates evaluated so far. Rounds are iterations
+ * numbered on from the last evolutionary one (lrs_iter.refine = round);
+ * they run however the iterations stopped, and `budget` bounds the
+ * iterations only (a round evaluates at most 2 n_pairs + 5 candidates).
+ *
  * Determinism: one xoshiro256** stream seeded by `seed` makes every
  * decision before a generation is evaluated, and results are taken in
  * generation order, so the result does not depend on n_workers or on
@@ -42,6 +58,7 @@
 #include "rope.h"
 
 #define LRS_MAX_NHAT 32
+#define LRS_REFINE_REL0 0.04 /* the refinement's first relative step */
 
 struct lrs_cand {
     int16_t q[ROPE_MAX_PAIRS]; /* 100 lambda_i, n_pairs used */
@@ -56,6 +73,8 @@ struct lrs_iter {
     double best_nll, median_nll; /* median of this iteration's new ones */
     int n_new, n_eval;     /* this iteration's, all so far */
     int64_t n_computed;    /* evaluated by eval() (not from lrs_known) */
+    int refine;            /* 0: an evolutionary iteration; k: refinement round k */
+    double refine_rel;     /* its relative step (0 for evolutionary ones) */
     uint64_t rng[4];       /* the RNG state after it (journal check) */
 };
 
@@ -73,7 +92,8 @@ struct lrs_config {
     int population;        /* >= 2 */
     int max_iter;          /* iterations after the initial one */
     int patience;          /* 0 = off */
-    int64_t budget;        /* max candidates evaluated, 0 = no limit */
+    int refine;            /* refinement rounds after the iterations (0 = none) */
+    int64_t budget;        /* max candidates evaluated by the iterations, 0 = no limit */
     uint64_t seed;
     int n_nhat;            /* 1..LRS_MAX_NHAT */
     int32_t nhat[LRS_MAX_NHAT];
@@ -129,5 +149,8 @@ int lrs_n_cands(const lrs *s);
 const struct lrs_cand *lrs_cand_at(const lrs *s, int i, double *nll);
 int lrs_best(const lrs *s); /* index of the best (ties: the earliest), -1 if none */
 const struct lrs_iter *lrs_iters(const lrs *s, int *n);
+/* 1 if the refinement stopped at a local optimum of the grid (before its
+ * rounds ran out), else 0. */
+int lrs_refine_converged(const lrs *s);
 
 #endif

@@ -8,7 +8,8 @@
  * (kvtile info) and gives the same nll_sum as the model with
  * --longrope-factors (llama and phi3 files); the magnitude multiplier as a
  * searched gene (--search-mscale) keeps all of these, and
- * --longrope-mscale reproduces its result. */
+ * --longrope-mscale reproduces its result; --refine rounds continue a
+ * search through --resume exactly. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -448,6 +449,36 @@ static void test_stopping(void)
     free(svg);
 }
 
+/* --refine: the rounds after the iterations, logged as such; a search
+ * continued with --resume --refine writes the same journal as one run; a
+ * journal with rounds refuses more iterations (its next record is a round). */
+static void test_refine(void)
+{
+    char out[4096], a[256], b[256];
+    T_CHECK(run(out, sizeof out, "%s longrope-search %s %s --iterations 1 --refine 2 -o %s/rf --json",
+                g_bin, MODEL, SEARCH_ARGS, g_dir) == 0);
+    T_CHECK(json_num(out, "iterations") == 3);
+    double ev = json_num(out, "evaluations");
+    T_CHECK(ev > 12 + 32 && ev <= 12 + 2 * (2 * 32 + 5));
+    snprintf(a, sizeof a, "%s/rf.log.json", g_dir);
+    char *log = t_slurp(a, NULL);
+    T_CHECK(log && strstr(log, "\"stopped\": \"refine rounds\"") && strstr(log, "\"refine\": 2, \"refine_step\": "));
+    free(log);
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 1 -o %s/rg", g_bin, MODEL, SEARCH_ARGS,
+                g_dir) == 0);
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 1 --refine 2 --resume -o %s/rg", g_bin,
+                MODEL, SEARCH_ARGS, g_dir) == 0);
+    snprintf(a, sizeof a, "%s/rf.journal", g_dir);
+    snprintf(b, sizeof b, "%s/rg.journal", g_dir);
+    T_CHECK(files_equal(a, b));
+    T_CHECK(count_lines(a, "iter ") == 4);
+    snprintf(a, sizeof a, "%s/rf.factors.txt", g_dir);
+    snprintf(b, sizeof b, "%s/rg.factors.txt", g_dir);
+    T_CHECK(files_equal(a, b));
+    T_CHECK(run(NULL, 0, "%s longrope-search %s %s --iterations 2 --resume -o %s/rf 2>/dev/null", g_bin,
+                MODEL, SEARCH_ARGS, g_dir) != 0);
+}
+
 /* --schedule 512,1024: the 1024 stage's first candidate is the 512 result
  * times 2 (on the grid); --from gives the same stage. */
 static void test_schedule(void)
@@ -517,6 +548,7 @@ int main(void)
     T_RUN(test_schedule);
     T_RUN(test_phi3);
     T_RUN(test_mscale);
+    T_RUN(test_refine);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", g_dir);

@@ -14,6 +14,12 @@
  * seeded at 1). --self-extend G:W searches factors under SelfExtend's
  * grouping (both of its views use the factors).
  *
+ * Refinement: --refine R adds up to R rounds of coordinate moves on the
+ * best after the iterations (engine/longrope_search.h); they are not part
+ * of the journal's key, like --iterations: more rounds continue a search,
+ * and a journal with rounds cannot be continued by more iterations (the
+ * replay stops at the first round: its recorded state differs).
+ *
  * Workers: --workers W model contexts, each with its own RAM store and
  * max(1, threads / W) threads, evaluate a generation's candidates in
  * parallel; the search's decisions do not depend on W.
@@ -72,7 +78,7 @@ struct run {
     int32_t *ids;
     int64_t lo, hi;
     uint64_t text_hash;
-    int K, P, T, patience, n_workers, score_all, search_nhat, search_mscale, do_short, resume;
+    int K, P, T, patience, refine, n_workers, score_all, search_nhat, search_mscale, do_short, resume;
     int64_t budget, n_hat;
     uint64_t seed;
     const char *before;
@@ -259,6 +265,7 @@ static lrs *run_search(struct stage *st, struct lrs_config *cfg, int64_t TL, dou
     cfg->population = R->P;
     cfg->max_iter = R->T;
     cfg->patience = R->patience;
+    cfg->refine = R->refine;
     cfg->budget = R->budget;
     cfg->seed = R->seed;
     cfg->n_workers = R->n_workers;
@@ -278,12 +285,15 @@ static lrs *run_search(struct stage *st, struct lrs_config *cfg, int64_t TL, dou
     const struct lrs_iter *it = lrs_iters(s_, &n_it);
     double nll;
     const struct lrs_cand *bc = lrs_cand_at(s_, best, &nll);
-    const char *stopped = n_it - 1 >= R->T ? "iterations"
-                        : R->budget > 0 && lrs_n_cands(s_) >= R->budget ? "budget" : "patience";
+    const char *stopped = lrs_refine_converged(s_) ? "refined"
+                        : n_it && it[n_it - 1].refine ? "refine rounds"
+                        : R->budget > 0 && lrs_n_cands(s_) >= R->budget ? "budget"
+                        : n_it - 1 >= R->T ? "iterations" : "patience";
     struct lr_result res = {
         .model_path = R->o.model_path, .set = st->set ? "short" : "long", .eval_ctx = st->L,
         .target_ctx = TL, .orig_ctx = R->orig, .scale = s, .mscale = mscale, .n_pairs = R->np,
         .population = R->P, .samples = R->K, .n_workers = R->n_workers, .patience = R->patience,
+        .refine = R->refine,
         .budget = R->budget, .search_n_hat = cfg->n_nhat > 1,
         .search_mscale = cfg->mscale_min < cfg->mscale_max, .mscale_mult = st->rp.mscale_mult, .se_group = R->o.se_group, .se_window = R->o.se_window, .stopped = stopped,
         .seconds = *secs, .search = s_,
@@ -539,6 +549,8 @@ int cmd_longrope(int argc, char **argv)
         OPT_INT("--patience", NULL, "N", &R.patience, 0, 100000,
                 "stop after N iterations without a better best (0: off)"),
         OPT_I64("--budget", NULL, "N", &R.budget, 0, 1e9, "at most N candidates evaluated (0: no limit)"),
+        OPT_INT("--refine", NULL, "R", &R.refine, 0, 100000,
+                "then up to R rounds of coordinate moves on the best\n(steps of 4% halved to 0.01; not bound by --budget;\n0: none)"),
         OPT_INT("--workers", NULL, "W", &R.n_workers, 1, LR_MAX_WORKERS,
                 "candidates evaluated in parallel (threads / W each)"),
         OPT_U64("--seed", NULL, "S", &R.seed, "random seed"),

@@ -78,13 +78,13 @@ void lr_write_log(const char *path, const struct lr_result *r)
     fprintf(f, ", \"factors\": \"%s\", \"eval_ctx\": %lld, \"target_ctx\": %lld, \"original_ctx\": %lld, "
                "\"scale\": %.6g, \"magnitude\": %.9g, \"magnitude_multiplier\": %.2f, "
                "\"magnitude_searched\": %s, \"n_hat\": %d, \"n_hat_searched\": %s, "
-               "\"self_extend\": \"%d:%d\", \"population\": %d, \"samples\": %d, \"workers\": %d, \"patience\": %d, \"budget\": %lld, "
+               "\"self_extend\": \"%d:%d\", \"population\": %d, \"samples\": %d, \"workers\": %d, \"patience\": %d, \"budget\": %lld, \"refine\": %d, "
                "\"stopped\": \"%s\", \"evaluations\": %d, \"computed\": %lld, \"seconds\": %.3f, "
                "\"best_ppl\": %.6f, \"best_nll\": %.17g, \"best_factors\": ",
             r->set, (long long)r->eval_ctx, (long long)r->target_ctx, (long long)r->orig_ctx, r->scale,
             r->mscale * (bc->mscale ? bc->mscale / 100.0 : 1.0), mult, r->search_mscale ? "true" : "false",
             (int)bc->n_hat, r->search_n_hat ? "true" : "false", r->se_group, r->se_window, r->population, r->samples,
-            r->n_workers, r->patience, (long long)r->budget, r->stopped, lrs_n_cands(r->search),
+            r->n_workers, r->patience, (long long)r->budget, r->refine, r->stopped, lrs_n_cands(r->search),
             n_it ? (long long)it[n_it - 1].n_computed : 0LL, r->seconds, exp(best_nll), best_nll);
     json_factors(f, bc->q, r->n_pairs);
     fprintf(f, ",\n \"iterations\": [\n");
@@ -95,6 +95,7 @@ void lr_write_log(const char *path, const struct lr_result *r)
                 it[i].iter, it[i].n_eval, it[i].n_new, exp(it[i].best_nll), exp(it[i].median_nll),
                 it[i].best_nll, (int)c->n_hat);
         if (r->search_mscale) fprintf(f, "\"best_mscale\": %.2f, ", c->mscale / 100.0);
+        if (it[i].refine) fprintf(f, "\"refine\": %d, \"refine_step\": %.6g, ", it[i].refine, it[i].refine_rel);
         fprintf(f, "\"best_factors\": ");
         json_factors(f, c->q, r->n_pairs);
         fprintf(f, "}%s\n", i + 1 < n_it ? "," : "");

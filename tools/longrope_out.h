@@ -22,11 +22,12 @@ struct lr_result {
     int64_t eval_ctx, target_ctx, orig_ctx;
     double scale, mscale;  /* mscale: the magnitude without the searched multiplier */
     double mscale_mult;    /* the fixed --longrope-mscale, 0: none */
-    int n_pairs, population, samples, n_workers, patience;
+    int n_pairs, population, samples, n_workers, patience, refine;
     int64_t budget;
     int search_n_hat, search_mscale;
     int se_group, se_window; /* SelfExtend during the search (0: off) */
-    const char *stopped;   /* "iterations", "patience" or "budget" */
+    const char *stopped;   /* "iterations", "patience", "budget", "refine rounds" or
+                              "refined" (a local optimum) */
     double seconds;
     const lrs *search;
 };
