@@ -98,6 +98,10 @@ static void g2_pack_w(const struct mm_g8_job *j, int64_t r, int off, struct mm_g
     }
 }
 
+/* Keeps V in a register as it is: without it the compiler reorders the
+ * sums of a block into a tree and spills its partial products. */
+#define G2_KEEP(v) __asm__("" : "+x"(v))
+
 static inline __m256i g2_bcast(const int8_t *p)
 {
     int32_t v;
@@ -117,13 +121,14 @@ g2_body(const struct mm_g8_job *j, const struct mm_g8_wblk *wb, int64_t x0, int 
     const int8_t *xq[MM_G8_NX];
     const float *xd[MM_G8_NX], *xs[MM_G8_NX];
     const int32_t *xi[MM_G8_NX];
+    __m256 fa[MM_G8_NX];
 #pragma GCC unroll 4
     for (int i = 0; i < MM_G8_NX; i++) {
         xq[i] = c->gq + (x0 + i) * n;
         xd[i] = c->gd32 + (x0 + i) * nb;
         xs[i] = split ? c->gs16 + (x0 + i) * ng : c->gs32 + (x0 + i) * nb;
         xi[i] = split ? c->gi16 + (x0 + i) * ng : c->gi32 + (x0 + i) * nb;
-        f[i] = _mm256_setzero_ps();
+        fa[i] = _mm256_setzero_ps();
     }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++, wb++) {
@@ -143,10 +148,14 @@ g2_body(const struct mm_g8_job *j, const struct mm_g8_wblk *wb, int64_t x0, int 
                     const __m256i p = _mm256_maddubs_epi16(aw, xb);
                     if (fl == 1) {
                         acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(p, ones));
+                        G2_KEEP(acc[i]);
                     } else {
                         a16[i] = (s - s0) % fl == 0 ? p : _mm256_add_epi16(a16[i], p);
-                        if ((s - s0) % fl == fl - 1)
+                        G2_KEEP(a16[i]);
+                        if ((s - s0) % fl == fl - 1) {
                             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a16[i], ones));
+                            G2_KEEP(acc[i]);
+                        }
                     }
                 }
             }
@@ -157,14 +166,16 @@ g2_body(const struct mm_g8_job *j, const struct mm_g8_wblk *wb, int64_t x0, int 
                 __m256i is = acc[i];
                 if (osh)
                     is = _mm256_sub_epi32(is, _mm256_slli_epi32(_mm256_set1_epi32(xi[i][g]), osh));
-                f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is),
-                                       _mm256_mul_ps(_mm256_set1_ps(xd[i][b]), dw), f[i]);
+                fa[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is),
+                                        _mm256_mul_ps(_mm256_set1_ps(xd[i][b]), dw), fa[i]);
                 if (bias)
-                    f[i] = _mm256_fmadd_ps(_mm256_loadu_ps(wb->b[h]),
-                                           _mm256_set1_ps(xs[i][g]), f[i]);
+                    fa[i] = _mm256_fmadd_ps(_mm256_loadu_ps(wb->b[h]),
+                                            _mm256_set1_ps(xs[i][g]), fa[i]);
             }
         }
     }
+#pragma GCC unroll 4
+    for (int i = 0; i < MM_G8_NX; i++) f[i] = fa[i];
 }
 
 typedef void (*g2_kernel_fn)(const struct mm_g8_job *j, const struct mm_g8_wblk *wb,
