@@ -4,11 +4,14 @@
 #
 #   LLAMA_CPP_DIR=/path/to/llama.cpp/build/bin sh bench/compare_llamacpp.sh [BUILD]
 #
-# Needs llama-bench, llama-quantize and llama-perplexity in LLAMA_CPP_DIR
-# (without it the script says so and exits 0; `make bench` does not run
-# it). Writes tl-f16.gguf with gen_model, the other types with
-# llama-quantize, into KVT_BENCH_DIR (default /tmp/kvt-compare; kept for
-# the next run). For each type of TYPES (default "f16 q8_0 q4_0 q4_k_m"):
+# Needs llama-bench and llama-perplexity in LLAMA_CPP_DIR (without them
+# the script says so and exits 0; `make bench` does not run it). Writes
+# tl-f16.gguf with gen_model, the other types with llama-quantize
+# (LLAMA_QUANTIZE, default LLAMA_CPP_DIR/llama-quantize; only for files
+# not yet there), into KVT_BENCH_DIR (default /tmp/kvt-compare; kept for
+# the next run). Pair kernel sets: KVT_CPU=avx2 with an AVX2-only build
+# (LLAMA_CPP_DIR=.../build-avx2/bin); the script prints llama.cpp's
+# system_info and a note when the two differ. For each type of TYPES (default "f16 q8_0 q4_0 q4_k_m"):
 #   decode: `llama-bench -p 0 -n 32 -t T` (tokens/s) vs `kvtile generate
 #           -n 32 -t T --kv-store ram` after a 26-token prompt (tokens/s of
 #           the generated tokens, from its summary line)
@@ -30,12 +33,14 @@ ppl=${PPL:-1}
 text=tests/data/kjv-nt.txt
 prompt="In the beginning God created the heaven and the earth."
 
-if [ -z "$bin" ] || [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-quantize" ] ||
-   [ ! -x "$bin/llama-perplexity" ]; then
+if [ -z "$bin" ] || [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-perplexity" ]; then
     echo "compare_llamacpp: set LLAMA_CPP_DIR to a llama.cpp build/bin (llama-bench," \
-         "llama-quantize, llama-perplexity); nothing compared"
+         "llama-perplexity); nothing compared"
     exit 0
 fi
+# llama-quantize makes the quantized files; only needed for files not yet
+# in KVT_BENCH_DIR (an AVX2-only build may come without it)
+quant=${LLAMA_QUANTIZE:-$bin/llama-quantize}
 for p in "$build/kvtile" "$build/bench/gen_model"; do
     [ -x "$p" ] || { echo "compare_llamacpp: $p missing (make all)" >&2; exit 1; }
 done
@@ -50,7 +55,8 @@ model() {
     else
         model f16 || return 1
         q=$(echo "$1" | tr a-z A-Z)
-        "$bin/llama-quantize" "$dir/tl-f16.gguf" "$f" "$q" "$threads" >/dev/null 2>&1 || return 1
+        [ -x "$quant" ] || { echo "compare_llamacpp: no $quant (LLAMA_QUANTIZE)" >&2; return 1; }
+        "$quant" "$dir/tl-f16.gguf" "$f" "$q" "$threads" >/dev/null 2>&1 || return 1
     fi
 }
 
@@ -77,10 +83,21 @@ for t in $types; do
         "$build/kvtile" ppl "$f" -f "$text" -c 2048 --chunks 1 -t "$threads" --quiet >/dev/null 2>&1
         kp=$(awk -v a="$s" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
         s=$(now)
-        "$bin/llama-perplexity" -m "$f" -f "$text" -c 2048 --chunks 1 -t "$threads" >/dev/null 2>&1
+        "$bin/llama-perplexity" -m "$f" -f "$text" -c 2048 --chunks 1 -t "$threads" \
+            >/dev/null 2>"$dir/llama-ppl.err"
         lp=$(awk -v a="$s" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+        [ -z "$llama_cpu" ] && llama_cpu=$(sed -n 's/.*system_info: //p' "$dir/llama-ppl.err" | head -1)
         printf ' %10s %10s %7s' "$kp" "$lp" "$(ratio "$lp" "$kp")"
     fi
     echo
 done
 echo "(prompt $n_prompt tokens; ratio = kvtile speed / llama.cpp speed)"
+# kvtile's kernel set should match what the llama.cpp build runs: its avx2
+# set (KVT_CPU=avx2) against an AVX2-only build, avx512 against a native one
+if [ -n "$llama_cpu" ]; then
+    echo "llama.cpp system_info: $llama_cpu"
+    case "$cpu" in *"kernels avx512"*) kset=avx512 ;; *"kernels avx2"*) kset=avx2 ;; *) kset=other ;; esac
+    case "$llama_cpu" in *"AVX512 = 1"*) lset=avx512 ;; *"AVX2 = 1"*) lset=avx2 ;; *) lset=other ;; esac
+    [ "$kset" = "$lset" ] || echo "note: kvtile runs its $kset set, llama.cpp was built for $lset" \
+        "(KVT_CPU=avx2 pairs with an AVX2-only build such as build-avx2)"
+fi
