@@ -132,7 +132,9 @@ g2_body(const struct mm_g8_job *j, const struct mm_g8_wblk *wb, int64_t x0, int 
     }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++, wb++) {
-        for (int h = 0; h < (split ? 2 : 1); h++) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            if (h && !split) break;
             const int s0 = split ? 4 * h : 0, s1 = split ? 4 * h + 4 : 8;
             __m256i acc[MM_G8_NX], a16[MM_G8_NX];
 #pragma GCC unroll 4

@@ -158,6 +158,13 @@ static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, in
  * Q6_K), scaled in f32 with the steps and order of the avx512 set's VNNI
  * GEMM (mm_gemm512.c), fmaf for its fused multiply-adds, so the same
  * bits (speed is secondary here). */
+static inline int32_t g8_dot16(const int8_t *a, const int8_t *b)
+{
+    int32_t s = 0;
+    for (int k = 0; k < 16; k++) s += (int32_t)a[k] * b[k];
+    return s;
+}
+
 static void gemm_i8_rows(const struct mm_g8_job *j, int64_t r0, int64_t r1, int thread)
 {
     const mm_ctx *c = j->c;
@@ -186,9 +193,8 @@ static void gemm_i8_rows(const struct mm_g8_job *j, int64_t r0, int64_t r1, int 
             for (int64_t b = 0; b < nb; b++)
                 for (int h = 0; h < (split ? 2 : 1); h++) {
                     const int64_t g = split ? 2 * b + h : b, k0 = split ? 16 * g : 32 * b;
-                    int32_t isum = 0;
-                    for (int k = 0; k < (split ? 16 : 32); k++)
-                        isum += (int32_t)q[k0 + k] * xq[k0 + k];
+                    int32_t isum = g8_dot16(q + k0, xq + k0);
+                    if (!split) isum += g8_dot16(q + k0 + 16, xq + k0 + 16);
                     f = fmaf((float)isum, xd[b] * sc[k0 / 16], f);
                     if (bias) f = fmaf(bi[k0 / 16], xs[g], f);
                 }
