@@ -1,6 +1,6 @@
 /* matmul.c - weight products in the stored GGUF type (see matmul.h): the
  * public API and the dispatch. The kernels are per instruction set
- * (mm_kern.h: mm_portable.c, mm_avx2.c, mm_x8.c, mm_avx512.c,
+ * (mm_kern.h: mm_portable.c, mm_avx2.c, mm_x8.c, mm_gemm2.c, mm_avx512.c,
  * mm_gemm512.c); this file is built once, for the x86-64-v2 baseline.
  *
  * A product takes one of these paths (mm_matmul):
@@ -9,8 +9,9 @@
  *     product (mm_x8_quant) for quantized weights, unless the context's
  *     int8 paths are off; f32 X for F32/F16/BF16 weights;
  *   larger m: the set's direct bf16 GEMM (BF16/F16 weights) or int8 GEMM
- *     (the types of mm_ig_type) where the context allows and the CPU has
- *     them; else per-thread row blocks of W dequantized and handed to
+ *     (the types of mm_ig_type; avx512: mm_gemm512.c, the other sets:
+ *     X quantized here, mm_gemm_i8, rows by gemm_i8_rows) where the
+ *     context allows and the CPU has them; else per-thread row blocks of W dequantized and handed to
  *     cblas_sgemm (F32 weights in place).
  */
 #include "matmul.h"

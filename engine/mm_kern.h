@@ -12,6 +12,7 @@
  *   mm_avx512.c       AVX-512 kernels (x86-64-v4); the avx512 set's table
  *   mm_gemm512.c      the direct bf16 GEMM (AVX512-BF16) and the int8
  *                     GEMM (AVX512-VNNI) for prompt chunks
+ *   mm_gemm2.c        the int8 GEMM of the avx2 set (vpmaddubsw)
  *   mm_unpack.h       the unpackers' structure, included by mm_portable.c
  *                     and mm_avx2.c with their code extractors
  *   mm_rows.h         the loops over a row's 256-element chunks, included
