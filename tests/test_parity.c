@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../base/cpu.h"
+#include "../base/kvt.h"
 #include "t.h"
 #include "tproc.h"
 
@@ -37,13 +38,15 @@ static void check_ref_on(int set, const char *model, const char *args, double re
     snprintf(cmd, sizeof cmd, "%s%s %s ppl models/%s -f " NT " %s --kv-store ram --json --quiet",
              set == CPU_SET_DEFAULT ? "" : "KVT_CPU=",
              set == CPU_SET_DEFAULT ? "" : cpu_set_name(set), t_kvtile(), model, args);
+    const double t0 = kvt_now_s();
     int rc = t_sh(cmd, out, sizeof out, err, sizeof err);
+    const double secs = kvt_now_s() - t0;
     if (rc != 0) fprintf(stderr, "  %s: exit %d: %s\n", cmd, rc, err);
     double p = rc == 0 ? t_json_num(out, "ppl") : NAN;
     double rel = fabs(p - ref) / ref;
-    fprintf(stderr, "  %-8s %-34s %-8s ppl %.4f ref %.4f (%.4f%%)\n",
+    fprintf(stderr, "  %-8s %-34s %-8s ppl %.4f ref %.4f (%.4f%%, %.0f s)\n",
             cpu_set_name(set == CPU_SET_DEFAULT ? cpu_set_default() : set), model, args, p,
-            ref, 100 * rel);
+            ref, 100 * rel, secs);
     T_CHECK(rel <= tol_rel);
 }
 
