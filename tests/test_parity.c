@@ -94,7 +94,9 @@ static void test_reference_other_sets(void)
         n++;
         if (set == CPU_SET_PORTABLE) continue; /* plain C: about 150 s a file */
         check_ref_on(set, "tiny-kjv-q4_0.gguf", "-c 256", 19.6382, 1e-4);
-        check_ref_on(set, "tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 3e-5);
+        /* 1e-4, not 3e-5: its F16 ffn_down (688 columns) takes f32 X here,
+         * bf16 X on the avx512 set, f16 X in llama.cpp (observed 0.0054%) */
+        check_ref_on(set, "tiny-kjv-q4_k_m.gguf", "-c 256", 19.4515, 1e-4);
     }
     if (n == 0) T_SKIP("one kernel set on this host");
 }
