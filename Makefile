@@ -27,13 +27,14 @@ LDLIBS  = -lopenblas -luring -llz4 -lpcre2-8 -lxxhash -ljansson -lm -pthread
 
 # the kernel files, each with its instruction set's flags; mm_x8.c and
 # attn_kern.c twice
-MM_KERN   := mm_portable mm_avx2 mm_x8_avx2 mm_avx512 mm_x8_avx512 mm_gemm512 \
+MM_KERN   := mm_portable mm_avx2 mm_x8_avx2 mm_gemm2 mm_avx512 mm_x8_avx512 mm_gemm512 \
              attn_kern_avx2 attn_kern_avx512
 MM_V3     := -march=x86-64-v3
 MM_V4     := -march=x86-64-v4 -mavx512vnni
 MM_FLAGS_mm_portable  := -march=x86-64-v2
 MM_FLAGS_mm_avx2      := $(MM_V3)
 MM_FLAGS_mm_x8_avx2   := $(MM_V3) -DMM_X8_SET=avx2
+MM_FLAGS_mm_gemm2     := $(MM_V3)
 MM_FLAGS_mm_avx512    := $(MM_V4)
 MM_FLAGS_mm_x8_avx512 := $(MM_V4) -DMM_X8_SET=avx512
 MM_FLAGS_mm_gemm512   := $(MM_V4) -mavx512bf16

@@ -6,10 +6,11 @@
 #   [LLAMA_CPP_AVX2_DIR=/path/to/llama.cpp/build-avx2/bin] \
 #   sh bench/compare_llamacpp.sh [BUILD]
 #
-# Needs llama-bench, llama-quantize and llama-perplexity in LLAMA_CPP_DIR
-# (without it the script says so and exits 0; `make bench` does not run
-# it). Writes tl-f16.gguf with gen_model, the other types with
-# llama-quantize, into KVT_BENCH_DIR (default /tmp/kvt-compare; kept for
+# Needs llama-bench and llama-perplexity in LLAMA_CPP_DIR (without them
+# the script says so and exits 0; `make bench` does not run it). Writes
+# tl-f16.gguf with gen_model, the other types with llama-quantize
+# (LLAMA_QUANTIZE, default LLAMA_CPP_DIR/llama-quantize; only for files
+# not yet there), into KVT_BENCH_DIR (default /tmp/kvt-compare; kept for
 # the next run; files already there are used as they are).
 #
 # Kernel sets: kvtile's default set (KVT_CPU, else the best the host has)
@@ -46,10 +47,9 @@ ppl=${PPL:-1}
 text=tests/data/kjv-nt.txt
 prompt="In the beginning God created the heaven and the earth."
 
-if [ -z "$bin" ] || [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-quantize" ] ||
-   [ ! -x "$bin/llama-perplexity" ]; then
+if [ -z "$bin" ] || [ ! -x "$bin/llama-bench" ] || [ ! -x "$bin/llama-perplexity" ]; then
     echo "compare_llamacpp: set LLAMA_CPP_DIR to a llama.cpp build/bin (llama-bench," \
-         "llama-quantize, llama-perplexity); nothing compared"
+         "llama-perplexity); nothing compared"
     exit 0
 fi
 if [ -n "$bin2" ] && [ ! -x "$bin2/llama-bench" ]; then
@@ -57,6 +57,9 @@ if [ -n "$bin2" ] && [ ! -x "$bin2/llama-bench" ]; then
     exit 1
 fi
 sets=${SETS:-default${bin2:+ avx2}}
+# llama-quantize makes the quantized files; only needed for files not yet
+# in KVT_BENCH_DIR (an AVX2-only build may come without it)
+quant=${LLAMA_QUANTIZE:-$bin/llama-quantize}
 for p in "$build/kvtile" "$build/bench/gen_model"; do
     [ -x "$p" ] || { echo "compare_llamacpp: $p missing (make all)" >&2; exit 1; }
 done
@@ -71,7 +74,8 @@ model() {
     else
         model f16 || return 1
         q=$(echo "$1" | tr a-z A-Z)
-        "$bin/llama-quantize" "$dir/tl-f16.gguf" "$f" "$q" 2 >/dev/null 2>&1 || return 1
+        [ -x "$quant" ] || { echo "compare_llamacpp: no $quant (LLAMA_QUANTIZE)" >&2; return 1; }
+        "$quant" "$dir/tl-f16.gguf" "$f" "$q" 2 >/dev/null 2>&1 || return 1
     fi
 }
 

@@ -1,6 +1,6 @@
 /* matmul.c - weight products in the stored GGUF type (see matmul.h): the
  * public API and the dispatch. The kernels are per instruction set
- * (mm_kern.h: mm_portable.c, mm_avx2.c, mm_x8.c, mm_avx512.c,
+ * (mm_kern.h: mm_portable.c, mm_avx2.c, mm_x8.c, mm_gemm2.c, mm_avx512.c,
  * mm_gemm512.c); this file is built once, for the x86-64-v2 baseline.
  *
  * A product takes one of these paths (mm_matmul):
@@ -9,8 +9,9 @@
  *     product (mm_x8_quant) for quantized weights, unless the context's
  *     int8 paths are off; f32 X for F32/F16/BF16 weights;
  *   larger m: the set's direct bf16 GEMM (BF16/F16 weights) or int8 GEMM
- *     (the types of mm_ig_type) where the context allows and the CPU has
- *     them; else per-thread row blocks of W dequantized and handed to
+ *     (the types of mm_ig_type; avx512: mm_gemm512.c, the other sets:
+ *     X quantized here, mm_gemm_i8, rows by gemm_i8_rows) where the
+ *     context allows and the CPU has them; else per-thread row blocks of W dequantized and handed to
  *     cblas_sgemm (F32 weights in place).
  */
 #include "matmul.h"
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cblas.h>
 
@@ -70,7 +72,8 @@ int mm_int8_gemm_used(const mm_ctx *c, int type, int64_t n_in, int m)
 {
     if (!c->int8_gemm || n_in % 32 != 0) return 0;
     if (m <= MM_FUSED_M_MAX) return mm_x8_type(type);
-    return c->ixp != NULL && mm_ig_type(type);
+    return (c->ixp != NULL || c->gq != NULL) && mm_ig_type(type) &&
+           n_in % mm_types[type].blck == 0;
 }
 
 int mm_bf16_gemm_used(const mm_ctx *c, int type, int64_t n_in, int m)
@@ -126,6 +129,19 @@ int mm_ctx_create(pool *p, int64_t max_n_in, const struct mm_params *mp, mm_ctx 
         c->iwp = malloc((size_t)c->n_threads * n_blk * sizeof *c->iwp);
         fail |= !c->ixp || !c->iwp;
     }
+    if (c->k->gemm_i8_rows && c->int8_gemm) {
+        const size_t rows = MM_G8_XCHUNK, n = (size_t)max_n_in;
+        c->gq = malloc(rows * n);
+        c->gd16 = malloc(rows * (n / 16 + 1) * sizeof(float));
+        c->gs16 = malloc(rows * (n / 16 + 1) * sizeof(float));
+        c->gd32 = malloc(rows * (n / 32 + 1) * sizeof(float));
+        c->gs32 = malloc(rows * (n / 32 + 1) * sizeof(float));
+        c->gi16 = malloc(rows * (n / 16 + 1) * sizeof(int32_t));
+        c->gi32 = malloc(rows * (n / 32 + 1) * sizeof(int32_t));
+        c->gw = malloc((size_t)c->n_threads * (n / 32 + 1) * sizeof *c->gw);
+        fail |= !c->gq || !c->gd16 || !c->gs16 || !c->gd32 || !c->gs32 || !c->gi16 ||
+                !c->gi32 || !c->gw;
+    }
     if (fail) {
         mm_ctx_free(c);
         return -ENOMEM;
@@ -148,6 +164,14 @@ void mm_ctx_free(mm_ctx *c)
     free(c->x8s32);
     free(c->x8d32);
     free(c->x8qr);
+    free(c->gq);
+    free(c->gd16);
+    free(c->gs16);
+    free(c->gd32);
+    free(c->gs32);
+    free(c->gi16);
+    free(c->gi32);
+    free(c->gw);
     free(c);
 }
 
@@ -261,6 +285,67 @@ static void mm_task_gemm(void *ctx, int task, int thread)
                 j->y + r0, (int)j->n_out);
 }
 
+/* ---- the int8 GEMM of the sets with gemm_i8_rows ---------------------------- */
+
+/* Quantize X rows [i0 + 16 t, i0 + 16 t + 16) of the pass into c->gq etc.
+ * (mm_x8_quant, the set's quant_x8) with their integer sums; rows past
+ * the pass, up to a multiple of MM_G8_NX, are zero. */
+static void mm_g8_quant_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const struct mm_g8_job *j = ctx;
+    const mm_ctx *c = j->c;
+    const int64_t n = j->n_in, ng = n / 16, nb = n / 32;
+    const int64_t pad = (j->mc + MM_G8_NX - 1) / MM_G8_NX * MM_G8_NX;
+    const int64_t e = KVT_MIN((int64_t)(task + 1) * 16, pad);
+    for (int64_t i = (int64_t)task * 16; i < e; i++) {
+        int8_t *q = c->gq + i * n;
+        int32_t *s16 = c->gi16 + i * ng, *s32 = c->gi32 + i * nb;
+        if (i >= j->mc) {
+            memset(q, 0, (size_t)n);
+            memset(s16, 0, (size_t)ng * sizeof *s16);
+            memset(s32, 0, (size_t)nb * sizeof *s32);
+            memset(c->gd16 + i * ng, 0, (size_t)ng * sizeof(float));
+            memset(c->gs16 + i * ng, 0, (size_t)ng * sizeof(float));
+            memset(c->gd32 + i * nb, 0, (size_t)nb * sizeof(float));
+            memset(c->gs32 + i * nb, 0, (size_t)nb * sizeof(float));
+            continue;
+        }
+        (c->k->quant_x8 ? c->k->quant_x8 : mm_x8_quant)(
+            j->x + (j->i0 + i) * n, n, q, c->gd16 + i * ng, c->gs16 + i * ng,
+            c->gd32 + i * nb, c->gs32 + i * nb);
+        for (int64_t g = 0; g < ng; g++) {
+            int32_t t = 0;
+            for (int k = 0; k < 16; k++) t += q[16 * g + k];
+            s16[g] = t;
+        }
+        for (int64_t b = 0; b < nb; b++) s32[b] = s16[2 * b] + s16[2 * b + 1];
+    }
+}
+
+static void mm_g8_task(void *ctx, int task, int thread)
+{
+    const struct mm_g8_job *j = ctx;
+    const int64_t r0 = (int64_t)task * j->rows_per_task;
+    j->c->k->gemm_i8_rows(j, r0, KVT_MIN(r0 + j->rows_per_task, j->n_out), thread);
+}
+
+/* Y = X . W^T by the set's gemm_i8_rows, MM_G8_XCHUNK rows of X a pass. */
+static void mm_gemm_i8(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
+{
+    struct mm_g8_job j = {
+        .c = c, .w = w, .x = x, .y = y, .n_in = w->ne[0], .n_out = w->ne[1],
+        .row_bytes = mm_row_bytes(w->type, w->ne[0]),
+    };
+    j.rows_per_task = mm_rows_per_task(j.n_out, c->n_threads, MM_G8_NW);
+    const int64_t n_tasks = (j.n_out + j.rows_per_task - 1) / j.rows_per_task;
+    for (j.i0 = 0; j.i0 < m; j.i0 += MM_G8_XCHUNK) {
+        j.mc = KVT_MIN((int64_t)MM_G8_XCHUNK, (int64_t)m - j.i0);
+        pool_run(c->p, mm_g8_quant_task, &j, (int)((j.mc + 15) / 16));
+        pool_run(c->p, mm_g8_task, &j, (int)n_tasks);
+    }
+}
+
 void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 {
     KVT_ASSERT(mm_type_supported(w->type));
@@ -303,7 +388,8 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
         return;
     }
     if (mm_int8_gemm_used(c, w->type, n_in, m)) {
-        c->k->gemm_int8(c, w, x, m, y);
+        if (c->k->gemm_int8) c->k->gemm_int8(c, w, x, m, y);
+        else mm_gemm_i8(c, w, x, m, y);
         return;
     }
     int64_t rpt = (n_out + want - 1) / want;

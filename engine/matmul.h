@@ -60,10 +60,11 @@ void mm_matmul(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y)
 int mm_bf16_gemm_used(const mm_ctx *c, int type, int64_t n_in, int m);
 
 /* Int8 GEMM for m > 8 with Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
- * IQ4_NL and IQ4_XS weights on the avx512 set (AVX512-VNNI): X is
- * quantized to int8 per block of 32 (as ggml's q8_0 activations; error
- * bound in mm_gemm512.c) and multiplied with the weight codes by
- * vpdpbusd. The int8 decode path (m <= 8, every quantized type, every
+ * IQ4_NL and IQ4_XS weights on every kernel set: X is quantized to int8
+ * per block of 32 (as ggml's q8_0 activations; error bound in
+ * mm_gemm512.c) and multiplied with the weight codes by vpdpbusd
+ * (avx512), vpmaddubsw (avx2, mm_gemm2.c) or plain C (portable), with
+ * the same bits on every set. The int8 decode path (m <= 8, every quantized type, every
  * kernel set) quantizes X the same way, with the same bound. Both on
  * unless int8_gemm_off (then dequantize + sgemm, f32 X for decode).
  * 1 if a product of C with weight TYPE, N_IN inputs and M rows of X

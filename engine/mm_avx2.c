@@ -2,6 +2,7 @@
  * vector unpackers (mm_unpack_avx2, which the avx512 set uses too), f32 /
  * f16 / bf16 row dots and dequantization; the int8 decode dots are
  * mm_x8.c's. */
+#include "mm_gemm2.h"
 #include "mm_x8.h"
 
 #include "base/cpu.h"
@@ -220,4 +221,5 @@ const struct mm_kernels mm_kernels_avx2 = {
     .dot_rows = dot_rows,
     .dot_rows_x8 = mm_dot_rows_x8_avx2,
     .quant_x8 = mm_quant_x8_avx2,
+    .gemm_i8_rows = mm_gemm_i8_rows_avx2,
 };

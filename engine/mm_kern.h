@@ -12,6 +12,7 @@
  *   mm_avx512.c       AVX-512 kernels (x86-64-v4); the avx512 set's table
  *   mm_gemm512.c      the direct bf16 GEMM (AVX512-BF16) and the int8
  *                     GEMM (AVX512-VNNI) for prompt chunks
+ *   mm_gemm2.c        the int8 GEMM of the avx2 set (vpmaddubsw)
  *   mm_unpack.h       the unpackers' structure, included by mm_portable.c
  *                     and mm_avx2.c with their code extractors
  *   mm_rows.h         the loops over a row's 256-element chunks, included
@@ -170,7 +171,36 @@ struct mm_ig_wblk {
     float d[2][MM_IG_NW], b[2][MM_IG_NW]; /* per half; equal for per-32 types */
 };
 
+/* The int8 GEMM of the avx2 and portable sets (matmul.c quantizes X,
+ * the set's gemm_i8_rows multiplies; mm_gemm2.c, mm_portable.c). */
+#define MM_G8_XCHUNK 512 /* X rows quantized per pass (a multiple of MM_G8_NX) */
+#define MM_G8_NW 8       /* W rows per microkernel (avx2: one 32-bit lane each) */
+#define MM_G8_NX 4       /* X rows per microkernel (avx2) */
+
+/* MM_G8_NW rows of W, one block of 32 along k: u[s] holds 4 codes
+ * (k = 4s..4s+3) of each row in its 32-bit lane (row k at bytes 4k..4k+3),
+ * as int8 or offset to unsigned (mm_gemm2.c); d and b the scale and bias
+ * of each half block (equal for per-32 types). */
+struct mm_g8_wblk {
+    uint8_t u[8][32];
+    float d[2][MM_G8_NW], b[2][MM_G8_NW];
+};
+
 typedef struct mm_ctx mm_ctx;
+
+/* One pass of the int8 GEMM of matmul.c: rows [i0, i0 + mc) of X,
+ * quantized in c->gq etc. (pass-local row i at i * n_in, i * n_in / 16,
+ * i * n_in / 32); Y (m, n_out). */
+struct mm_g8_job {
+    const mm_ctx *c;
+    const gguf_tensor *w;
+    const float *x;
+    float *y;
+    int64_t n_in, n_out;
+    size_t row_bytes;
+    int64_t i0, mc;
+    int64_t rows_per_task; /* a multiple of MM_G8_NW */
+};
 
 /* One kernel set's entry points (the dispatch calls only these). */
 struct mm_kernels {
@@ -193,6 +223,11 @@ struct mm_kernels {
      * has none */
     void (*gemm_bf16)(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y);
     void (*gemm_int8)(mm_ctx *c, const gguf_tensor *w, const float *x, int m, float *y);
+    /* the int8 GEMM through matmul.c (sets without gemm_int8): Y columns
+     * [r0, r1) of the pass J, with the W scratch of THREAD (c->gw); the
+     * types of mm_ig_type, n_in % 32 == 0 (and % 256 for K types). The
+     * same f32 steps as gemm_int8 of mm_gemm512.c, so the same bits. */
+    void (*gemm_i8_rows)(const struct mm_g8_job *j, int64_t r0, int64_t r1, int thread);
 };
 
 extern const struct mm_kernels mm_kernels_portable, mm_kernels_avx2, mm_kernels_avx512;
@@ -217,6 +252,13 @@ struct mm_ctx {
     int8_t *x8qr;            /* (MM_FUSED_M_MAX, max_n_in): x8q in the order of
                                 mm_x8_q4_order (Q4_0 weights) or mm_x8_k4_order
                                 (Q4_K) */
+    /* gemm_i8_rows: X of one pass quantized as mm_x8_quant (NULL without
+     * it); rows past the pass up to a multiple of MM_G8_NX are zero */
+    int8_t *gq;              /* (MM_G8_XCHUNK, max_n_in) codes */
+    float *gd16, *gs16;      /* (MM_G8_XCHUNK, max_n_in / 16): d, d * sum(q) */
+    float *gd32, *gs32;      /* (MM_G8_XCHUNK, max_n_in / 32): d, d * sum(q) */
+    int32_t *gi16, *gi32;    /* sum(q) per 16 and per 32, likewise */
+    struct mm_g8_wblk *gw;   /* (n_threads, max_n_in / 32) W scratch */
 };
 
 /* Q4_0 decode: per group of 4 blocks of 32 (128 codes), X codes are stored

@@ -5,6 +5,8 @@
  * -ffast-math, no FMA contraction under -std=c11). */
 #include "mm_kern.h"
 
+#include <math.h>
+
 #include "base/cpu.h"
 
 /* ---- unpackers ------------------------------------------------------------ */
@@ -148,10 +150,64 @@ static float dot_groups_x8(const int8_t *q, const float *sc, const float *bi, in
 #define MM_ROWS_X8
 #include "mm_rows.h"
 
+/* ---- the int8 GEMM ------------------------------------------------------- */
+
+/* gemm_i8_rows (struct mm_kernels): each W row unpacked once per pass
+ * into the thread's scratch, then dotted with every quantized X row of
+ * the pass: exact integer sums per block (per half block for Q2_K, Q3_K,
+ * Q6_K), scaled in f32 with the steps and order of the avx512 set's VNNI
+ * GEMM (mm_gemm512.c), fmaf for its fused multiply-adds, so the same
+ * bits (speed is secondary here). */
+static inline int32_t g8_dot16(const int8_t *a, const int8_t *b)
+{
+    int32_t s = 0;
+    for (int k = 0; k < 16; k++) s += (int32_t)a[k] * b[k];
+    return s;
+}
+
+static void gemm_i8_rows(const struct mm_g8_job *j, int64_t r0, int64_t r1, int thread)
+{
+    const mm_ctx *c = j->c;
+    const int type = j->w->type, bias = mm_has_bias(type);
+    const int split = type == GGML_TYPE_Q2_K || type == GGML_TYPE_Q3_K ||
+                      type == GGML_TYPE_Q6_K;
+    const int64_t n = j->n_in, ng = n / 16, nb = n / 32;
+    const int blck = mm_types[type].blck, bytes = mm_types[type].bytes;
+    const int per_chunk = MM_QK_K / blck;
+    const int64_t n_tb = n / blck;
+    /* scratch: n codes, then ng scales and ng biases (1.5 n bytes) */
+    int8_t *q = (int8_t *)(c->gw + (size_t)thread * (size_t)(c->max_n_in / 32 + 1));
+    float *sc = (float *)(q + n), *bi = sc + ng;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)j->w->data + (size_t)r * j->row_bytes;
+        for (int64_t tb = 0; tb < n_tb; tb += per_chunk) {
+            const int64_t k0 = tb * blck;
+            mm_unpack_portable[type](row + tb * bytes, (int)KVT_MIN((int64_t)per_chunk, n_tb - tb),
+                                     q + k0, sc + k0 / 16, bi + k0 / 16);
+        }
+        for (int64_t i = 0; i < j->mc; i++) {
+            const int8_t *xq = c->gq + i * n;
+            const float *xd = c->gd32 + i * nb;
+            const float *xs = split ? c->gs16 + i * ng : c->gs32 + i * nb;
+            float f = 0;
+            for (int64_t b = 0; b < nb; b++)
+                for (int h = 0; h < (split ? 2 : 1); h++) {
+                    const int64_t g = split ? 2 * b + h : b, k0 = split ? 16 * g : 32 * b;
+                    int32_t isum = g8_dot16(q + k0, xq + k0);
+                    if (!split) isum += g8_dot16(q + k0 + 16, xq + k0 + 16);
+                    f = fmaf((float)isum, xd[b] * sc[k0 / 16], f);
+                    if (bias) f = fmaf(bi[k0 / 16], xs[g], f);
+                }
+            j->y[(size_t)(j->i0 + i) * (size_t)j->n_out + (size_t)r] = f;
+        }
+    }
+}
+
 const struct mm_kernels mm_kernels_portable = {
     .set = CPU_SET_PORTABLE,
     .unpack = mm_unpack_portable,
     .dequant = dequant,
     .dot_rows = dot_rows,
     .dot_rows_x8 = dot_rows_x8_chunks,
+    .gemm_i8_rows = gemm_i8_rows,
 };

@@ -2,8 +2,9 @@
  * bit-exact dequantization of every type, products
  * against a double-precision triple loop, real GGUF weights, the direct
  * bf16 GEMM (its error bound, its edges, and kvtile ppl of a BF16 copy of
- * tiny-kjv against the F32 original) and the int8 GEMM (its error bound
- * against an oracle that quantizes X the same way, its edges), the int8
+ * tiny-kjv against the F32 original) and the int8 GEMMs of every set (the
+ * error bound against an oracle that quantizes X the same way, the edges,
+ * the same bits on every set), the int8
  * decode path (single tokens). The dequantization and product tests run
  * once per kernel set the host has (contexts made with that set, cpu.h),
  * the portable set last; test_sets runs two sets side by side. */
@@ -450,7 +451,7 @@ static void test_int8_decode(void)
 static void test_int8_gemm(void)
 {
     if (!used(&prm, 1, GGML_TYPE_Q8_0, 256, 64))
-        T_SKIP("this set has no int8 GEMM (avx512: AVX512-VNNI)");
+        T_SKIP("this context has no int8 GEMM");
     T_CHECK(used(&prm, 1, GGML_TYPE_Q4_0, 256, 9));
     T_CHECK(used(&prm, 1, GGML_TYPE_Q4_K, 256, 9));
     T_CHECK(used(&prm, 1, GGML_TYPE_IQ4_NL, 32, 9));
@@ -514,6 +515,62 @@ static void test_int8_gemm(void)
     T_CHECK(check_product(c, GGML_TYPE_Q8_0, 512, 40, 70, &seed) == 0);
     mm_ctx_free(c);
     pool_free(p);
+}
+
+/* The int8 GEMMs of all sets take the same f32 steps in the same order
+ * (mm_gemm512.c, mm_gemm2.c, mm_portable.c): every set the host has gives
+ * the bits of the first (the best), for each type, with row-group and
+ * X-row tails, 1 and 3 threads, and m past one pass of X (avx2 and
+ * portable: 512 rows; avx512: 256). test_int8_gemm holds each set to the
+ * double-precision oracle. */
+static void test_int8_gemm_sets(void)
+{
+    static const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+                                GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS, GGML_TYPE_Q2_K,
+                                GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    static const struct { int64_t n_in, n_out; int m; } sh[] = {
+        {256, 13, 9}, {512, 37, 70}, {768, 19, 600},
+    };
+    int n_sets = 0;
+    for (int s = CPU_SET_PORTABLE; s < CPU_SET_COUNT; s++) n_sets += cpu_set_supported(s);
+    if (n_sets < 2) T_SKIP("one kernel set on this host");
+    uint64_t seed = 8088;
+    for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const int64_t n_in = sh[k].n_in, n_out = sh[k].n_out;
+            const int m = sh[k].m;
+            rand_w r;
+            rand_w_make(&r, types[ti], n_in, n_out, &seed);
+            float *x = malloc((size_t)(m * n_in) * sizeof(float));
+            float *y0 = malloc((size_t)(m * n_out) * sizeof(float));
+            float *y = malloc((size_t)(m * n_out) * sizeof(float));
+            T_CHECK(x && y0 && y);
+            for (int64_t i = 0; i < m * n_in; i++)
+                x[i] = ref_rand_f32(&seed) * (i % 97 == 0 ? 40.0f : 1.0f);
+            int first = 1, bad = 0;
+            for (int s = CPU_SET_COUNT - 1; s >= CPU_SET_PORTABLE; s--) {
+                if (!cpu_set_supported(s)) continue;
+                pool *p;
+                mm_ctx *c;
+                const struct mm_params mp = {.cpu_set = s};
+                T_CHECK(pool_create(s == CPU_SET_AVX2 ? 3 : 1, &p) == 0);
+                T_CHECK(mm_ctx_create(p, n_in, &mp, &c) == 0);
+                T_CHECK(mm_int8_gemm_used(c, types[ti], n_in, m));
+                mm_matmul(c, &r.t, x, m, first ? y0 : y);
+                if (!first)
+                    for (int64_t i = 0; i < m * n_out; i++) bad += !same(y[i], y0[i]);
+                if (bad) fprintf(stderr, "  %s n_in %d m %d: set %s differs\n",
+                                 ggml_type_name(types[ti]), (int)n_in, m, cpu_set_name(s));
+                first = 0;
+                mm_ctx_free(c);
+                pool_free(p);
+            }
+            T_CHECK(bad == 0);
+            free(x);
+            free(y0);
+            free(y);
+            rand_w_free(&r);
+        }
 }
 
 /* Fill for gguf_w_add_tensor_fn: the F32 tensor CTX rounded to bf16. */
@@ -886,6 +943,7 @@ int main(void)
     }
     /* the defaults (what the CLI uses) */
     prm.cpu_set = CPU_SET_DEFAULT;
+    T_RUN(test_int8_gemm_sets);
     T_RUN(test_get_row);
     T_RUN(test_bf16_ppl);
     T_RUN(test_iq4_nl_model);
