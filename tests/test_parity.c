@@ -83,13 +83,15 @@ static void test_reference_whole_text(void)
  * avx2 set's dequantize + sgemm gave q8_0 19.4142, 0.008% off): q8_0,
  * q4_0 and q4_k_m on the avx2 set, q8_0 on the portable one (its plain C
  * GEMM gives the avx512 set's bits, test_matmul). F32 weights take
- * OpenBLAS on every set. */
+ * OpenBLAS on every set; the f32 file checks each set's attention kernels
+ * (transposed prompt path on avx2, plain C on portable). */
 static void test_reference_other_sets(void)
 {
     if (quick()) T_SKIP("KVT_TEST_QUICK: whole-text references skipped");
     int n = 0;
     for (int set = CPU_SET_COUNT - 1; set >= CPU_SET_PORTABLE; set--) {
         if (!cpu_set_supported(set) || set == cpu_set_default()) continue;
+        check_ref_on(set, "tiny-kjv-f32.gguf", "-c 256", 19.4157, 3e-5);
         check_ref_on(set, "tiny-kjv-q8_0.gguf", "-c 256", 19.4157, 3e-5);
         n++;
         if (set == CPU_SET_PORTABLE) continue; /* plain C: about 150 s a file */
